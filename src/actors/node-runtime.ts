@@ -1,0 +1,201 @@
+import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
+import { describeError } from '../errors.js'
+import { nodeMachine, nodeStateName } from '../machines/node-machine.js'
+import { NodeStore } from '../store/node-store.js'
+import { loadOrCreateIdentity } from '../transport/identity.js'
+import { silentLogger, type Logger } from '../transport/logger.js'
+import { MeshNode, type MeshMessage, type MeshPeer, type PublishResult, type PutResult } from '../transport/mesh-node.js'
+import type { DecodedRecord } from '../transport/records.js'
+import type { AbortOptions } from '@libp2p/interface'
+
+export interface NodeRuntimeInit {
+  dataDir: string
+  listen: string[]
+  announce?: string[]
+  bootstrap?: string[]
+  privateAddresses?: boolean
+  logger?: Logger
+}
+
+export interface NodeStatus {
+  peerId: string
+  state: string
+  addresses: string[]
+  uptimeMs: number
+  peerCount: number
+  dataDir: string
+  pid: number
+  version: string
+}
+
+export const VERSION = '0.1.0'
+
+/**
+ * Hosts one node: identity, store and mesh transport, driven by the node
+ * machine (src/machines/node-machine.ts) whose effects are provided here.
+ */
+export class NodeRuntime {
+  readonly init: NodeRuntimeInit
+  private readonly log: Logger
+  private mesh?: MeshNode
+  private store?: NodeStore
+  private actor?: ActorRefFrom<typeof nodeMachine>
+
+  constructor (init: NodeRuntimeInit) {
+    this.init = init
+    this.log = init.logger ?? silentLogger
+  }
+
+  /** Starts the node; resolves once the mesh transport listens, rejects with the reason it could not. */
+  async start (): Promise<void> {
+    const identity = await loadOrCreateIdentity(this.init.dataDir)
+    if (identity.created) this.log.info({ path: identity.path }, 'created a new node identity')
+    const store = await NodeStore.open(this.init.dataDir)
+    this.store = store
+    const known = await store.knownPeers().catch(() => [])
+    let mesh: MeshNode
+    try {
+      mesh = new MeshNode({
+        privateKey: identity.privateKey,
+        listen: this.init.listen,
+        announce: this.init.announce,
+        bootstrap: this.init.bootstrap,
+        knownPeers: known.flatMap(p => p.addrs),
+        privateAddresses: this.init.privateAddresses,
+        logger: this.log
+      })
+    } catch (err) {
+      await store.close()
+      throw err
+    }
+    this.mesh = mesh
+
+    let startError: unknown
+    const logic = nodeMachine.provide({
+      actors: {
+        startNode: fromPromise(async () => {
+          try {
+            await mesh.start()
+          } catch (err) {
+            startError = err
+            throw err
+          }
+        }),
+        stopNode: fromPromise(async () => {
+          try {
+            await mesh.stop()
+          } finally {
+            await store.close()
+          }
+        })
+      }
+    })
+    const actor = createActor(logic, { id: `node:${mesh.peerId}` })
+    this.actor = actor
+    const peerCount = (): number => mesh.started ? mesh.peers().length : 0
+    mesh.addEventListener('peer:connect', () => { actor.send({ type: 'node.peerConnected', peerCount: peerCount() }) })
+    mesh.addEventListener('peer:disconnect', () => { actor.send({ type: 'node.peerDisconnected', peerCount: peerCount() }) })
+    mesh.addEventListener('peer:identified', evt => {
+      store.rememberPeer({ ...evt.detail, lastSeen: Date.now() }).catch(err => {
+        this.log.debug({ err: describeError(err) }, 'could not remember peer')
+      })
+    })
+
+    const settled = new Promise<void>((resolve, reject) => {
+      const sub = actor.subscribe(snapshot => {
+        if (snapshot.matches('running')) { sub.unsubscribe(); resolve() }
+        if (snapshot.matches('failed')) { sub.unsubscribe(); reject(startError ?? new Error(snapshot.context.error)) }
+      })
+    })
+    actor.start()
+    try {
+      await settled
+    } catch (err) {
+      await store.close().catch(() => {})
+      throw err
+    }
+  }
+
+  /** Stops the node gracefully; resolves when the machine reached `stopped`. */
+  async stop (): Promise<void> {
+    const actor = this.actor
+    if (actor == null) return
+    const snapshot = actor.getSnapshot()
+    if (snapshot.status === 'done') return
+    const done = new Promise<void>(resolve => {
+      const sub = actor.subscribe({ complete: () => { sub.unsubscribe(); resolve() } })
+      if (actor.getSnapshot().status === 'done') resolve()
+    })
+    actor.send({ type: 'node.stopRequested' })
+    await done
+  }
+
+  get peerId (): string {
+    return this.meshNode().peerId
+  }
+
+  status (): NodeStatus {
+    const mesh = this.meshNode()
+    return {
+      peerId: mesh.peerId,
+      state: nodeStateName(this.actor?.getSnapshot().value ?? 'starting'),
+      addresses: mesh.started ? mesh.addresses() : [],
+      uptimeMs: mesh.uptimeMs,
+      peerCount: mesh.started ? mesh.peers().length : 0,
+      dataDir: this.init.dataDir,
+      pid: process.pid,
+      version: VERSION
+    }
+  }
+
+  peers (): MeshPeer[] {
+    return this.meshNode().peers()
+  }
+
+  async putRecord (key: string, value: Uint8Array, options?: AbortOptions): Promise<PutResult> {
+    return await this.meshNode().putRecord(key, value, options)
+  }
+
+  async getRecord (key: string, options?: AbortOptions): Promise<DecodedRecord> {
+    return await this.meshNode().getRecord(key, options)
+  }
+
+  async publish (topic: string, data: Uint8Array): Promise<PublishResult> {
+    return await this.meshNode().publish(topic, data)
+  }
+
+  /**
+   * Subscribes to a topic and calls `onMessage` for each message until the
+   * returned function is called. Subscriptions are reference counted.
+   */
+  watchTopic (topic: string, onMessage: (msg: MeshMessage) => void): () => void {
+    const mesh = this.meshNode()
+    const listener = (evt: CustomEvent<MeshMessage>): void => {
+      if (evt.detail.topic === topic) onMessage(evt.detail)
+    }
+    const count = (this.topicWatchers.get(topic) ?? 0) + 1
+    this.topicWatchers.set(topic, count)
+    if (count === 1) mesh.subscribe(topic)
+    mesh.addEventListener('message', listener)
+    let active = true
+    return () => {
+      if (!active) return
+      active = false
+      mesh.removeEventListener('message', listener)
+      const left = (this.topicWatchers.get(topic) ?? 1) - 1
+      if (left === 0) {
+        this.topicWatchers.delete(topic)
+        if (mesh.started) mesh.unsubscribe(topic)
+      } else {
+        this.topicWatchers.set(topic, left)
+      }
+    }
+  }
+
+  private readonly topicWatchers = new Map<string, number>()
+
+  private meshNode (): MeshNode {
+    if (this.mesh == null) throw new Error('node runtime is not started')
+    return this.mesh
+  }
+}

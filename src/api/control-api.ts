@@ -1,0 +1,172 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { z } from 'zod'
+import { describeError } from '../errors.js'
+import type { NodeRuntime } from '../actors/node-runtime.js'
+import { RecordNotFoundError, InvalidRecordError, NotStartedError } from '../transport/errors.js'
+import type { Logger } from '../transport/logger.js'
+import { isBeeMeshKey } from '../transport/records.js'
+import { ApiListenError } from './errors.js'
+import { HttpError, readJson, sendError, sendJson } from './http.js'
+
+/** What the control API needs from a node: the runtime in production, anything alike in tests. */
+export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'publish' | 'watchTopic'>
+
+export interface ControlApiInit {
+  node: NodeControl
+  host: string
+  port: number
+  logger: Logger
+}
+
+const RecordPut = z.object({ key: z.string(), value: z.string(), encoding: z.enum(['utf8', 'base64']).default('utf8') })
+const Publish = z.object({ data: z.unknown() })
+const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
+
+/**
+ * The node's local control API (used by the CLI), on 127.0.0.1 by default.
+ *
+ *   GET  /healthz                      liveness and node state
+ *   GET  /v1/status                    peer id, addresses, uptime, peer count
+ *   GET  /v1/peers                     connected peers
+ *   PUT  /v1/records                   {key, value, encoding?} → signed DHT put
+ *   GET  /v1/records?key=/beemesh/..   newest valid record
+ *   POST /v1/topics/:topic/messages    {data} → gossipsub publish
+ *   GET  /v1/topics/:topic/messages    server-sent events, one per message
+ */
+export class ControlApi {
+  private readonly init: ControlApiInit
+  private readonly server: Server
+  private readonly streams = new Set<ServerResponse>()
+
+  constructor (init: ControlApiInit) {
+    this.init = init
+    this.server = createServer((req, res) => { void this.handle(req, res) })
+    this.server.keepAliveTimeout = 1_000
+  }
+
+  async listen (): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new ApiListenError(this.init.host, this.init.port, err.code === 'EADDRINUSE' ? 'address already in use' : describeError(err), { cause: err }))
+      }
+      this.server.once('error', onError)
+      this.server.listen(this.init.port, this.init.host, () => {
+        this.server.off('error', onError)
+        resolve()
+      })
+    })
+    return this.url
+  }
+
+  get url (): string {
+    const addr = this.server.address() as AddressInfo
+    return `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`
+  }
+
+  async close (): Promise<void> {
+    for (const res of this.streams) res.end()
+    this.server.closeAllConnections()
+    await new Promise<void>(resolve => this.server.close(() => { resolve() }))
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      await this.route(req, res)
+    } catch (err) {
+      const httpError = toHttpError(err)
+      if (httpError.status >= 500) this.init.logger.error({ err: describeError(err), url: req.url }, 'control API request failed')
+      if (!res.headersSent) sendError(res, httpError)
+      else res.end()
+    }
+  }
+
+  private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const path = url.pathname
+    const method = req.method ?? 'GET'
+    const { node } = this.init
+
+    if (path === '/healthz' && method === 'GET') {
+      const status = node.status()
+      sendJson(res, status.state.startsWith('running') ? 200 : 503, { status: status.state.startsWith('running') ? 'ok' : 'unavailable', state: status.state, peerId: status.peerId })
+      return
+    }
+    if (path === '/v1/status' && method === 'GET') { sendJson(res, 200, node.status()); return }
+    if (path === '/v1/peers' && method === 'GET') { sendJson(res, 200, node.peers()); return }
+
+    if (path === '/v1/records') {
+      if (method === 'PUT') {
+        const body = parse(RecordPut, await readJson(req))
+        if (!isBeeMeshKey(body.key)) throw new HttpError(400, `key "${body.key}" must have the form /beemesh/<kind>/<id>`, 'BadRequest')
+        const value = body.encoding === 'base64' ? Buffer.from(body.value, 'base64') : Buffer.from(body.value, 'utf8')
+        sendJson(res, 200, await node.putRecord(body.key, value, { signal: AbortSignal.timeout(10_000) }))
+        return
+      }
+      if (method === 'GET') {
+        const key = url.searchParams.get('key')
+        if (key == null || !isBeeMeshKey(key)) throw new HttpError(400, 'query parameter key=/beemesh/<kind>/<id> is required', 'BadRequest')
+        const record = await node.getRecord(key, { signal: AbortSignal.timeout(10_000) })
+        sendJson(res, 200, { ...record, value: Buffer.from(record.value).toString('utf8'), valueBase64: Buffer.from(record.value).toString('base64') })
+        return
+      }
+      throw methodNotAllowed(method, path)
+    }
+
+    const topicMatch = /^\/v1\/topics\/([^/]+)\/messages$/.exec(path)
+    if (topicMatch != null) {
+      const topic = decodeURIComponent(topicMatch[1]!)
+      if (!TOPIC.test(topic)) throw new HttpError(400, `invalid topic name "${topic}"`, 'BadRequest')
+      if (method === 'POST') {
+        const body = parse(Publish, await readJson(req))
+        const result = await node.publish(topic, Buffer.from(JSON.stringify(body.data ?? null)))
+        sendJson(res, 200, result)
+        return
+      }
+      if (method === 'GET') { this.streamTopic(topic, req, res); return }
+      throw methodNotAllowed(method, path)
+    }
+
+    throw new HttpError(404, `no such endpoint: ${method} ${path}`, 'NotFound')
+  }
+
+  private streamTopic (topic: string, req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    res.write(`event: subscribed\ndata: ${JSON.stringify({ topic })}\n\n`)
+    this.streams.add(res)
+    const stop = this.init.node.watchTopic(topic, msg => {
+      let data: unknown
+      try {
+        data = JSON.parse(Buffer.from(msg.data).toString('utf8'))
+      } catch {
+        data = { base64: Buffer.from(msg.data).toString('base64') }
+      }
+      res.write(`event: message\ndata: ${JSON.stringify({ topic: msg.topic, from: msg.from, seq: msg.sequenceNumber.toString(), data })}\n\n`)
+    })
+    const end = (): void => { stop(); this.streams.delete(res) }
+    req.on('close', end)
+    res.on('close', end)
+  }
+}
+
+function parse<T> (schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value)
+  if (!result.success) {
+    const issue = result.error.issues[0]
+    throw new HttpError(400, `invalid request body: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`, 'BadRequest')
+  }
+  return result.data
+}
+
+function methodNotAllowed (method: string, path: string): HttpError {
+  return new HttpError(405, `method ${method} not allowed on ${path}`, 'MethodNotAllowed')
+}
+
+function toHttpError (err: unknown): HttpError {
+  if (err instanceof HttpError) return err
+  if (err instanceof RecordNotFoundError) return new HttpError(404, err.message, 'NotFound')
+  if (err instanceof InvalidRecordError) return new HttpError(400, err.message, 'BadRequest')
+  if (err instanceof NotStartedError) return new HttpError(503, err.message, 'ServiceUnavailable')
+  if (err instanceof Error && err.name === 'TimeoutError') return new HttpError(504, `timed out: ${err.message}`, 'Timeout')
+  return new HttpError(500, describeError(err), 'InternalError')
+}

@@ -1,0 +1,56 @@
+import { ApiRequestError, ApiUnreachableError } from '../api/errors.js'
+import { describeError } from '../errors.js'
+
+export const DEFAULT_API = 'http://127.0.0.1:7700'
+
+/** The API URL a command talks to: `--api`, else `BEEMESH_API`, else the first local node. */
+export function resolveApiUrl (flag?: string): string {
+  const url = flag ?? process.env.BEEMESH_API ?? DEFAULT_API
+  return url.replace(/\/+$/, '')
+}
+
+export interface RequestOptions {
+  method?: string
+  body?: unknown
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+/** A thin JSON client for the control API; every failure is one clear BeeMeshError. */
+export class ApiClient {
+  constructor (readonly baseUrl: string) {}
+
+  async request<T> (path: string, options: RequestOptions = {}): Promise<T> {
+    const res = await this.fetch(path, options)
+    const text = await res.text()
+    let body: unknown
+    try {
+      body = text.length > 0 ? JSON.parse(text) : undefined
+    } catch {
+      body = text
+    }
+    if (!res.ok) {
+      const message = (body as { error?: string } | undefined)?.error ?? `HTTP ${res.status} ${res.statusText}`
+      throw new ApiRequestError(res.status, message)
+    }
+    return body as T
+  }
+
+  /** The raw response, for streams. */
+  async fetch (path: string, options: RequestOptions = {}): Promise<Response> {
+    const url = this.baseUrl + path
+    const signals = [options.signal, options.timeoutMs != null ? AbortSignal.timeout(options.timeoutMs) : undefined].filter((s): s is AbortSignal => s != null)
+    try {
+      return await fetch(url, {
+        method: options.method ?? 'GET',
+        headers: options.body !== undefined ? { 'content-type': 'application/json' } : undefined,
+        body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
+        signal: signals.length > 0 ? AbortSignal.any(signals) : undefined
+      })
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause
+      const reason = (cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED' ? 'connection refused' : describeError(cause ?? err)
+      throw new ApiUnreachableError(this.baseUrl, reason, { cause: err })
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { NodeRuntime } from '../../actors/node-runtime.js'
+import { ControlApi } from '../../api/control-api.js'
+import { describeError, InvalidArgumentError } from '../../errors.js'
+import { createLogger } from '../logging.js'
+
+export interface NodeStartOptions {
+  listen: string[]
+  announce: string[]
+  bootstrap: string[]
+  dataDir: string
+  apiHost: string
+  apiPort: string
+  privateAddresses?: boolean
+  logLevel: string
+}
+
+export const DEFAULT_DATA_DIR = join(homedir(), '.beemesh')
+/** A hard deadline for a graceful stop: the brief asks for under 2 s. */
+const STOP_DEADLINE_MS = 1_700
+
+export function parsePort (value: string, flag: string): number {
+  const port = Number(value)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`${flag} must be a port number from 0 to 65535, got "${value}"`)
+  return port
+}
+
+/**
+ * `beemesh node start`: runs one node in the foreground until SIGTERM/SIGINT
+ * (or, when started by `beemesh up`, until the parent goes away).
+ */
+export async function nodeStart (opts: NodeStartOptions): Promise<void> {
+  const apiPort = parsePort(opts.apiPort, '--api-port')
+  const dataDir = resolve(opts.dataDir)
+  const log = createLogger(opts.logLevel, { component: 'node' })
+  const runtime = new NodeRuntime({
+    dataDir,
+    listen: opts.listen,
+    announce: opts.announce,
+    bootstrap: opts.bootstrap,
+    privateAddresses: opts.privateAddresses,
+    logger: log
+  })
+  const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log })
+
+  // The API port is claimed first so a conflict fails fast, before joining the mesh.
+  await api.listen()
+  try {
+    await runtime.start()
+  } catch (err) {
+    await api.close()
+    throw err
+  }
+
+  process.on('unhandledRejection', reason => {
+    log.error({ err: describeError(reason) }, 'unhandled rejection (node keeps running)')
+  })
+
+  const status = runtime.status()
+  process.stdout.write(`node ${status.peerId} running\n`)
+  for (const addr of status.addresses) process.stdout.write(`  listening  ${addr}\n`)
+  process.stdout.write(`  api        ${api.url}\n`)
+  process.stdout.write(`  data dir   ${dataDir}\n`)
+  if (opts.bootstrap.length > 0) process.stdout.write(`  joining    ${opts.bootstrap.join(', ')}\n`)
+
+  await new Promise<void>(resolveStop => {
+    let stopping = false
+    const stop = (why: string): void => {
+      if (stopping) return
+      stopping = true
+      log.info({ why }, 'stopping')
+      const deadline = setTimeout(() => {
+        log.warn({ deadlineMs: STOP_DEADLINE_MS }, 'graceful stop took too long; exiting')
+        process.exit(0)
+      }, STOP_DEADLINE_MS)
+      deadline.unref()
+      Promise.allSettled([api.close(), runtime.stop()]).then(() => {
+        clearTimeout(deadline)
+        resolveStop()
+      }, () => {})
+    }
+    process.once('SIGTERM', () => { stop('SIGTERM') })
+    process.once('SIGINT', () => { stop('SIGINT') })
+    // Started by `beemesh up` with an IPC channel: stop when the parent goes away.
+    if (process.send != null) process.once('disconnect', () => { stop('parent exited') })
+  })
+  // Stopped: leave now rather than wait on handles that libraries keep open.
+  process.exit(0)
+}

@@ -1,0 +1,159 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdir, open, readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { NodeStatus } from '../../actors/node-runtime.js'
+import { BeeMeshError, InvalidArgumentError, describeError } from '../../errors.js'
+import { ApiClient } from '../api-client.js'
+import { DEFAULT_DATA_DIR, parsePort } from './node-start.js'
+
+export interface UpOptions {
+  nodes: string
+  apiPort: string
+  dataDir?: string
+  timeout: string
+  logLevel: string
+}
+
+export class MeshStartError extends BeeMeshError {
+  constructor (message: string) {
+    super(message)
+    this.name = 'MeshStartError'
+  }
+}
+
+interface LocalNode {
+  name: string
+  child: ChildProcess
+  api: ApiClient
+  logFile: string
+  exited?: string
+}
+
+const BIN = fileURLToPath(new URL('../../../bin/beemesh.js', import.meta.url))
+
+/**
+ * `beemesh up`: an embedded mesh of N node processes on loopback, node i
+ * serving its API on BASE+i, each bootstrapped to node 0. Prints a ready line
+ * once every node sees N-1 peers, and stops every child on SIGINT/SIGTERM.
+ */
+export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: string, url: string, peerId: string }>) => Promise<void>): Promise<void> {
+  const count = Number(opts.nodes)
+  if (!Number.isInteger(count) || count < 1 || count > 200) throw new InvalidArgumentError(`--nodes must be a whole number from 1 to 200, got "${opts.nodes}"`)
+  const basePort = parsePort(opts.apiPort, '--api-port')
+  if (basePort + count - 1 > 65535) throw new InvalidArgumentError(`--api-port ${basePort} leaves no room for ${count} nodes`)
+  const timeoutMs = Number(opts.timeout) * 1000
+  if (!(timeoutMs > 0)) throw new InvalidArgumentError(`--timeout must be a positive number of seconds, got "${opts.timeout}"`)
+  const baseDir = resolve(opts.dataDir ?? join(DEFAULT_DATA_DIR, 'local'))
+  const started = Date.now()
+  const deadline = started + timeoutMs
+  const nodes: LocalNode[] = []
+  let shuttingDown = false
+
+  const shutdown = async (): Promise<void> => {
+    if (shuttingDown) return
+    shuttingDown = true
+    await stopAll(nodes)
+  }
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`\n${signal}: stopping ${nodes.filter(n => n.exited == null).length} node(s)…\n`)
+    shutdown().then(() => {
+      process.stderr.write('all nodes stopped\n')
+      process.exit(0)
+    }, () => { process.exit(1) })
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+
+  try {
+    process.stderr.write(`starting ${count} node(s) on loopback; data in ${baseDir}\n`)
+    const first = await startNode(0, [], basePort, baseDir, opts.logLevel, nodes)
+    const firstStatus = await waitFor(nodes[0]!, deadline, s => s.addresses.length > 0)
+    const bootstrap = firstStatus.addresses.find(a => a.startsWith('/ip4/127.0.0.1/')) ?? firstStatus.addresses[0]!
+    process.stderr.write(`  ${first.name} up: ${firstStatus.peerId}\n`)
+    for (let i = 1; i < count; i++) await startNode(i, [bootstrap], basePort, baseDir, opts.logLevel, nodes)
+    const statuses = await Promise.all(nodes.map(async node => {
+      const status = await waitFor(node, deadline, s => s.peerCount >= count - 1)
+      if (node !== nodes[0]) process.stderr.write(`  ${node.name} up: ${status.peerId}\n`)
+      return status
+    }))
+
+    const seconds = ((Date.now() - started) / 1000).toFixed(1)
+    process.stdout.write(`mesh ready: ${count} nodes in ${seconds}s\n`)
+    const ready = nodes.map((n, i) => ({ name: n.name, url: n.api.baseUrl, peerId: statuses[i]!.peerId }))
+    for (const n of ready) process.stdout.write(`  ${n.name}  ${n.peerId}  ${n.url}\n`)
+    process.stdout.write(`try: beemesh peers --api ${ready[0]!.url}   (Ctrl-C stops the mesh)\n`)
+
+    for (const node of nodes) {
+      node.child.once('exit', () => {
+        if (!shuttingDown) process.stderr.write(`${node.name} exited unexpectedly (${node.exited ?? 'unknown'}); log: ${node.logFile}\n`)
+      })
+    }
+    await onReady?.(ready)
+  } catch (err) {
+    await shutdown()
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    throw err
+  }
+  // Keep running until a signal arrives.
+  await new Promise<never>(() => {})
+}
+
+async function startNode (i: number, bootstrap: string[], basePort: number, baseDir: string, logLevel: string, nodes: LocalNode[]): Promise<LocalNode> {
+  const name = `node-${i}`
+  const dataDir = join(baseDir, name)
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  const logFile = join(dataDir, 'node.log')
+  const log = await open(logFile, 'a')
+  const apiPort = basePort + i
+  const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel]
+  for (const b of bootstrap) args.push('--bootstrap', b)
+  const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd, 'ipc'] })
+  await log.close()
+  const node: LocalNode = { name, child, api: new ApiClient(`http://127.0.0.1:${apiPort}`), logFile }
+  child.once('exit', (code, signal) => { node.exited = signal != null ? `signal ${signal}` : `exit code ${code ?? '?'}` })
+  nodes.push(node)
+  return node
+}
+
+/** Polls a node's status until `done` holds; fails with the node's own last error line if it exits. */
+async function waitFor (node: LocalNode, deadline: number, done: (s: NodeStatus) => boolean): Promise<NodeStatus> {
+  let last: NodeStatus | undefined
+  let lastError = ''
+  while (Date.now() < deadline) {
+    if (node.exited != null) {
+      throw new MeshStartError(`${node.name} exited (${node.exited}) before it was ready: ${await lastLogLine(node.logFile)}`)
+    }
+    try {
+      last = await node.api.request<NodeStatus>('/v1/status', { timeoutMs: 1_000 })
+      if (done(last)) return last
+    } catch (err) {
+      lastError = describeError(err)
+    }
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  const what = last != null ? `it sees ${last.peerCount} peer(s)` : `its API never answered (${lastError})`
+  throw new MeshStartError(`${node.name} was not ready in time: ${what}; log: ${node.logFile}`)
+}
+
+async function lastLogLine (file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '')
+  const lines = text.trim().split('\n').filter(l => l.length > 0)
+  const plain = lines.filter(l => !l.startsWith('{'))
+  return plain.at(-1) ?? lines.at(-1) ?? '(no output)'
+}
+
+async function stopAll (nodes: LocalNode[]): Promise<void> {
+  const alive = nodes.filter(n => n.exited == null)
+  await Promise.all(alive.map(async node => {
+    const exited = new Promise<void>(resolve => {
+      if (node.exited != null) { resolve(); return }
+      node.child.once('exit', () => { resolve() })
+    })
+    node.child.kill('SIGTERM')
+    const timer = setTimeout(() => { node.child.kill('SIGKILL') }, 3_000)
+    await exited
+    clearTimeout(timer)
+  }))
+}

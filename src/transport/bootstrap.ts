@@ -1,0 +1,105 @@
+import { TypedEventEmitter, type AbortOptions } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { describeError } from '../errors.js'
+import type { Logger } from './logger.js'
+
+export interface BootstrapRetry {
+  address: string
+  attempt: number
+  delayMs: number
+  error: string
+}
+
+export interface BootstrapEvents {
+  'bootstrap:connected': CustomEvent<string>
+  'bootstrap:retry': CustomEvent<BootstrapRetry>
+}
+
+export interface BootstrapperInit {
+  addrs: Multiaddr[]
+  dial(ma: Multiaddr, options: AbortOptions): Promise<void>
+  connectedTo(peerId: string): boolean
+  peerCount(): number
+  logger: Logger
+  /** First retry delay; doubles up to maxDelayMs. */
+  initialDelayMs?: number
+  maxDelayMs?: number
+  dialTimeoutMs?: number
+}
+
+/**
+ * Joins the mesh through the bootstrap list and keeps trying, with exponential
+ * backoff, until each bootstrap peer is reached once. When the node later loses
+ * every peer it starts over, so a node that was cut off rejoins by itself.
+ */
+export class Bootstrapper extends TypedEventEmitter<BootstrapEvents> {
+  private readonly init: Required<Omit<BootstrapperInit, 'logger'>> & { logger: Logger }
+  private controller?: AbortController
+  private running = false
+
+  constructor (init: BootstrapperInit) {
+    super()
+    this.init = { initialDelayMs: 250, maxDelayMs: 15_000, dialTimeoutMs: 5_000, ...init }
+  }
+
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.controller = new AbortController()
+    const signal = this.controller.signal
+    for (const ma of this.init.addrs) {
+      void this.keepDialing(ma, signal)
+    }
+  }
+
+  stop (): void {
+    this.running = false
+    this.controller?.abort()
+  }
+
+  /** Called on every peer disconnect: with no peers left, rejoin through the bootstrap list. */
+  onPeerLost (): void {
+    if (this.controller?.signal.aborted === true || !this.running) return
+    if (this.init.peerCount() > 0) return
+    this.controller?.abort()
+    this.controller = new AbortController()
+    const signal = this.controller.signal
+    for (const ma of this.init.addrs) void this.keepDialing(ma, signal)
+  }
+
+  private async keepDialing (ma: Multiaddr, signal: AbortSignal): Promise<void> {
+    const peerId = ma.getComponents().findLast(c => c.name === 'p2p')?.value ?? ''
+    let delay = this.init.initialDelayMs
+    for (let attempt = 1; !signal.aborted; attempt++) {
+      if (this.init.connectedTo(peerId)) {
+        this.safeDispatchEvent('bootstrap:connected', { detail: ma.toString() })
+        return
+      }
+      try {
+        await this.init.dial(ma, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.dialTimeoutMs)]) })
+        this.init.logger.info({ address: ma.toString() }, 'connected to bootstrap peer')
+        this.safeDispatchEvent('bootstrap:connected', { detail: ma.toString() })
+        return
+      } catch (err) {
+        if (signal.aborted) return
+        const error = describeError(err)
+        this.init.logger.warn({ address: ma.toString(), attempt, retryInMs: delay, err: error }, `bootstrap peer ${ma.toString()} unreachable, retrying in ${(delay / 1000).toFixed(1)}s`)
+        this.safeDispatchEvent('bootstrap:retry', { detail: { address: ma.toString(), attempt, delayMs: delay, error } })
+        await sleep(delay, signal)
+        delay = Math.min(delay * 2, this.init.maxDelayMs)
+      }
+    }
+  }
+}
+
+async function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>(resolve => {
+    const timer = setTimeout(done, ms)
+    function done (): void {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}

@@ -1,0 +1,322 @@
+import '../polyfills.js'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify, type Identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { ping, type Ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { TypedEventEmitter, type PrivateKey, type Startable, type AbortOptions, type Connection } from '@libp2p/interface'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
+import { describeError } from '../errors.js'
+import { Bootstrapper, type BootstrapEvents } from './bootstrap.js'
+import { AddressInUseError, InvalidMultiaddrError, NotStartedError, RecordNotFoundError } from './errors.js'
+import { type Logger, silentLogger } from './logger.js'
+import { decodeRecord, encodeRecord, RECORD_NAMESPACE, selectRecord, validateRecord, type DecodedRecord } from './records.js'
+
+export const KAD_PROTOCOL = '/beemesh/kad/1.0.0'
+
+export interface MeshNodeInit {
+  privateKey: PrivateKey
+  /** Multiaddrs to listen on, e.g. `/ip4/127.0.0.1/tcp/0`. */
+  listen: string[]
+  /** Multiaddrs to announce instead of the listen addresses (NAT, namespaces). */
+  announce?: string[]
+  /** Multiaddrs of peers to join through, each ending in `/p2p/<peer id>`. */
+  bootstrap?: string[]
+  /** Addresses of peers seen before (from the node's store): dialled once at start, best effort. */
+  knownPeers?: string[]
+  /**
+   * Keep loopback and private addresses in DHT peer records. Needed for meshes
+   * on one machine or a private network; `undefined` means "if any listen
+   * address is loopback or private".
+   */
+  privateAddresses?: boolean
+  logger?: Logger
+}
+
+export interface MeshPeer {
+  peerId: string
+  addrs: string[]
+  direction: 'inbound' | 'outbound'
+  openedAt: number
+}
+
+export interface MeshMessage {
+  topic: string
+  from: string
+  data: Uint8Array
+  sequenceNumber: bigint
+}
+
+export interface MeshNodeEvents extends BootstrapEvents {
+  'peer:connect': CustomEvent<string>
+  'peer:disconnect': CustomEvent<string>
+  /** A peer told us (through identify) where it listens. */
+  'peer:identified': CustomEvent<{ peerId: string, addrs: string[] }>
+  message: CustomEvent<MeshMessage>
+}
+
+export interface PutResult {
+  key: string
+  seq: number
+  /** How many remote peers accepted the record. */
+  replicas: number
+}
+
+export interface PublishResult {
+  topic: string
+  recipients: string[]
+}
+
+type Services = { identify: Identify, ping: Ping, dht: KadDHT, pubsub: GossipSub }
+
+/** Parses a multiaddr, naming the input and the reason when it is not one. */
+export function parseMultiaddr (address: string, { requirePeerId = false } = {}): Multiaddr {
+  let ma: Multiaddr
+  try {
+    ma = multiaddr(address)
+  } catch (err) {
+    throw new InvalidMultiaddrError(address, describeError(err))
+  }
+  if (requirePeerId && ma.getComponents().find(c => c.name === 'p2p') == null) {
+    throw new InvalidMultiaddrError(address, 'it must end in /p2p/<peer id>')
+  }
+  return ma
+}
+
+function isPrivateAddress (ma: Multiaddr): boolean {
+  const ip = ma.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value ?? ''
+  return /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|169\.254\.|0\.0\.0\.0$)/.test(ip) || ip === '::1' || ip === '::' || /^f[cd]/i.test(ip)
+}
+
+/**
+ * One BeeMesh peer on the libp2p mesh: TCP + noise + yamux, identify, ping,
+ * Kademlia DHT on `/beemesh/kad/1.0.0` (with signed-record validation for
+ * `/beemesh/...` keys) and gossipsub with StrictSign.
+ */
+export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Startable {
+  readonly peerId: string
+  private readonly init: MeshNodeInit
+  private readonly log: Logger
+  private readonly listen: Multiaddr[]
+  private readonly announce: Multiaddr[]
+  private readonly bootstrapAddrs: Multiaddr[]
+  private libp2p?: Libp2p<Services>
+  private bootstrapper?: Bootstrapper
+  private lastSeq = 0
+  private startedAt = 0
+
+  constructor (init: MeshNodeInit) {
+    super()
+    this.init = init
+    this.log = init.logger ?? silentLogger
+    this.listen = init.listen.map(a => parseMultiaddr(a))
+    this.announce = (init.announce ?? []).map(a => parseMultiaddr(a))
+    this.bootstrapAddrs = (init.bootstrap ?? []).map(a => parseMultiaddr(a, { requirePeerId: true }))
+    this.peerId = peerIdOf(init.privateKey)
+  }
+
+  get started (): boolean {
+    return this.libp2p != null
+  }
+
+  get uptimeMs (): number {
+    return this.startedAt === 0 ? 0 : Date.now() - this.startedAt
+  }
+
+  async start (): Promise<void> {
+    if (this.libp2p != null) return
+    const keepPrivate = this.init.privateAddresses ?? [...this.listen, ...this.announce].some(isPrivateAddress)
+    const node = await createLibp2p<Services>({
+      privateKey: this.init.privateKey,
+      start: false,
+      addresses: {
+        listen: this.listen.map(String),
+        announce: this.announce.map(String)
+      },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionGater: keepPrivate ? { denyDialMultiaddr: () => false } : undefined,
+      services: {
+        identify: identify(),
+        ping: ping(),
+        dht: kadDHT({
+          protocol: KAD_PROTOCOL,
+          clientMode: false,
+          validators: { [RECORD_NAMESPACE]: validateRecord },
+          selectors: { [RECORD_NAMESPACE]: selectRecord },
+          peerInfoMapper: keepPrivate ? passthroughMapper : removePrivateAddressesMapper,
+          initialQuerySelfInterval: 200,
+          allowQueryWithZeroPeers: true
+        }),
+        pubsub: gossipsub({
+          globalSignaturePolicy: 'StrictSign',
+          allowPublishToZeroTopicPeers: true,
+          emitSelf: false
+        })
+      }
+    })
+
+    node.addEventListener('peer:connect', evt => {
+      this.safeDispatch('peer:connect', evt.detail.toString())
+    })
+    node.addEventListener('peer:disconnect', evt => {
+      this.safeDispatch('peer:disconnect', evt.detail.toString())
+    })
+    node.addEventListener('peer:identify', evt => {
+      const peerId = evt.detail.peerId.toString()
+      this.safeDispatch('peer:identified', { peerId, addrs: evt.detail.listenAddrs.map(a => `${a.toString()}/p2p/${peerId}`) })
+    })
+    node.services.pubsub.addEventListener('message', evt => {
+      const msg = evt.detail
+      if (msg.type !== 'signed') return // StrictSign: unsigned messages are never delivered
+      this.safeDispatch('message', { topic: msg.topic, from: msg.from.toString(), data: msg.data, sequenceNumber: msg.sequenceNumber })
+    })
+
+    try {
+      await node.start()
+    } catch (err) {
+      await Promise.resolve(node.stop()).catch(() => {})
+      if (/EADDRINUSE/.test(describeError(err)) || (err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+        throw new AddressInUseError(this.listen.map(String).join(', '), { cause: err })
+      }
+      throw err
+    }
+    this.libp2p = node
+    this.startedAt = Date.now()
+    this.log.info({ peerId: this.peerId, addrs: this.addresses() }, 'mesh node started')
+
+    for (const address of this.init.knownPeers ?? []) {
+      let ma: Multiaddr
+      try {
+        ma = parseMultiaddr(address, { requirePeerId: true })
+      } catch {
+        continue
+      }
+      node.dial(ma, { signal: AbortSignal.timeout(5_000) }).catch(err => {
+        this.log.debug({ address, err: describeError(err) }, 'known peer unreachable')
+      })
+    }
+
+    if (this.bootstrapAddrs.length > 0) {
+      this.bootstrapper = new Bootstrapper({
+        addrs: this.bootstrapAddrs,
+        dial: async (ma, options) => { await node.dial(ma, options) },
+        connectedTo: peerId => node.getConnections().some(c => c.remotePeer.toString() === peerId),
+        peerCount: () => node.getPeers().length,
+        logger: this.log
+      })
+      for (const type of ['bootstrap:connected', 'bootstrap:retry'] as const) {
+        this.bootstrapper.addEventListener(type, evt => { this.safeDispatch(type, evt.detail as never) })
+      }
+      node.addEventListener('peer:disconnect', () => { this.bootstrapper?.onPeerLost() })
+      this.bootstrapper.start()
+    }
+  }
+
+  async stop (): Promise<void> {
+    const node = this.libp2p
+    if (node == null) return
+    this.bootstrapper?.stop()
+    this.bootstrapper = undefined
+    this.libp2p = undefined
+    await node.stop()
+    this.log.info({ peerId: this.peerId }, 'mesh node stopped')
+  }
+
+  private get node (): Libp2p<Services> {
+    if (this.libp2p == null) throw new NotStartedError()
+    return this.libp2p
+  }
+
+  /** Full multiaddrs (ending in /p2p/<peer id>) this node can be dialled on. */
+  addresses (): string[] {
+    return this.node.getMultiaddrs().map(String)
+  }
+
+  peers (): MeshPeer[] {
+    const byPeer = new Map<string, Connection[]>()
+    for (const c of this.node.getConnections()) {
+      if (c.status !== 'open') continue
+      const id = c.remotePeer.toString()
+      byPeer.set(id, [...(byPeer.get(id) ?? []), c])
+    }
+    return [...byPeer.entries()].map(([peerId, conns]) => ({
+      peerId,
+      addrs: [...new Set(conns.map(c => c.remoteAddr.toString()))],
+      direction: conns[0]?.direction ?? 'outbound',
+      openedAt: Math.min(...conns.map(c => c.timeline.open))
+    })).sort((a, b) => a.peerId.localeCompare(b.peerId))
+  }
+
+  /** Stores a signed record under a `/beemesh/<kind>/<id>` key on this node and the closest peers. */
+  async putRecord (key: string, value: Uint8Array, options: AbortOptions & { seq?: number } = {}): Promise<PutResult> {
+    const seq = options.seq ?? Math.max(Date.now(), this.lastSeq + 1)
+    this.lastSeq = Math.max(this.lastSeq, seq)
+    const record = await encodeRecord(this.init.privateKey, this.peerId, key, value, seq)
+    const stored = new Set<string>()
+    for await (const event of this.node.services.dht.put(uint8ArrayFromString(key), record, { signal: options.signal })) {
+      if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE') stored.add(event.from.toString())
+    }
+    return { key, seq, replicas: stored.size }
+  }
+
+  /** Reads the newest valid record for a key from this node and the closest peers. */
+  async getRecord (key: string, options: AbortOptions = {}): Promise<DecodedRecord> {
+    const candidates: Uint8Array[] = []
+    try {
+      for await (const event of this.node.services.dht.get(uint8ArrayFromString(key), { signal: options.signal })) {
+        if (event.name === 'VALUE') candidates.push(event.value)
+      }
+    } catch (err) {
+      if (candidates.length === 0) throw new RecordNotFoundError(key, { cause: err })
+    }
+    const valid: Array<{ bytes: Uint8Array, record: DecodedRecord }> = []
+    for (const bytes of candidates) {
+      try {
+        valid.push({ bytes, record: await decodeRecord(bytes, key) })
+      } catch (err) {
+        this.log.warn({ key, err: describeError(err) }, 'discarded an invalid DHT record')
+      }
+    }
+    if (valid.length === 0) throw new RecordNotFoundError(key)
+    const best = valid[selectRecord(uint8ArrayFromString(key), valid.map(v => v.bytes))]
+    return best!.record
+  }
+
+  subscribe (topic: string): void {
+    this.node.services.pubsub.subscribe(topic)
+  }
+
+  unsubscribe (topic: string): void {
+    this.node.services.pubsub.unsubscribe(topic)
+  }
+
+  /** Peers known to be subscribed to a topic. */
+  topicPeers (topic: string): string[] {
+    return this.node.services.pubsub.getSubscribers(topic).map(String)
+  }
+
+  async publish (topic: string, data: Uint8Array): Promise<PublishResult> {
+    const { recipients } = await this.node.services.pubsub.publish(topic, data)
+    return { topic, recipients: recipients.map(String) }
+  }
+
+  /** A dispatch that never lets a listener's exception reach libp2p's internals. */
+  private safeDispatch<K extends keyof MeshNodeEvents> (type: K, detail: MeshNodeEvents[K] extends CustomEvent<infer D> ? D : never): void {
+    try {
+      this.safeDispatchEvent(type, { detail })
+    } catch (err) {
+      this.log.error({ type, err: describeError(err) }, 'mesh event listener failed')
+    }
+  }
+}
+
+function peerIdOf (privateKey: PrivateKey): string {
+  return peerIdFromPrivateKey(privateKey).toString()
+}
