@@ -164,6 +164,10 @@ export class NodeRuntime {
     return await this.meshNode().publish(topic, data)
   }
 
+  topicPeers (topic: string): string[] {
+    return this.meshNode().topicPeers(topic)
+  }
+
   /**
    * Subscribes to a topic and calls `onMessage` for each message until the
    * returned function is called. Subscriptions are reference counted.

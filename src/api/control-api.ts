@@ -10,7 +10,7 @@ import { ApiListenError } from './errors.js'
 import { HttpError, readJson, sendError, sendJson } from './http.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
-export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'publish' | 'watchTopic'>
+export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'publish' | 'watchTopic' | 'topicPeers'>
 
 export interface ControlApiInit {
   node: NodeControl
@@ -33,6 +33,7 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
  *   GET  /v1/records?key=/beemesh/..   newest valid record
  *   POST /v1/topics/:topic/messages    {data} → gossipsub publish
  *   GET  /v1/topics/:topic/messages    server-sent events, one per message
+ *   GET  /v1/topics/:topic/peers       peers known to subscribe to the topic
  */
 export class ControlApi {
   private readonly init: ControlApiInit
@@ -111,6 +112,12 @@ export class ControlApi {
         return
       }
       throw methodNotAllowed(method, path)
+    }
+
+    const peersMatch = /^\/v1\/topics\/([^/]+)\/peers$/.exec(path)
+    if (peersMatch != null && method === 'GET') {
+      sendJson(res, 200, node.topicPeers(decodeURIComponent(peersMatch[1]!)))
+      return
     }
 
     const topicMatch = /^\/v1\/topics\/([^/]+)\/messages$/.exec(path)

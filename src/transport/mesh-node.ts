@@ -4,10 +4,10 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
-import { TypedEventEmitter, type PrivateKey, type Startable, type AbortOptions, type Connection } from '@libp2p/interface'
+import { TypedEventEmitter, type PrivateKey, type Startable, type AbortOptions, type Connection, type Stream, type StreamHandler } from '@libp2p/interface'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
@@ -305,6 +305,17 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   async publish (topic: string, data: Uint8Array): Promise<PublishResult> {
     const { recipients } = await this.node.services.pubsub.publish(topic, data)
     return { topic, recipients: recipients.map(String) }
+  }
+
+  /** Serves a `/beemesh/<name>/1.0.0` stream protocol. */
+  async handle (protocol: string, handler: StreamHandler): Promise<void> {
+    await this.node.handle(protocol, handler)
+  }
+
+  /** Opens a stream to a peer (peer id or full multiaddr) on a protocol. */
+  async dialProtocol (peer: string, protocol: string, options: AbortOptions = {}): Promise<Stream> {
+    const target = peer.startsWith('/') ? parseMultiaddr(peer, { requirePeerId: true }) : peerIdFromString(peer)
+    return await this.node.dialProtocol(target, protocol, options)
   }
 
   /** A dispatch that never lets a listener's exception reach libp2p's internals. */

@@ -37,7 +37,7 @@ export interface DecodedRecord {
 
 export function isBeeMeshKey (key: string): boolean {
   const parts = key.split('/')
-  return parts.length >= 3 && parts[0] === '' && parts[1] === RECORD_NAMESPACE && parts.slice(2).every(p => p.length > 0)
+  return parts.length >= 4 && parts[0] === '' && parts[1] === RECORD_NAMESPACE && parts.slice(2).every(p => p.length > 0)
 }
 
 function signingBytes (r: Omit<SignedRecord, 'sig' | 'v'>): Uint8Array {

@@ -1,0 +1,134 @@
+/**
+ * Real OS processes for tests: the `beemesh` CLI and `beemesh node start`
+ * daemons, each a separate Node process talking over TCP loopback.
+ * Every spawned process is killed when the test process exits.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ApiClient } from '../../src/cli/api-client.js'
+import type { NodeStatus } from '../../src/actors/node-runtime.js'
+import type { MeshPeer } from '../../src/transport/mesh-node.js'
+
+export const ROOT = new URL('../..', import.meta.url).pathname
+export const BIN = join(ROOT, 'bin/beemesh.js')
+
+const children = new Set<ChildProcess>()
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
+
+export async function tempDir (prefix = 'beemesh-test-'): Promise<string> {
+  return await mkdtemp(join(tmpdir(), prefix))
+}
+
+/** Resolves when `check` returns a truthy value; rejects after `timeoutMs` with `what` and the last value. */
+export async function waitUntil<T> (check: () => T | Promise<T>, { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {}): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  let lastError: unknown
+  while (Date.now() < deadline) {
+    try {
+      last = await check()
+      if (last != null && last !== false) return last as NonNullable<T>
+    } catch (err) {
+      lastError = err
+    }
+    await new Promise(resolve => setTimeout(resolve, intervalMs))
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value: ${JSON.stringify(last)}${lastError != null ? `, last error: ${String(lastError)}` : ''})`)
+}
+
+export interface CliResult { code: number | null, stdout: string, stderr: string }
+
+/** Runs the CLI to completion (bounded) and returns its exit code and output. */
+export async function cli (args: string[], { env = {}, timeoutMs = 30_000 }: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  children.add(child)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, timeoutMs)
+  const code = await new Promise<number | null>(resolve => child.on('exit', c => { resolve(c) }))
+  clearTimeout(timer)
+  children.delete(child)
+  return { code, stdout, stderr }
+}
+
+/** A CLI process left running (e.g. `subscribe`, `up`), with its output so far. */
+export interface Running {
+  child: ChildProcess
+  stdout: () => string
+  stderr: () => string
+  exited: Promise<number | null>
+  waitForOutput: (pattern: RegExp, opts?: { timeoutMs?: number, stream?: 'stdout' | 'stderr' }) => Promise<RegExpExecArray>
+}
+
+export function startCli (args: string[], { env = {} }: { env?: Record<string, string> } = {}): Running {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  children.add(child)
+  let out = ''
+  let err = ''
+  const waiters = new Set<() => void>()
+  const notify = (): void => { for (const w of waiters) w() }
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); notify() })
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); notify() })
+  const exited = new Promise<number | null>(resolve => child.on('exit', c => { children.delete(child); notify(); resolve(c) }))
+  let done = false
+  void exited.then(() => { done = true })
+  const waitForOutput = async (pattern: RegExp, { timeoutMs = 20_000, stream = 'stdout' }: { timeoutMs?: number, stream?: 'stdout' | 'stderr' } = {}): Promise<RegExpExecArray> => {
+    return await new Promise((resolve, reject) => {
+      const check = (): void => {
+        const m = pattern.exec(stream === 'stdout' ? out : err)
+        if (m != null) { cleanup(); resolve(m); return }
+        if (done) { cleanup(); reject(new Error(`process exited before printing ${String(pattern)}\nstdout: ${out}\nstderr: ${err}`)) }
+      }
+      const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out after ${timeoutMs} ms waiting for ${String(pattern)}\nstdout: ${out}\nstderr: ${err}`)) }, timeoutMs)
+      const cleanup = (): void => { clearTimeout(timer); waiters.delete(check) }
+      waiters.add(check)
+      check()
+    })
+  }
+  return { child, stdout: () => out, stderr: () => err, exited, waitForOutput }
+}
+
+export interface NodeProcess extends Running {
+  peerId: string
+  apiUrl: string
+  address: string
+  dataDir: string
+  api: ApiClient
+  status: () => Promise<NodeStatus>
+  peers: () => Promise<MeshPeer[]>
+  kill: (signal?: NodeJS.Signals) => Promise<number | null>
+}
+
+/** Starts `beemesh node start` on loopback with an ephemeral API port; resolves once it runs. */
+export async function startNode ({ dataDir, bootstrap = [], extra = [] }: { dataDir?: string, bootstrap?: string[], extra?: string[] } = {}): Promise<NodeProcess> {
+  const dir = dataDir ?? await tempDir()
+  const args = ['node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...extra]
+  for (const b of bootstrap) args.push('--bootstrap', b)
+  const running = startCli(args)
+  const m = await running.waitForOutput(/node (\S+) running\n\s+listening\s+(\S+)[\s\S]*?api\s+(\S+)\n/)
+  const api = new ApiClient(m[3]!)
+  return {
+    ...running,
+    peerId: m[1]!,
+    address: m[2]!,
+    apiUrl: m[3]!,
+    dataDir: dir,
+    api,
+    status: async () => await api.request<NodeStatus>('/v1/status', { timeoutMs: 5_000 }),
+    peers: async () => await api.request<MeshPeer[]>('/v1/peers', { timeoutMs: 5_000 }),
+    kill: async (signal = 'SIGTERM') => { running.child.kill(signal); return await running.exited }
+  }
+}
+
+/** Starts n nodes, all bootstrapped to the first, and waits until each sees n-1 peers. */
+export async function startMesh (n: number): Promise<NodeProcess[]> {
+  const first = await startNode()
+  const rest = await Promise.all(Array.from({ length: n - 1 }, async () => await startNode({ bootstrap: [first.address] })))
+  const nodes = [first, ...rest]
+  await Promise.all(nodes.map(async node => await waitUntil(async () => (await node.peers()).length === n - 1, { what: `${node.peerId} to see ${n - 1} peers` })))
+  return nodes
+}

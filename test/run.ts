@@ -1,0 +1,61 @@
+/**
+ * Runs every `*.test.ts` under test/ (or those matching argv filters), each in
+ * its own Node process through uvu, and ends with one `N passed, N failed`
+ * line. A file that crashes or reports no test counts as a failure.
+ */
+import { spawn } from 'node:child_process'
+import { readdir } from 'node:fs/promises'
+import { join, relative } from 'node:path'
+
+const root = new URL('..', import.meta.url).pathname
+const filters = process.argv.slice(2)
+const FILE_TIMEOUT_MS = 10 * 60_000
+
+async function find (dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name)
+    if (e.isDirectory()) out.push(...await find(p))
+    else if (e.name.endsWith('.test.ts')) out.push(p)
+  }
+  return out.sort()
+}
+
+interface FileResult { file: string, total: number, passed: number, skipped: number, code: number | null, ms: number }
+
+async function runFile (file: string): Promise<FileResult> {
+  const started = Date.now()
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', './src/polyfills.ts', 'test/helpers/uvu-file.ts', file], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, FORCE_COLOR: '0' }
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); process.stdout.write(d) })
+  const timer = setTimeout(() => { process.stdout.write(`\n${file}: timed out after ${FILE_TIMEOUT_MS / 1000}s\n`); child.kill('SIGKILL') }, FILE_TIMEOUT_MS)
+  const code = await new Promise<number | null>(resolve => child.on('exit', c => { resolve(c) }))
+  clearTimeout(timer)
+  const num = (label: string): number => Number(new RegExp(`${label}:\\s+(\\d+)`).exec(out)?.[1] ?? 0)
+  return { file: relative(root, file), total: num('Total'), passed: num('Passed'), skipped: num('Skipped'), code, ms: Date.now() - started }
+}
+
+const files = (await find(join(root, 'test'))).filter(f => filters.length === 0 || filters.some(x => f.includes(x)))
+const results: FileResult[] = []
+for (const file of files) {
+  process.stdout.write(`\n# ${relative(root, file)}\n`)
+  results.push(await runFile(file))
+}
+
+let passed = 0
+let failed = 0
+let skipped = 0
+process.stdout.write('\nfile results:\n')
+for (const r of results) {
+  const fileFailed = r.code !== 0 || r.total === 0 ? Math.max(1, r.total - r.passed - r.skipped) : r.total - r.passed - r.skipped
+  passed += r.code === 0 ? r.passed : Math.min(r.passed, r.total - fileFailed)
+  failed += fileFailed
+  skipped += r.skipped
+  process.stdout.write(`  ${fileFailed > 0 ? 'FAIL' : 'ok  '} ${r.file}  ${r.passed}/${r.total} in ${(r.ms / 1000).toFixed(1)}s${r.code !== 0 ? ` (exit ${String(r.code)})` : ''}\n`)
+}
+process.stdout.write(`\n${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}\n`)
+process.exitCode = failed > 0 || files.length === 0 ? 1 : 0
