@@ -4,9 +4,14 @@ import { nodeMachine, nodeStateName } from '../machines/node-machine.js'
 import { NodeStore } from '../store/node-store.js'
 import { loadOrCreateIdentity } from '../transport/identity.js'
 import { silentLogger, type Logger } from '../transport/logger.js'
+import { NotStartedError } from '../transport/errors.js'
 import { MeshNode, type MeshMessage, type MeshPeer, type PublishResult, type PutResult } from '../transport/mesh-node.js'
 import type { DecodedRecord } from '../transport/records.js'
 import type { AbortOptions } from '@libp2p/interface'
+import { ArtifactStore } from '../store/artifact-store.js'
+import { ArtifactService } from '../transport/artifacts.js'
+import type { Resources } from '../workloads/types.js'
+import { WorkloadRuntime } from './workload-runtime.js'
 
 export interface NodeRuntimeInit {
   dataDir: string
@@ -15,6 +20,10 @@ export interface NodeRuntimeInit {
   bootstrap?: string[]
   privateAddresses?: boolean
   logger?: Logger
+  /** What this node offers to workloads. */
+  capacity: Resources
+  labels?: Record<string, string>
+  tenderWindowMs?: number
 }
 
 export interface NodeStatus {
@@ -23,6 +32,10 @@ export interface NodeStatus {
   addresses: string[]
   uptimeMs: number
   peerCount: number
+  capacity: Resources
+  allocated: Resources
+  labels: Record<string, string>
+  replicas: number
   dataDir: string
   pid: number
   version: string
@@ -40,6 +53,7 @@ export class NodeRuntime {
   private mesh?: MeshNode
   private store?: NodeStore
   private actor?: ActorRefFrom<typeof nodeMachine>
+  private runtime?: WorkloadRuntime
 
   constructor (init: NodeRuntimeInit) {
     this.init = init
@@ -76,6 +90,11 @@ export class NodeRuntime {
         startNode: fromPromise(async () => {
           try {
             await mesh.start()
+            const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
+            await artifacts.start()
+            const runtime = new WorkloadRuntime({ mesh, artifacts, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs })
+            await runtime.start()
+            this.runtime = runtime
           } catch (err) {
             startError = err
             throw err
@@ -83,6 +102,7 @@ export class NodeRuntime {
         }),
         stopNode: fromPromise(async () => {
           try {
+            await this.runtime?.stop()
             await mesh.stop()
           } finally {
             await store.close()
@@ -142,6 +162,10 @@ export class NodeRuntime {
       addresses: mesh.started ? mesh.addresses() : [],
       uptimeMs: mesh.uptimeMs,
       peerCount: mesh.started ? mesh.peers().length : 0,
+      capacity: this.init.capacity,
+      allocated: this.runtime?.host.allocated() ?? { cpuMillis: 0, memoryBytes: 0 },
+      labels: this.init.labels ?? {},
+      replicas: this.runtime?.host.list().length ?? 0,
       dataDir: this.init.dataDir,
       pid: process.pid,
       version: VERSION
@@ -170,33 +194,29 @@ export class NodeRuntime {
 
   /**
    * Subscribes to a topic and calls `onMessage` for each message until the
-   * returned function is called. Subscriptions are reference counted.
+   * returned function is called. Subscriptions are reference counted by the mesh node.
    */
   watchTopic (topic: string, onMessage: (msg: MeshMessage) => void): () => void {
     const mesh = this.meshNode()
     const listener = (evt: CustomEvent<MeshMessage>): void => {
       if (evt.detail.topic === topic) onMessage(evt.detail)
     }
-    const count = (this.topicWatchers.get(topic) ?? 0) + 1
-    this.topicWatchers.set(topic, count)
-    if (count === 1) mesh.subscribe(topic)
+    mesh.subscribe(topic)
     mesh.addEventListener('message', listener)
     let active = true
     return () => {
       if (!active) return
       active = false
       mesh.removeEventListener('message', listener)
-      const left = (this.topicWatchers.get(topic) ?? 1) - 1
-      if (left === 0) {
-        this.topicWatchers.delete(topic)
-        if (mesh.started) mesh.unsubscribe(topic)
-      } else {
-        this.topicWatchers.set(topic, left)
-      }
+      mesh.unsubscribe(topic)
     }
   }
 
-  private readonly topicWatchers = new Map<string, number>()
+  /** The workload plane; throws until the node has started. */
+  get workloads (): WorkloadRuntime {
+    if (this.runtime == null) throw new NotStartedError()
+    return this.runtime
+  }
 
   private meshNode (): MeshNode {
     if (this.mesh == null) throw new Error('node runtime is not started')

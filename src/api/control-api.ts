@@ -7,10 +7,13 @@ import { RecordNotFoundError, InvalidRecordError, NotStartedError } from '../tra
 import type { Logger } from '../transport/logger.js'
 import { isBeeMeshKey } from '../transport/records.js'
 import { ApiListenError } from './errors.js'
-import { HttpError, readJson, sendError, sendJson } from './http.js'
+import { HttpError, readBody, readJson, sendError, sendJson } from './http.js'
+import { InvalidWorkloadError, NoSubscribersError, UnschedulableError, WorkloadNotFoundError } from '../actors/errors.js'
+import { ArtifactError } from '../transport/errors.js'
+import { decodeEnvelope } from '../actors/protocol.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
-export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'publish' | 'watchTopic' | 'topicPeers'>
+export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'watchTopic' | 'topicPeers' | 'workloads'>
 
 export interface ControlApiInit {
   node: NodeControl
@@ -21,6 +24,10 @@ export interface ControlApiInit {
 
 const RecordPut = z.object({ key: z.string(), value: z.string(), encoding: z.enum(['utf8', 'base64']).default('utf8') })
 const Publish = z.object({ data: z.unknown() })
+const Apply = z.object({ spec: z.unknown(), artifact: z.string().min(1) })
+const MAX_APPLY_BYTES = 48 * 1024 * 1024
+const NAME = '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
+const WORKLOAD_PATH = new RegExp(`^/v1/workloads/(${NAME})/(${NAME})(/logs)?$`)
 const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
 
 /**
@@ -34,6 +41,11 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
  *   POST /v1/topics/:topic/messages    {data} → gossipsub publish
  *   GET  /v1/topics/:topic/messages    server-sent events, one per message
  *   GET  /v1/topics/:topic/peers       peers known to subscribe to the topic
+ *   POST /v1/workloads                 {spec, artifact (base64 bundle)} → placed workload
+ *   GET  /v1/workloads                 every workload with status and placement
+ *   GET  /v1/workloads/:ns/:name       spec, placement, epoch, scheduling events
+ *   DELETE /v1/workloads/:ns/:name     stop every replica and tombstone the record
+ *   GET  /v1/workloads/:ns/:name/logs  ?tail=N&since=<ms>: log lines from every replica
  */
 export class ControlApi {
   private readonly init: ControlApiInit
@@ -126,13 +138,64 @@ export class ControlApi {
       if (!TOPIC.test(topic)) throw new HttpError(400, `invalid topic name "${topic}"`, 'BadRequest')
       if (method === 'POST') {
         const body = parse(Publish, await readJson(req))
-        const result = await node.publish(topic, Buffer.from(JSON.stringify(body.data ?? null)))
-        sendJson(res, 200, result)
+        sendJson(res, 200, await node.workloads.publish(topic, body.data ?? null))
         return
       }
       if (method === 'GET') { this.streamTopic(topic, req, res); return }
       throw methodNotAllowed(method, path)
     }
+
+    if (path === '/v1/workloads') {
+      if (method === 'GET') { sendJson(res, 200, node.workloads.list()); return }
+      if (method === 'POST') {
+        let body: unknown
+        try {
+          body = JSON.parse((await readBody(req, MAX_APPLY_BYTES)).toString('utf8'))
+        } catch (err) {
+          if (err instanceof HttpError) throw err
+          throw new HttpError(400, `request body is not valid JSON: ${(err as Error).message}`, 'BadRequest')
+        }
+        const apply = parse(Apply, body)
+        const { placed } = await node.workloads.submit(apply.spec, Buffer.from(apply.artifact, 'base64'))
+        if (url.searchParams.get('wait') === 'false') {
+          // Validated and recorded; placement goes on after the answer.
+          placed.catch(err => { this.init.logger.warn({ err: describeError(err) }, 'background placement failed') })
+          sendJson(res, 202, { accepted: true })
+          return
+        }
+        sendJson(res, 201, await placed)
+        return
+      }
+      throw methodNotAllowed(method, path)
+    }
+
+    const workloadMatch = WORKLOAD_PATH.exec(path)
+    if (workloadMatch != null) {
+      const id = `${workloadMatch[1]!}/${workloadMatch[3]!}`
+      if (workloadMatch[5] === '/logs') {
+        if (method !== 'GET') throw methodNotAllowed(method, path)
+        const tail = url.searchParams.get('tail')
+        const since = url.searchParams.get('since')
+        sendJson(res, 200, await node.workloads.logs(id, { tail: tail != null ? positiveInt(tail, 'tail') : undefined, since: since != null ? Number(since) : undefined }))
+        return
+      }
+      if (method === 'GET') {
+        try {
+          sendJson(res, 200, node.workloads.describe(id))
+        } catch (err) {
+          if (!(err instanceof WorkloadNotFoundError) || await node.workloads.fetchRecord(id) == null) throw err
+          sendJson(res, 200, node.workloads.describe(id))
+        }
+        return
+      }
+      if (method === 'DELETE') {
+        await node.workloads.delete(id)
+        sendJson(res, 200, { deleted: id })
+        return
+      }
+      throw methodNotAllowed(method, path)
+    }
+    if (path.startsWith('/v1/workloads/')) throw new HttpError(400, `workload path must be /v1/workloads/<namespace>/<name> with DNS-1123 names, got ${path}`, 'BadRequest')
 
     throw new HttpError(404, `no such endpoint: ${method} ${path}`, 'NotFound')
   }
@@ -142,13 +205,8 @@ export class ControlApi {
     res.write(`event: subscribed\ndata: ${JSON.stringify({ topic })}\n\n`)
     this.streams.add(res)
     const stop = this.init.node.watchTopic(topic, msg => {
-      let data: unknown
-      try {
-        data = JSON.parse(Buffer.from(msg.data).toString('utf8'))
-      } catch {
-        data = { base64: Buffer.from(msg.data).toString('base64') }
-      }
-      res.write(`event: message\ndata: ${JSON.stringify({ topic: msg.topic, from: msg.from, seq: msg.sequenceNumber.toString(), data })}\n\n`)
+      const { id, data } = decodeEnvelope(msg)
+      res.write(`event: message\ndata: ${JSON.stringify({ topic: msg.topic, from: msg.from, id, data })}\n\n`)
     })
     const end = (): void => { stop(); this.streams.delete(res) }
     req.on('close', end)
@@ -169,8 +227,19 @@ function methodNotAllowed (method: string, path: string): HttpError {
   return new HttpError(405, `method ${method} not allowed on ${path}`, 'MethodNotAllowed')
 }
 
+function positiveInt (value: string, name: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1) throw new HttpError(400, `query parameter ${name} must be a positive integer, got "${value}"`, 'BadRequest')
+  return n
+}
+
 function toHttpError (err: unknown): HttpError {
   if (err instanceof HttpError) return err
+  if (err instanceof WorkloadNotFoundError) return new HttpError(404, err.message, 'NotFound')
+  if (err instanceof NoSubscribersError) return new HttpError(404, err.message, 'NoSubscribers')
+  if (err instanceof InvalidWorkloadError) return new HttpError(422, err.message, 'Invalid')
+  if (err instanceof UnschedulableError) return new HttpError(409, err.message, 'Unschedulable')
+  if (err instanceof ArtifactError) return new HttpError(422, err.message, 'Invalid')
   if (err instanceof RecordNotFoundError) return new HttpError(404, err.message, 'NotFound')
   if (err instanceof InvalidRecordError) return new HttpError(400, err.message, 'BadRequest')
   if (err instanceof NotStartedError) return new HttpError(503, err.message, 'ServiceUnavailable')

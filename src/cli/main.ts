@@ -5,6 +5,10 @@ import { resolveApiUrl } from './api-client.js'
 import { peers, publish, recordGet, recordPut, status, subscribe, type ClientOptions } from './commands/client.js'
 import { DEFAULT_DATA_DIR, nodeStart } from './commands/node-start.js'
 import { up } from './commands/up.js'
+import { runExample } from './commands/example.js'
+import { apply, deleteWorkload, describeWorkload, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
+import { availableParallelism, totalmem } from 'node:os'
+import { InvalidArgumentError } from '../errors.js'
 import { LOG_LEVELS } from './logging.js'
 import { OUTPUT_FORMATS, parseOutputFormat } from './output.js'
 
@@ -12,6 +16,29 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 
 function outputOption (): Option {
   return new Option('-o, --output <format>', `output format: ${OUTPUT_FORMATS.join('|')}`).default('table').argParser(parseOutputFormat)
+}
+
+const RESOURCE_ALIASES: Record<string, 'workloads'> = { workload: 'workloads', workloads: 'workloads', wl: 'workloads' }
+
+function resource (value: string): 'workloads' {
+  const r = RESOURCE_ALIASES[value]
+  if (r == null) throw new InvalidArgumentError(`unknown resource type "${value}"; known: workloads (workload, wl)`)
+  return r
+}
+
+function wideOutputOption (): Option {
+  return new Option('-o, --output <format>', 'output format: table|wide|json|yaml').default('table').argParser((v: string) => v === 'wide' ? 'wide' : parseOutputFormat(v))
+}
+
+function workloadOptions (cmd: Command): WorkloadCliOptions {
+  const all = cmd.optsWithGlobals<{ api?: string, output: WorkloadCliOptions['output'] }>()
+  return { api: resolveApiUrl(all.api), output: all.output }
+}
+
+function parseLabel (value: string, previous: Record<string, string>): Record<string, string> {
+  const m = /^([A-Za-z0-9][-A-Za-z0-9_./]{0,252})=([-A-Za-z0-9_.]{0,63})$/.exec(value)
+  if (m == null) throw new InvalidArgumentError(`--label must be key=value (Kubernetes label syntax), got "${value}"`)
+  return { ...previous, [m[1]!]: m[2]! }
 }
 
 function clientOptions (cmd: Command): ClientOptions {
@@ -43,8 +70,12 @@ Examples:
     .option('--api-port <port>', 'port for the control API', '7700')
     .option('--private-addresses', 'keep loopback/private addresses in DHT records (default: when listening on one)')
     .option('--no-private-addresses', 'drop loopback/private addresses from DHT records')
+    .option('--cpu <quantity>', 'CPU this node offers to workloads (e.g. 2, 1500m)', String(availableParallelism()))
+    .option('--memory <quantity>', 'memory this node offers to workloads (e.g. 4Gi)', String(totalmem()))
+    .option('--label <key=value>', 'node label for workload node selectors (repeatable)', parseLabel, {})
+    .option('--tender-window-ms <ms>', 'longest time a tender waits for bids (it closes early once every live peer answered)', '250')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       await nodeStart({ ...opts, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined })
     })
@@ -56,7 +87,44 @@ Examples:
     .option('--data-dir <dir>', 'parent of the nodes\' data dirs (default ~/.beemesh/local)')
     .option('--timeout <seconds>', 'give up if the mesh is not ready by then', '60')
     .addOption(new Option('--log-level <level>', 'log level of the nodes (logs go to <data dir>/node-i/node.log)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { nodes: string, apiPort: string, dataDir?: string, timeout: string, logLevel: string }) => { await up(opts) })
+    .option('--example <dir>', 'once ready, apply the workload modules in <dir>, publish an order a second and show the logs')
+    .action(async (opts: { nodes: string, apiPort: string, dataDir?: string, timeout: string, logLevel: string, example?: string }) => {
+      const example = opts.example
+      await up(opts, example != null ? async nodes => { await runExample(example, nodes) } : undefined)
+    })
+
+  program.command('apply <file>')
+    .description('bundle a workload module (.ts/.js) or manifest (.yaml) and place it on the mesh')
+    .option('--no-wait', 'return once the node accepted it, without waiting for the replicas to run')
+    .addOption(wideOutputOption())
+    .addHelpText('after', `
+A module default-exports defineWorkload({ name, kind: 'stateless', topics, handler, ... });
+a manifest (apiVersion beemesh.io/v1, kind Actor) points at one with spec.module.
+Waits until every replica runs and prints where each landed.`)
+    .action(async (file: string, opts: { wait: boolean }, cmd: Command) => { await apply(file, { ...workloadOptions(cmd), wait: opts.wait }) })
+
+  program.command('get <resource>')
+    .description('list workloads with their status and placement (resource: workloads)')
+    .addOption(wideOutputOption())
+    .action(async (res: string, _opts: unknown, cmd: Command) => { resource(res); await getWorkloads(workloadOptions(cmd)) })
+
+  program.command('describe <resource> <name>')
+    .description('show a workload\'s spec, placement, epoch and recent scheduling events')
+    .addOption(outputOption())
+    .action(async (res: string, name: string, _opts: unknown, cmd: Command) => { resource(res); await describeWorkload(name, workloadOptions(cmd)) })
+
+  program.command('delete <resource> <name>')
+    .description('stop every replica of a workload and remove it from the mesh')
+    .action(async (res: string, name: string, _opts: unknown, cmd: Command) => { resource(res); await deleteWorkload(name, { ...workloadOptions(cmd), output: 'table' }) })
+
+  program.command('logs <name>')
+    .description('print the log lines of every replica of a workload, in time order')
+    .option('-f, --follow', 'keep printing new lines', false)
+    .option('--tail <n>', 'only the last n lines')
+    .addOption(new Option('-o, --output <format>', 'text or json (one JSON object per line)').choices(['text', 'json']).default('text'))
+    .action(async (name: string, opts: { follow: boolean, tail?: string, output: string }, cmd: Command) => {
+      await logs(name, { ...workloadOptions(cmd), output: opts.output === 'json' ? 'json' : 'table', follow: opts.follow, tail: opts.tail })
+    })
 
   program.command('status')
     .description('show the node\'s peer id, state, addresses, uptime and peer count')

@@ -41,3 +41,17 @@ export class NotStartedError extends BeeMeshError {
     this.name = 'NotStartedError'
   }
 }
+
+export class RpcError extends BeeMeshError {
+  constructor (readonly peer: string, readonly protocol: string, reason: string, options?: ErrorOptions) {
+    super(`${protocol} call to ${peer} failed: ${reason}`, options)
+    this.name = 'RpcError'
+  }
+}
+
+export class ArtifactError extends BeeMeshError {
+  constructor (readonly sha256: string, reason: string, options?: ErrorOptions) {
+    super(`artifact ${sha256.slice(0, 12)}: ${reason}`, options)
+    this.name = 'ArtifactError'
+  }
+}

@@ -10,6 +10,7 @@ import { TypedEventEmitter, type PrivateKey, type Startable, type AbortOptions, 
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import type { CID } from 'multiformats/cid'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import { describeError } from '../errors.js'
 import { Bootstrapper, type BootstrapEvents } from './bootstrap.js'
@@ -18,6 +19,9 @@ import { type Logger, silentLogger } from './logger.js'
 import { decodeRecord, encodeRecord, RECORD_NAMESPACE, selectRecord, validateRecord, type DecodedRecord } from './records.js'
 
 export const KAD_PROTOCOL = '/beemesh/kad/1.0.0'
+/** Below this many peers a node keeps looking for more through the DHT. */
+export const DISCOVERY_TARGET = 16
+const DISCOVERY_INTERVAL_MS = 5_000
 
 export interface MeshNodeInit {
   privateKey: PrivateKey
@@ -109,6 +113,9 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   private bootstrapper?: Bootstrapper
   private lastSeq = 0
   private startedAt = 0
+  private discoveryTimer?: NodeJS.Timeout
+  private discoveryInterval?: NodeJS.Timeout
+  private discovering = false
 
   constructor (init: MeshNodeInit) {
     super()
@@ -164,6 +171,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
 
     node.addEventListener('peer:connect', evt => {
       this.safeDispatch('peer:connect', evt.detail.toString())
+      this.scheduleDiscovery(250)
     })
     node.addEventListener('peer:disconnect', evt => {
       this.safeDispatch('peer:disconnect', evt.detail.toString())
@@ -189,6 +197,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     }
     this.libp2p = node
     this.startedAt = Date.now()
+    this.discoveryInterval = setInterval(() => { this.scheduleDiscovery(0) }, DISCOVERY_INTERVAL_MS)
+    this.discoveryInterval.unref()
     this.log.info({ peerId: this.peerId, addrs: this.addresses() }, 'mesh node started')
 
     for (const address of this.init.knownPeers ?? []) {
@@ -224,6 +234,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     if (node == null) return
     this.bootstrapper?.stop()
     this.bootstrapper = undefined
+    clearTimeout(this.discoveryTimer)
+    clearInterval(this.discoveryInterval)
     this.libp2p = undefined
     await node.stop()
     this.log.info({ peerId: this.peerId }, 'mesh node stopped')
@@ -232,6 +244,37 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   private get node (): Libp2p<Services> {
     if (this.libp2p == null) throw new NotStartedError()
     return this.libp2p
+  }
+
+  /**
+   * Peer discovery beyond the bootstrap list: a DHT lookup of this node's own
+   * id dials the peers closest to it. kad-dht runs such a self-query once at
+   * start, often before the rest of the mesh has joined; this repeats it
+   * (debounced) whenever a peer connects and periodically, while the node has
+   * fewer than DISCOVERY_TARGET peers.
+   */
+  private scheduleDiscovery (delayMs: number): void {
+    if (this.libp2p == null || this.discoveryTimer != null) return
+    this.discoveryTimer = setTimeout(() => {
+      this.discoveryTimer = undefined
+      void this.discover()
+    }, delayMs)
+    this.discoveryTimer.unref()
+  }
+
+  private async discover (): Promise<void> {
+    const node = this.libp2p
+    if (node == null || this.discovering || node.getPeers().length >= DISCOVERY_TARGET) return
+    this.discovering = true
+    try {
+      for await (const _ of node.services.dht.getClosestPeers(node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(5_000) })) {
+        // Draining the query is what dials the closest peers.
+      }
+    } catch (err) {
+      this.log.debug({ err: describeError(err) }, 'peer discovery lookup ended early')
+    } finally {
+      this.discovering = false
+    }
   }
 
   /** Full multiaddrs (ending in /p2p/<peer id>) this node can be dialled on. */
@@ -289,12 +332,49 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     return best!.record
   }
 
+  /** Announces on the DHT that this node can serve the content `cid`. */
+  async provide (cid: CID, options: AbortOptions = {}): Promise<number> {
+    // kad-dht 16's provide is a lazy query: nothing is sent until it is iterated.
+    let sent = 0
+    for await (const event of this.node.services.dht.provide(cid, options)) {
+      if (event.name === 'PEER_RESPONSE' && event.messageName === 'ADD_PROVIDER') sent++
+    }
+    return sent
+  }
+
+  /** Peer ids the DHT names as providers of `cid` (this node excluded). */
+  async findProviders (cid: CID, options: AbortOptions & { limit?: number } = {}): Promise<string[]> {
+    const found = new Set<string>()
+    const limit = options.limit ?? 5
+    try {
+      for await (const event of this.node.services.dht.findProviders(cid, options)) {
+        if (event.name !== 'PROVIDER') continue
+        for (const p of event.providers) {
+          const id = p.id.toString()
+          if (id !== this.peerId) found.add(id)
+        }
+        if (found.size >= limit) break
+      }
+    } catch (err) {
+      if (found.size === 0) throw err
+    }
+    return [...found]
+  }
+
+  private readonly subscriptions = new Map<string, number>()
+
+  /** Subscribes to a topic; subscriptions are reference counted, so each subscribe needs one unsubscribe. */
   subscribe (topic: string): void {
-    this.node.services.pubsub.subscribe(topic)
+    const count = (this.subscriptions.get(topic) ?? 0) + 1
+    this.subscriptions.set(topic, count)
+    if (count === 1) this.node.services.pubsub.subscribe(topic)
   }
 
   unsubscribe (topic: string): void {
-    this.node.services.pubsub.unsubscribe(topic)
+    const count = (this.subscriptions.get(topic) ?? 0) - 1
+    if (count > 0) { this.subscriptions.set(topic, count); return }
+    if (!this.subscriptions.delete(topic)) return
+    if (this.started) this.node.services.pubsub.unsubscribe(topic)
   }
 
   /** Peers known to be subscribed to a topic. */

@@ -125,10 +125,16 @@ export async function startNode ({ dataDir, bootstrap = [], extra = [] }: { data
 }
 
 /** Starts n nodes, all bootstrapped to the first, and waits until each sees n-1 peers. */
-export async function startMesh (n: number): Promise<NodeProcess[]> {
-  const first = await startNode()
-  const rest = await Promise.all(Array.from({ length: n - 1 }, async () => await startNode({ bootstrap: [first.address] })))
-  const nodes = [first, ...rest]
-  await Promise.all(nodes.map(async node => await waitUntil(async () => (await node.peers()).length === n - 1, { what: `${node.peerId} to see ${n - 1} peers` })))
-  return nodes
+export async function startMesh (n: number, extra: string[] = []): Promise<NodeProcess[]> {
+  const nodes: NodeProcess[] = []
+  try {
+    nodes.push(await startNode({ extra }))
+    const rest = await Promise.all(Array.from({ length: n - 1 }, async () => await startNode({ bootstrap: [nodes[0]!.address], extra })))
+    nodes.push(...rest)
+    await Promise.all(nodes.map(async node => await waitUntil(async () => (await node.peers()).length === n - 1, { what: `${node.peerId} to see ${n - 1} peers` })))
+    return nodes
+  } catch (err) {
+    await Promise.all(nodes.map(async node => await node.kill('SIGKILL')))
+    throw err
+  }
 }

@@ -1,5 +1,6 @@
 import type { NodeStatus } from '../../actors/node-runtime.js'
-import type { MeshPeer, PublishResult, PutResult } from '../../transport/mesh-node.js'
+import type { MeshPeer, PutResult } from '../../transport/mesh-node.js'
+import type { PublishOutcome } from '../../actors/workload-runtime.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
 import { ApiClient } from '../api-client.js'
 import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'
@@ -51,9 +52,9 @@ export async function publish (topic: string, json: string, opts: ClientOptions)
   } catch (err) {
     throw new InvalidArgumentError(`message is not valid JSON: ${(err as Error).message}`)
   }
-  const result = await new ApiClient(opts.api).request<PublishResult>(`/v1/topics/${encodeURIComponent(topic)}/messages`, { method: 'POST', body: { data }, timeoutMs: 10_000 })
-  if (result.recipients.length === 0) throw new NoRecipientsError(topic)
-  if (opts.output === 'table') process.stdout.write(`published to ${topic}: ${result.recipients.length} peer(s)\n`)
+  const result = await new ApiClient(opts.api).request<PublishOutcome>(`/v1/topics/${encodeURIComponent(topic)}/messages`, { method: 'POST', body: { data }, timeoutMs: 10_000 })
+  if (result.recipients.length === 0 && result.localReplicas === 0) throw new NoRecipientsError(topic)
+  if (opts.output === 'table') process.stdout.write(`published ${result.id} to ${topic}: ${result.recipients.length} peer(s)${result.localReplicas > 0 ? `, ${result.localReplicas} local replica(s)` : ''}\n`)
   else printObject(result as unknown as Record<string, unknown>, opts.output)
 }
 

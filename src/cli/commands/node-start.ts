@@ -4,6 +4,7 @@ import { NodeRuntime } from '../../actors/node-runtime.js'
 import { ControlApi } from '../../api/control-api.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
 import { createLogger } from '../logging.js'
+import { formatCpu, formatMemory, parseCpu, parseMemory } from '../../workloads/quantities.js'
 
 export interface NodeStartOptions {
   listen: string[]
@@ -14,11 +15,23 @@ export interface NodeStartOptions {
   apiPort: string
   privateAddresses?: boolean
   logLevel: string
+  cpu: string
+  memory: string
+  label: Record<string, string>
+  tenderWindowMs: string
 }
 
 export const DEFAULT_DATA_DIR = join(homedir(), '.beemesh')
 /** A hard deadline for a graceful stop: the brief asks for under 2 s. */
 const STOP_DEADLINE_MS = 1_700
+
+function quantity (parse: () => number, flag: string): number {
+  try {
+    return parse()
+  } catch (err) {
+    throw new InvalidArgumentError(`${flag}: ${describeError(err)}`)
+  }
+}
 
 export function parsePort (value: string, flag: string): number {
   const port = Number(value)
@@ -33,6 +46,9 @@ export function parsePort (value: string, flag: string): number {
 export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   const apiPort = parsePort(opts.apiPort, '--api-port')
   const dataDir = resolve(opts.dataDir)
+  const capacity = { cpuMillis: quantity(() => parseCpu(opts.cpu), '--cpu'), memoryBytes: quantity(() => parseMemory(opts.memory), '--memory') }
+  const tenderWindowMs = Number(opts.tenderWindowMs)
+  if (!Number.isInteger(tenderWindowMs) || tenderWindowMs < 1 || tenderWindowMs > 60_000) throw new InvalidArgumentError(`--tender-window-ms must be a whole number from 1 to 60000, got "${opts.tenderWindowMs}"`)
   const log = createLogger(opts.logLevel, { component: 'node' })
   const runtime = new NodeRuntime({
     dataDir,
@@ -40,7 +56,10 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     announce: opts.announce,
     bootstrap: opts.bootstrap,
     privateAddresses: opts.privateAddresses,
-    logger: log
+    logger: log,
+    capacity,
+    labels: opts.label,
+    tenderWindowMs
   })
   const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log })
 
@@ -62,6 +81,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   for (const addr of status.addresses) process.stdout.write(`  listening  ${addr}\n`)
   process.stdout.write(`  api        ${api.url}\n`)
   process.stdout.write(`  data dir   ${dataDir}\n`)
+  process.stdout.write(`  offers     cpu ${formatCpu(capacity.cpuMillis)}, memory ${formatMemory(capacity.memoryBytes)}${Object.keys(opts.label).length > 0 ? `, labels ${Object.entries(opts.label).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}\n`)
   if (opts.bootstrap.length > 0) process.stdout.write(`  joining    ${opts.bootstrap.join(', ')}\n`)
 
   await new Promise<void>(resolveStop => {

@@ -1,0 +1,94 @@
+/**
+ * Scheduler and dispatch on a 5-node local mesh (separate node processes):
+ *  - apply → running latency (p50/p99), one workload at a time;
+ *  - placements per second, 100 workloads submitted at once;
+ *  - topic event → handler throughput beside raw gossipsub publish → receive
+ *    throughput on the same mesh, from the same publisher (ratio printed).
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { loadApplyFile } from '../src/actors/bundler.js'
+import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
+import { MeshNode } from '../src/transport/mesh-node.js'
+import { startMesh, waitUntil, type NodeProcess } from '../test/helpers/processes.js'
+import { fmt, summary, writeResult } from './lib.js'
+
+const SEQUENTIAL_APPLIES = 40
+const CONCURRENT_APPLIES = 100
+const EVENTS = 5000
+
+async function applyAs (node: NodeProcess, bundle: Awaited<ReturnType<typeof loadApplyFile>>, name: string, topic = 'bench'): Promise<WorkloadStatus> {
+  const spec = { ...bundle.spec, name, id: `default/${name}`, topics: [topic], createdAt: Date.now() }
+  return await node.api.request<WorkloadStatus>('/v1/workloads', { method: 'POST', body: { spec, artifact: Buffer.from(bundle.code).toString('base64') }, timeoutMs: 60_000 })
+}
+
+export async function run (): Promise<void> {
+  const nodes = await startMesh(5)
+  const extra: MeshNode[] = []
+  try {
+    const bundle = await loadApplyFile('bench/workloads/sink.ts')
+
+    // apply → running, one at a time, tenderers round-robin
+    await applyAs(nodes[0]!, bundle, 'warmup')
+    const latencies: number[] = []
+    for (let i = 0; i < SEQUENTIAL_APPLIES; i++) {
+      const t = performance.now()
+      const s = await applyAs(nodes[i % nodes.length]!, bundle, `seq-${i}`, `seq-${i}`)
+      latencies.push(performance.now() - t)
+      if (s.ready !== 1) throw new Error(`seq-${i} not running: ${JSON.stringify(s)}`)
+    }
+    const apply = summary(latencies)
+    process.stdout.write(`apply → running (${apply.n} sequential): p50 ${fmt(apply.p50)} ms, p99 ${fmt(apply.p99)} ms, max ${fmt(apply.max)} ms\n`)
+
+    // placements per second, all at once
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: CONCURRENT_APPLIES }, async (_, i) => await applyAs(nodes[i % nodes.length]!, bundle, `par-${i}`, `par-${i}`)))
+    const placementSeconds = (performance.now() - t0) / 1000
+    const placementsPerSecond = CONCURRENT_APPLIES / placementSeconds
+    process.stdout.write(`placements: ${CONCURRENT_APPLIES} concurrent in ${fmt(placementSeconds, 2)} s = ${fmt(placementsPerSecond)} /s\n`)
+
+    // raw gossipsub vs. BeeMesh dispatch, same publisher on the same mesh
+    const mk = async (): Promise<MeshNode> => {
+      const n = new MeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [nodes[0]!.address] })
+      await n.start()
+      extra.push(n)
+      return n
+    }
+    const publisher = await mk()
+    const rawSubscriber = await mk()
+    rawSubscriber.subscribe('raw-bench')
+    await waitUntil(() => publisher.topicPeers('raw-bench').includes(rawSubscriber.peerId), { what: 'raw subscriber to be known' })
+    let received = 0
+    const allReceived = new Promise<void>(resolve => {
+      rawSubscriber.addEventListener('message', evt => { if (evt.detail.topic === 'raw-bench' && ++received === EVENTS) resolve() })
+    })
+    const enc = new TextEncoder()
+    const r0 = performance.now()
+    for (let i = 0; i < EVENTS; i++) await publisher.publish('raw-bench', enc.encode(JSON.stringify({ id: `raw-${i}`, data: { n: i }, ts: Date.now() })))
+    await allReceived
+    const rawPerSecond = EVENTS / ((performance.now() - r0) / 1000)
+
+    const sink = await applyAs(nodes[1]!, bundle, 'sink', 'bench')
+    const host = nodes.find(n => n.peerId === sink.placement[0]!.peerId)!
+    await waitUntil(() => publisher.topicPeers('bench').includes(host.peerId), { what: 'sink host subscription to be known' })
+    const handled = async (): Promise<number> => (await host.api.request<{ placement: Array<{ handled: number }> }>('/v1/workloads/default/sink')).placement.reduce((a, p) => a + p.handled, 0)
+    const d0 = performance.now()
+    for (let i = 0; i < EVENTS; i++) await publisher.publish('bench', enc.encode(JSON.stringify({ id: `ev-${i}`, data: { n: i }, ts: Date.now() })))
+    await waitUntil(async () => await handled() >= EVENTS, { timeoutMs: 120_000, intervalMs: 20, what: 'every bench event handled' })
+    const dispatchPerSecond = EVENTS / ((performance.now() - d0) / 1000)
+    const ratio = dispatchPerSecond / rawPerSecond
+    process.stdout.write(`raw gossipsub publish → receive: ${fmt(rawPerSecond, 0)} msg/s\n`)
+    process.stdout.write(`topic event → handler:           ${fmt(dispatchPerSecond, 0)} events/s  (${fmt(ratio * 100)}% of raw)\n`)
+
+    const path = await writeResult('scheduler', {
+      nodes: nodes.length,
+      applyToRunningMs: apply,
+      placements: { count: CONCURRENT_APPLIES, seconds: placementSeconds, perSecond: placementsPerSecond },
+      throughput: { events: EVENTS, rawGossipsubPerSecond: rawPerSecond, dispatchPerSecond, ratio },
+      goals: { applyToRunningP99Ms: 100, dispatchRatio: 0.8 }
+    })
+    process.stdout.write(`wrote ${path}\n`)
+  } finally {
+    await Promise.all(extra.map(async n => await n.stop()))
+    await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
+  }
+}

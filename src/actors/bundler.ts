@@ -1,0 +1,189 @@
+/**
+ * Turns a workload module (TypeScript or JavaScript, with everything it
+ * imports) into one ESM file: the artifact, addressed by the sha256 of its
+ * bytes. The module's definition is read back by loading the artifact in a
+ * sandbox worker (user code never runs in the calling thread), validated, and
+ * turned into the WorkloadSpec that travels on the mesh.
+ */
+import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, extname, isAbsolute, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { build, type BuildFailure, type Message, type Plugin } from 'esbuild'
+import { parseManifest, toWorkloadSpec, validateDefinition, type DefinitionFields, type DefinitionOverrides } from '../workloads/define.js'
+import { BundleError, InvalidDefinitionError, UnsupportedWorkloadFileError, WorkloadFileNotFoundError } from '../workloads/errors.js'
+import type { WorkloadSpec } from '../workloads/types.js'
+import { inspectArtifact } from './sandbox/sandbox.js'
+
+export interface BundleOptions {
+  /** Fields that replace the module's own (from a manifest). */
+  overrides?: DefinitionOverrides
+  /** What the spec records as its `source`. Default: the module's path. */
+  source?: string
+}
+
+export interface BundleResult {
+  /** The artifact: one ESM file. */
+  code: Uint8Array
+  /** Hex sha256 of `code`. */
+  sha256: string
+  size: number
+  /** The spec to apply; the caller stamps `createdAt`. */
+  spec: Omit<WorkloadSpec, 'createdAt'>
+  /** The definition as validated, overrides applied, without its handler. */
+  definition: DefinitionFields
+  /** Absolute path of the bundled module. */
+  entry: string
+  /** esbuild warnings, `file:line:column: message`. */
+  warnings: string[]
+}
+
+const MODULE_EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs'])
+const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json'])
+/** How long the module may take to load when its definition is read back. */
+const INSPECT_TIMEOUT_MS = 30_000
+
+/**
+ * What `import … from 'beemesh'` means inside a bundle: this project's
+ * define module, from source when present (`src/` is part of the repository)
+ * and compiled otherwise (an installed package ships `dist/` only).
+ */
+function defineModulePath (): string {
+  const root = new URL('../../', import.meta.url)
+  const source = fileURLToPath(new URL('src/workloads/define.ts', root))
+  return existsSync(source) ? source : fileURLToPath(new URL('dist/workloads/define.js', root))
+}
+
+const RESOLVING = Symbol('beemesh-resolving')
+
+function beemeshPlugin (definePath: string): Plugin {
+  return {
+    name: 'beemesh',
+    setup (b) {
+      b.onResolve({ filter: /^beemesh$/ }, () => ({ path: definePath }))
+      // The define module imports yaml only for parseManifest, which no
+      // workload calls; marked free of side effects, esbuild leaves it out
+      // (about 260 KB per artifact).
+      b.onResolve({ filter: /^yaml$/ }, async args => {
+        if (args.importer !== definePath || args.pluginData === RESOLVING) return undefined
+        const r = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: RESOLVING })
+        return r.errors.length > 0 ? { errors: r.errors } : { path: r.path, sideEffects: false }
+      })
+    }
+  }
+}
+
+/** `examples/orders.ts` when under the working directory, the absolute path otherwise. */
+function displayPath (path: string): string {
+  const rel = relative(process.cwd(), path)
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path
+}
+
+/** `file:line:column: message` (1-based column), or the message alone when esbuild gives no location. */
+function formatMessage (m: Message, workingDir: string): string {
+  if (m.location == null) return m.text
+  const file = displayPath(resolve(workingDir, m.location.file))
+  return `${file}:${m.location.line}:${m.location.column + 1}: ${m.text}`
+}
+
+function isBuildFailure (err: unknown): err is BuildFailure {
+  return err instanceof Error && Array.isArray((err as Partial<BuildFailure>).errors)
+}
+
+async function assertFile (path: string, shown: string, context?: string): Promise<void> {
+  let isFile: boolean
+  try {
+    isFile = (await stat(path)).isFile()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new WorkloadFileNotFoundError(shown, context)
+    throw err
+  }
+  if (!isFile) throw new WorkloadFileNotFoundError(shown, context != null ? `${context}; it is not a regular file` : 'it is not a regular file')
+}
+
+/** Reads the definition back from the artifact in a throwaway worker thread. */
+async function readDefinition (code: Uint8Array, sha256: string, source: string): Promise<Record<string, unknown> & { hasHandler: boolean }> {
+  const dir = await mkdtemp(join(tmpdir(), 'beemesh-bundle-'))
+  try {
+    const file = join(dir, `${sha256}.mjs`)
+    await writeFile(file, code)
+    return await inspectArtifact(file, { timeoutMs: INSPECT_TIMEOUT_MS, source })
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Bundles a workload module with esbuild (ESM, node20; `node:*` stays
+ * external, `beemesh` is this project's define module), reads its default
+ * export back in a sandbox worker, validates it, applies `overrides`, and
+ * returns the artifact with its spec. Throws BundleError for build errors and
+ * InvalidDefinitionError for a bad or missing definition.
+ */
+export async function bundleWorkload (entry: string, { overrides = {}, source }: BundleOptions = {}): Promise<BundleResult> {
+  const path = resolve(entry)
+  const shown = displayPath(path)
+  await assertFile(path, shown)
+  const workingDir = dirname(path)
+  let output
+  try {
+    output = await build({
+      entryPoints: [path],
+      absWorkingDir: workingDir,
+      bundle: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      write: false,
+      logLevel: 'silent',
+      plugins: [beemeshPlugin(defineModulePath())],
+      // CommonJS dependencies call require() for node builtins; ESM has none.
+      banner: { js: "import { createRequire as __beemeshCreateRequire } from 'node:module';\nconst require = __beemeshCreateRequire(import.meta.url);" }
+    })
+  } catch (err) {
+    if (!isBuildFailure(err)) throw err
+    const first = err.errors[0]
+    const more = err.errors.length - 1
+    const detail = first != null ? formatMessage(first, workingDir) : `${shown}: ${err.message}`
+    throw new BundleError(shown, more > 0 ? `${detail} (and ${more} more error${more === 1 ? '' : 's'})` : detail, { cause: err })
+  }
+  const file = output.outputFiles[0]
+  if (file == null) throw new BundleError(shown, `${shown}: esbuild produced no output`)
+  const code = file.contents
+  const sha256 = createHash('sha256').update(code).digest('hex')
+
+  const { hasHandler, ...fields } = await readDefinition(code, sha256, shown)
+  const own = validateDefinition(fields, shown, { requireHandler: false })
+  if (!hasHandler) throw new InvalidDefinitionError(shown, 'handler: missing; expected a function (event, ctx) => …')
+  const definition: DefinitionFields = { ...own, ...overrides }
+  const { createdAt: _createdAt, ...spec } = toWorkloadSpec(definition, { artifact: { sha256, size: code.byteLength }, source: source ?? shown, now: 0 })
+  return {
+    code,
+    sha256,
+    size: code.byteLength,
+    spec,
+    definition,
+    entry: path,
+    warnings: output.warnings.map(w => formatMessage(w, workingDir))
+  }
+}
+
+/**
+ * What `beemesh apply <file>` takes: a workload module (.ts, .mts, .js, .mjs)
+ * or a manifest (.yaml, .yml, .json) naming one in `spec.module` with
+ * overrides. Returns the bundle; a missing file is a WorkloadFileNotFoundError
+ * naming the path.
+ */
+export async function loadApplyFile (file: string): Promise<BundleResult> {
+  const path = resolve(file)
+  const shown = displayPath(path)
+  await assertFile(path, shown)
+  const ext = extname(path).toLowerCase()
+  if (MODULE_EXTENSIONS.has(ext)) return await bundleWorkload(path)
+  if (!MANIFEST_EXTENSIONS.has(ext)) throw new UnsupportedWorkloadFileError(shown)
+  const manifest = parseManifest(await readFile(path, 'utf8'), shown)
+  await assertFile(manifest.module, displayPath(manifest.module), `spec.module of ${shown}`)
+  return await bundleWorkload(manifest.module, { overrides: manifest.overrides, source: shown })
+}

@@ -1,0 +1,102 @@
+import type { Heartbeat, ReplicaReport } from './protocol.js'
+
+export interface PeerView {
+  heartbeat: Heartbeat
+  /** Local receive time of the newest heartbeat (never the sender's clock). */
+  seenAt: number
+  /** Set when the connection to the peer dropped after its last heartbeat. */
+  disconnectedAt?: number
+}
+
+export interface ReplicaLocation {
+  peerId: string
+  replica: number
+  epoch: number
+  status: ReplicaReport['status']
+  handled: number
+  failures: number
+}
+
+/**
+ * What this node knows of the rest of the mesh, from heartbeats and scheduler
+ * gossip: which peers are alive, their capacity and labels, and which replicas
+ * they run. A peer is live while its newest heartbeat is younger than the
+ * timeout and no disconnect was seen since.
+ */
+export class MeshView {
+  private readonly peers = new Map<string, PeerView>()
+  /** Replicas announced (award/started gossip) but not yet in a heartbeat. */
+  private readonly announced = new Map<string, ReplicaLocation & { at: number }>()
+
+  constructor (private readonly selfId: string, readonly heartbeatTimeoutMs: number, private readonly now: () => number = Date.now) {}
+
+  onHeartbeat (hb: Heartbeat): void {
+    if (hb.peerId === this.selfId) return
+    this.peers.set(hb.peerId, { heartbeat: hb, seenAt: this.now() })
+    for (const key of this.announced.keys()) {
+      if (key.startsWith(`${hb.peerId}|`)) this.announced.delete(key)
+    }
+  }
+
+  onDisconnect (peerId: string): void {
+    const view = this.peers.get(peerId)
+    if (view != null) view.disconnectedAt = this.now()
+  }
+
+  /** Records that a replica was awarded or started on a peer, ahead of its next heartbeat. */
+  announce (loc: ReplicaLocation & { workloadId: string }): void {
+    this.announced.set(`${loc.peerId}|${loc.workloadId}|${loc.replica}`, { ...loc, at: this.now() })
+  }
+
+  forgetWorkload (workloadId: string): void {
+    for (const key of this.announced.keys()) {
+      if (key.split('|')[1] === workloadId) this.announced.delete(key)
+    }
+  }
+
+  isLive (peerId: string): boolean {
+    if (peerId === this.selfId) return true
+    const view = this.peers.get(peerId)
+    if (view == null) return false
+    if (view.disconnectedAt != null && view.disconnectedAt >= view.seenAt) return false
+    return this.now() - view.seenAt <= this.heartbeatTimeoutMs
+  }
+
+  /** Live peers other than this node. */
+  livePeers (): PeerView[] {
+    return [...this.peers.entries()].filter(([id]) => this.isLive(id)).map(([, v]) => v)
+  }
+
+  livePeerIds (): string[] {
+    return [this.selfId, ...this.livePeers().map(v => v.heartbeat.peerId)]
+  }
+
+  lastSeen (peerId: string): number | undefined {
+    return this.peers.get(peerId)?.seenAt
+  }
+
+  /** Remote replicas of a workload on live peers: from heartbeats, and announcements not yet superseded. */
+  remoteReplicas (workloadId: string): ReplicaLocation[] {
+    const out = new Map<string, ReplicaLocation>()
+    for (const [id, view] of this.peers) {
+      if (!this.isLive(id)) continue
+      for (const r of view.heartbeat.replicas) {
+        if (r.workloadId === workloadId) out.set(`${id}|${r.replica}`, { peerId: id, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures })
+      }
+    }
+    for (const [key, loc] of this.announced) {
+      const [peer, wid, replica] = key.split('|')
+      if (wid !== workloadId || peer == null || !this.isLive(peer) || peer === this.selfId) continue
+      const k = `${peer}|${replica}`
+      if (!out.has(k)) out.set(k, { peerId: loc.peerId, replica: loc.replica, epoch: loc.epoch, status: loc.status, handled: loc.handled, failures: loc.failures })
+    }
+    return [...out.values()]
+  }
+
+  /** Workload ids any live peer reports a replica of. */
+  reportedWorkloads (): Set<string> {
+    const ids = new Set<string>()
+    for (const view of this.livePeers()) for (const r of view.heartbeat.replicas) ids.add(r.workloadId)
+    return ids
+  }
+}

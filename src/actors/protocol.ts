@@ -1,0 +1,184 @@
+import { z } from 'zod'
+import type { MeshMessage } from '../transport/mesh-node.js'
+import type { WorkloadSpec } from '../workloads/types.js'
+
+/** Gossip topics and stream protocols of the workload plane. */
+export const SCHEDULER_TOPIC = 'beemesh.scheduler.v1'
+export const HEARTBEAT_TOPIC = 'beemesh.heartbeat.v1'
+export const BID_PROTOCOL = '/beemesh/bid/1.0.0'
+export const LOGS_PROTOCOL = '/beemesh/logs/1.0.0'
+
+const peerId = z.string().min(10).max(128)
+const workloadId = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/)
+const resources = z.object({ cpuMillis: z.number().int().min(0), memoryBytes: z.number().int().min(0) })
+
+export const WorkloadSpecSchema: z.ZodType<WorkloadSpec> = z.object({
+  id: workloadId,
+  name: z.string().min(1).max(63),
+  namespace: z.string().min(1).max(63),
+  kind: z.literal('stateless'),
+  topics: z.array(z.string().regex(/^[A-Za-z0-9._~:-]{1,200}$/)).min(1).max(64),
+  replicas: z.number().int().min(1).max(100),
+  resources,
+  nodeSelector: z.record(z.string(), z.string()),
+  delivery: z.enum(['queue', 'fanout']),
+  retries: z.number().int().min(0).max(20),
+  timeoutMs: z.number().int().min(10).max(600_000),
+  memoryLimitMb: z.number().int().min(8),
+  artifact: z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().min(0) }),
+  source: z.string().max(1024),
+  createdAt: z.number()
+}).refine(s => s.id === `${s.namespace}/${s.name}`, { message: 'id must be <namespace>/<name>' })
+
+export const ReplicaStatus = z.enum(['starting', 'running', 'failed'])
+
+export const ReplicaReport = z.object({
+  workloadId,
+  replica: z.number().int().min(0).max(1000),
+  epoch: z.number().int().min(0),
+  status: ReplicaStatus,
+  handled: z.number().int().min(0).default(0),
+  failures: z.number().int().min(0).default(0)
+})
+export type ReplicaReport = z.infer<typeof ReplicaReport>
+
+export const Heartbeat = z.object({
+  type: z.literal('heartbeat'),
+  peerId,
+  ts: z.number(),
+  labels: z.record(z.string(), z.string()),
+  capacity: resources,
+  allocated: resources,
+  uptimeMs: z.number().min(0),
+  replicas: z.array(ReplicaReport).max(10_000)
+})
+export type Heartbeat = z.infer<typeof Heartbeat>
+
+export const Award = z.object({ peerId, replica: z.number().int().min(0) })
+
+export const SchedulerMessage = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('tender'),
+    tenderId: z.string().min(1).max(128),
+    tenderer: peerId,
+    epoch: z.number().int().min(0),
+    attempt: z.number().int().min(1).max(100),
+    spec: WorkloadSpecSchema,
+    ordinals: z.array(z.number().int().min(0)).min(1),
+    exclude: z.array(peerId)
+  }),
+  z.object({
+    type: z.literal('award'),
+    tenderId: z.string(),
+    tenderer: peerId,
+    workloadId,
+    epoch: z.number().int().min(0),
+    spec: WorkloadSpecSchema,
+    awards: z.array(Award).min(1)
+  }),
+  z.object({
+    type: z.literal('started'),
+    tenderId: z.string(),
+    workloadId,
+    epoch: z.number().int().min(0),
+    peerId,
+    replica: z.number().int().min(0)
+  }),
+  z.object({
+    type: z.literal('start-failed'),
+    tenderId: z.string(),
+    workloadId,
+    epoch: z.number().int().min(0),
+    peerId,
+    replica: z.number().int().min(0),
+    reason: z.string().max(2000)
+  }),
+  z.object({
+    type: z.literal('record'),
+    record: z.lazy(() => WorkloadRecordSchema)
+  }),
+  z.object({
+    type: z.literal('deleted'),
+    workloadId,
+    epoch: z.number().int().min(0),
+    by: peerId
+  })
+])
+export type SchedulerMessage = z.infer<typeof SchedulerMessage>
+
+export const SchedulingEvent = z.object({ ts: z.number(), type: z.enum(['Normal', 'Warning']), reason: z.string().max(100), message: z.string().max(4000) })
+export type SchedulingEvent = z.infer<typeof SchedulingEvent>
+
+export const WorkloadStatusName = z.enum(['Pending', 'Running', 'Degraded', 'Unschedulable', 'Failed', 'Deleted'])
+export type WorkloadStatusName = z.infer<typeof WorkloadStatusName>
+
+/** The signed DHT record of a workload (`/beemesh/workload/<ns>/<name>`): who runs what. */
+export const WorkloadRecordSchema = z.object({
+  spec: WorkloadSpecSchema,
+  epoch: z.number().int().min(0),
+  status: WorkloadStatusName,
+  placement: z.array(z.object({ peerId, replica: z.number().int().min(0), epoch: z.number().int().min(0) })),
+  events: z.array(SchedulingEvent).max(50),
+  updatedAt: z.number(),
+  updatedBy: peerId
+})
+export type WorkloadRecord = z.infer<typeof WorkloadRecordSchema>
+
+export const BidRequest = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('bid'), tenderId: z.string(), attempt: z.number().int().min(1), peerId, score: z.number().min(0).max(1000) }),
+  z.object({
+    type: z.literal('decline'),
+    tenderId: z.string(),
+    attempt: z.number().int().min(1),
+    peerId,
+    rejections: z.array(z.object({ peerId, filter: z.string(), reason: z.string().max(500) })).max(20)
+  })
+])
+export type BidRequest = z.infer<typeof BidRequest>
+
+export const LogsRequest = z.object({ workloadId, tail: z.number().int().min(1).max(100_000).optional(), since: z.number().optional() })
+
+export interface LogLine {
+  ts: number
+  workloadId: string
+  replica: number
+  nodeId: string
+  stream: 'log' | 'error'
+  message: string
+  fields?: Record<string, unknown>
+}
+
+export function workloadKey (id: string): string {
+  return `/beemesh/workload/${id}`
+}
+
+/** Parses JSON bytes against a schema; undefined (never a throw) for anything malformed. */
+export function decodeMessage<T> (schema: z.ZodType<T>, bytes: Uint8Array): T | undefined {
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder().decode(bytes))
+  } catch {
+    return undefined
+  }
+  const result = schema.safeParse(value)
+  return result.success ? result.data : undefined
+}
+
+export function encodeMessage (value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value))
+}
+
+/**
+ * A topic event as BeeMesh publishes it: `{id, data, ts}`, so every replica
+ * sees the same event id. Messages published by other software are taken
+ * whole as `data`, with gossipsub's origin and sequence number as the id.
+ */
+export function decodeEnvelope (msg: MeshMessage): { id: string, data: unknown } {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(msg.data)) as { id?: unknown, data?: unknown }
+    if (v != null && typeof v === 'object' && typeof v.id === 'string' && 'data' in v) return { id: v.id, data: v.data }
+    return { id: `${msg.from}:${msg.sequenceNumber}`, data: v }
+  } catch {
+    return { id: `${msg.from}:${msg.sequenceNumber}`, data: { base64: Buffer.from(msg.data).toString('base64') } }
+  }
+}

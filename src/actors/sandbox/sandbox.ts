@@ -1,0 +1,537 @@
+/**
+ * User code runs in worker threads: one thread per replica, with a V8 heap
+ * limit from the workload's memory request. A handler that throws fails only
+ * its event; one that runs past its timeout, exhausts its heap or ends its
+ * thread (`process.exit`) gets the thread replaced by a fresh one. No user
+ * code runs in the host's thread, so none of it can crash the host process.
+ *
+ * This is fault isolation, not a security boundary: user code in a worker
+ * shares the process (file system, network, native memory such as Buffers,
+ * which the heap limit does not cover).
+ */
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Worker, type ResourceLimits } from 'node:worker_threads'
+import type { Readable } from 'node:stream'
+import { describeError } from '../../errors.js'
+import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
+import type { TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
+import { ArtifactLoadError, SandboxStoppedError } from './errors.js'
+import type { FromWorker, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
+
+/** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
+export type FailureCause = 'threw' | 'timeout' | 'crashed' | 'out-of-memory' | 'stopped'
+
+/** The outcome of one handler call; `ms` is the time from hand-over to the worker until the outcome. */
+export type InvokeResult =
+  | { ok: true, ms: number }
+  | { ok: false, error: string, cause: FailureCause, ms: number }
+
+/** A line of a replica's log: `ctx.log`, console output of user code, or the sandbox's own notes. */
+export interface SandboxLogLine {
+  ts: number
+  replica: number
+  message: string
+  fields?: Record<string, unknown>
+  stream: 'log' | 'error'
+}
+
+export interface SandboxStats {
+  /** Handler calls that ran to an outcome (not counting ones cut short by stop). */
+  invocations: number
+  /** Of those, the ones that did not succeed. */
+  failures: number
+  /** Worker threads replaced after a timeout, crash or out-of-memory. */
+  restarts: number
+}
+
+export interface ReplicaSandboxInit {
+  /** The workload bundle: an ESM file on disk. */
+  artifactPath: string
+  identity: WorkloadIdentity
+  /** A handler call running longer than this fails with `timeout` and its thread is replaced. */
+  timeoutMs: number
+  /** V8 old-generation heap limit of the worker thread. */
+  memoryLimitMb: number
+  /** Called for each `ctx.publish`; its rejection is reported back to the handler. */
+  onPublish: (topic: string, data: unknown) => Promise<void>
+  onLog: (line: SandboxLogLine) => void
+  /** How long loading the module may take, at start and after each restart. Default 30 s. */
+  loadTimeoutMs?: number
+}
+
+const DEFAULT_LOAD_TIMEOUT_MS = 30_000
+/** Replacing a thread that keeps failing waits 100 ms, 200 ms, … up to this, until a call succeeds. */
+const MAX_RESTART_DELAY_MS = 30_000
+/** Longer stdout/stderr lines of a worker are cut into pieces of this size. */
+const MAX_OUTPUT_LINE = 64 * 1024
+
+/**
+ * How to start the worker. The compiled worker sits next to this file
+ * (`dist/actors/sandbox/worker.js`). From source (tests) it is `worker.ts`;
+ * tsx's loader does not carry over into worker threads on Node 20, so a small
+ * bootstrap registers it in the thread before importing the worker.
+ */
+let workerEntry: { filename: string | URL, eval: boolean } | undefined
+function entry (): { filename: string | URL, eval: boolean } {
+  if (workerEntry == null) {
+    const js = new URL('./worker.js', import.meta.url)
+    if (existsSync(fileURLToPath(js))) {
+      workerEntry = { filename: js, eval: false }
+    } else {
+      const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'))
+      const ts = JSON.stringify(new URL('./worker.ts', import.meta.url).href)
+      workerEntry = { filename: `import(${tsx}).then(({ register }) => { register(); return import(${ts}) })`, eval: true }
+    }
+  }
+  return workerEntry
+}
+
+function resourceLimits (memoryLimitMb: number): ResourceLimits {
+  return {
+    maxOldGenerationSizeMb: memoryLimitMb,
+    maxYoungGenerationSizeMb: Math.min(16, Math.max(2, Math.floor(memoryLimitMb / 8))),
+    stackSizeMb: 4
+  }
+}
+
+function restartDelay (consecutiveFailures: number): number {
+  return consecutiveFailures <= 1 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** (consecutiveFailures - 2))
+}
+
+interface ThreadExit {
+  code: number
+  /** The error the thread emitted before exiting (uncaught exception, ERR_WORKER_OUT_OF_MEMORY). */
+  error?: Error
+}
+
+interface Thread {
+  worker: Worker
+  /** Resolves (never rejects) once the thread has exited. */
+  exited: Promise<ThreadExit>
+}
+
+function isOutOfMemory (exit: ThreadExit): boolean {
+  return (exit.error as NodeJS.ErrnoException | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY'
+}
+
+function describeExit (exit: ThreadExit): string {
+  return exit.error != null ? describeError(exit.error) : `exit code ${exit.code}`
+}
+
+/** Calls `onLine` for each line of a worker's stdout or stderr. */
+function forwardLines (stream: Readable, onLine: (line: string) => void): void {
+  let buffer = ''
+  stream.setEncoding('utf8')
+  stream.on('data', (chunk: string) => {
+    buffer += chunk
+    let nl = buffer.indexOf('\n')
+    while (nl >= 0 || buffer.length > MAX_OUTPUT_LINE) {
+      const end = nl >= 0 ? nl : MAX_OUTPUT_LINE
+      onLine(buffer.slice(0, end).replace(/\r$/, ''))
+      buffer = buffer.slice(nl >= 0 ? end + 1 : end)
+      nl = buffer.indexOf('\n')
+    }
+  })
+  stream.on('end', () => {
+    if (buffer !== '') onLine(buffer)
+    buffer = ''
+  })
+  stream.on('error', () => {})
+}
+
+/**
+ * Starts a worker thread on the sandbox worker. Every listener is guarded:
+ * whatever the thread does, nothing it sends can throw in the host.
+ */
+function spawnThread (init: WorkerInit, memoryLimitMb: number, onMessage: (msg: FromWorker) => void, onOutput: (stream: 'log' | 'error', line: string) => void): Thread {
+  const { filename, eval: isEval } = entry()
+  // execArgv is not inherited: the host's flags (loaders, --import) are not meant for user code
+  const worker = new Worker(filename, { eval: isEval, execArgv: [], workerData: init, resourceLimits: resourceLimits(memoryLimitMb), stdout: true, stderr: true })
+  let error: Error | undefined
+  worker.on('message', (msg: unknown) => {
+    if (typeof msg !== 'object' || msg === null || typeof (msg as { type?: unknown }).type !== 'string') return
+    try {
+      onMessage(msg as FromWorker)
+    } catch {
+      // a malformed message from user code posting on the port; ignored
+    }
+  })
+  worker.on('error', err => { error ??= err })
+  worker.on('messageerror', err => { error ??= err })
+  const guarded = (stream: 'log' | 'error') => (line: string) => {
+    try {
+      onOutput(stream, line)
+    } catch {
+      // the host's log sink failed; the line is dropped
+    }
+  }
+  forwardLines(worker.stdout, guarded('log'))
+  forwardLines(worker.stderr, guarded('error'))
+  const exited = new Promise<ThreadExit>(resolve => {
+    worker.once('exit', code => { resolve({ code, ...(error != null ? { error } : {}) }) })
+  })
+  return { worker, exited }
+}
+
+function remoteError (info: WorkerErrorInfo): string {
+  return info.name === 'Error' || info.name === '' ? info.message : `${info.name}: ${info.message}`
+}
+
+/** One live (or loading) worker thread of a replica. */
+interface Live {
+  thread: Thread
+  /** The module loaded and the thread serves invocations. */
+  ready: boolean
+  /** Terminated on purpose (timeout, stop) or already replaced: its exit needs no reaction. */
+  retired: boolean
+  /** Set once the thread has exited. */
+  exit?: ThreadExit
+  /** The invocation the thread is running. */
+  inflight?: { id: number, settle: (outcome: Outcome) => void }
+}
+
+interface Job {
+  event: TopicEvent
+  resolve: (result: InvokeResult) => void
+}
+
+type Outcome =
+  | { kind: 'result', msg: Extract<FromWorker, { type: 'result' }> }
+  | { kind: 'timeout' }
+  | { kind: 'exit', exit: ThreadExit }
+  | { kind: 'unsendable', error: string }
+
+/**
+ * The sandbox of one replica. Invocations run one at a time, in arrival
+ * order (a replica is a single actor; run more replicas for parallelism).
+ * `invoke` never rejects: every failure is an InvokeResult.
+ */
+export class ReplicaSandbox {
+  private state: 'new' | 'starting' | 'running' | 'stopped' = 'new'
+  private current?: Promise<Live>
+  private readonly threads = new Set<Live>()
+  private readonly queue: Job[] = []
+  private draining = false
+  private nextId = 0
+  private consecutiveFailures = 0
+  private readonly lifetime = new AbortController()
+  private readonly counters: SandboxStats = { invocations: 0, failures: 0, restarts: 0 }
+  private readonly loadTimeoutMs: number
+  private readonly label: string
+
+  constructor (private readonly init: ReplicaSandboxInit) {
+    this.loadTimeoutMs = init.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS
+    this.label = `workload ${init.identity.id} replica ${init.identity.replica}`
+  }
+
+  get stats (): SandboxStats {
+    return { ...this.counters }
+  }
+
+  /** Loads the module in a first worker; rejects with ArtifactLoadError if it fails to load or is not a stateless workload. */
+  async start (): Promise<void> {
+    if (this.state === 'stopped') throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
+    if (this.state === 'running' || this.state === 'starting') {
+      await this.current
+      return
+    }
+    this.state = 'starting'
+    const first = this.spawn(0)
+    this.current = first
+    try {
+      await first
+    } catch (err) {
+      if (this.current === first) this.current = undefined
+      if (this.state === 'starting') this.state = 'new'
+      throw err
+    }
+    if (this.state === 'starting') this.state = 'running'
+  }
+
+  /** Runs the handler on one event, after the events before it. */
+  async invoke (event: TopicEvent): Promise<InvokeResult> {
+    if (this.state === 'stopped' || this.state === 'new') return this.notRunning(0)
+    return await new Promise<InvokeResult>(resolve => {
+      this.queue.push({ event, resolve })
+      void this.drain()
+    })
+  }
+
+  /** Terminates the worker; queued and running invocations resolve with cause `stopped`. */
+  async stop (): Promise<void> {
+    if (this.state !== 'stopped') {
+      this.state = 'stopped'
+      this.lifetime.abort()
+      this.current = undefined
+      for (const job of this.queue.splice(0)) job.resolve(this.notRunning(0))
+    }
+    await Promise.all([...this.threads].map(async live => {
+      live.retired = true
+      await live.thread.worker.terminate()
+    }))
+  }
+
+  /** A method, not a property check, so TypeScript does not narrow `state` across awaits. */
+  private stopped (): boolean {
+    return this.state === 'stopped'
+  }
+
+  private notRunning (ms: number): InvokeResult {
+    return { ok: false, cause: 'stopped', error: this.state === 'stopped' ? 'the sandbox was stopped' : 'the sandbox is not started', ms }
+  }
+
+  private log (stream: 'log' | 'error', message: string, fields?: Record<string, unknown>): void {
+    try {
+      this.init.onLog({ ts: Date.now(), replica: this.init.identity.replica, message, stream, ...(fields != null ? { fields } : {}) })
+    } catch {
+      // the host's log sink failed; the line is dropped rather than failing user code
+    }
+  }
+
+  /** Starts a worker (after `delayMs`) and resolves once its module has loaded. */
+  private async spawn (delayMs: number): Promise<Live> {
+    if (delayMs > 0) {
+      try {
+        await sleep(delayMs, undefined, { signal: this.lifetime.signal })
+      } catch {
+        throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
+      }
+    }
+    if (this.state === 'stopped') throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
+
+    let loaded!: () => void
+    let failed!: (err: Error) => void
+    const ready = new Promise<void>((resolve, reject) => { loaded = resolve; failed = reject })
+    const init: WorkerInit = { mode: 'serve', artifactPath: this.init.artifactPath, identity: this.init.identity }
+    // assigned below, before the thread can deliver its first message
+    let self!: Live
+    let thread: Thread
+    try {
+      thread = spawnThread(init, this.init.memoryLimitMb, msg => { this.onMessage(self, msg, loaded, failed) }, (stream, line) => { this.log(stream, line) })
+    } catch (err) {
+      throw new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `cannot start a worker thread: ${describeError(err)}`, { cause: err })
+    }
+    self = { thread, ready: false, retired: false }
+    this.threads.add(self)
+    void thread.exited.then(exit => { this.onExit(self, exit, failed) })
+
+    const timer = setTimeout(() => {
+      failed(new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `the module did not finish loading within ${this.loadTimeoutMs} ms`))
+    }, this.loadTimeoutMs)
+    try {
+      await ready
+    } catch (err) {
+      self.retired = true
+      void thread.worker.terminate()
+      if (this.stopped()) throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
+    self.ready = true
+    return self
+  }
+
+  private onMessage (live: Live, msg: FromWorker, loaded: () => void, failed: (err: Error) => void): void {
+    switch (msg.type) {
+      case 'ready':
+        loaded()
+        break
+      case 'load-failed':
+        failed(new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, remoteError(msg.error)))
+        break
+      case 'result':
+        if (live.inflight?.id === msg.id) live.inflight.settle({ kind: 'result', msg })
+        break
+      case 'publish':
+        this.publish(live, msg.id, msg.topic, msg.data)
+        break
+      case 'log':
+        if (typeof msg.message === 'string') this.log(msg.stream === 'error' ? 'error' : 'log', msg.message, msg.fields)
+        break
+    }
+  }
+
+  private publish (live: Live, id: number, topic: string, data: unknown): void {
+    const ack = (error?: string): void => {
+      if (live.retired) return
+      const msg: ToWorker = { type: 'publish-ack', id, ...(error != null ? { error } : {}) }
+      try {
+        live.thread.worker.postMessage(msg)
+      } catch {
+        // the thread is gone; its pending publish went with it
+      }
+    }
+    Promise.resolve()
+      .then(async () => { await this.init.onPublish(topic, data) })
+      .then(() => { ack() }, err => { ack(describeError(err)) })
+  }
+
+  private onExit (live: Live, exit: ThreadExit, failed: (err: Error) => void): void {
+    live.exit = exit
+    this.threads.delete(live)
+    const reason = isOutOfMemory(exit) ? `it ran out of memory (heap limit ${this.init.memoryLimitMb} MB)` : `the worker exited (${describeExit(exit)})`
+    failed(new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `${reason} while loading the module`))
+    if (live.ready && !live.retired && this.state === 'running') {
+      if (live.inflight == null) this.log('error', `the worker of replica ${this.init.identity.replica} stopped outside a handler call (${describeExit(exit)}); restarting it`)
+      this.replace(live)
+    }
+    live.inflight?.settle({ kind: 'exit', exit })
+  }
+
+  /** Retires a worker and starts its successor (with backoff when workers keep failing). */
+  private replace (live: Live): void {
+    if (live.retired) return
+    live.retired = true
+    void live.thread.worker.terminate()
+    if (this.state !== 'running') return
+    this.respawn()
+  }
+
+  private respawn (): void {
+    this.counters.restarts++
+    this.consecutiveFailures++
+    const next = this.spawn(restartDelay(this.consecutiveFailures))
+    this.current = next
+    next.catch(err => {
+      if (this.current === next) this.current = undefined
+      if (this.state === 'running') this.log('error', `restarting the worker of replica ${this.init.identity.replica} failed: ${describeError(err)}`)
+    })
+  }
+
+  private async acquire (): Promise<Live> {
+    if (this.current == null) {
+      if (this.state !== 'running') throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
+      this.respawn()
+    }
+    return await (this.current as Promise<Live>)
+  }
+
+  private async drain (): Promise<void> {
+    if (this.draining) return
+    this.draining = true
+    try {
+      for (let job = this.queue.shift(); job != null; job = this.queue.shift()) {
+        let result: InvokeResult
+        try {
+          result = await this.run(job.event)
+        } catch (err) {
+          result = { ok: false, cause: 'crashed', error: `the sandbox failed: ${describeError(err)}`, ms: 0 }
+        }
+        job.resolve(result)
+      }
+    } finally {
+      this.draining = false
+    }
+  }
+
+  private async run (event: TopicEvent): Promise<InvokeResult> {
+    let live: Live
+    try {
+      live = await this.acquire()
+    } catch (err) {
+      if (this.state !== 'running' && this.state !== 'starting') return this.notRunning(0)
+      this.counters.invocations++
+      this.counters.failures++
+      return { ok: false, cause: 'crashed', error: `no worker could be started: ${describeError(err)}`, ms: 0 }
+    }
+    if (this.state === 'stopped') return this.notRunning(0)
+
+    const id = ++this.nextId
+    const started = performance.now()
+    const outcome = await new Promise<Outcome>(resolve => {
+      const timer = setTimeout(() => { resolve({ kind: 'timeout' }) }, this.init.timeoutMs)
+      const settle = (o: Outcome): void => { clearTimeout(timer); resolve(o) }
+      if (live.exit != null) {
+        settle({ kind: 'exit', exit: live.exit })
+        return
+      }
+      live.inflight = { id, settle }
+      try {
+        live.thread.worker.postMessage({ type: 'invoke', id, event } satisfies ToWorker)
+      } catch (err) {
+        settle({ kind: 'unsendable', error: describeError(err) })
+      }
+    })
+    live.inflight = undefined
+    const ms = Math.round(performance.now() - started)
+    if (this.stopped() && outcome.kind !== 'result') return this.notRunning(ms)
+
+    this.counters.invocations++
+    if (outcome.kind === 'result' && outcome.msg.ok) {
+      this.consecutiveFailures = 0
+      return { ok: true, ms }
+    }
+    this.counters.failures++
+    switch (outcome.kind) {
+      case 'result':
+        this.consecutiveFailures = 0
+        return { ok: false, cause: 'threw', error: outcome.msg.ok ? '' : outcome.msg.error, ms }
+      case 'unsendable':
+        return { ok: false, cause: 'threw', error: `the event could not be passed to the worker: ${outcome.error}`, ms }
+      case 'timeout':
+        this.replace(live)
+        return { ok: false, cause: 'timeout', error: `the handler did not finish within ${this.init.timeoutMs} ms; its worker was replaced`, ms }
+      case 'exit':
+        if (isOutOfMemory(outcome.exit)) {
+          return { ok: false, cause: 'out-of-memory', error: `the handler ran out of memory (heap limit ${this.init.memoryLimitMb} MB); its worker was replaced`, ms }
+        }
+        return { ok: false, cause: 'crashed', error: `the worker crashed (${describeExit(outcome.exit)}); it was replaced`, ms }
+    }
+  }
+}
+
+export interface InspectOptions {
+  /** How long loading may take. Default 30 s. */
+  timeoutMs?: number
+  /** Heap limit of the inspecting worker. Default 256 MB. */
+  memoryLimitMb?: number
+  /** Names the module in errors (e.g. the user's entry file). Default: the artifact path. */
+  source?: string
+}
+
+/**
+ * Loads an artifact in a throwaway worker thread and returns the serialisable
+ * parts of its default export (functions dropped) plus `hasHandler`. Never
+ * imports user code into the calling thread. Throws InvalidDefinitionError for
+ * a missing or non-object default export (or a failing `defineWorkload`), and
+ * ArtifactLoadError when the module throws, hangs or crashes while loading.
+ */
+export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAULT_LOAD_TIMEOUT_MS, memoryLimitMb = 256, source = artifactPath }: InspectOptions = {}): Promise<Record<string, unknown> & { hasHandler: boolean }> {
+  return await new Promise((resolve, reject) => {
+    let thread: Thread | undefined
+    let settled = false
+    const timer = setTimeout(() => { finish(new ArtifactLoadError(source, `the module did not finish loading within ${timeoutMs} ms`)) }, timeoutMs)
+    function finish (err: Error | undefined, value?: Record<string, unknown> & { hasHandler: boolean }): void {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      if (thread != null) void thread.worker.terminate()
+      if (err != null) reject(err)
+      else if (value != null) resolve(value)
+    }
+    try {
+      thread = spawnThread({ mode: 'inspect', artifactPath }, memoryLimitMb, msg => {
+        if (msg.type === 'load-failed') {
+          const { error } = msg
+          finish(error.name === 'InvalidDefinitionError' && error.detail != null
+            ? new InvalidDefinitionError(source, error.detail)
+            : new ArtifactLoadError(source, remoteError(error)))
+        } else if (msg.type === 'inspected') {
+          if (!msg.hasDefault) finish(new InvalidDefinitionError(source, NO_DEFAULT_EXPORT))
+          else if (msg.exportType !== 'object') finish(new InvalidDefinitionError(source, `the default export is ${msg.exportType === 'null' ? 'null' : `a ${msg.exportType}`}; export default defineWorkload({...})`))
+          else finish(undefined, { ...msg.value, hasHandler: msg.hasHandler })
+        }
+      }, () => {})
+    } catch (err) {
+      finish(new ArtifactLoadError(source, `cannot start a worker thread: ${describeError(err)}`, { cause: err }))
+      return
+    }
+    void thread.exited.then(exit => {
+      const reason = isOutOfMemory(exit) ? `it ran out of memory (heap limit ${memoryLimitMb} MB)` : `the worker exited (${describeExit(exit)})`
+      finish(new ArtifactLoadError(source, `${reason} while loading the module`))
+    })
+  })
+}

@@ -1,0 +1,211 @@
+/**
+ * The worker-thread entry of the sandbox: it imports one workload artifact (an
+ * ESM bundle on disk) and either serves `invoke` messages with its handler
+ * (`mode: 'serve'`) or reports the serialisable parts of its default export
+ * (`mode: 'inspect'`). The parent (sandbox.ts) owns the thread's lifetime: it
+ * terminates it after an inspection, a timeout or on stop.
+ *
+ * Console output of user code is captured here and sent to the parent as log
+ * messages, in order with handler results.
+ */
+import { format } from 'node:util'
+import { pathToFileURL } from 'node:url'
+import { parentPort, workerData } from 'node:worker_threads'
+import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
+import type { HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
+
+/** `workerData` of a sandbox worker. */
+export type WorkerInit =
+  | { mode: 'serve', artifactPath: string, identity: WorkloadIdentity }
+  | { mode: 'inspect', artifactPath: string }
+
+/** An error as it crosses the thread boundary. `detail` is kept for InvalidDefinitionError. */
+export interface WorkerErrorInfo {
+  name: string
+  message: string
+  detail?: string
+}
+
+/** Parent → worker. */
+export type ToWorker =
+  | { type: 'invoke', id: number, event: TopicEvent }
+  | { type: 'publish-ack', id: number, error?: string }
+
+/** Worker → parent. */
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'load-failed', error: WorkerErrorInfo }
+  | { type: 'result', id: number, ok: true }
+  | { type: 'result', id: number, ok: false, error: string }
+  | { type: 'publish', id: number, topic: string, data: unknown }
+  | { type: 'log', stream: 'log' | 'error', message: string, fields?: Record<string, unknown> }
+  | { type: 'inspected', hasDefault: boolean, exportType: string, value: Record<string, unknown>, hasHandler: boolean }
+
+/** Longer log messages are cut, so one runaway line cannot flood the parent. */
+const MAX_LOG_CHARS = 64 * 1024
+
+function errorInfo (err: unknown): WorkerErrorInfo {
+  if (err instanceof Error) {
+    const detail = (err as { detail?: unknown }).detail
+    return { name: err.name, message: err.message, ...(typeof detail === 'string' ? { detail } : {}) }
+  }
+  return { name: 'Error', message: String(err) }
+}
+
+/** One line for a thrown value: `TypeError: x is not a function`, or the value itself. */
+function errorMessage (err: unknown): string {
+  if (err instanceof Error) return err.name === 'Error' || err.name === '' ? err.message : `${err.name}: ${err.message}`
+  if (typeof err === 'string') return err
+  try {
+    return JSON.stringify(err) ?? String(err)
+  } catch {
+    return String(err)
+  }
+}
+
+function truncate (message: string): string {
+  return message.length > MAX_LOG_CHARS ? `${message.slice(0, MAX_LOG_CHARS)}… (truncated)` : message
+}
+
+/** A JSON copy of `value`, or undefined when it has none (functions, undefined). Throws on cycles and BigInt. */
+function jsonCopy (value: unknown): unknown {
+  const text = JSON.stringify(value)
+  return text === undefined ? undefined : JSON.parse(text)
+}
+
+/** Everything of `value` except functions and symbols, as plain data; cycles are cut. */
+function plain (value: unknown, ancestors: object[] = []): unknown {
+  if (typeof value === 'function' || typeof value === 'symbol') return undefined
+  if (typeof value === 'bigint') return value.toString()
+  if (value === null || typeof value !== 'object') return value
+  if (ancestors.includes(value) || ancestors.length > 32) return undefined
+  const next = [...ancestors, value]
+  if (Array.isArray(value)) return value.map(v => plain(v, next) ?? null)
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) {
+    const p = plain(v, next)
+    if (p !== undefined) out[k] = p
+  }
+  return out
+}
+
+if (parentPort == null) throw new Error('the sandbox worker must run in a worker thread')
+const port = parentPort
+const init = workerData as WorkerInit
+
+function post (msg: FromWorker): void {
+  port.postMessage(msg)
+}
+
+let onInvoke: ((id: number, event: TopicEvent) => void) | undefined
+const publishes = new Map<number, { resolve: () => void, reject: (err: Error) => void }>()
+
+// Registered first, this listener also keeps the thread alive after it has
+// reported (inspected, load-failed), until the parent terminates it: nothing
+// it posted can be lost to an early exit.
+port.on('message', (msg: ToWorker) => {
+  if (msg.type === 'invoke') {
+    onInvoke?.(msg.id, msg.event)
+  } else if (msg.type === 'publish-ack') {
+    const pending = publishes.get(msg.id)
+    publishes.delete(msg.id)
+    if (msg.error == null) pending?.resolve()
+    else pending?.reject(new Error(`publish failed: ${msg.error}`))
+  }
+})
+
+function log (stream: 'log' | 'error', message: string, fields?: Record<string, unknown>): void {
+  post({ type: 'log', stream, message: truncate(message), ...(fields != null ? { fields } : {}) })
+}
+
+function captureConsole (): void {
+  const streams = { log: 'log', info: 'log', debug: 'log', trace: 'log', warn: 'error', error: 'error' } as const
+  for (const [method, stream] of Object.entries(streams)) {
+    (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => { log(stream, format(...args)) }
+  }
+}
+
+async function importDefault (): Promise<{ hasDefault: boolean, value: unknown }> {
+  const mod = await import(pathToFileURL(init.artifactPath).href) as Record<string, unknown>
+  return { hasDefault: 'default' in mod, value: mod.default }
+}
+
+async function inspect (): Promise<void> {
+  try {
+    const { hasDefault, value } = await importDefault()
+    const isObject = typeof value === 'object' && value !== null && !Array.isArray(value)
+    const handler = isObject ? (value as Record<string, unknown>).handler : undefined
+    post({
+      type: 'inspected',
+      hasDefault,
+      exportType: value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value,
+      value: isObject ? plain(value) as Record<string, unknown> : {},
+      hasHandler: typeof handler === 'function'
+    })
+  } catch (err) {
+    post({ type: 'load-failed', error: errorInfo(err) })
+  }
+}
+
+async function serve (identity: WorkloadIdentity): Promise<void> {
+  let handler: StatelessHandler
+  try {
+    const { hasDefault, value } = await importDefault()
+    if (!hasDefault) throw new Error(NO_DEFAULT_EXPORT)
+    const def = value as { kind?: unknown, handler?: unknown } | null
+    if (def == null || typeof def !== 'object') throw new Error(`the default export is ${def === null ? 'null' : `a ${typeof def}`}, not a workload definition`)
+    if (def.kind !== 'stateless') throw new Error(`the default export has kind ${JSON.stringify(def.kind)}; only "stateless" workloads run in a sandbox`)
+    if (typeof def.handler !== 'function') throw new Error('the default export has no handler function')
+    handler = def.handler as StatelessHandler
+  } catch (err) {
+    post({ type: 'load-failed', error: errorInfo(err) })
+    return
+  }
+
+  const workload = Object.freeze({ ...identity })
+  let nextPublish = 0
+
+  async function publish (topic: string, data: unknown): Promise<void> {
+    if (typeof topic !== 'string' || topic === '') throw new TypeError('ctx.publish: the topic must be a non-empty string')
+    let copy: unknown
+    try {
+      copy = jsonCopy(data)
+    } catch (err) {
+      throw new TypeError(`ctx.publish: the data for topic "${topic}" is not JSON-serialisable: ${errorMessage(err)}`)
+    }
+    if (copy === undefined) throw new TypeError(`ctx.publish: the data for topic "${topic}" must be a JSON value, got ${typeof data}`)
+    const id = ++nextPublish
+    const acked = new Promise<void>((resolve, reject) => { publishes.set(id, { resolve, reject }) })
+    post({ type: 'publish', id, topic, data: copy })
+    await acked
+  }
+
+  function ctxLog (message: string, fields?: Record<string, unknown>): void {
+    let copy: Record<string, unknown> | undefined
+    if (fields != null) {
+      try {
+        copy = jsonCopy(fields) as Record<string, unknown>
+      } catch (err) {
+        copy = { fieldsError: `fields are not JSON-serialisable: ${errorMessage(err)}` }
+      }
+    }
+    log('log', String(message), copy)
+  }
+
+  async function invoke (id: number, event: TopicEvent): Promise<void> {
+    const ctx: HandlerContext = Object.freeze({ workload, publish, log: ctxLog })
+    try {
+      await handler(event, ctx)
+      post({ type: 'result', id, ok: true })
+    } catch (err) {
+      post({ type: 'result', id, ok: false, error: errorMessage(err) })
+    }
+  }
+
+  onInvoke = (id, event) => { void invoke(id, event) }
+  post({ type: 'ready' })
+}
+
+captureConsole()
+if (init.mode === 'inspect') await inspect()
+else await serve(init.identity)

@@ -1,0 +1,681 @@
+import { randomUUID } from 'node:crypto'
+import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
+import { describeError } from '../errors.js'
+import { evaluate, guardians, rendezvousOwner, type NodeOffer } from '../machines/placement.js'
+import { schedulerMachine, type AwardMessage, type SchedulerOutput, type TenderMessage } from '../machines/scheduler-machine.js'
+import type { ArtifactService } from '../transport/artifacts.js'
+import type { Logger } from '../transport/logger.js'
+import type { MeshMessage, MeshNode } from '../transport/mesh-node.js'
+import { callRpc, serveRpc } from '../transport/rpc.js'
+import type { Resources, TopicEvent, WorkloadSpec } from '../workloads/types.js'
+import { InvalidWorkloadError, NoSubscribersError, UnschedulableError, WorkloadNotFoundError } from './errors.js'
+import { MeshView } from './mesh-view.js'
+import {
+  BID_PROTOCOL, BidRequest, decodeEnvelope, decodeMessage, encodeMessage, Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
+  SCHEDULER_TOPIC, SchedulerMessage, WorkloadRecordSchema, WorkloadSpecSchema, workloadKey,
+  type LogLine, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
+} from './protocol.js'
+import { ReplicaHost, type LocalReplica } from './replica-host.js'
+
+export interface WorkloadRuntimeInit {
+  mesh: MeshNode
+  artifacts: ArtifactService
+  log: Logger
+  capacity: Resources
+  labels: Record<string, string>
+  /** Longest bid window; the tender closes early once every live peer answered. */
+  tenderWindowMs?: number
+  /** How long awardees have to fetch, start and confirm. */
+  confirmTimeoutMs?: number
+  heartbeatMs?: number
+  heartbeatTimeoutMs?: number
+}
+
+export interface ReplicaPlacement {
+  replica: number
+  peerId: string
+  epoch: number
+  status: 'starting' | 'running' | 'failed' | 'lost'
+  handled: number
+  failures: number
+}
+
+/** A workload as `get`/`describe` show it: the record plus what the mesh observes now. */
+export interface WorkloadStatus {
+  id: string
+  name: string
+  namespace: string
+  kind: WorkloadSpec['kind']
+  status: WorkloadStatusName
+  replicas: number
+  ready: number
+  epoch: number
+  placement: ReplicaPlacement[]
+  topics: string[]
+  delivery: WorkloadSpec['delivery']
+  artifact: WorkloadSpec['artifact']
+  createdAt: number
+  updatedAt: number
+}
+
+export interface WorkloadDescription extends WorkloadStatus {
+  spec: WorkloadSpec
+  events: SchedulingEvent[]
+}
+
+export interface PublishOutcome {
+  id: string
+  topic: string
+  recipients: string[]
+  /** Local replicas the event was offered to. */
+  localReplicas: number
+}
+
+interface Reservation { resources: Resources, expires: number }
+
+const MAX_EVENTS = 30
+
+/**
+ * The workload plane of one node. Every node runs the same code: it bids on
+ * tenders, hosts the replicas it is awarded, heartbeats them, serves their logs,
+ * and, as a guardian of the workloads whose ids rank it first, re-tenders
+ * replicas whose host stopped heartbeating. A node that receives an `apply`
+ * becomes that workload's tenderer; there is no scheduler process.
+ */
+export class WorkloadRuntime {
+  private readonly mesh: MeshNode
+  private readonly log: Logger
+  private readonly view: MeshView
+  readonly host: ReplicaHost
+  private readonly catalog = new Map<string, WorkloadRecord>()
+  private readonly tenders = new Map<string, ActorRefFrom<typeof schedulerMachine>>()
+  /** Workload ids with a tender in flight from this node. */
+  private readonly tendering = new Set<string>()
+  private readonly reservations = new Map<string, Reservation>()
+  private readonly retryAfter = new Map<string, number>()
+  /** Local time each workload's record was last updated here. */
+  private readonly recordSeenAt = new Map<string, number>()
+  private readonly timers: NodeJS.Timeout[] = []
+  private readonly startedAt = Date.now()
+  private readonly cfg: Required<Pick<WorkloadRuntimeInit, 'tenderWindowMs' | 'confirmTimeoutMs' | 'heartbeatMs' | 'heartbeatTimeoutMs'>>
+  private subscribedTopics = new Set<string>()
+  private eventCounter = 0
+  private stopped = false
+
+  constructor (private readonly init: WorkloadRuntimeInit) {
+    this.mesh = init.mesh
+    this.log = init.log.child({ component: 'workloads' })
+    this.cfg = {
+      tenderWindowMs: init.tenderWindowMs ?? 250,
+      confirmTimeoutMs: init.confirmTimeoutMs ?? 20_000,
+      heartbeatMs: init.heartbeatMs ?? 1_000,
+      heartbeatTimeoutMs: init.heartbeatTimeoutMs ?? 3_500
+    }
+    this.view = new MeshView(this.mesh.peerId, this.cfg.heartbeatTimeoutMs)
+    this.host = new ReplicaHost({
+      selfId: this.mesh.peerId,
+      artifacts: init.artifacts,
+      log: this.log,
+      publish: async (topic, data) => { await this.publish(topic, data, { requireListeners: false }) },
+      onTopicsChanged: topics => { this.syncSubscriptions(topics) }
+    })
+  }
+
+  get selfId (): string {
+    return this.mesh.peerId
+  }
+
+  async start (): Promise<void> {
+    this.mesh.addEventListener('message', this.onMessage)
+    this.mesh.addEventListener('peer:disconnect', this.onDisconnect)
+    this.mesh.subscribe(SCHEDULER_TOPIC)
+    this.mesh.subscribe(HEARTBEAT_TOPIC)
+    await serveRpc(this.mesh, BID_PROTOCOL, async (request, from) => {
+      const bid = BidRequest.safeParse(request)
+      if (!bid.success) throw new Error('malformed bid')
+      if (bid.data.peerId !== from) throw new Error('a bid must come from the bidder itself')
+      this.routeBid(bid.data)
+      return {}
+    }, this.log)
+    await serveRpc(this.mesh, LOGS_PROTOCOL, async request => {
+      const req = LogsRequest.safeParse(request)
+      if (!req.success) throw new Error('malformed logs request')
+      return { result: this.host.logLines(req.data.workloadId, req.data) }
+    }, this.log)
+    this.every(this.cfg.heartbeatMs, () => { this.heartbeat() })
+    this.every(this.cfg.heartbeatMs, () => { this.guard() })
+    this.heartbeat()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    for (const t of this.timers) clearInterval(t)
+    for (const actor of this.tenders.values()) actor.send({ type: 'tender.cancelled' })
+    this.mesh.removeEventListener('message', this.onMessage)
+    this.mesh.removeEventListener('peer:disconnect', this.onDisconnect)
+    await this.host.stopAll()
+  }
+
+  private every (ms: number, fn: () => void): void {
+    const t = setInterval(() => {
+      try {
+        fn()
+      } catch (err) {
+        this.log.error({ err: describeError(err) }, 'periodic task failed')
+      }
+    }, ms)
+    t.unref()
+    this.timers.push(t)
+  }
+
+  // ---------------------------------------------------------------- apply / read / delete
+
+  /** Places a workload on the mesh; resolves once every replica confirmed it runs. */
+  async apply (specInput: unknown, artifact: Uint8Array): Promise<WorkloadStatus> {
+    return await (await this.submit(specInput, artifact)).placed
+  }
+
+  /**
+   * Validates a workload, stores and announces its artifact and records it as
+   * Pending; `placed` settles when the tender does. Rejects (before anything is
+   * recorded) for an invalid spec or an artifact whose hash does not match.
+   */
+  async submit (specInput: unknown, artifact: Uint8Array): Promise<{ placed: Promise<WorkloadStatus> }> {
+    const parsed = WorkloadSpecSchema.safeParse(specInput)
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]
+      throw new InvalidWorkloadError(`${issue?.path.join('.') || 'spec'}: ${issue?.message ?? 'invalid'}`)
+    }
+    const spec = parsed.data
+    await this.init.artifacts.publish(artifact, spec.artifact.sha256)
+    const existing = this.catalog.get(spec.id)
+    if (existing != null && existing.status !== 'Deleted' && sameSpec(existing.spec, spec) && existing.status === 'Running') {
+      return { placed: Promise.resolve(this.statusOf(existing)) }
+    }
+    if (this.tendering.has(spec.id)) throw new InvalidWorkloadError(`${spec.id} is being placed right now; try again when that finishes`)
+    this.tendering.add(spec.id)
+    const epoch = (existing?.epoch ?? 0) + 1
+    const record: WorkloadRecord = {
+      spec,
+      epoch,
+      status: 'Pending',
+      placement: [],
+      events: [...(existing?.status === 'Deleted' ? [] : existing?.events ?? []), event('Normal', 'Tendering', `tendering ${spec.replicas} replica(s) at epoch ${epoch}`)],
+      updatedAt: Date.now(),
+      updatedBy: this.selfId
+    }
+    this.updateRecord(record)
+    return { placed: this.place(spec, epoch, record) }
+  }
+
+  private async place (spec: WorkloadSpec, epoch: number, record: WorkloadRecord): Promise<WorkloadStatus> {
+    const ordinals = Array.from({ length: spec.replicas }, (_, i) => i)
+    const result = await this.runTender(spec, epoch, ordinals, [])
+    const latest = this.catalog.get(spec.id) ?? record
+    if (latest.epoch !== epoch || latest.status === 'Deleted') throw new WorkloadNotFoundError(spec.id)
+    if (result.status !== 'placed') {
+      const reason = result.reason ?? result.status
+      this.updateRecord({ ...latest, status: result.status === 'unschedulable' ? 'Unschedulable' : 'Failed', events: pushEvent(latest.events, event('Warning', 'FailedScheduling', reason)), updatedAt: Date.now(), updatedBy: this.selfId })
+      throw new UnschedulableError(spec.id, reason)
+    }
+    const placement = result.placed.map(p => ({ peerId: p.peerId, replica: p.replica, epoch }))
+    const placed = {
+      ...latest,
+      status: 'Running' as const,
+      placement,
+      events: pushEvent(latest.events, event('Normal', 'Scheduled', placement.map(p => `replica ${p.replica} → ${p.peerId}`).join(', '))),
+      updatedAt: Date.now(),
+      updatedBy: this.selfId
+    }
+    this.updateRecord(placed)
+    return this.statusOf(placed)
+  }
+
+  list (): WorkloadStatus[] {
+    return [...this.catalog.values()].filter(r => r.status !== 'Deleted').map(r => this.statusOf(r)).sort((a, b) => a.id.localeCompare(b.id))
+  }
+
+  describe (id: string): WorkloadDescription {
+    const record = this.catalog.get(id)
+    if (record == null || record.status === 'Deleted') throw new WorkloadNotFoundError(id)
+    return { ...this.statusOf(record), spec: record.spec, events: record.events }
+  }
+
+  /** Reads a workload's record from the DHT, for ids this node has not heard of through gossip. */
+  async fetchRecord (id: string): Promise<WorkloadRecord | undefined> {
+    try {
+      const r = await this.mesh.getRecord(workloadKey(id), { signal: AbortSignal.timeout(5_000) })
+      const record = decodeMessage(WorkloadRecordSchema, r.value)
+      if (record != null) this.mergeRecord(record)
+      return record
+    } catch {
+      return undefined
+    }
+  }
+
+  async delete (id: string): Promise<void> {
+    const record = this.catalog.get(id) ?? await this.fetchRecord(id)
+    if (record == null || record.status === 'Deleted') throw new WorkloadNotFoundError(id)
+    const deleted: WorkloadRecord = { ...record, epoch: record.epoch + 1, status: 'Deleted', placement: [], events: pushEvent(record.events, event('Normal', 'Deleted', `deleted by ${this.selfId}`)), updatedAt: Date.now(), updatedBy: this.selfId }
+    this.updateRecord(deleted)
+    await this.gossip({ type: 'deleted', workloadId: id, epoch: deleted.epoch, by: this.selfId })
+  }
+
+  /** Log lines of every replica of a workload, gathered from the nodes that host them. */
+  async logs (id: string, opts: { tail?: number, since?: number } = {}): Promise<LogLine[]> {
+    const record = this.catalog.get(id) ?? await this.fetchRecord(id)
+    if (record == null || record.status === 'Deleted') throw new WorkloadNotFoundError(id)
+    const hosts = new Set([this.selfId, ...record.placement.map(p => p.peerId), ...this.view.remoteReplicas(id).map(r => r.peerId)])
+    const all = await Promise.all([...hosts].map(async peer => {
+      if (peer === this.selfId) return this.host.logLines(id, opts)
+      if (!this.view.isLive(peer)) return []
+      try {
+        const { result } = await callRpc(this.mesh, peer, LOGS_PROTOCOL, { workloadId: id, ...opts }, { timeoutMs: 5_000 })
+        return Array.isArray(result) ? result as LogLine[] : []
+      } catch (err) {
+        this.log.debug({ peer, err: describeError(err) }, 'could not fetch logs')
+        return []
+      }
+    }))
+    const lines = all.flat().sort((a, b) => a.ts - b.ts)
+    return opts.tail != null ? lines.slice(-opts.tail) : lines
+  }
+
+  // ---------------------------------------------------------------- topics
+
+  /**
+   * Publishes a JSON value to a topic: to the mesh, and to this node's own
+   * replicas (gossip never loops back). Refuses a topic nobody listens on.
+   */
+  async publish (topic: string, data: unknown, { requireListeners = true } = {}): Promise<PublishOutcome> {
+    const localReplicas = this.host.list().filter(r => r.spec.topics.includes(topic) && r.status !== 'failed')
+    if (requireListeners && localReplicas.length === 0 && this.mesh.topicPeers(topic).length === 0) throw new NoSubscribersError(topic)
+    const id = `${this.selfId.slice(-10)}-${this.startedAt.toString(36)}-${(this.eventCounter++).toString(36)}`
+    const envelope = { id, data, ts: Date.now() }
+    const { recipients } = await this.mesh.publish(topic, encodeMessage(envelope))
+    if (localReplicas.length > 0) this.dispatch(topic, { topic, data, from: this.selfId, id, attempt: 1 })
+    return { id, topic, recipients, localReplicas: localReplicas.length }
+  }
+
+  /** Offers an event to each local replica subscribed to its topic; queue groups pick one replica mesh-wide. */
+  private dispatch (topic: string, evt: TopicEvent): void {
+    for (const local of this.host.list()) {
+      if (!local.spec.topics.includes(topic) || local.status === 'failed') continue
+      if (local.spec.delivery === 'fanout' || this.ownsEvent(local, evt.id)) this.host.deliver(local, evt)
+    }
+  }
+
+  /** Queue-group delivery: rendezvous hashing of the event id over the workload's live replicas. */
+  private ownsEvent (local: LocalReplica, eventId: string): boolean {
+    const members = new Map<number, { key: string, epoch: number }>()
+    const consider = (peerId: string, replica: number, epoch: number): void => {
+      const cur = members.get(replica)
+      if (cur == null || epoch > cur.epoch || (epoch === cur.epoch && `${peerId}/${replica}` < cur.key)) members.set(replica, { key: `${peerId}/${replica}`, epoch })
+    }
+    for (const r of this.host.of(local.workloadId)) if (r.status !== 'failed') consider(this.selfId, r.replica, r.epoch)
+    for (const r of this.view.remoteReplicas(local.workloadId)) if (r.status !== 'failed') consider(r.peerId, r.replica, r.epoch)
+    return rendezvousOwner(eventId, [...members.values()].map(m => m.key)) === `${this.selfId}/${local.replica}`
+  }
+
+  private syncSubscriptions (topics: Set<string>): void {
+    if (this.stopped) return
+    for (const t of topics) if (!this.subscribedTopics.has(t)) this.mesh.subscribe(t)
+    for (const t of this.subscribedTopics) if (!topics.has(t)) this.mesh.unsubscribe(t)
+    this.subscribedTopics = new Set(topics)
+  }
+
+  // ---------------------------------------------------------------- gossip in
+
+  private readonly onDisconnect = (evt: CustomEvent<string>): void => {
+    this.view.onDisconnect(evt.detail)
+  }
+
+  private readonly onMessage = (evt: CustomEvent<MeshMessage>): void => {
+    const msg = evt.detail
+    if (msg.topic === HEARTBEAT_TOPIC) {
+      const hb = decodeMessage(Heartbeat, msg.data)
+      if (hb == null || hb.peerId !== msg.from) { this.log.debug({ from: msg.from }, 'dropped a malformed heartbeat'); return }
+      this.view.onHeartbeat(hb)
+      for (const r of hb.replicas) {
+        if (!this.catalog.has(r.workloadId)) void this.fetchRecord(r.workloadId)
+        this.fenceAgainst(r.workloadId, r.replica, r.epoch, hb.peerId)
+      }
+      return
+    }
+    if (msg.topic === SCHEDULER_TOPIC) {
+      const m = decodeMessage(SchedulerMessage, msg.data)
+      if (m == null) { this.log.debug({ from: msg.from }, 'dropped a malformed scheduler message'); return }
+      this.onSchedulerMessage(m, msg.from)
+      return
+    }
+    if (!this.subscribedTopics.has(msg.topic)) return
+    const envelope = decodeEnvelope(msg)
+    this.dispatch(msg.topic, { topic: msg.topic, data: envelope.data, from: msg.from, id: envelope.id, attempt: 1 })
+  }
+
+  private onSchedulerMessage (m: SchedulerMessage, from: string): void {
+    switch (m.type) {
+      case 'tender':
+        if (m.tenderer !== from) return
+        void this.bidOn(m)
+        return
+      case 'award':
+        if (m.tenderer !== from) return
+        void this.onAward(m)
+        return
+      case 'started':
+      case 'start-failed':
+        if (m.peerId !== from) return
+        this.onConfirmation(m)
+        return
+      case 'record':
+        this.mergeRecord(m.record)
+        return
+      case 'deleted': {
+        const cur = this.catalog.get(m.workloadId)
+        if (cur == null || cur.epoch < m.epoch) {
+          if (cur != null) this.mergeRecord({ ...cur, epoch: m.epoch, status: 'Deleted', placement: [], updatedAt: Date.now(), updatedBy: m.by })
+          else void this.host.stop(m.workloadId)
+        }
+      }
+    }
+  }
+
+  /**
+   * Fencing: if another node runs the same replica ordinal at a higher epoch
+   * (it was re-tendered while this node was cut off), this node's copy stops.
+   */
+  private fenceAgainst (workloadId: string, replica: number, epoch: number, peerId: string): void {
+    const mine = this.host.get(workloadId, replica)
+    if (mine == null || mine.status === 'failed') return
+    if (mine.epoch < epoch || (mine.epoch === epoch && peerId < this.selfId)) {
+      this.log.warn({ workload: workloadId, replica, epoch: mine.epoch, newer: epoch, by: peerId }, 'replica superseded by a newer epoch elsewhere: stopping it')
+      void this.host.stop(workloadId, replica)
+    }
+  }
+
+  // ---------------------------------------------------------------- bidding and hosting
+
+  private selfOffer (minEpochFor?: { workloadId: string, epoch: number }): NodeOffer {
+    this.pruneReservations()
+    const allocated = this.host.allocated()
+    for (const r of this.reservations.values()) {
+      allocated.cpuMillis += r.resources.cpuMillis
+      allocated.memoryBytes += r.resources.memoryBytes
+    }
+    const hosts = [...new Set(this.host.list().filter(r => r.status !== 'failed' && (minEpochFor == null || r.workloadId !== minEpochFor.workloadId || r.epoch >= minEpochFor.epoch - 0)).map(r => r.workloadId))]
+    return { peerId: this.selfId, labels: this.init.labels, capacity: this.init.capacity, allocated, uptimeMs: Date.now() - this.startedAt, hosts }
+  }
+
+  private pruneReservations (): void {
+    const now = Date.now()
+    for (const [id, r] of this.reservations) if (r.expires < now) this.reservations.delete(id)
+  }
+
+  private async bidOn (tender: Extract<SchedulerMessage, { type: 'tender' }>): Promise<void> {
+    const live = this.host.of(tender.spec.id).filter(r => r.status !== 'failed')
+    const offer = this.selfOffer()
+    // A replica of an older generation of the same workload does not count as already hosting it.
+    offer.hosts = offer.hosts.filter(id => id !== tender.spec.id || live.some(r => r.epoch >= tender.epoch || r.spec.artifact.sha256 === tender.spec.artifact.sha256))
+    const result = evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude })
+    const reply: BidRequest = result.ok
+      ? { type: 'bid', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, score: result.score }
+      : { type: 'decline', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, rejections: result.rejections }
+    if (result.ok) this.reservations.set(tender.tenderId, { resources: tender.spec.resources, expires: Date.now() + this.cfg.tenderWindowMs + 2_000 })
+    if (tender.tenderer === this.selfId) { this.routeBid(reply); return }
+    try {
+      await callRpc(this.mesh, tender.tenderer, BID_PROTOCOL, reply, { timeoutMs: 5_000 })
+    } catch (err) {
+      this.reservations.delete(tender.tenderId)
+      this.log.debug({ tenderer: tender.tenderer, err: describeError(err) }, 'could not deliver bid')
+    }
+  }
+
+  private routeBid (bid: BidRequest): void {
+    const actor = this.tenders.get(bid.tenderId)
+    if (actor == null) return
+    if (bid.type === 'bid') actor.send({ type: 'bid.received', peerId: bid.peerId, score: bid.score, attempt: bid.attempt })
+    else actor.send({ type: 'bid.declined', peerId: bid.peerId, attempt: bid.attempt, rejections: bid.rejections.map(r => ({ ...r, filter: r.filter as never })) })
+  }
+
+  private async onAward (award: Extract<SchedulerMessage, { type: 'award' }>): Promise<void> {
+    this.reservations.delete(award.tenderId)
+    for (const a of award.awards) {
+      if (a.peerId !== this.selfId) this.view.announce({ workloadId: award.workloadId, peerId: a.peerId, replica: a.replica, epoch: award.epoch, status: 'starting', handled: 0, failures: 0 })
+    }
+    const mine = award.awards.filter(a => a.peerId === this.selfId)
+    await Promise.all(mine.map(async a => {
+      try {
+        await this.host.start(award.spec, a.replica, award.epoch, [award.tenderer])
+        const started = { type: 'started' as const, tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.selfId, replica: a.replica }
+        this.onConfirmation(started)
+        await this.gossip(started)
+      } catch (err) {
+        const failed = { type: 'start-failed' as const, tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.selfId, replica: a.replica, reason: describeError(err).slice(0, 1900) }
+        this.log.warn({ workload: award.workloadId, replica: a.replica, err: failed.reason }, 'replica failed to start')
+        this.onConfirmation(failed)
+        await this.gossip(failed)
+      }
+    }))
+  }
+
+  private onConfirmation (m: Extract<SchedulerMessage, { type: 'started' | 'start-failed' }>): void {
+    if (m.peerId !== this.selfId) {
+      this.view.announce({ workloadId: m.workloadId, peerId: m.peerId, replica: m.replica, epoch: m.epoch, status: m.type === 'started' ? 'running' : 'failed', handled: 0, failures: 0 })
+    }
+    const actor = this.tenders.get(m.tenderId)
+    if (actor == null) return
+    if (m.type === 'started') actor.send({ type: 'replica.started', peerId: m.peerId })
+    else actor.send({ type: 'replica.failed', peerId: m.peerId, reason: m.reason })
+  }
+
+  // ---------------------------------------------------------------- tendering
+
+  private async runTender (spec: WorkloadSpec, epoch: number, ordinals: number[], exclude: string[]): Promise<SchedulerOutput> {
+    this.tendering.add(spec.id)
+    const tenderId = randomUUID()
+    try {
+      const logic = schedulerMachine.provide({
+        actors: {
+          publishTender: fromPromise<void, TenderMessage>(async ({ input }) => {
+            // Bidders need not know which ordinals are missing: the award assigns them.
+            const wire = { type: 'tender' as const, tenderId, tenderer: this.selfId, epoch, attempt: input.attempt, spec, ordinals: ordinals.slice(0, input.replicas), exclude: input.exclude }
+            await this.gossip(wire)
+            void this.bidOn(wire)
+          }),
+          publishAward: fromPromise<void, AwardMessage>(async ({ input }) => {
+            const wire = { type: 'award' as const, tenderId, tenderer: this.selfId, workloadId: spec.id, epoch, spec, awards: input.awards }
+            await this.gossip(wire)
+            void this.onAward(wire)
+          })
+        }
+      })
+      const actor = createActor(logic, {
+        id: `scheduler:${spec.id}:${epoch}`,
+        input: {
+          tenderId,
+          workloadId: spec.id,
+          resources: spec.resources,
+          nodeSelector: spec.nodeSelector,
+          replicas: ordinals.length,
+          ordinals,
+          exclude,
+          epoch,
+          windowMs: this.cfg.tenderWindowMs,
+          confirmTimeoutMs: this.cfg.confirmTimeoutMs,
+          maxAttempts: 3,
+          seed: tenderId,
+          // Everyone known alive answers (bid or decline), so the window can close early.
+          // Heartbeats may not have arrived yet right after joining: direct peers count too.
+          expectedResponders: Math.max(this.view.livePeerIds().length, this.mesh.peers().length + 1)
+        }
+      })
+      this.tenders.set(tenderId, actor)
+      const done = new Promise<SchedulerOutput>((resolve) => {
+        actor.subscribe({
+          complete: () => { resolve(actor.getSnapshot().output as SchedulerOutput) },
+          error: err => { resolve({ status: 'failed', placed: [], reason: describeError(err), attempts: 0 }) }
+        })
+      })
+      actor.start()
+      return await done
+    } finally {
+      this.tenders.delete(tenderId)
+      this.tendering.delete(spec.id)
+    }
+  }
+
+  // ---------------------------------------------------------------- heartbeats and guardians
+
+  private heartbeat (): void {
+    if (this.stopped || !this.mesh.started) return
+    const hb: Heartbeat = {
+      type: 'heartbeat',
+      peerId: this.selfId,
+      ts: Date.now(),
+      labels: this.init.labels,
+      capacity: this.init.capacity,
+      allocated: this.host.allocated(),
+      uptimeMs: Date.now() - this.startedAt,
+      replicas: this.host.reports()
+    }
+    this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).catch(err => { this.log.debug({ err: describeError(err) }, 'heartbeat publish failed') })
+  }
+
+  /**
+   * Guardian duty: for each workload whose id ranks this node first among live
+   * peers, compare desired replicas with live ones and re-tender the missing.
+   */
+  private guard (): void {
+    if (this.stopped) return
+    const now = Date.now()
+    const live = this.view.livePeerIds()
+    for (const record of this.catalog.values()) {
+      if (record.status === 'Deleted' || record.status === 'Pending') continue
+      if (this.tendering.has(record.spec.id)) continue
+      // Give new placements time to show up in heartbeats (local clock: no trust in remote ones).
+      if (now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) continue
+      if ((this.retryAfter.get(record.spec.id) ?? 0) > now) continue
+      if (guardians(record.spec.id, live, 3)[0] !== this.selfId) continue
+      const running = this.liveReplicas(record.spec.id)
+      const missing = Array.from({ length: record.spec.replicas }, (_, i) => i).filter(i => !running.some(r => r.replica === i))
+      if (missing.length === 0) {
+        if (record.status !== 'Running') this.updateRecord({ ...record, status: 'Running', placement: running.map(r => ({ peerId: r.peerId, replica: r.replica, epoch: r.epoch })), updatedAt: now, updatedBy: this.selfId })
+        continue
+      }
+      void this.heal(record, running, missing)
+    }
+  }
+
+  private liveReplicas (id: string): Array<{ peerId: string, replica: number, epoch: number }> {
+    const out = new Map<number, { peerId: string, replica: number, epoch: number }>()
+    const add = (peerId: string, replica: number, epoch: number): void => {
+      const cur = out.get(replica)
+      if (cur == null || epoch > cur.epoch) out.set(replica, { peerId, replica, epoch })
+    }
+    for (const r of this.host.of(id)) if (r.status !== 'failed') add(this.selfId, r.replica, r.epoch)
+    for (const r of this.view.remoteReplicas(id)) if (r.status !== 'failed') add(r.peerId, r.replica, r.epoch)
+    return [...out.values()]
+  }
+
+  private async heal (record: WorkloadRecord, running: Array<{ peerId: string, replica: number, epoch: number }>, missing: number[]): Promise<void> {
+    const lost = record.placement.filter(p => missing.includes(p.replica))
+    const epoch = record.epoch + 1
+    const why = lost.length > 0
+      ? lost.map(p => `replica ${p.replica} on ${p.peerId} lost (no heartbeat for ${this.cfg.heartbeatTimeoutMs} ms)`).join('; ')
+      : `replicas ${missing.join(', ')} not running`
+    this.log.warn({ workload: record.spec.id, missing, epoch }, `re-tendering: ${why}`)
+    const pending: WorkloadRecord = { ...record, epoch, status: 'Degraded', events: pushEvent(record.events, event('Warning', 'ReplicaLost', `${why}; re-tendering at epoch ${epoch}`)), updatedAt: Date.now(), updatedBy: this.selfId }
+    this.updateRecord(pending)
+    const result = await this.runTender(record.spec, epoch, missing, running.map(r => r.peerId))
+    const latest = this.catalog.get(record.spec.id)
+    if (latest == null || latest.status === 'Deleted' || latest.epoch !== epoch) return
+    if (result.status === 'placed') {
+      const placement = [...running, ...result.placed.map(p => ({ peerId: p.peerId, replica: p.replica, epoch }))].sort((a, b) => a.replica - b.replica)
+      this.updateRecord({ ...latest, status: 'Running', placement, events: pushEvent(latest.events, event('Normal', 'Rescheduled', result.placed.map(p => `replica ${p.replica} → ${p.peerId}`).join(', '))), updatedAt: Date.now(), updatedBy: this.selfId })
+    } else {
+      this.retryAfter.set(record.spec.id, Date.now() + 5_000)
+      this.updateRecord({ ...latest, status: 'Degraded', events: pushEvent(latest.events, event('Warning', 'FailedScheduling', result.reason ?? result.status)), updatedAt: Date.now(), updatedBy: this.selfId })
+    }
+  }
+
+  // ---------------------------------------------------------------- records
+
+  /** Adopts a newer record (gossip or DHT) and fences local replicas it supersedes. */
+  private mergeRecord (record: WorkloadRecord): void {
+    const cur = this.catalog.get(record.spec.id)
+    if (cur != null && (record.epoch < cur.epoch || (record.epoch === cur.epoch && record.updatedAt < cur.updatedAt))) return
+    this.catalog.set(record.spec.id, record)
+    this.recordSeenAt.set(record.spec.id, Date.now())
+    if (record.status === 'Deleted') {
+      this.view.forgetWorkload(record.spec.id)
+      void this.host.stop(record.spec.id)
+      return
+    }
+    // A replica from an older generation (different artifact or spec) is stopped once a newer one is placed.
+    for (const local of this.host.of(record.spec.id)) {
+      if (!sameSpec(local.spec, record.spec) && record.status === 'Running') void this.host.stop(local.workloadId, local.replica)
+    }
+  }
+
+  private updateRecord (record: WorkloadRecord): void {
+    this.mergeRecord(record)
+    void this.gossip({ type: 'record', record })
+    this.mesh.putRecord(workloadKey(record.spec.id), encodeMessage(record), { signal: AbortSignal.timeout(10_000) }).catch(err => {
+      this.log.debug({ workload: record.spec.id, err: describeError(err) }, 'workload record put failed')
+    })
+  }
+
+  private async gossip (message: SchedulerMessage): Promise<void> {
+    if (!this.mesh.started) return
+    await this.mesh.publish(SCHEDULER_TOPIC, encodeMessage(message))
+  }
+
+  private statusOf (record: WorkloadRecord): WorkloadStatus {
+    const placement: ReplicaPlacement[] = []
+    const local = new Map(this.host.of(record.spec.id).map(r => [r.replica, r]))
+    const remote = this.view.remoteReplicas(record.spec.id)
+    const ordinals = new Set([...record.placement.map(p => p.replica), ...local.keys(), ...remote.map(r => r.replica)])
+    for (const replica of [...ordinals].sort((a, b) => a - b)) {
+      const mine = local.get(replica)
+      if (mine != null) { placement.push({ replica, peerId: this.selfId, epoch: mine.epoch, status: mine.status, handled: mine.handled, failures: mine.failures }); continue }
+      const seen = remote.filter(r => r.replica === replica).sort((a, b) => b.epoch - a.epoch)[0]
+      if (seen != null) { placement.push({ replica, peerId: seen.peerId, epoch: seen.epoch, status: seen.status, handled: seen.handled, failures: seen.failures }); continue }
+      const planned = record.placement.find(p => p.replica === replica)
+      if (planned != null) placement.push({ replica, peerId: planned.peerId, epoch: planned.epoch, status: this.view.isLive(planned.peerId) ? 'starting' : 'lost', handled: 0, failures: 0 })
+    }
+    const ready = placement.filter(p => p.status === 'running').length
+    let status: WorkloadStatusName = record.status
+    if (record.status === 'Running' || record.status === 'Degraded') status = ready >= record.spec.replicas ? 'Running' : 'Degraded'
+    return {
+      id: record.spec.id,
+      name: record.spec.name,
+      namespace: record.spec.namespace,
+      kind: record.spec.kind,
+      status,
+      replicas: record.spec.replicas,
+      ready,
+      epoch: record.epoch,
+      placement,
+      topics: record.spec.topics,
+      delivery: record.spec.delivery,
+      artifact: record.spec.artifact,
+      createdAt: record.spec.createdAt,
+      updatedAt: record.updatedAt
+    }
+  }
+}
+
+function event (type: SchedulingEvent['type'], reason: string, message: string): SchedulingEvent {
+  return { ts: Date.now(), type, reason, message: message.slice(0, 3900) }
+}
+
+function pushEvent (events: SchedulingEvent[], e: SchedulingEvent): SchedulingEvent[] {
+  return [...events, e].slice(-MAX_EVENTS)
+}
+
+function sameSpec (a: WorkloadSpec, b: WorkloadSpec): boolean {
+  const { createdAt: _a, source: _sa, ...x } = a
+  const { createdAt: _b, source: _sb, ...y } = b
+  return JSON.stringify(x) === JSON.stringify(y)
+}

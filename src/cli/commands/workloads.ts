@@ -1,0 +1,148 @@
+import { relative } from 'node:path'
+import type { LogLine } from '../../actors/protocol.js'
+import type { WorkloadDescription, WorkloadStatus } from '../../actors/workload-runtime.js'
+import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
+import { loadApplyFile } from '../../actors/bundler.js'
+import { formatCpu, formatMemory } from '../../workloads/quantities.js'
+import { ApiClient } from '../api-client.js'
+import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'
+
+export interface WorkloadCliOptions {
+  api: string
+  output: OutputFormat | 'wide'
+}
+
+const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
+
+/** `orders` or `default/orders` → `default/orders`, checked like Kubernetes names. */
+export function workloadId (name: string, namespace = 'default'): string {
+  const [ns, n] = name.includes('/') ? name.split('/', 2) as [string, string] : [namespace, name]
+  if (!NAME.test(ns) || !NAME.test(n)) throw new InvalidArgumentError(`"${name}" is not a workload name (lowercase letters, digits and '-', at most 63)`)
+  return `${ns}/${n}`
+}
+
+function short (peerId: string): string {
+  return peerId.length > 16 ? `…${peerId.slice(-8)}` : peerId
+}
+
+/** `beemesh apply <file>`: bundle, send to a node, wait until every replica runs (unless --no-wait). */
+export async function apply (file: string, opts: WorkloadCliOptions & { wait: boolean }): Promise<void> {
+  const started = Date.now()
+  const progress = (line: string): void => { if (opts.output === 'table' || opts.output === 'wide') process.stderr.write(line + '\n') }
+  progress(`bundling ${relative(process.cwd(), file) || file}…`)
+  const bundle = await loadApplyFile(file)
+  progress(`bundled ${bundle.spec.id}: artifact sha256:${bundle.sha256.slice(0, 12)} (${(bundle.code.byteLength / 1024).toFixed(1)} KiB) in ${Date.now() - started} ms`)
+  progress(`tendering ${bundle.spec.replicas} replica(s) on the mesh via ${opts.api}…`)
+  const client = new ApiClient(opts.api)
+  const body = { spec: { ...bundle.spec, createdAt: Date.now() }, artifact: Buffer.from(bundle.code).toString('base64') }
+  if (!opts.wait) {
+    await client.request('/v1/workloads?wait=false', { method: 'POST', body, timeoutMs: 30_000 })
+    process.stdout.write(`workload ${bundle.spec.id} accepted; placing it in the background (see: beemesh get workloads)\n`)
+    return
+  }
+  const status = await client.request<WorkloadStatus>('/v1/workloads', { method: 'POST', body, timeoutMs: 120_000 })
+  if (opts.output === 'json' || opts.output === 'yaml') { printObject(status as unknown as Record<string, unknown>, opts.output); return }
+  process.stdout.write(`workload ${status.id} ${status.status.toLowerCase()} (epoch ${status.epoch}) in ${Date.now() - started} ms\n`)
+  for (const p of status.placement) process.stdout.write(`  replica ${p.replica} → ${p.peerId} (${p.status})\n`)
+}
+
+export async function getWorkloads (opts: WorkloadCliOptions): Promise<void> {
+  const list = await new ApiClient(opts.api).request<WorkloadStatus[]>('/v1/workloads', { timeoutMs: 10_000 })
+  const now = Date.now()
+  if (opts.output === 'json' || opts.output === 'yaml') { printRows(list, [], opts.output); return }
+  const columns = [
+    { header: 'NAMESPACE', value: (w: WorkloadStatus) => w.namespace },
+    { header: 'NAME', value: (w: WorkloadStatus) => w.name },
+    { header: 'KIND', value: (w: WorkloadStatus) => w.kind },
+    { header: 'READY', value: (w: WorkloadStatus) => `${w.ready}/${w.replicas}` },
+    { header: 'STATUS', value: (w: WorkloadStatus) => w.status },
+    { header: 'EPOCH', value: (w: WorkloadStatus) => String(w.epoch) },
+    { header: 'AGE', value: (w: WorkloadStatus) => formatAge(now - w.createdAt) }
+  ]
+  if (opts.output === 'wide') {
+    columns.push({ header: 'TOPICS', value: w => w.topics.join(',') })
+    columns.push({ header: 'NODES', value: w => w.placement.map(p => `${p.replica}:${short(p.peerId)}`).join(',') })
+  }
+  printRows(list, columns, 'table')
+}
+
+export async function describeWorkload (name: string, opts: WorkloadCliOptions): Promise<void> {
+  const id = workloadId(name)
+  const d = await new ApiClient(opts.api).request<WorkloadDescription>(`/v1/workloads/${id}`, { timeoutMs: 10_000 })
+  if (opts.output === 'json' || opts.output === 'yaml') { printObject(d as unknown as Record<string, unknown>, opts.output); return }
+  const out = process.stdout
+  printObject({
+    Name: d.name,
+    Namespace: d.namespace,
+    Kind: d.kind,
+    Status: d.status,
+    Replicas: `${d.ready} ready / ${d.replicas} desired`,
+    Epoch: d.epoch,
+    Topics: d.topics.join(', '),
+    Delivery: d.delivery,
+    Resources: `cpu ${formatCpu(d.spec.resources.cpuMillis)}, memory ${formatMemory(d.spec.resources.memoryBytes)}`,
+    'Node selector': Object.entries(d.spec.nodeSelector).map(([k, v]) => `${k}=${v}`).join(', ') || '<none>',
+    'Retries/timeout': `${d.spec.retries} retries, ${d.spec.timeoutMs} ms per call`,
+    Artifact: `sha256:${d.artifact.sha256} (${d.artifact.size} bytes)`,
+    Source: d.spec.source
+  }, 'table', out)
+  out.write('Placement:\n')
+  printRows(d.placement, [
+    { header: '  REPLICA', value: p => `  ${p.replica}` },
+    { header: 'NODE', value: p => p.peerId },
+    { header: 'STATUS', value: p => p.status },
+    { header: 'EPOCH', value: p => String(p.epoch) },
+    { header: 'HANDLED', value: p => String(p.handled) },
+    { header: 'FAILURES', value: p => String(p.failures) }
+  ], 'table', out)
+  out.write('Events:\n')
+  const now = Date.now()
+  printRows(d.events, [
+    { header: '  TYPE', value: e => `  ${e.type}` },
+    { header: 'REASON', value: e => e.reason },
+    { header: 'AGE', value: e => formatAge(now - e.ts) },
+    { header: 'MESSAGE', value: e => e.message }
+  ], 'table', out)
+}
+
+export async function deleteWorkload (name: string, opts: WorkloadCliOptions): Promise<void> {
+  const id = workloadId(name)
+  await new ApiClient(opts.api).request(`/v1/workloads/${id}`, { method: 'DELETE', timeoutMs: 10_000 })
+  process.stdout.write(`workload ${id} deleted\n`)
+}
+
+function printLog (line: LogLine, out: NodeJS.WritableStream): void {
+  const fields = line.fields != null && Object.keys(line.fields).length > 0 ? ` ${JSON.stringify(line.fields)}` : ''
+  out.write(`${new Date(line.ts).toISOString()} [${line.replica}@${short(line.nodeId)}]${line.stream === 'error' ? ' ERROR' : ''} ${line.message}${fields}\n`)
+}
+
+/** `beemesh logs <name> [-f] [--tail N]`: lines from every replica, in time order. */
+export async function logs (name: string, opts: WorkloadCliOptions & { follow: boolean, tail?: string }): Promise<void> {
+  const id = workloadId(name)
+  const tail = opts.tail != null ? Number(opts.tail) : undefined
+  if (tail != null && (!Number.isInteger(tail) || tail < 1)) throw new InvalidArgumentError(`--tail must be a positive whole number, got "${opts.tail}"`)
+  const client = new ApiClient(opts.api)
+  const json = opts.output === 'json'
+  const emit = (lines: LogLine[]): void => { for (const l of lines) json ? process.stdout.write(JSON.stringify(l) + '\n') : printLog(l, process.stdout) }
+  let lines = await client.request<LogLine[]>(`/v1/workloads/${id}/logs${tail != null ? `?tail=${tail}` : ''}`, { timeoutMs: 15_000 })
+  emit(lines)
+  if (!opts.follow) return
+  let since = lines.at(-1)?.ts ?? Date.now() - 1
+  const seen = new Set(lines.filter(l => l.ts === since).map(l => JSON.stringify(l)))
+  for (;;) {
+    await new Promise(resolve => setTimeout(resolve, 500))
+    try {
+      lines = await client.request<LogLine[]>(`/v1/workloads/${id}/logs?since=${since - 1}`, { timeoutMs: 15_000 })
+    } catch (err) {
+      if (err instanceof BeeMeshError && /not found/.test(err.message)) { process.stderr.write(`workload ${id} is gone\n`); return }
+      throw err
+    }
+    const fresh = lines.filter(l => !seen.has(JSON.stringify(l)))
+    emit(fresh)
+    if (fresh.length > 0) {
+      since = fresh.at(-1)!.ts
+      for (const l of fresh) seen.add(JSON.stringify(l))
+      if (seen.size > 50_000) seen.clear()
+    }
+  }
+}

@@ -1,0 +1,11 @@
+/**
+ * The `beemesh` package: what workload modules import.
+ *
+ *   import { defineWorkload } from 'beemesh'
+ *   export default defineWorkload({ name: 'orders', kind: 'stateless', topics: ['orders'], handler: async (event, ctx) => { … } })
+ */
+export { defineWorkload } from './workloads/define.js'
+export type {
+  Delivery, HandlerContext, ResourceQuantities, StatelessDefinition, StatelessHandler, TopicEvent, WorkloadDefinition, WorkloadIdentity
+} from './workloads/types.js'
+export { deadLetterTopic } from './workloads/types.js'

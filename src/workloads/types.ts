@@ -1,0 +1,108 @@
+/**
+ * Workload contracts shared by the CLI, the scheduler, the runtime and user
+ * modules. `*Definition` is what a user writes (may hold functions);
+ * `WorkloadSpec` is the validated, serialisable form that travels on the mesh.
+ */
+
+/** CPU in millicores and memory in bytes, after parsing Kubernetes quantities. */
+export interface Resources {
+  cpuMillis: number
+  memoryBytes: number
+}
+
+/** An event delivered to a stateless handler. */
+export interface TopicEvent<T = unknown> {
+  topic: string
+  /** The published JSON value. */
+  data: T
+  /** Peer id of the publishing node. */
+  from: string
+  /** Mesh-wide message id (the same on every replica that sees it). */
+  id: string
+  /** 1 on first delivery, then 2, 3… on retries. */
+  attempt: number
+}
+
+export interface WorkloadIdentity {
+  /** `<namespace>/<name>` */
+  id: string
+  name: string
+  namespace: string
+  /** Replica ordinal, 0-based. */
+  replica: number
+  /** Peer id of the node hosting this replica. */
+  nodeId: string
+  epoch: number
+}
+
+export interface HandlerContext {
+  readonly workload: WorkloadIdentity
+  /** Publishes a JSON value on a topic of the mesh. */
+  publish(topic: string, data: unknown): Promise<void>
+  /** Writes a line to the workload's log (`beemesh logs <name>`). */
+  log(message: string, fields?: Record<string, unknown>): void
+}
+
+export type StatelessHandler<T = any> = (event: TopicEvent<T>, ctx: HandlerContext) => unknown | Promise<unknown>
+
+export type Delivery = 'queue' | 'fanout'
+
+export interface ResourceQuantities {
+  /** Kubernetes CPU quantity: `100m`, `0.5`, `2`. */
+  cpu?: string | number
+  /** Kubernetes memory quantity: `64Mi`, `1Gi`, `500M`, or bytes. */
+  memory?: string | number
+}
+
+export interface StatelessDefinition<T = any> {
+  name: string
+  kind: 'stateless'
+  namespace?: string
+  topics: string[]
+  replicas?: number
+  resources?: ResourceQuantities
+  /** Only nodes whose labels include all of these may host it. */
+  nodeSelector?: Record<string, string>
+  /** `queue` (default): each event handled by one live replica. `fanout`: by every replica. */
+  delivery?: Delivery
+  /** Retries after a failed handler call before the event goes to the dead-letter topic. Default 2. */
+  retries?: number
+  /** A handler call running longer than this is stopped and counts as failed. Default 5000. */
+  timeoutMs?: number
+  handler: StatelessHandler<T>
+}
+
+export type WorkloadDefinition = StatelessDefinition
+
+export interface ArtifactRef {
+  /** Hex sha256 of the bundle bytes: the artifact's content address. */
+  sha256: string
+  size: number
+}
+
+/** The validated, serialisable form of a workload, as it travels on the mesh. */
+export interface WorkloadSpec {
+  /** `<namespace>/<name>` */
+  id: string
+  name: string
+  namespace: string
+  kind: 'stateless'
+  topics: string[]
+  replicas: number
+  resources: Resources
+  nodeSelector: Record<string, string>
+  delivery: Delivery
+  retries: number
+  timeoutMs: number
+  /** V8 old-generation heap limit of each replica's worker, from resources.memory. */
+  memoryLimitMb: number
+  artifact: ArtifactRef
+  /** Where the module came from, for `describe`. */
+  source: string
+  createdAt: number
+}
+
+/** The dead-letter topic a stateless workload's failed events go to. */
+export function deadLetterTopic (workloadId: string): string {
+  return `beemesh.dead-letter.${workloadId.replace('/', '.')}`
+}
