@@ -52,10 +52,11 @@ test('a record nobody stored → 404', async () => {
   assert.match(r.body.error, /no record found for key \/beemesh\/test\/never-written/)
 })
 
-test('publish with no subscriber reports zero recipients', async () => {
+test('publish to a topic nobody listens on → 404 NoSubscribers, nothing sent', async () => {
   const r = await call('/v1/topics/lonely/messages', { method: 'POST', body: JSON.stringify({ data: { a: 1 } }) })
-  assert.is(r.status, 200)
-  assert.equal(r.body.recipients, [])
+  assert.is(r.status, 404)
+  assert.is(r.body.reason, 'NoSubscribers')
+  assert.match(r.body.error, /no actor or subscriber listens on topic "lonely"/)
 })
 
 test.run()
