@@ -26,8 +26,16 @@ export async function run (): Promise<void> {
   const extra: MeshNode[] = []
   try {
     const bundle = await loadApplyFile('bench/workloads/sink.ts')
+    const remove = async (names: string[]): Promise<void> => {
+      for (const name of names) await nodes[0]!.api.request(`/v1/workloads/default/${name}`, { method: 'DELETE', timeoutMs: 10_000 })
+    }
 
-    // apply → running, one at a time, tenderers round-robin
+    // 1. raw gossipsub vs. BeeMesh dispatch, same publisher, on a quiet mesh
+    const { rawPerSecond, dispatchPerSecond, ratio } = await throughput()
+    await remove(['sink'])
+    await Promise.all(extra.splice(0).map(async n => await n.stop()))
+
+    // 2. apply → running, one at a time, tenderers round-robin
     await applyAs(nodes[0]!, bundle, 'warmup')
     const latencies: number[] = []
     for (let i = 0; i < SEQUENTIAL_APPLIES; i++) {
@@ -37,16 +45,31 @@ export async function run (): Promise<void> {
       if (s.ready !== 1) throw new Error(`seq-${i} not running: ${JSON.stringify(s)}`)
     }
     const apply = summary(latencies)
+    await remove(['warmup', ...latencies.map((_, i) => `seq-${i}`)])
     process.stdout.write(`apply → running (${apply.n} sequential): p50 ${fmt(apply.p50)} ms, p99 ${fmt(apply.p99)} ms, max ${fmt(apply.max)} ms\n`)
 
-    // placements per second, all at once
+    // 3. placements per second, all at once
     const t0 = performance.now()
     await Promise.all(Array.from({ length: CONCURRENT_APPLIES }, async (_, i) => await applyAs(nodes[i % nodes.length]!, bundle, `par-${i}`, `par-${i}`)))
     const placementSeconds = (performance.now() - t0) / 1000
     const placementsPerSecond = CONCURRENT_APPLIES / placementSeconds
     process.stdout.write(`placements: ${CONCURRENT_APPLIES} concurrent in ${fmt(placementSeconds, 2)} s = ${fmt(placementsPerSecond)} /s\n`)
 
-    // raw gossipsub vs. BeeMesh dispatch, same publisher on the same mesh
+    const path = await writeResult('scheduler', {
+      nodes: nodes.length,
+      applyToRunningMs: apply,
+      placements: { count: CONCURRENT_APPLIES, seconds: placementSeconds, perSecond: placementsPerSecond },
+      throughput: { events: EVENTS, rawGossipsubPerSecond: rawPerSecond, dispatchPerSecond, ratio },
+      goals: { applyToRunningP99Ms: 100, dispatchRatio: 0.8 }
+    })
+    process.stdout.write(`wrote ${path}\n`)
+  } finally {
+    await Promise.all(extra.map(async n => await n.stop()))
+    await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
+  }
+
+  async function throughput (): Promise<{ rawPerSecond: number, dispatchPerSecond: number, ratio: number }> {
+    const bundle = await loadApplyFile('bench/workloads/sink.ts')
     const mk = async (): Promise<MeshNode> => {
       const n = new MeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [nodes[0]!.address] })
       await n.start()
@@ -78,17 +101,6 @@ export async function run (): Promise<void> {
     const ratio = dispatchPerSecond / rawPerSecond
     process.stdout.write(`raw gossipsub publish → receive: ${fmt(rawPerSecond, 0)} msg/s\n`)
     process.stdout.write(`topic event → handler:           ${fmt(dispatchPerSecond, 0)} events/s  (${fmt(ratio * 100)}% of raw)\n`)
-
-    const path = await writeResult('scheduler', {
-      nodes: nodes.length,
-      applyToRunningMs: apply,
-      placements: { count: CONCURRENT_APPLIES, seconds: placementSeconds, perSecond: placementsPerSecond },
-      throughput: { events: EVENTS, rawGossipsubPerSecond: rawPerSecond, dispatchPerSecond, ratio },
-      goals: { applyToRunningP99Ms: 100, dispatchRatio: 0.8 }
-    })
-    process.stdout.write(`wrote ${path}\n`)
-  } finally {
-    await Promise.all(extra.map(async n => await n.stop()))
-    await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
+    return { rawPerSecond, dispatchPerSecond, ratio }
   }
 }

@@ -17,6 +17,8 @@ export interface ReplicaLocation {
   failures: number
 }
 
+const STATUS_ORDER: Record<ReplicaReport['status'], number> = { starting: 0, running: 1, failed: 2 }
+
 /**
  * What this node knows of the rest of the mesh, from heartbeats and scheduler
  * gossip: which peers are alive, their capacity and labels, and which replicas
@@ -33,9 +35,9 @@ export class MeshView {
   onHeartbeat (hb: Heartbeat): void {
     if (hb.peerId === this.selfId) return
     this.peers.set(hb.peerId, { heartbeat: hb, seenAt: this.now() })
-    for (const key of this.announced.keys()) {
-      if (key.startsWith(`${hb.peerId}|`)) this.announced.delete(key)
-    }
+    // Announcements older than a heartbeat timeout are covered by heartbeats by now.
+    const horizon = this.now() - this.heartbeatTimeoutMs
+    for (const [key, loc] of this.announced) if (loc.at < horizon) this.announced.delete(key)
   }
 
   onDisconnect (peerId: string): void {
@@ -75,20 +77,31 @@ export class MeshView {
     return this.peers.get(peerId)?.seenAt
   }
 
-  /** Remote replicas of a workload on live peers: from heartbeats, and announcements not yet superseded. */
+  /**
+   * Remote replicas of a workload on live peers, from heartbeats and recent
+   * announcements. Heartbeats and scheduler gossip travel on different topics
+   * and may arrive out of order, so for each replica the newer knowledge wins:
+   * the higher epoch, then the later status (starting → running → failed).
+   */
   remoteReplicas (workloadId: string): ReplicaLocation[] {
     const out = new Map<string, ReplicaLocation>()
+    const offer = (loc: ReplicaLocation): void => {
+      const key = `${loc.peerId}|${loc.replica}`
+      const cur = out.get(key)
+      if (cur == null || loc.epoch > cur.epoch || (loc.epoch === cur.epoch && STATUS_ORDER[loc.status] > STATUS_ORDER[cur.status])) {
+        out.set(key, cur != null && loc.epoch === cur.epoch ? { ...loc, handled: Math.max(loc.handled, cur.handled), failures: Math.max(loc.failures, cur.failures) } : loc)
+      }
+    }
     for (const [id, view] of this.peers) {
       if (!this.isLive(id)) continue
       for (const r of view.heartbeat.replicas) {
-        if (r.workloadId === workloadId) out.set(`${id}|${r.replica}`, { peerId: id, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures })
+        if (r.workloadId === workloadId) offer({ peerId: id, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures })
       }
     }
     for (const [key, loc] of this.announced) {
-      const [peer, wid, replica] = key.split('|')
-      if (wid !== workloadId || peer == null || !this.isLive(peer) || peer === this.selfId) continue
-      const k = `${peer}|${replica}`
-      if (!out.has(k)) out.set(k, { peerId: loc.peerId, replica: loc.replica, epoch: loc.epoch, status: loc.status, handled: loc.handled, failures: loc.failures })
+      const [peer, wid] = key.split('|')
+      if (wid !== workloadId || peer == null || peer === this.selfId || !this.isLive(peer)) continue
+      offer({ peerId: loc.peerId, replica: loc.replica, epoch: loc.epoch, status: loc.status, handled: loc.handled, failures: loc.failures })
     }
     return [...out.values()]
   }

@@ -187,7 +187,9 @@ export class WorkloadRuntime {
       throw new InvalidWorkloadError(`${issue?.path.join('.') || 'spec'}: ${issue?.message ?? 'invalid'}`)
     }
     const spec = parsed.data
-    await this.init.artifacts.publish(artifact, spec.artifact.sha256)
+    // Announced as a DHT provider after placement: awardees fetch from the tenderer
+    // first, and the provider query would compete with the tender for every node's time.
+    await this.init.artifacts.publish(artifact, spec.artifact.sha256, { announce: false })
     const existing = this.catalog.get(spec.id)
     if (existing != null && existing.status !== 'Deleted' && sameSpec(existing.spec, spec) && existing.status === 'Running') {
       return { placed: Promise.resolve(this.statusOf(existing)) }
@@ -204,8 +206,10 @@ export class WorkloadRuntime {
       updatedAt: Date.now(),
       updatedBy: this.selfId
     }
-    this.updateRecord(record)
-    return { placed: this.place(spec, epoch, record) }
+    this.updateRecord(record, { persist: false })
+    const placed = this.place(spec, epoch, record)
+    void placed.catch(() => {}).finally(() => { this.init.artifacts.announce(spec.artifact.sha256) })
+    return { placed }
   }
 
   private async place (spec: WorkloadSpec, epoch: number, record: WorkloadRecord): Promise<WorkloadStatus> {
@@ -421,7 +425,13 @@ export class WorkloadRuntime {
     const reply: BidRequest = result.ok
       ? { type: 'bid', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, score: result.score }
       : { type: 'decline', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, rejections: result.rejections }
-    if (result.ok) this.reservations.set(tender.tenderId, { resources: tender.spec.resources, expires: Date.now() + this.cfg.tenderWindowMs + 2_000 })
+    if (result.ok) {
+      this.reservations.set(tender.tenderId, { resources: tender.spec.resources, expires: Date.now() + this.cfg.tenderWindowMs + 2_000 })
+      // A bidder is likely to be awarded: fetch the artifact now so the start does not wait for it.
+      this.init.artifacts.ensure(tender.spec.artifact.sha256, [tender.tenderer], { signal: AbortSignal.timeout(20_000) }).catch(err => {
+        this.log.debug({ workload: tender.spec.id, err: describeError(err) }, 'artifact prefetch failed')
+      })
+    }
     if (tender.tenderer === this.selfId) { this.routeBid(reply); return }
     try {
       await callRpc(this.mesh, tender.tenderer, BID_PROTOCOL, reply, { timeoutMs: 5_000 })
@@ -445,8 +455,10 @@ export class WorkloadRuntime {
     }
     const mine = award.awards.filter(a => a.peerId === this.selfId)
     await Promise.all(mine.map(async a => {
+      const t0 = Date.now()
       try {
         await this.host.start(award.spec, a.replica, award.epoch, [award.tenderer])
+        this.log.debug({ workload: award.workloadId, replica: a.replica, ms: Date.now() - t0 }, 'replica started')
         const started = { type: 'started' as const, tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.selfId, replica: a.replica }
         this.onConfirmation(started)
         await this.gossip(started)
@@ -474,17 +486,20 @@ export class WorkloadRuntime {
   private async runTender (spec: WorkloadSpec, epoch: number, ordinals: number[], exclude: string[]): Promise<SchedulerOutput> {
     this.tendering.add(spec.id)
     const tenderId = randomUUID()
+    const t0 = Date.now()
     try {
       const logic = schedulerMachine.provide({
         actors: {
           publishTender: fromPromise<void, TenderMessage>(async ({ input }) => {
             // Bidders need not know which ordinals are missing: the award assigns them.
             const wire = { type: 'tender' as const, tenderId, tenderer: this.selfId, epoch, attempt: input.attempt, spec, ordinals: ordinals.slice(0, input.replicas), exclude: input.exclude }
+            this.log.debug({ workload: spec.id, tenderId, attempt: input.attempt, ms: Date.now() - t0 }, 'tender published')
             await this.gossip(wire)
             void this.bidOn(wire)
           }),
           publishAward: fromPromise<void, AwardMessage>(async ({ input }) => {
             const wire = { type: 'award' as const, tenderId, tenderer: this.selfId, workloadId: spec.id, epoch, spec, awards: input.awards }
+            this.log.debug({ workload: spec.id, tenderId, awards: input.awards, ms: Date.now() - t0 }, 'award published')
             await this.gossip(wire)
             void this.onAward(wire)
           })
@@ -505,9 +520,9 @@ export class WorkloadRuntime {
           confirmTimeoutMs: this.cfg.confirmTimeoutMs,
           maxAttempts: 3,
           seed: tenderId,
-          // Everyone known alive answers (bid or decline), so the window can close early.
-          // Heartbeats may not have arrived yet right after joining: direct peers count too.
-          expectedResponders: Math.max(this.view.livePeerIds().length, this.mesh.peers().length + 1)
+          // Every node that heartbeats answers (bid or decline), so the window can close
+          // early. Only right after joining, before any heartbeat, direct peers stand in.
+          expectedResponders: this.view.livePeers().length > 0 ? this.view.livePeerIds().length : this.mesh.peers().length + 1
         }
       })
       this.tenders.set(tenderId, actor)
@@ -518,7 +533,9 @@ export class WorkloadRuntime {
         })
       })
       actor.start()
-      return await done
+      const output = await done
+      this.log.debug({ workload: spec.id, tenderId, status: output.status, ms: Date.now() - t0 }, 'tender finished')
+      return output
     } finally {
       this.tenders.delete(tenderId)
       this.tendering.delete(spec.id)
@@ -586,7 +603,7 @@ export class WorkloadRuntime {
       : `replicas ${missing.join(', ')} not running`
     this.log.warn({ workload: record.spec.id, missing, epoch }, `re-tendering: ${why}`)
     const pending: WorkloadRecord = { ...record, epoch, status: 'Degraded', events: pushEvent(record.events, event('Warning', 'ReplicaLost', `${why}; re-tendering at epoch ${epoch}`)), updatedAt: Date.now(), updatedBy: this.selfId }
-    this.updateRecord(pending)
+    this.updateRecord(pending, { persist: false })
     const result = await this.runTender(record.spec, epoch, missing, running.map(r => r.peerId))
     const latest = this.catalog.get(record.spec.id)
     if (latest == null || latest.status === 'Deleted' || latest.epoch !== epoch) return
@@ -618,9 +635,14 @@ export class WorkloadRuntime {
     }
   }
 
-  private updateRecord (record: WorkloadRecord): void {
+  /**
+   * Adopts a record here, gossips it, and (with `persist`, the default) puts it
+   * in the DHT. Transient states (a tender in flight) are gossiped only.
+   */
+  private updateRecord (record: WorkloadRecord, { persist = true } = {}): void {
     this.mergeRecord(record)
     void this.gossip({ type: 'record', record })
+    if (!persist) return
     this.mesh.putRecord(workloadKey(record.spec.id), encodeMessage(record), { signal: AbortSignal.timeout(10_000) }).catch(err => {
       this.log.debug({ workload: record.spec.id, err: describeError(err) }, 'workload record put failed')
     })

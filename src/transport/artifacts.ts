@@ -24,6 +24,9 @@ export function artifactCid (sha256: string): CID {
  * bytes do not match is skipped and the next one is tried.
  */
 export class ArtifactService {
+  /** Fetches under way, so concurrent callers share one. */
+  private readonly inFlight = new Map<string, Promise<string>>()
+
   constructor (private readonly mesh: MeshNode, readonly store: ArtifactStore, private readonly log: Logger) {}
 
   async start (): Promise<void> {
@@ -35,14 +38,19 @@ export class ArtifactService {
     }, this.log)
   }
 
-  /** Stores a bundle and announces it (announcement failures are logged, not fatal: peers may fetch from the tenderer directly). */
-  async publish (bytes: Uint8Array, expected?: string): Promise<string> {
+  /**
+   * Stores a bundle; with `announce` (default) also announces it as a DHT
+   * provider. Announcement failures are logged, not fatal: peers fetch from
+   * the tenderer first.
+   */
+  async publish (bytes: Uint8Array, expected?: string, { announce = true } = {}): Promise<string> {
     const sha256 = await this.store.put(bytes, expected)
-    this.announce(sha256)
+    if (announce) this.announce(sha256)
     return sha256
   }
 
-  private announce (sha256: string): void {
+  /** Announces in the background that this node provides the artifact. */
+  announce (sha256: string): void {
     this.mesh.provide(artifactCid(sha256), { signal: AbortSignal.timeout(15_000) }).catch(err => {
       this.log.debug({ sha256, err: describeError(err) }, 'provider announcement failed')
     })
@@ -54,6 +62,14 @@ export class ArtifactService {
    */
   async ensure (sha256: string, hints: string[] = [], options: AbortOptions = {}): Promise<string> {
     if (await this.store.has(sha256)) return this.store.path(sha256)
+    const pending = this.inFlight.get(sha256)
+    if (pending != null) return await pending
+    const fetching = this.fetch(sha256, hints, options).finally(() => { this.inFlight.delete(sha256) })
+    this.inFlight.set(sha256, fetching)
+    return await fetching
+  }
+
+  private async fetch (sha256: string, hints: string[], options: AbortOptions): Promise<string> {
     const tried = new Set<string>()
     const failures: string[] = []
     const tryPeers = async (peers: string[]): Promise<string | undefined> => {

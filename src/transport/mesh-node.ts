@@ -393,7 +393,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   }
 
   /** Opens a stream to a peer (peer id or full multiaddr) on a protocol. */
-  async dialProtocol (peer: string, protocol: string, options: AbortOptions = {}): Promise<Stream> {
+  async dialProtocol (peer: string, protocol: string, options: AbortOptions & { negotiateFully?: boolean } = {}): Promise<Stream> {
     const target = peer.startsWith('/') ? parseMultiaddr(peer, { requirePeerId: true }) : peerIdFromString(peer)
     return await this.node.dialProtocol(target, protocol, options)
   }

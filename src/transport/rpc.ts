@@ -65,7 +65,9 @@ export async function callRpc (mesh: MeshNode, peer: string, protocol: string, r
   const signal = AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs ?? 10_000)].filter((s): s is AbortSignal => s != null))
   let stream: Stream | undefined
   try {
-    stream = await mesh.dialProtocol(peer, protocol, { signal })
+    // The caller writes first, so the protocol selection can travel with the request
+    // (optimistic multistream-select) instead of costing a round trip of its own.
+    stream = await mesh.dialProtocol(peer, protocol, { signal, negotiateFully: false })
     const lp = lpStream(stream, { maxDataLength: MAX_BLOB_FRAME })
     await lp.write(enc.encode(JSON.stringify(request)), { signal })
     const header = JSON.parse(dec.decode((await lp.read({ signal })).subarray())) as { ok: boolean, result?: unknown, error?: string, blob?: boolean }
