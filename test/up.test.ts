@@ -77,6 +77,21 @@ test('up reports a node that cannot start (API port taken) and leaves nothing ru
   }
 })
 
+test('up --example (what npm start runs): the pipeline runs on 3 nodes and events flow through both actors', async () => {
+  const base = await freePortRange(3)
+  const up = startCli(['up', '--nodes', '3', '--api-port', String(base), '--data-dir', await tempDir(), '--example', 'examples/pipeline'])
+  await up.waitForOutput(/mesh ready: 3 nodes/, { timeoutMs: 15_000 })
+  const applied = await up.waitForOutput(/applied \S*fulfil\.ts as default\/fulfil[^\n]*\n[^\n]*applied \S*ingest\.ts as default\/ingest[^\n]*replica 0 → node-\d, replica 1 → node-\d/, { timeoutMs: 30_000 })
+  assert.ok(applied != null)
+  const flowing = await up.waitForOutput(/ingest\s+replica \d on node-\d\s+priced order (\d+)[\s\S]*fulfil\s+replica \d on node-\d\s+fulfilled order \1 /, { timeoutMs: 30_000 })
+  assert.ok(Number(flowing[1]) >= 1)
+  const list = await cli(['get', 'workloads', '-o', 'json', '--api', `http://127.0.0.1:${base + 2}`])
+  const workloads = JSON.parse(list.stdout) as Array<{ name: string, ready: number }>
+  assert.equal(workloads.map(w => [w.name, w.ready]), [['fulfil', 2], ['ingest', 2]])
+  up.child.kill('SIGINT')
+  assert.is(await up.exited, 0)
+})
+
 test('up rejects a bad --nodes value', async () => {
   const r = await cli(['up', '--nodes', 'three'])
   assert.is(r.code, 2)

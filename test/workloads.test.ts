@@ -132,6 +132,19 @@ test('a handler that throws or loops forever is contained; other workloads keep 
   await waitUntil(async () => countsOf(await logLines(nodes[0]!, 'counter'), /^handled (\d+)$/).has(5009), { what: 'counter still handles events' })
 })
 
+test('apply --no-wait returns at once; logs -f follows new lines from every replica', async () => {
+  const r = await cli(['apply', `${FIXTURES}/fanout.ts`, '--no-wait', '--api', nodes[2]!.apiUrl], { timeoutMs: 30_000 })
+  assert.is(r.code, 0, r.stderr)
+  assert.match(r.stdout, /workload default\/fanout accepted/)
+  const follow = startCli(['logs', 'fanout', '-f', '--tail', '1', '--api', nodes[3]!.apiUrl])
+  await follow.waitForOutput(/\n/)
+  await publishMany(nodes[0]!, 'broadcast', 777_000, 1)
+  const seen = await follow.waitForOutput(/\[(\d)@…\S+\] seen 777000\n[\s\S]*\[(?!\1)(\d)@…\S+\] seen 777000\n/, { timeoutMs: 15_000 })
+  assert.ok(seen != null, 'both replicas\' lines arrive while following')
+  follow.child.kill('SIGTERM')
+  await follow.exited
+})
+
 test('SIGKILL of a replica\'s node: the replica count is restored on another node and later events are handled', async () => {
   const before = (await workloads(nodes[0]!)).find(w => w.name === 'counter')!
   const victimId = before.placement.find(p => p.peerId !== nodes[0]!.peerId)!.peerId
