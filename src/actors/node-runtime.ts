@@ -5,7 +5,7 @@ import { NodeStore } from '../store/node-store.js'
 import { loadOrCreateIdentity } from '../transport/identity.js'
 import { silentLogger, type Logger } from '../transport/logger.js'
 import { NotStartedError } from '../transport/errors.js'
-import { MeshNode, type MeshMessage, type MeshPeer, type PublishResult, type PutResult } from '../transport/mesh-node.js'
+import { MeshNode, type MeshMessage, type MeshPeer, type PutResult } from '../transport/mesh-node.js'
 import type { DecodedRecord } from '../transport/records.js'
 import type { AbortOptions } from '@libp2p/interface'
 import { ArtifactStore } from '../store/artifact-store.js'
@@ -182,10 +182,6 @@ export class NodeRuntime {
 
   async getRecord (key: string, options?: AbortOptions): Promise<DecodedRecord> {
     return await this.meshNode().getRecord(key, options)
-  }
-
-  async publish (topic: string, data: Uint8Array): Promise<PublishResult> {
-    return await this.meshNode().publish(topic, data)
   }
 
   topicPeers (topic: string): string[] {

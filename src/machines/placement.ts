@@ -1,3 +1,4 @@
+import { formatMemoryApprox } from '../workloads/quantities.js'
 import type { Resources } from '../workloads/types.js'
 
 /**
@@ -77,25 +78,21 @@ export function alreadyHostingFilter (node: NodeOffer, req: PlacementRequest): R
   return { peerId: node.peerId, filter: 'already-hosting', reason: `already hosts a replica of ${req.workloadId}` }
 }
 
-export function cpuFilter (node: NodeOffer, req: PlacementRequest): Rejection | undefined {
-  const free = node.capacity.cpuMillis - node.allocated.cpuMillis
-  if (req.resources.cpuMillis <= free) return undefined
-  return {
-    peerId: node.peerId,
-    filter: 'cpu',
-    reason: `insufficient cpu: needs ${formatCpu(req.resources.cpuMillis)}, ${formatCpu(Math.max(0, free))} free of ${formatCpu(node.capacity.cpuMillis)}`
+/** A filter that rejects a node whose free amount of one resource is less than requested. */
+function resourceFilter (filter: 'cpu' | 'memory', key: keyof Resources, format: (n: number) => string): FeasibilityFilter {
+  return (node, req) => {
+    const free = node.capacity[key] - node.allocated[key]
+    if (req.resources[key] <= free) return undefined
+    return {
+      peerId: node.peerId,
+      filter,
+      reason: `insufficient ${filter}: needs ${format(req.resources[key])}, ${format(Math.max(0, free))} free of ${format(node.capacity[key])}`
+    }
   }
 }
 
-export function memoryFilter (node: NodeOffer, req: PlacementRequest): Rejection | undefined {
-  const free = node.capacity.memoryBytes - node.allocated.memoryBytes
-  if (req.resources.memoryBytes <= free) return undefined
-  return {
-    peerId: node.peerId,
-    filter: 'memory',
-    reason: `insufficient memory: needs ${formatBytes(req.resources.memoryBytes)}, ${formatBytes(Math.max(0, free))} free of ${formatBytes(node.capacity.memoryBytes)}`
-  }
-}
+export const cpuFilter = resourceFilter('cpu', 'cpuMillis', millis => `${Math.round(millis)}m`)
+export const memoryFilter = resourceFilter('memory', 'memoryBytes', formatMemoryApprox)
 
 /** Every selector label must be present with the same value; all mismatches go in one reason, `; `-separated. */
 export function labelsFilter (node: NodeOffer, req: PlacementRequest): Rejection | undefined {
@@ -351,24 +348,6 @@ export function describeUnschedulable (rejections: Rejection[], nodesAsked: numb
 /** `12D3KooWAbc…` → `12D3…7f3abc`: enough to tell peers apart in one line. */
 export function shortPeerId (peerId: string): string {
   return peerId.length > 12 ? `${peerId.slice(0, 4)}…${peerId.slice(-6)}` : peerId
-}
-
-export function formatCpu (millis: number): string {
-  return `${Math.round(millis)}m`
-}
-
-/** Bytes in binary units as Kubernetes writes them: `512Mi`, `1.5Gi`. */
-export function formatBytes (bytes: number): string {
-  const units = ['Ki', 'Mi', 'Gi', 'Ti', 'Pi']
-  let value = bytes
-  let unit = 'B'
-  for (const u of units) {
-    if (Math.abs(value) < 1024) break
-    value /= 1024
-    unit = u
-  }
-  if (unit === 'B') return `${Math.round(value)}B`
-  return `${Number.isInteger(value) ? value : Number(value.toFixed(1))}${unit}`
 }
 
 // ---------------------------------------------------------------- hashing

@@ -109,3 +109,21 @@ export function formatMemory (bytes: number): string {
   }
   return best
 }
+
+/**
+ * Bytes rounded for people, in binary units as Kubernetes writes them: `512Mi`,
+ * `1.5Gi`, `512B`. Unlike formatMemory it is not exact, so it reads well for
+ * amounts such as free memory.
+ */
+export function formatMemoryApprox (bytes: number): string {
+  const units = ['Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei']
+  let value = bytes
+  let unit = 'B'
+  for (const u of units) {
+    if (Math.abs(value) < 1024) break
+    value /= 1024
+    unit = u
+  }
+  if (unit === 'B') return `${Math.round(value)}B`
+  return `${Number.isInteger(value) ? value : Number(value.toFixed(1))}${unit}`
+}

@@ -7,7 +7,6 @@ import {
   evaluate,
   excludedFilter,
   feasibilityFilters,
-  formatBytes,
   guardians,
   labelsFilter,
   memoryFilter,
@@ -115,12 +114,6 @@ test('evaluate collects every rejection, not only the first', () => {
   assert.is(feasibilityFilters.length, 5)
 })
 
-test('formatBytes', () => {
-  assert.is(formatBytes(512), '512B')
-  assert.is(formatBytes(64 * Mi), '64Mi')
-  assert.is(formatBytes(1.5 * Gi), '1.5Gi')
-  assert.is(formatBytes(0), '0B')
-})
 
 // ---------------------------------------------------------------- scoring
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { InvalidQuantityError } from '../../src/workloads/errors.js'
-import { formatCpu, formatMemory, parseCpu, parseMemory } from '../../src/workloads/quantities.js'
+import { formatCpu, formatMemory, parseCpu, parseMemory, formatMemoryApprox } from '../../src/workloads/quantities.js'
 
 const Ki = 1024
 const Mi = 1024 * Ki
@@ -98,6 +98,13 @@ test('formatMemory picks the exact suffix with the smallest number', () => {
   assert.is(formatMemory(1536), '1536')
   assert.is(formatMemory(0), '0')
   for (const q of ['64Mi', '1Gi', '500M', '3T', '12345', '7Ki']) assert.is(formatMemory(parseMemory(q)), q)
+})
+
+test('formatMemoryApprox rounds for people', () => {
+  assert.is(formatMemoryApprox(512), '512B')
+  assert.is(formatMemoryApprox(64 * 1024 * 1024), '64Mi')
+  assert.is(formatMemoryApprox(1.5 * 1024 ** 3), '1.5Gi')
+  assert.is(formatMemoryApprox(0), '0B')
 })
 
 test.run()
