@@ -5,7 +5,7 @@
 import { createServer } from 'node:net'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { cli, startCli, tempDir } from './helpers/processes.js'
+import { cli, startCli, tempDir, waitUntil } from './helpers/processes.js'
 
 /** A base port whose next `count` ports are free right now. */
 async function freePortRange (count: number): Promise<number> {
@@ -83,8 +83,13 @@ test('up --example (what npm start runs): the pipeline runs on 3 nodes and event
   await up.waitForOutput(/mesh ready: 3 nodes/, { timeoutMs: 15_000 })
   const applied = await up.waitForOutput(/applied \S*fulfil\.ts as default\/fulfil[^\n]*\n[^\n]*applied \S*ingest\.ts as default\/ingest[^\n]*replica 0 → node-\d, replica 1 → node-\d/, { timeoutMs: 30_000 })
   assert.ok(applied != null)
-  const flowing = await up.waitForOutput(/ingest\s+replica \d on node-\d\s+priced order (\d+)[\s\S]*fulfil\s+replica \d on node-\d\s+fulfilled order \1 /, { timeoutMs: 30_000 })
-  assert.ok(Number(flowing[1]) >= 1)
+  // The same order shows up in both actors' logs (printed workload by workload, so in either order).
+  const order = await waitUntil(() => {
+    const out = up.stdout()
+    const priced = [...out.matchAll(/ingest\s+replica \d on node-\d\s+priced order (\d+)/g)].map(m => m[1])
+    return priced.find(n => new RegExp(`fulfil\\s+replica \\d on node-\\d\\s+fulfilled order ${n ?? ''} `).test(out))
+  }, { timeoutMs: 30_000, what: 'an order priced by ingest and fulfilled by fulfil' })
+  assert.ok(Number(order) >= 1)
   const list = await cli(['get', 'workloads', '-o', 'json', '--api', `http://127.0.0.1:${base + 2}`])
   const workloads = JSON.parse(list.stdout) as Array<{ name: string, ready: number }>
   assert.equal(workloads.map(w => [w.name, w.ready]), [['fulfil', 2], ['ingest', 2]])
