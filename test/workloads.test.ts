@@ -106,14 +106,31 @@ test('fan-out: each replica sees all 1,000 events', async () => {
   for (const seen of byReplica.values()) assert.is(seen.size, 1000)
 })
 
+test('re-applying with more replicas (a manifest over the module) replaces the set: 3 on distinct nodes, events reach all', async () => {
+  const before = (await workloads(nodes[0]!)).find(w => w.name === 'fanout')!
+  const r = await cli(['apply', `${FIXTURES}/fanout-3.yaml`, '-o', 'json', '--api', nodes[3]!.apiUrl], { timeoutMs: 60_000 })
+  assert.is(r.code, 0, r.stderr)
+  const status = JSON.parse(r.stdout) as WorkloadStatus
+  assert.is(status.replicas, 3)
+  assert.ok(status.epoch > before.epoch)
+  const scaled = await waitUntil(async () => {
+    const w = (await workloads(nodes[1]!)).find(x => x.name === 'fanout')
+    return w?.ready === 3 && w.placement.length === 3 ? w : undefined
+  }, { what: 'fanout at 3 ready replicas with the old generation gone' })
+  assert.is(new Set(scaled.placement.map(p => p.peerId)).size, 3)
+  await publishMany(nodes[0]!, 'broadcast', 50_000, 1)
+  await waitUntil(async () => new Set((await logLines(nodes[0]!, 'fanout')).filter(l => l.message === 'seen 50000').map(l => l.replica)).size === 3, { what: 'all 3 replicas to see the event' })
+})
+
 test('a handler that throws or loops forever is contained; other workloads keep running', async () => {
   const r = await cli(['apply', `${FIXTURES}/unruly.ts`, '--api', nodes[0]!.apiUrl], { timeoutMs: 60_000 })
   assert.is(r.code, 0, r.stderr)
   const status = (await workloads(nodes[0]!)).find(w => w.name === 'unruly')!
   const host = nodes.find(n => n.peerId === status.placement[0]!.peerId)!
-  const deadLetters = startCli(['subscribe', 'beemesh.dead-letter.default.unruly', '--count', '2', '--api', nodes[2]!.apiUrl])
+  const watcher = nodes.find(n => n !== host)!
+  const deadLetters = startCli(['subscribe', 'beemesh.dead-letter.default.unruly', '--count', '2', '--api', watcher.apiUrl])
   await deadLetters.waitForOutput(/subscribed/, { stream: 'stderr' })
-  await waitUntil(async () => (await host.api.request<string[]>('/v1/topics/beemesh.dead-letter.default.unruly/peers')).includes(nodes[2]!.peerId), { what: 'dead-letter subscription to propagate' })
+  await waitUntil(async () => (await host.api.request<string[]>('/v1/topics/beemesh.dead-letter.default.unruly/peers')).includes(watcher.peerId), { what: 'dead-letter subscription to propagate' })
 
   await publishMany(nodes[1]!, 'unruly', 1, 1, () => ({ mode: 'loop', n: 1 }))
   await publishMany(nodes[1]!, 'unruly', 2, 1, () => ({ mode: 'throw', n: 2 }))

@@ -74,6 +74,10 @@ export interface PublishOutcome {
 interface Reservation { resources: Resources, expires: number }
 
 const MAX_EVENTS = 30
+/** How long a guardian waits before re-tendering again after a failed heal. */
+const DEGRADED_RETRY_MS = 5_000
+/** The same for workloads that never could be placed (Unschedulable / Failed). */
+const UNPLACED_RETRY_MS = 30_000
 
 /**
  * The workload plane of one node. Every node runs the same code: it bids on
@@ -419,8 +423,8 @@ export class WorkloadRuntime {
   private async bidOn (tender: Extract<SchedulerMessage, { type: 'tender' }>): Promise<void> {
     const live = this.host.of(tender.spec.id).filter(r => r.status !== 'failed')
     const offer = this.selfOffer()
-    // A replica of an older generation of the same workload does not count as already hosting it.
-    offer.hosts = offer.hosts.filter(id => id !== tender.spec.id || live.some(r => r.epoch >= tender.epoch || r.spec.artifact.sha256 === tender.spec.artifact.sha256))
+    // A replica of an older generation (another spec, being replaced) does not count as already hosting it.
+    offer.hosts = offer.hosts.filter(id => id !== tender.spec.id || live.some(r => sameSpec(r.spec, tender.spec)))
     const result = evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude })
     const reply: BidRequest = result.ok
       ? { type: 'bid', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, score: result.score }
@@ -450,6 +454,8 @@ export class WorkloadRuntime {
 
   private async onAward (award: Extract<SchedulerMessage, { type: 'award' }>): Promise<void> {
     this.reservations.delete(award.tenderId)
+    const known = this.catalog.get(award.workloadId)
+    if (known?.status === 'Deleted' && known.epoch >= award.epoch) return // deleted while the tender was open
     for (const a of award.awards) {
       if (a.peerId !== this.selfId) this.view.announce({ workloadId: award.workloadId, peerId: a.peerId, replica: a.replica, epoch: award.epoch, status: 'starting', handled: 0, failures: 0 })
     }
@@ -569,6 +575,7 @@ export class WorkloadRuntime {
     const live = this.view.livePeerIds()
     for (const record of this.catalog.values()) {
       if (record.status === 'Deleted' || record.status === 'Pending') continue
+      // Workloads nothing could host are retried too, but less often (see heal).
       if (this.tendering.has(record.spec.id)) continue
       // Give new placements time to show up in heartbeats (local clock: no trust in remote ones).
       if (now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) continue
@@ -602,7 +609,8 @@ export class WorkloadRuntime {
       ? lost.map(p => `replica ${p.replica} on ${p.peerId} lost (no heartbeat for ${this.cfg.heartbeatTimeoutMs} ms)`).join('; ')
       : `replicas ${missing.join(', ')} not running`
     this.log.warn({ workload: record.spec.id, missing, epoch }, `re-tendering: ${why}`)
-    const pending: WorkloadRecord = { ...record, epoch, status: 'Degraded', events: pushEvent(record.events, event('Warning', 'ReplicaLost', `${why}; re-tendering at epoch ${epoch}`)), updatedAt: Date.now(), updatedBy: this.selfId }
+    const unplaced = record.status === 'Unschedulable' || record.status === 'Failed'
+    const pending: WorkloadRecord = { ...record, epoch, status: unplaced ? record.status : 'Degraded', events: pushEvent(record.events, event('Warning', 'ReplicaLost', `${why}; re-tendering at epoch ${epoch}`)), updatedAt: Date.now(), updatedBy: this.selfId }
     this.updateRecord(pending, { persist: false })
     const result = await this.runTender(record.spec, epoch, missing, running.map(r => r.peerId))
     const latest = this.catalog.get(record.spec.id)
@@ -611,8 +619,8 @@ export class WorkloadRuntime {
       const placement = [...running, ...result.placed.map(p => ({ peerId: p.peerId, replica: p.replica, epoch }))].sort((a, b) => a.replica - b.replica)
       this.updateRecord({ ...latest, status: 'Running', placement, events: pushEvent(latest.events, event('Normal', 'Rescheduled', result.placed.map(p => `replica ${p.replica} → ${p.peerId}`).join(', '))), updatedAt: Date.now(), updatedBy: this.selfId })
     } else {
-      this.retryAfter.set(record.spec.id, Date.now() + 5_000)
-      this.updateRecord({ ...latest, status: 'Degraded', events: pushEvent(latest.events, event('Warning', 'FailedScheduling', result.reason ?? result.status)), updatedAt: Date.now(), updatedBy: this.selfId })
+      this.retryAfter.set(record.spec.id, Date.now() + (unplaced ? UNPLACED_RETRY_MS : DEGRADED_RETRY_MS))
+      this.updateRecord({ ...latest, status: unplaced ? latest.status : 'Degraded', events: pushEvent(latest.events, event('Warning', 'FailedScheduling', result.reason ?? result.status)), updatedAt: Date.now(), updatedBy: this.selfId })
     }
   }
 
