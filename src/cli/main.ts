@@ -71,7 +71,7 @@ Examples:
     .option('--private-addresses', 'keep loopback/private addresses in DHT records (default: when listening on one)')
     .option('--no-private-addresses', 'drop loopback/private addresses from DHT records')
     .option('--cpu <quantity>', 'CPU this node offers to workloads (e.g. 2, 1500m)', String(availableParallelism()))
-    .option('--memory <quantity>', 'memory this node offers to workloads (e.g. 4Gi)', String(totalmem()))
+    .option('--memory <quantity>', 'memory this node offers to workloads (e.g. 4Gi)', `${Math.floor(totalmem() / 2 ** 20)}Mi`)
     .option('--label <key=value>', 'node label for workload node selectors (repeatable)', parseLabel, {})
     .option('--tender-window-ms <ms>', 'longest time a tender waits for bids (it closes early once every live peer answered)', '250')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))

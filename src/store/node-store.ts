@@ -39,6 +39,15 @@ export class NodeStore {
     }
   }
 
+  /**
+   * A named partition of the node database with utf8 keys and values, for a
+   * store kept beside the address book (`journal` holds the WorkloadJournal).
+   * Keys written through it are prefixed `!<name>!`; `peers` is taken.
+   */
+  sublevel (name: string) {
+    return this.db.sublevel<string, string>(name, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  }
+
   async close (): Promise<void> {
     await this.db.close()
   }
