@@ -29,7 +29,7 @@ export class JournalError extends BeeMeshError {
  */
 export class CorruptJournalError extends BeeMeshError {
   constructor (readonly workloadId: string, readonly key: string, readonly seq: number | undefined, problem: string, options?: ErrorOptions) {
-    super(`corrupt journal of ${workloadId} at ${seq != null ? `seq ${seq} ` : ''}(key ${JSON.stringify(key)}): ${problem}`, options)
+    super(`corrupt journal of ${workloadId} at ${seq != null ? `seq ${seq} (key ${JSON.stringify(key)})` : `key ${JSON.stringify(key)}`}: ${problem}`, options)
     this.name = 'CorruptJournalError'
   }
 }
