@@ -84,6 +84,14 @@ test('1,000 events on a queue-group workload are each handled exactly once acros
   const d = await nodes[1]!.api.request<{ placement: Array<{ handled: number }> }>('/v1/workloads/default/counter')
   const perReplica = d.placement.map(p => p.handled)
   assert.ok(perReplica.every(h => h > 0), `both replicas share the work: ${perReplica.join(', ')}`)
+  // The nodes' Prometheus counters agree: 1,000 handled in all, none failed.
+  let handled = 0
+  for (const n of nodes) {
+    const text = await (await fetch(`${n.apiUrl}/metrics`)).text()
+    handled += Number(/^beemesh_events_handled_total\{workload="default\/counter"\} (\d+)$/m.exec(text)?.[1] ?? 0)
+    assert.not.match(text, /^beemesh_event_attempts_failed_total\{workload="default\/counter"/m)
+  }
+  assert.is(handled, 1000)
 })
 
 test('fan-out: each replica sees all 1,000 events', async () => {

@@ -12,6 +12,7 @@ import { ArtifactStore } from '../store/artifact-store.js'
 import { ArtifactService } from '../transport/artifacts.js'
 import type { Resources } from '../workloads/types.js'
 import { WorkloadRuntime } from './workload-runtime.js'
+import { NodeMetrics } from './metrics.js'
 
 export interface NodeRuntimeInit {
   dataDir: string
@@ -54,6 +55,12 @@ export class NodeRuntime {
   private store?: NodeStore
   private actor?: ActorRefFrom<typeof nodeMachine>
   private runtime?: WorkloadRuntime
+  /** Prometheus metrics of this node (`GET /metrics`). */
+  readonly metrics = new NodeMetrics({
+    peers: () => this.mesh?.started === true ? this.mesh.peers().length : 0,
+    workloads: () => this.runtime?.list().length ?? 0,
+    replicas: () => this.runtime?.host.list().length ?? 0
+  })
 
   constructor (init: NodeRuntimeInit) {
     this.init = init
@@ -92,7 +99,7 @@ export class NodeRuntime {
             await mesh.start()
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
             await artifacts.start()
-            const runtime = new WorkloadRuntime({ mesh, artifacts, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs })
+            const runtime = new WorkloadRuntime({ mesh, artifacts, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics })
             await runtime.start()
             this.runtime = runtime
           } catch (err) {

@@ -4,6 +4,7 @@ import type { ArtifactService } from '../transport/artifacts.js'
 import { deadLetterTopic, type Resources, type TopicEvent, type WorkloadSpec } from '../workloads/types.js'
 import type { LogLine, ReplicaReport } from './protocol.js'
 import { ReplicaSandbox } from './sandbox/sandbox.js'
+import type { NodeMetrics } from './metrics.js'
 
 export interface LocalReplica {
   workloadId: string
@@ -27,6 +28,7 @@ export interface ReplicaHostInit {
   publish: (topic: string, data: unknown) => Promise<void>
   /** Called whenever the set of topics local replicas need changes. */
   onTopicsChanged: (topics: Set<string>) => void
+  metrics?: NodeMetrics
 }
 
 const LOG_LINES_PER_WORKLOAD = 20_000
@@ -107,11 +109,13 @@ export class ReplicaHost {
       local.sandbox = sandbox
       local.status = 'running'
       this.appendLog({ ts: Date.now(), workloadId: spec.id, replica, nodeId: this.init.selfId, stream: 'log', message: `replica ${replica} started (epoch ${epoch})` })
+      this.init.metrics?.replicaStarts.inc({ outcome: 'started' })
       const backlog = local.backlog.splice(0)
       for (const event of backlog) void this.handle(local, event)
       return local
     } catch (err) {
       local.status = 'failed'
+      this.init.metrics?.replicaStarts.inc({ outcome: 'failed' })
       this.replicas.delete(key)
       this.init.onTopicsChanged(this.topics())
       this.appendLog({ ts: Date.now(), workloadId: spec.id, replica, nodeId: this.init.selfId, stream: 'error', message: `replica ${replica} failed to start: ${describeError(err)}` })
@@ -153,14 +157,17 @@ export class ReplicaHost {
       const result = await sandbox.invoke({ ...event, attempt })
       if (result.ok) {
         local.handled++
+        this.init.metrics?.eventsHandled.inc({ workload: local.workloadId })
         return
       }
       local.failures++
+      this.init.metrics?.eventsFailed.inc({ workload: local.workloadId, cause: result.cause })
       lastError = `${result.cause}: ${result.error}`
       this.appendLog({ ts: Date.now(), workloadId: local.workloadId, replica: local.replica, nodeId: this.init.selfId, stream: 'error', message: `event ${event.id} attempt ${attempt}/${attempts} failed (${lastError})` })
     }
     const topic = deadLetterTopic(local.workloadId)
     this.init.log.warn({ workload: local.workloadId, event: event.id, error: lastError }, 'event sent to the dead-letter topic')
+    this.init.metrics?.deadLetters.inc({ workload: local.workloadId })
     await this.init.publish(topic, { workload: local.workloadId, replica: local.replica, nodeId: this.init.selfId, event, error: lastError, attempts }).catch(err => {
       this.init.log.error({ topic, err: describeError(err) }, 'dead-letter publish failed')
     })

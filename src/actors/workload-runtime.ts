@@ -16,6 +16,7 @@ import {
   type LogLine, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
 } from './protocol.js'
 import { ReplicaHost, type LocalReplica } from './replica-host.js'
+import type { NodeMetrics } from './metrics.js'
 
 export interface WorkloadRuntimeInit {
   mesh: MeshNode
@@ -29,6 +30,7 @@ export interface WorkloadRuntimeInit {
   confirmTimeoutMs?: number
   heartbeatMs?: number
   heartbeatTimeoutMs?: number
+  metrics?: NodeMetrics
 }
 
 export interface ReplicaPlacement {
@@ -121,7 +123,8 @@ export class WorkloadRuntime {
       artifacts: init.artifacts,
       log: this.log,
       publish: async (topic, data) => { await this.publish(topic, data, { requireListeners: false }) },
-      onTopicsChanged: topics => { this.syncSubscriptions(topics) }
+      onTopicsChanged: topics => { this.syncSubscriptions(topics) },
+      metrics: init.metrics
     })
   }
 
@@ -541,6 +544,8 @@ export class WorkloadRuntime {
       actor.start()
       const output = await done
       this.log.debug({ workload: spec.id, tenderId, status: output.status, ms: Date.now() - t0 }, 'tender finished')
+      this.init.metrics?.tenders.inc({ outcome: output.status })
+      this.init.metrics?.tenderSeconds.observe({ outcome: output.status }, (Date.now() - t0) / 1000)
       return output
     } finally {
       this.tenders.delete(tenderId)

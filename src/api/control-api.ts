@@ -13,7 +13,7 @@ import { ArtifactError } from '../transport/errors.js'
 import { decodeEnvelope } from '../actors/protocol.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
-export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'watchTopic' | 'topicPeers' | 'workloads'>
+export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics'>
 
 export interface ControlApiInit {
   node: NodeControl
@@ -35,6 +35,7 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
  *
  *   GET  /healthz                      liveness and node state
  *   GET  /v1/status                    peer id, addresses, uptime, peer count
+ *   GET  /metrics                      Prometheus metrics
  *   GET  /v1/peers                     connected peers
  *   PUT  /v1/records                   {key, value, encoding?} → signed DHT put
  *   GET  /v1/records?key=/beemesh/..   newest valid record
@@ -106,6 +107,12 @@ export class ControlApi {
       return
     }
     if (path === '/v1/status' && method === 'GET') { sendJson(res, 200, node.status()); return }
+    if (path === '/metrics' && method === 'GET') {
+      const { contentType, body } = await node.metrics.render()
+      res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) })
+      res.end(body)
+      return
+    }
     if (path === '/v1/peers' && method === 'GET') { sendJson(res, 200, node.peers()); return }
 
     if (path === '/v1/records') {

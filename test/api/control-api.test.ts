@@ -20,6 +20,17 @@ test('GET /healthz is 200 with the node state', async () => {
   assert.is(r.body.peerId, node.peerId)
 })
 
+test('GET /metrics is Prometheus text with the node\'s gauges and process metrics', async () => {
+  const res = await fetch(`${node.apiUrl}/metrics`)
+  assert.is(res.status, 200)
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain/)
+  const body = await res.text()
+  assert.match(body, /^beemesh_peers 0$/m)
+  assert.match(body, /^beemesh_replicas 0$/m)
+  assert.match(body, /^# TYPE beemesh_tender_duration_seconds histogram$/m)
+  assert.match(body, /^beemesh_process_resident_memory_bytes \d+/m)
+})
+
 test('unknown endpoint → 404, wrong method → 405', async () => {
   assert.is((await call('/v1/nope')).status, 404)
   const r = await call('/v1/records', { method: 'DELETE' })

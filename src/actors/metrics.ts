@@ -1,0 +1,39 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+export interface NodeGauges {
+  peers: () => number
+  workloads: () => number
+  replicas: () => number
+}
+
+/**
+ * The node's Prometheus metrics (served at `GET /metrics`). One registry per
+ * node, passed to the components that count things; no global registry.
+ */
+export class NodeMetrics {
+  readonly registry = new Registry()
+  readonly eventsHandled: Counter<'workload'>
+  readonly eventsFailed: Counter<'workload' | 'cause'>
+  readonly deadLetters: Counter<'workload'>
+  readonly tenders: Counter<'outcome'>
+  readonly tenderSeconds: Histogram<'outcome'>
+  readonly replicaStarts: Counter<'outcome'>
+
+  constructor (gauges: NodeGauges) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'beemesh_' })
+    this.eventsHandled = new Counter({ name: 'beemesh_events_handled_total', help: 'Topic events handled by local replicas', labelNames: ['workload'], registers })
+    this.eventsFailed = new Counter({ name: 'beemesh_event_attempts_failed_total', help: 'Handler attempts that failed, by cause (threw, timeout, crashed, out-of-memory)', labelNames: ['workload', 'cause'], registers })
+    this.deadLetters = new Counter({ name: 'beemesh_dead_letters_total', help: 'Events sent to a dead-letter topic after their retries', labelNames: ['workload'], registers })
+    this.tenders = new Counter({ name: 'beemesh_tenders_total', help: 'Tenders this node ran, by outcome (placed, unschedulable, failed, cancelled)', labelNames: ['outcome'], registers })
+    this.tenderSeconds = new Histogram({ name: 'beemesh_tender_duration_seconds', help: 'Time from tender to every awardee confirmed (or the tender failing)', labelNames: ['outcome'], buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers })
+    this.replicaStarts = new Counter({ name: 'beemesh_replica_starts_total', help: 'Replica starts on this node, by outcome (started, failed)', labelNames: ['outcome'], registers })
+    new Gauge({ name: 'beemesh_peers', help: 'Connected peers', registers, collect () { this.set(gauges.peers()) } })
+    new Gauge({ name: 'beemesh_workloads', help: 'Workloads this node knows of (not deleted)', registers, collect () { this.set(gauges.workloads()) } })
+    new Gauge({ name: 'beemesh_replicas', help: 'Replicas running on this node', registers, collect () { this.set(gauges.replicas()) } })
+  }
+
+  async render (): Promise<{ contentType: string, body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+}
