@@ -64,6 +64,11 @@ export class MeshView {
     return this.now() - view.seenAt <= this.heartbeatTimeoutMs
   }
 
+  /** Every peer heard from (live or not), other than this node. */
+  knownPeers (): PeerView[] {
+    return [...this.peers.values()]
+  }
+
   /** Live peers other than this node. */
   livePeers (): PeerView[] {
     return [...this.peers.entries()].filter(([id]) => this.isLive(id)).map(([, v]) => v)

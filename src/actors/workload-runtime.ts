@@ -65,6 +65,20 @@ export interface WorkloadDescription extends WorkloadStatus {
   events: SchedulingEvent[]
 }
 
+/** A mesh node as `get nodes` shows it: this node, and every peer heartbeating. */
+export interface NodeSummary {
+  peerId: string
+  self: boolean
+  ready: boolean
+  labels: Record<string, string>
+  capacity: Resources
+  allocated: Resources
+  replicas: number
+  uptimeMs: number
+  /** Milliseconds since its last heartbeat arrived (0 for this node). */
+  lastSeenMs: number
+}
+
 export interface PublishOutcome {
   id: string
   topic: string
@@ -240,6 +254,24 @@ export class WorkloadRuntime {
     }
     this.updateRecord(placed)
     return this.statusOf(placed)
+  }
+
+  /** This node and the peers it hears heartbeats from (dead ones shown not ready until forgotten). */
+  nodes (): NodeSummary[] {
+    const now = Date.now()
+    const self: NodeSummary = { peerId: this.selfId, self: true, ready: true, labels: this.init.labels, capacity: this.init.capacity, allocated: this.host.allocated(), replicas: this.host.list().length, uptimeMs: now - this.startedAt, lastSeenMs: 0 }
+    const others = this.view.knownPeers().map(({ heartbeat: hb, seenAt }) => ({
+      peerId: hb.peerId,
+      self: false,
+      ready: this.view.isLive(hb.peerId),
+      labels: hb.labels,
+      capacity: hb.capacity,
+      allocated: hb.allocated,
+      replicas: hb.replicas.length,
+      uptimeMs: hb.uptimeMs + (now - seenAt),
+      lastSeenMs: now - seenAt
+    }))
+    return [self, ...others].sort((a, b) => a.peerId.localeCompare(b.peerId))
   }
 
   list (): WorkloadStatus[] {

@@ -42,6 +42,7 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
  *   POST /v1/topics/:topic/messages    {data} → gossipsub publish
  *   GET  /v1/topics/:topic/messages    server-sent events, one per message
  *   GET  /v1/topics/:topic/peers       peers known to subscribe to the topic
+ *   GET  /v1/nodes                     this node and every peer heartbeating: capacity, labels, replicas
  *   POST /v1/workloads                 {spec, artifact (base64 bundle)} → placed workload
  *   GET  /v1/workloads                 every workload with status and placement
  *   GET  /v1/workloads/:ns/:name       spec, placement, epoch, scheduling events
@@ -151,6 +152,8 @@ export class ControlApi {
       if (method === 'GET') { this.streamTopic(topic, req, res); return }
       throw methodNotAllowed(method, path)
     }
+
+    if (path === '/v1/nodes' && method === 'GET') { sendJson(res, 200, node.workloads.nodes()); return }
 
     if (path === '/v1/workloads') {
       if (method === 'GET') { sendJson(res, 200, node.workloads.list()); return }

@@ -6,7 +6,7 @@ import { peers, publish, recordGet, recordPut, status, subscribe, type ClientOpt
 import { DEFAULT_DATA_DIR, nodeStart } from './commands/node-start.js'
 import { up } from './commands/up.js'
 import { runExample } from './commands/example.js'
-import { apply, deleteWorkload, describeWorkload, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
+import { apply, deleteWorkload, describeWorkload, getNodes, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
 import { availableParallelism, totalmem } from 'node:os'
 import { InvalidArgumentError } from '../errors.js'
 import { LOG_LEVELS } from './logging.js'
@@ -18,11 +18,12 @@ function outputOption (): Option {
   return new Option('-o, --output <format>', `output format: ${OUTPUT_FORMATS.join('|')}`).default('table').argParser(parseOutputFormat)
 }
 
-const RESOURCE_ALIASES: Record<string, 'workloads'> = { workload: 'workloads', workloads: 'workloads', wl: 'workloads' }
+type Resource = 'workloads' | 'nodes'
+const RESOURCE_ALIASES: Record<string, Resource> = { workload: 'workloads', workloads: 'workloads', wl: 'workloads', node: 'nodes', nodes: 'nodes', no: 'nodes' }
 
-function resource (value: string): 'workloads' {
+function resource (value: string, allowed: Resource[] = ['workloads']): Resource {
   const r = RESOURCE_ALIASES[value]
-  if (r == null) throw new InvalidArgumentError(`unknown resource type "${value}"; known: workloads (workload, wl)`)
+  if (r == null || !allowed.includes(r)) throw new InvalidArgumentError(`unknown resource type "${value}"; known: ${allowed.map(a => a === 'workloads' ? 'workloads (workload, wl)' : 'nodes (node, no)').join(', ')}`)
   return r
 }
 
@@ -104,9 +105,12 @@ Waits until every replica runs and prints where each landed.`)
     .action(async (file: string, opts: { wait: boolean }, cmd: Command) => { await apply(file, { ...workloadOptions(cmd), wait: opts.wait }) })
 
   program.command('get <resource>')
-    .description('list workloads with their status and placement (resource: workloads)')
+    .description('list workloads (status and placement) or nodes (capacity, allocation, labels); resource: workloads | nodes')
     .addOption(wideOutputOption())
-    .action(async (res: string, _opts: unknown, cmd: Command) => { resource(res); await getWorkloads(workloadOptions(cmd)) })
+    .action(async (res: string, _opts: unknown, cmd: Command) => {
+      if (resource(res, ['workloads', 'nodes']) === 'nodes') await getNodes(workloadOptions(cmd))
+      else await getWorkloads(workloadOptions(cmd))
+    })
 
   program.command('describe <resource> <name>')
     .description('show a workload\'s spec, placement, epoch and recent scheduling events')

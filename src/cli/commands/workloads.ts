@@ -1,9 +1,9 @@
 import { relative } from 'node:path'
 import type { LogLine } from '../../actors/protocol.js'
-import type { WorkloadDescription, WorkloadStatus } from '../../actors/workload-runtime.js'
+import type { NodeSummary, WorkloadDescription, WorkloadStatus } from '../../actors/workload-runtime.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
 import { loadApplyFile } from '../../actors/bundler.js'
-import { formatCpu, formatMemory } from '../../workloads/quantities.js'
+import { formatCpu, formatMemory, formatMemoryApprox } from '../../workloads/quantities.js'
 import { ApiClient } from '../api-client.js'
 import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'
 
@@ -63,6 +63,22 @@ export async function getWorkloads (opts: WorkloadCliOptions): Promise<void> {
     columns.push({ header: 'TOPICS', value: w => w.topics.join(',') })
     columns.push({ header: 'NODES', value: w => w.placement.map(p => `${p.replica}:${short(p.peerId)}`).join(',') })
   }
+  printRows(list, columns, 'table')
+}
+
+export async function getNodes (opts: WorkloadCliOptions): Promise<void> {
+  const list = await new ApiClient(opts.api).request<NodeSummary[]>('/v1/nodes', { timeoutMs: 10_000 })
+  if (opts.output === 'json' || opts.output === 'yaml') { printRows(list, [], opts.output); return }
+  const pct = (used: number, cap: number): string => cap > 0 ? `${Math.round((100 * used) / cap)}%` : '-'
+  const columns = [
+    { header: 'NAME', value: (n: NodeSummary) => `${n.peerId}${n.self ? ' (this node)' : ''}` },
+    { header: 'STATUS', value: (n: NodeSummary) => n.ready ? 'Ready' : 'NotReady' },
+    { header: 'CPU', value: (n: NodeSummary) => `${formatCpu(n.allocated.cpuMillis)}/${formatCpu(n.capacity.cpuMillis)} (${pct(n.allocated.cpuMillis, n.capacity.cpuMillis)})` },
+    { header: 'MEMORY', value: (n: NodeSummary) => `${formatMemoryApprox(n.allocated.memoryBytes)}/${formatMemoryApprox(n.capacity.memoryBytes)} (${pct(n.allocated.memoryBytes, n.capacity.memoryBytes)})` },
+    { header: 'REPLICAS', value: (n: NodeSummary) => String(n.replicas) },
+    { header: 'AGE', value: (n: NodeSummary) => formatAge(n.uptimeMs) }
+  ]
+  if (opts.output === 'wide') columns.push({ header: 'LABELS', value: n => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',') || '<none>' })
   printRows(list, columns, 'table')
 }
 
