@@ -27,17 +27,34 @@ const STATUS_ORDER: Record<ReplicaReport['status'], number> = { starting: 0, run
  */
 export class MeshView {
   private readonly peers = new Map<string, PeerView>()
-  /** Replicas announced (award/started gossip) but not yet in a heartbeat. */
-  private readonly announced = new Map<string, ReplicaLocation & { at: number }>()
+  /**
+   * Replicas by workload id, then `<peer>|<replica>`: from each peer's newest
+   * heartbeat, so queue-group routing (once per event) reads only the
+   * workload's own replicas instead of every peer's heartbeat.
+   */
+  private readonly reported = new Map<string, Map<string, ReplicaLocation>>()
+  /** Replicas announced (award/started gossip) ahead of a heartbeat, by workload id, then `<peer>|<replica>`. */
+  private readonly announced = new Map<string, Map<string, ReplicaLocation & { at: number }>>()
 
   constructor (private readonly selfId: string, readonly heartbeatTimeoutMs: number, private readonly now: () => number = Date.now) {}
 
   onHeartbeat (hb: Heartbeat): void {
     if (hb.peerId === this.selfId) return
+    const previous = this.peers.get(hb.peerId)
+    for (const r of previous?.heartbeat.replicas ?? []) this.reported.get(r.workloadId)?.delete(`${hb.peerId}|${r.replica}`)
+    for (const r of hb.replicas) {
+      let forWorkload = this.reported.get(r.workloadId)
+      if (forWorkload == null) { forWorkload = new Map(); this.reported.set(r.workloadId, forWorkload) }
+      forWorkload.set(`${hb.peerId}|${r.replica}`, { peerId: hb.peerId, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures })
+    }
+    for (const r of previous?.heartbeat.replicas ?? []) if (this.reported.get(r.workloadId)?.size === 0) this.reported.delete(r.workloadId)
     this.peers.set(hb.peerId, { heartbeat: hb, seenAt: this.now() })
     // Announcements older than a heartbeat timeout are covered by heartbeats by now.
     const horizon = this.now() - this.heartbeatTimeoutMs
-    for (const [key, loc] of this.announced) if (loc.at < horizon) this.announced.delete(key)
+    for (const [workloadId, locs] of this.announced) {
+      for (const [key, loc] of locs) if (loc.at < horizon) locs.delete(key)
+      if (locs.size === 0) this.announced.delete(workloadId)
+    }
   }
 
   onDisconnect (peerId: string): void {
@@ -46,14 +63,14 @@ export class MeshView {
   }
 
   /** Records that a replica was awarded or started on a peer, ahead of its next heartbeat. */
-  announce (loc: ReplicaLocation & { workloadId: string }): void {
-    this.announced.set(`${loc.peerId}|${loc.workloadId}|${loc.replica}`, { ...loc, at: this.now() })
+  announce ({ workloadId, ...loc }: ReplicaLocation & { workloadId: string }): void {
+    let locs = this.announced.get(workloadId)
+    if (locs == null) { locs = new Map(); this.announced.set(workloadId, locs) }
+    locs.set(`${loc.peerId}|${loc.replica}`, { ...loc, at: this.now() })
   }
 
   forgetWorkload (workloadId: string): void {
-    for (const key of this.announced.keys()) {
-      if (key.split('|')[1] === workloadId) this.announced.delete(key)
-    }
+    this.announced.delete(workloadId)
   }
 
   isLive (peerId: string): boolean {
@@ -97,15 +114,11 @@ export class MeshView {
         out.set(key, cur != null && loc.epoch === cur.epoch ? { ...loc, handled: Math.max(loc.handled, cur.handled), failures: Math.max(loc.failures, cur.failures) } : loc)
       }
     }
-    for (const [id, view] of this.peers) {
-      if (!this.isLive(id)) continue
-      for (const r of view.heartbeat.replicas) {
-        if (r.workloadId === workloadId) offer({ peerId: id, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures })
-      }
+    for (const loc of this.reported.get(workloadId)?.values() ?? []) {
+      if (this.isLive(loc.peerId)) offer(loc)
     }
-    for (const [key, loc] of this.announced) {
-      const [peer, wid] = key.split('|')
-      if (wid !== workloadId || peer == null || peer === this.selfId || !this.isLive(peer)) continue
+    for (const loc of this.announced.get(workloadId)?.values() ?? []) {
+      if (loc.peerId === this.selfId || !this.isLive(loc.peerId)) continue
       offer({ peerId: loc.peerId, replica: loc.replica, epoch: loc.epoch, status: loc.status, handled: loc.handled, failures: loc.failures })
     }
     return [...out.values()]

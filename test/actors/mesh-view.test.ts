@@ -57,4 +57,15 @@ test('announcements expire once heartbeats have had time to cover them', () => {
   assert.equal(view.remoteReplicas('default/a'), [])
 })
 
+test('a replica missing from a peer\'s next heartbeat is gone from the view; other peers\' replicas stay', () => {
+  const OTHER = '12D3KooWOtherOtherOtherOtherOtherOtherOtherOther'
+  const view = new MeshView(SELF, 3_500, () => 1_000)
+  view.onHeartbeat(heartbeat([{ workloadId: 'default/a', replica: 0, epoch: 1, status: 'running', handled: 0, failures: 0 }, { workloadId: 'default/b', replica: 0, epoch: 1, status: 'running', handled: 0, failures: 0 }]))
+  view.onHeartbeat(heartbeat([{ workloadId: 'default/a', replica: 1, epoch: 1, status: 'running', handled: 0, failures: 0 }], OTHER))
+  assert.equal(view.remoteReplicas('default/a').map(r => r.peerId).sort(), [OTHER, PEER].sort())
+  view.onHeartbeat(heartbeat([{ workloadId: 'default/b', replica: 0, epoch: 1, status: 'running', handled: 3, failures: 0 }]))
+  assert.equal(view.remoteReplicas('default/a').map(r => [r.peerId, r.replica]), [[OTHER, 1]])
+  assert.equal(view.remoteReplicas('default/b').map(r => r.handled), [3])
+})
+
 test.run()
