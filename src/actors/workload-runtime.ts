@@ -456,6 +456,8 @@ export class WorkloadRuntime {
   }
 
   private async bidOn (tender: Extract<SchedulerMessage, { type: 'tender' }>): Promise<void> {
+    const known = this.catalog.get(tender.spec.id)
+    if (known != null && isStale(known, tender.epoch)) return // a deposed tenderer gets no bids
     const live = this.host.of(tender.spec.id).filter(r => r.status !== 'failed')
     const offer = this.selfOffer()
     // A replica of an older generation (another spec, being replaced) does not count as already hosting it.
@@ -490,7 +492,7 @@ export class WorkloadRuntime {
   private async onAward (award: Extract<SchedulerMessage, { type: 'award' }>): Promise<void> {
     this.reservations.delete(award.tenderId)
     const known = this.catalog.get(award.workloadId)
-    if (known?.status === 'Deleted' && known.epoch >= award.epoch) return // deleted while the tender was open
+    if (known != null && isStale(known, award.epoch)) return // deleted meanwhile, or from a tenderer superseded by a newer epoch
     for (const a of award.awards) {
       if (a.peerId !== this.selfId) this.view.announce({ workloadId: award.workloadId, peerId: a.peerId, replica: a.replica, epoch: award.epoch, status: 'starting', handled: 0, failures: 0 })
     }
@@ -611,7 +613,9 @@ export class WorkloadRuntime {
     const now = Date.now()
     const live = this.view.livePeerIds()
     for (const record of this.catalog.values()) {
-      if (record.status === 'Deleted' || record.status === 'Pending') continue
+      if (record.status === 'Deleted') continue
+      // A tender in flight belongs to its tenderer, unless that node died: then its guardian takes over.
+      if (record.status === 'Pending' && this.view.isLive(record.updatedBy)) continue
       // Workloads nothing could host are retried too, but less often (see heal).
       if (this.tendering.has(record.spec.id)) continue
       // Give new placements time to show up in heartbeats (local clock: no trust in remote ones).
@@ -621,7 +625,10 @@ export class WorkloadRuntime {
       const running = this.liveReplicas(record.spec.id)
       const missing = Array.from({ length: record.spec.replicas }, (_, i) => i).filter(i => !running.some(r => r.replica === i))
       if (missing.length === 0) {
-        if (record.status !== 'Running') this.updateRecord({ ...record, status: 'Running', placement: running.map(r => ({ peerId: r.peerId, replica: r.replica, epoch: r.epoch })), updatedAt: now, updatedBy: this.selfId })
+        if (record.status !== 'Running') {
+          const adopted = record.status === 'Pending' ? [event('Normal', 'Adopted', `tenderer ${record.updatedBy} stopped answering; every replica already runs, adopted by guardian ${this.selfId}`)] : []
+          this.updateRecord({ ...record, status: 'Running', placement: running.map(r => ({ peerId: r.peerId, replica: r.replica, epoch: r.epoch })), events: [...record.events, ...adopted].slice(-MAX_EVENTS), updatedAt: now, updatedBy: this.selfId })
+        }
         continue
       }
       void this.heal(record, running, missing)
@@ -642,11 +649,13 @@ export class WorkloadRuntime {
   private async heal (record: WorkloadRecord, running: Array<{ peerId: string, replica: number, epoch: number }>, missing: number[]): Promise<void> {
     const lost = record.placement.filter(p => missing.includes(p.replica))
     const epoch = record.epoch + 1
-    const why = lost.length > 0
-      ? lost.map(p => `replica ${p.replica} on ${p.peerId} lost (no heartbeat for ${this.cfg.heartbeatTimeoutMs} ms)`).join('; ')
-      : `replicas ${missing.join(', ')} not running`
+    const why = record.status === 'Pending'
+      ? `tenderer ${record.updatedBy} stopped answering during the tender; replicas ${missing.join(', ')} not running`
+      : lost.length > 0
+        ? lost.map(p => `replica ${p.replica} on ${p.peerId} lost (no heartbeat for ${this.cfg.heartbeatTimeoutMs} ms)`).join('; ')
+        : `replicas ${missing.join(', ')} not running`
     this.log.warn({ workload: record.spec.id, missing, epoch }, `re-tendering: ${why}`)
-    const unplaced = record.status === 'Unschedulable' || record.status === 'Failed'
+    const unplaced = record.status === 'Unschedulable' || record.status === 'Failed' || record.status === 'Pending'
     const pending: WorkloadRecord = { ...record, epoch, status: unplaced ? record.status : 'Degraded', events: pushEvent(record.events, event('Warning', 'ReplicaLost', `${why}; re-tendering at epoch ${epoch}`)), updatedAt: Date.now(), updatedBy: this.selfId }
     this.updateRecord(pending, { persist: false })
     const result = await this.runTender(record.spec, epoch, missing, running.map(r => r.peerId))
@@ -739,6 +748,11 @@ function event (type: SchedulingEvent['type'], reason: string, message: string):
 
 function pushEvent (events: SchedulingEvent[], e: SchedulingEvent): SchedulingEvent[] {
   return [...events, e].slice(-MAX_EVENTS)
+}
+
+/** A tender or award at `epoch` is stale once the workload was deleted at or after it, or moved to a newer epoch. */
+function isStale (known: WorkloadRecord, epoch: number): boolean {
+  return known.epoch > epoch || (known.status === 'Deleted' && known.epoch >= epoch)
 }
 
 function sameSpec (a: WorkloadSpec, b: WorkloadSpec): boolean {
