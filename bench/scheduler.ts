@@ -31,7 +31,7 @@ export async function run (): Promise<void> {
     }
 
     // 1. raw gossipsub vs. BeeMesh dispatch, same publisher, on a quiet mesh
-    const { rawPerSecond, dispatchPerSecond, ratio } = await throughput()
+    const { rawPerSecond, dispatchPerSecond, ratio } = await throughput(bundle)
     await remove(['sink'])
     await Promise.all(extra.splice(0).map(async n => await n.stop()))
 
@@ -68,8 +68,7 @@ export async function run (): Promise<void> {
     await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
   }
 
-  async function throughput (): Promise<{ rawPerSecond: number, dispatchPerSecond: number, ratio: number }> {
-    const bundle = await loadApplyFile('bench/workloads/sink.ts')
+  async function throughput (bundle: Awaited<ReturnType<typeof loadApplyFile>>): Promise<{ rawPerSecond: number, dispatchPerSecond: number, ratio: number }> {
     const mk = async (): Promise<MeshNode> => {
       const n = new MeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [nodes[0]!.address] })
       await n.start()

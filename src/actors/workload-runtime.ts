@@ -94,6 +94,8 @@ const MAX_EVENTS = 30
 const DEGRADED_RETRY_MS = 5_000
 /** The same for workloads that never could be placed (Unschedulable / Failed). */
 const UNPLACED_RETRY_MS = 30_000
+/** How long before a workload id heard of in heartbeats is looked up in the DHT again. */
+const RECORD_LOOKUP_BACKOFF_MS = 10_000
 
 /**
  * The workload plane of one node. Every node runs the same code: it bids on
@@ -113,6 +115,8 @@ export class WorkloadRuntime {
   private readonly tendering = new Set<string>()
   private readonly reservations = new Map<string, Reservation>()
   private readonly retryAfter = new Map<string, number>()
+  /** Workload ids looked up in the DHT, with the time before which not to try again. */
+  private readonly recordLookups = new Map<string, number>()
   /** Local time each workload's record was last updated here. */
   private readonly recordSeenAt = new Map<string, number>()
   private readonly timers: NodeJS.Timeout[] = []
@@ -296,6 +300,18 @@ export class WorkloadRuntime {
     }
   }
 
+  /**
+   * Background lookup of a workload heard of only through a heartbeat: one at
+   * a time per id, and not again within RECORD_LOOKUP_BACKOFF_MS of the last
+   * try (every peer's heartbeat names it every second).
+   */
+  private lookUpRecord (id: string): void {
+    const now = Date.now()
+    if ((this.recordLookups.get(id) ?? 0) > now) return
+    this.recordLookups.set(id, now + RECORD_LOOKUP_BACKOFF_MS)
+    void this.fetchRecord(id).then(record => { if (record != null) this.recordLookups.delete(id) })
+  }
+
   async delete (id: string): Promise<void> {
     const record = this.catalog.get(id) ?? await this.fetchRecord(id)
     if (record == null || record.status === 'Deleted') throw new WorkloadNotFoundError(id)
@@ -380,7 +396,7 @@ export class WorkloadRuntime {
       if (hb == null || hb.peerId !== msg.from) { this.log.debug({ from: msg.from }, 'dropped a malformed heartbeat'); return }
       this.view.onHeartbeat(hb)
       for (const r of hb.replicas) {
-        if (!this.catalog.has(r.workloadId)) void this.fetchRecord(r.workloadId)
+        if (!this.catalog.has(r.workloadId)) this.lookUpRecord(r.workloadId)
         this.fenceAgainst(r.workloadId, r.replica, r.epoch, hb.peerId)
       }
       return

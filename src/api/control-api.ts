@@ -7,7 +7,7 @@ import { RecordNotFoundError, InvalidRecordError, NotStartedError } from '../tra
 import type { Logger } from '../transport/logger.js'
 import { isBeeMeshKey } from '../transport/records.js'
 import { ApiListenError } from './errors.js'
-import { HttpError, readBody, readJson, sendError, sendJson } from './http.js'
+import { HttpError, readJson, sendError, sendJson } from './http.js'
 import { InvalidWorkloadError, NoSubscribersError, UnschedulableError, WorkloadNotFoundError } from '../actors/errors.js'
 import { ArtifactError } from '../transport/errors.js'
 import { decodeEnvelope } from '../actors/protocol.js'
@@ -158,14 +158,7 @@ export class ControlApi {
     if (path === '/v1/workloads') {
       if (method === 'GET') { sendJson(res, 200, node.workloads.list()); return }
       if (method === 'POST') {
-        let body: unknown
-        try {
-          body = JSON.parse((await readBody(req, MAX_APPLY_BYTES)).toString('utf8'))
-        } catch (err) {
-          if (err instanceof HttpError) throw err
-          throw new HttpError(400, `request body is not valid JSON: ${(err as Error).message}`, 'BadRequest')
-        }
-        const apply = parse(Apply, body)
+        const apply = parse(Apply, await readJson(req, MAX_APPLY_BYTES))
         const { placed } = await node.workloads.submit(apply.spec, Buffer.from(apply.artifact, 'base64'))
         if (url.searchParams.get('wait') === 'false') {
           // Validated and recorded; placement goes on after the answer.

@@ -35,8 +35,8 @@ export async function readBody (req: IncomingMessage, limit = MAX_BODY_BYTES): P
   return Buffer.concat(chunks)
 }
 
-export async function readJson (req: IncomingMessage): Promise<unknown> {
-  const body = await readBody(req)
+export async function readJson (req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {
+  const body = await readBody(req, limit)
   if (body.length === 0) throw new HttpError(400, 'request body is empty; expected JSON', 'BadRequest')
   try {
     return JSON.parse(body.toString('utf8'))

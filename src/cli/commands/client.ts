@@ -38,13 +38,6 @@ export async function recordGet (key: string, opts: ClientOptions): Promise<void
   printObject(opts.output === 'table' ? { ...shown, ts: new Date(Number(result.ts)).toISOString() } : result, opts.output)
 }
 
-export class NoRecipientsError extends BeeMeshError {
-  constructor (readonly topic: string) {
-    super(`published to "${topic}", but no peer is subscribed to it: the message reached no one`)
-    this.name = 'NoRecipientsError'
-  }
-}
-
 export async function publish (topic: string, json: string, opts: ClientOptions): Promise<void> {
   let data: unknown
   try {
@@ -53,7 +46,6 @@ export async function publish (topic: string, json: string, opts: ClientOptions)
     throw new InvalidArgumentError(`message is not valid JSON: ${(err as Error).message}`)
   }
   const result = await new ApiClient(opts.api).request<PublishOutcome>(`/v1/topics/${encodeURIComponent(topic)}/messages`, { method: 'POST', body: { data }, timeoutMs: 10_000 })
-  if (result.recipients.length === 0 && result.localReplicas === 0) throw new NoRecipientsError(topic)
   if (opts.output === 'table') process.stdout.write(`published ${result.id} to ${topic}: ${result.recipients.length} peer(s)${result.localReplicas > 0 ? `, ${result.localReplicas} local replica(s)` : ''}\n`)
   else printObject(result as unknown as Record<string, unknown>, opts.output)
 }
