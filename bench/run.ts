@@ -4,7 +4,8 @@
  * beside BeeMesh's layer in the same run and prints the ratio.
  */
 const all: Record<string, () => Promise<void>> = {
-  scheduler: async () => { await (await import('./scheduler.js')).run() }
+  scheduler: async () => { await (await import('./scheduler.js')).run() },
+  state: async () => { await (await import('./state.js')).run() }
 }
 
 const wanted = process.argv.slice(2)

@@ -3,9 +3,10 @@
  *
  *   import { defineWorkload } from 'beemesh'
  *   export default defineWorkload({ name: 'orders', kind: 'stateless', topics: ['orders'], handler: async (event, ctx) => { … } })
+ *   export default defineWorkload({ name: 'door', kind: 'stateful', machine: setup({...}).createMachine({...}) })
  */
 export { defineWorkload } from './workloads/define.js'
 export type {
-  Delivery, HandlerContext, ResourceQuantities, StatelessDefinition, StatelessHandler, TopicEvent, WorkloadDefinition, WorkloadIdentity
+  Delivery, Durability, HandlerContext, MachineLogic, ResourceQuantities, StatefulDefinition, StatelessDefinition, StatelessHandler, TopicEvent, WorkloadDefinition, WorkloadIdentity
 } from './workloads/types.js'
 export { deadLetterTopic } from './workloads/types.js'

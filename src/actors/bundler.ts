@@ -104,7 +104,7 @@ async function assertFile (path: string, shown: string, context?: string): Promi
 }
 
 /** Reads the definition back from the artifact in a throwaway worker thread. */
-async function readDefinition (code: Uint8Array, sha256: string, source: string): Promise<Record<string, unknown> & { hasHandler: boolean }> {
+async function readDefinition (code: Uint8Array, sha256: string, source: string): Promise<Awaited<ReturnType<typeof inspectArtifact>>> {
   const dir = await mkdtemp(join(tmpdir(), 'beemesh-bundle-'))
   try {
     const file = join(dir, `${sha256}.mjs`)
@@ -154,11 +154,16 @@ export async function bundleWorkload (entry: string, { overrides = {}, source }:
   const code = file.contents
   const sha256 = createHash('sha256').update(code).digest('hex')
 
-  const { hasHandler, ...fields } = await readDefinition(code, sha256, shown)
+  const { hasHandler, machine, ...fields } = await readDefinition(code, sha256, shown)
   const own = validateDefinition(fields, shown, { requireHandler: false })
-  if (!hasHandler) throw new InvalidDefinitionError(shown, 'handler: missing; expected a function (event, ctx) => …')
-  const definition: DefinitionFields = { ...own, ...overrides }
-  const { createdAt: _createdAt, ...spec } = toWorkloadSpec(definition, { artifact: { sha256, size: code.byteLength }, source: source ?? shown, now: 0 })
+  if (own.kind === 'stateful') {
+    if (machine == null) throw new InvalidDefinitionError(shown, 'machine: missing; expected an XState v5 machine (setup({...}).createMachine({...}))')
+    if (!machine.valid) throw new InvalidDefinitionError(shown, 'machine: expected an XState v5 machine (setup({...}).createMachine({...}))')
+  } else if (!hasHandler) {
+    throw new InvalidDefinitionError(shown, 'handler: missing; expected a function (event, ctx) => …')
+  }
+  const definition = { ...own, ...overrides } as DefinitionFields
+  const { createdAt: _createdAt, ...spec } = toWorkloadSpec(definition, { artifact: { sha256, size: code.byteLength }, source: source ?? shown, now: 0, ...(machine?.id != null ? { machineId: machine.id } : {}) })
   return {
     code,
     sha256,

@@ -99,7 +99,7 @@ export class NodeRuntime {
             await mesh.start()
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
             await artifacts.start()
-            const runtime = new WorkloadRuntime({ mesh, artifacts, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics })
+            const runtime = new WorkloadRuntime({ mesh, artifacts, store, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics })
             await runtime.start()
             this.runtime = runtime
           } catch (err) {
@@ -199,6 +199,11 @@ export class NodeRuntime {
    * Subscribes to a topic and calls `onMessage` for each message until the
    * returned function is called. Subscriptions are reference counted by the mesh node.
    */
+  /** Whether this node's own DHT store holds `key`. */
+  async hasLocalRecord (key: string): Promise<boolean> {
+    return await this.meshNode().hasLocalRecord(key)
+  }
+
   watchTopic (topic: string, onMessage: (msg: MeshMessage) => void): () => void {
     const mesh = this.meshNode()
     const listener = (evt: CustomEvent<MeshMessage>): void => {

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { MeshMessage } from '../transport/mesh-node.js'
 import type { WorkloadSpec } from '../workloads/types.js'
+import { LocationRecord } from './state-protocol.js'
 
 /** Gossip topics and stream protocols of the workload plane. */
 export const SCHEDULER_TOPIC = 'beemesh.scheduler.v1'
@@ -16,8 +17,8 @@ export const WorkloadSpecSchema: z.ZodType<WorkloadSpec> = z.object({
   id: workloadId,
   name: z.string().min(1).max(63),
   namespace: z.string().min(1).max(63),
-  kind: z.literal('stateless'),
-  topics: z.array(z.string().regex(/^[A-Za-z0-9._~:-]{1,200}$/)).min(1).max(64),
+  kind: z.enum(['stateless', 'stateful']),
+  topics: z.array(z.string().regex(/^[A-Za-z0-9._~:-]{1,200}$/)).max(64),
   replicas: z.number().int().min(1).max(100),
   resources,
   nodeSelector: z.record(z.string(), z.string()),
@@ -25,10 +26,14 @@ export const WorkloadSpecSchema: z.ZodType<WorkloadSpec> = z.object({
   retries: z.number().int().min(0).max(20),
   timeoutMs: z.number().int().min(10).max(600_000),
   memoryLimitMb: z.number().int().min(8),
+  durability: z.enum(['replicated', 'local']).optional(),
+  snapshotEvery: z.number().int().min(1).max(100_000).optional(),
+  machineId: z.string().max(200).optional(),
   artifact: z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().min(0) }),
   source: z.string().max(1024),
   createdAt: z.number()
 }).refine(s => s.id === `${s.namespace}/${s.name}`, { message: 'id must be <namespace>/<name>' })
+  .refine(s => s.kind === 'stateful' ? s.replicas === 1 && s.topics.length === 0 : s.topics.length > 0, { message: 'a stateless workload needs topics; a stateful one has exactly 1 replica and no topics' })
 
 export const ReplicaStatus = z.enum(['starting', 'running', 'failed'])
 
@@ -98,6 +103,10 @@ export const SchedulerMessage = z.discriminatedUnion('type', [
     record: z.lazy(() => WorkloadRecordSchema)
   }),
   z.object({
+    type: z.literal('location'),
+    location: LocationRecord
+  }),
+  z.object({
     type: z.literal('deleted'),
     workloadId,
     epoch: z.number().int().min(0),
@@ -109,7 +118,7 @@ export type SchedulerMessage = z.infer<typeof SchedulerMessage>
 export const SchedulingEvent = z.object({ ts: z.number(), type: z.enum(['Normal', 'Warning']), reason: z.string().max(100), message: z.string().max(4000) })
 export type SchedulingEvent = z.infer<typeof SchedulingEvent>
 
-export const WorkloadStatusName = z.enum(['Pending', 'Running', 'Degraded', 'Unschedulable', 'Failed', 'Deleted'])
+export const WorkloadStatusName = z.enum(['Pending', 'Running', 'Degraded', 'Unschedulable', 'Failed', 'Completed', 'Deleted'])
 export type WorkloadStatusName = z.infer<typeof WorkloadStatusName>
 
 /** The signed DHT record of a workload (`/beemesh/workload/<ns>/<name>`): who runs what. */
@@ -120,7 +129,9 @@ export const WorkloadRecordSchema = z.object({
   placement: z.array(z.object({ peerId, replica: z.number().int().min(0), epoch: z.number().int().min(0) })),
   events: z.array(SchedulingEvent).max(50),
   updatedAt: z.number(),
-  updatedBy: peerId
+  updatedBy: peerId,
+  /** Stateful workloads that reached a final state: the machine's output. */
+  output: z.unknown().optional()
 })
 export type WorkloadRecord = z.infer<typeof WorkloadRecordSchema>
 

@@ -8,7 +8,7 @@ import type { Logger } from '../transport/logger.js'
 import type { MeshMessage, MeshNode } from '../transport/mesh-node.js'
 import { callRpc, serveRpc } from '../transport/rpc.js'
 import type { Resources, TopicEvent, WorkloadSpec } from '../workloads/types.js'
-import { InvalidWorkloadError, NoSubscribersError, UnschedulableError, WorkloadNotFoundError } from './errors.js'
+import { InvalidWorkloadError, NoSubscribersError, OwnerUnavailableError, UnschedulableError, WorkloadNotFoundError } from './errors.js'
 import { MeshView } from './mesh-view.js'
 import {
   BID_PROTOCOL, BidRequest, decodeEnvelope, decodeMessage, encodeMessage, Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
@@ -17,10 +17,17 @@ import {
 } from './protocol.js'
 import { ReplicaHost, type LocalReplica } from './replica-host.js'
 import type { NodeMetrics } from './metrics.js'
+import { MachineHost } from './machine-host.js'
+import { StateHolder } from './state-holder.js'
+import { LocationRecord, SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from './state-protocol.js'
+import { WorkloadJournal } from '../store/journal.js'
+import type { NodeStore } from '../store/node-store.js'
 
 export interface WorkloadRuntimeInit {
   mesh: MeshNode
   artifacts: ArtifactService
+  /** The node database: stateful workloads' journals and fences live in it. */
+  store: NodeStore
   log: Logger
   capacity: Resources
   labels: Record<string, string>
@@ -58,6 +65,9 @@ export interface WorkloadStatus {
   artifact: WorkloadSpec['artifact']
   createdAt: number
   updatedAt: number
+  /** Stateful workloads that completed: the machine's output. */
+  output?: unknown
+  durability?: WorkloadSpec['durability']
 }
 
 export interface WorkloadDescription extends WorkloadStatus {
@@ -109,6 +119,9 @@ export class WorkloadRuntime {
   private readonly log: Logger
   private readonly view: MeshView
   readonly host: ReplicaHost
+  readonly machines: MachineHost
+  readonly holder: StateHolder
+  private readonly transitionListeners = new Set<(workloadId: string, t: TransitionRecord) => void>()
   private readonly catalog = new Map<string, WorkloadRecord>()
   private readonly tenders = new Map<string, ActorRefFrom<typeof schedulerMachine>>()
   /** Workload ids with a tender in flight from this node. */
@@ -144,6 +157,88 @@ export class WorkloadRuntime {
       onTopicsChanged: topics => { this.syncSubscriptions(topics) },
       metrics: init.metrics
     })
+    const journal = WorkloadJournal.fromStore(init.store)
+    this.holder = new StateHolder(journal, init.store, this.log, (id, epoch, owner) => {
+      const owned = this.machines.get(id)
+      if (owned != null && owner !== this.selfId && epoch > owned.epoch) {
+        this.log.warn({ workload: id, epoch: owned.epoch, newer: epoch, by: owner }, 'a newer owner claimed this machine: stopping it')
+        void this.machines.stop(id)
+      }
+    })
+    this.machines = new MachineHost({
+      mesh: this.mesh,
+      artifacts: init.artifacts,
+      journal,
+      holder: this.holder,
+      log: this.log,
+      livePeers: () => this.view.livePeerIds().filter(p => p !== this.selfId),
+      locate: id => this.locate(id),
+      onCompleted: (spec, epoch, output) => { this.onMachineCompleted(spec.id, epoch, output) },
+      onLocation: loc => { void this.gossip({ type: 'location', location: loc }) },
+      onTransition: (id, t) => { for (const l of this.transitionListeners) l(id, t) },
+      onPersisted: (id, n) => { this.init.metrics?.eventsHandled.inc({ workload: id }, n) }
+    })
+  }
+
+  /** Calls `listener` for every durable transition of a machine this node owns (returns the unsubscriber). */
+  onTransition (listener: (workloadId: string, t: TransitionRecord) => void): () => void {
+    this.transitionListeners.add(listener)
+    return () => { this.transitionListeners.delete(listener) }
+  }
+
+  /** What this node knows of where a workload's owner is (for routing sends). */
+  private locate (id: string): { owner?: string, epoch?: number, status?: string, output?: unknown, kind?: string } | undefined {
+    const record = this.catalog.get(id)
+    if (record == null || record.status === 'Deleted') return undefined
+    const live = this.liveReplicas(id).filter(r => r.replica === 0).sort((a, b) => b.epoch - a.epoch)[0]
+    const loc = this.machines.location(id)
+    const owner = live?.peerId ?? (loc != null && this.view.isLive(loc.owner) ? loc.owner : undefined) ?? record.placement.find(p => p.replica === 0 && this.view.isLive(p.peerId))?.peerId
+    return { ...(owner != null ? { owner } : {}), epoch: live?.epoch ?? record.epoch, status: record.status, output: record.output, kind: record.spec.kind }
+  }
+
+  /** Sends an event to a stateful workload (routed to its owner); resolves with the acknowledgement. */
+  async sendEvent (id: string, event: unknown, opts: { id?: string, timeoutMs?: number } = {}): Promise<import('./state-protocol.js').Ack> {
+    if (!this.catalog.has(id)) await this.fetchRecord(id)
+    return await this.machines.send(id, event, opts)
+  }
+
+  /** A stateful workload's state, from its owner. */
+  async machineState (id: string): Promise<import('./state-protocol.js').MachineStateReport> {
+    if (!this.catalog.has(id)) await this.fetchRecord(id)
+    const record = this.catalog.get(id)
+    if (record?.status === 'Completed') {
+      return { workloadId: id, owner: record.updatedBy, epoch: record.epoch, seq: 0, value: null, context: null, status: 'done', output: record.output, durability: record.spec.durability ?? 'replicated', holders: [], recent: [], startedAt: record.spec.createdAt }
+    }
+    try {
+      return await this.machines.state(id, { timeoutMs: 5_000 })
+    } catch (err) {
+      // Cut off from the owner (a partition): serve the newest copy this node holds, marked stale.
+      if (!(err instanceof OwnerUnavailableError)) throw err
+      const held = await this.holder.handle({ op: 'fetch', workloadId: id }, this.selfId)
+      if (!held.ok || held.head.seq === 0) throw err
+      const last = held.entries?.at(-1)
+      const snap = held.snapshot?.snapshot as { machine?: { persisted?: { context?: unknown, value?: unknown } } } | undefined
+      return {
+        workloadId: id,
+        owner: this.machines.location(id)?.owner ?? record?.placement[0]?.peerId ?? this.selfId,
+        epoch: held.head.epoch,
+        seq: held.head.seq,
+        value: last != null ? last.state : snap?.machine?.persisted?.value ?? null,
+        context: last == null ? snap?.machine?.persisted?.context ?? null : null,
+        status: 'active',
+        durability: record?.spec.durability ?? 'replicated',
+        holders: [],
+        recent: (held.entries ?? []).slice(-20).map(e => ({ seq: e.seq, epoch: e.epoch, ts: e.ts, event: e.event, value: e.state })),
+        startedAt: record?.spec.createdAt ?? 0,
+        stale: true
+      }
+    }
+  }
+
+  private onMachineCompleted (id: string, epoch: number, output: unknown): void {
+    const record = this.catalog.get(id)
+    if (record == null || record.status === 'Deleted') return
+    this.updateRecord({ ...record, status: 'Completed', output, placement: [], events: pushEvent(record.events, event('Normal', 'Completed', `the machine reached a final state at epoch ${epoch}; its state was erased`)), updatedAt: Date.now(), updatedBy: this.selfId })
   }
 
   get selfId (): string {
@@ -162,6 +257,16 @@ export class WorkloadRuntime {
       this.routeBid(bid.data)
       return {}
     }, this.log)
+    await serveRpc(this.mesh, SEND_PROTOCOL, async request => {
+      const req = SendRequest.safeParse(request)
+      if (!req.success) return { result: { ok: false, refusal: { code: 'bad-event', message: `malformed send: ${req.error.issues[0]?.message ?? 'invalid'}` } } }
+      return { result: await this.machines.handleSend(req.data) }
+    }, this.log)
+    await serveRpc(this.mesh, STATE_PROTOCOL, async (request, from) => {
+      const req = StateRequest.safeParse(request)
+      if (!req.success) return { result: { ok: false, code: 'invalid', message: `malformed request: ${req.error.issues[0]?.message ?? 'invalid'}` } }
+      return { result: await this.holder.handle(req.data, from) }
+    }, this.log)
     await serveRpc(this.mesh, LOGS_PROTOCOL, async request => {
       const req = LogsRequest.safeParse(request)
       if (!req.success) throw new Error('malformed logs request')
@@ -179,6 +284,7 @@ export class WorkloadRuntime {
     this.mesh.removeEventListener('message', this.onMessage)
     this.mesh.removeEventListener('peer:disconnect', this.onDisconnect)
     await this.host.stopAll()
+    await this.machines.stopAll()
   }
 
   private every (ms: number, fn: () => void): void {
@@ -387,6 +493,8 @@ export class WorkloadRuntime {
 
   private readonly onDisconnect = (evt: CustomEvent<string>): void => {
     this.view.onDisconnect(evt.detail)
+    // A lost owner of a machine is re-tendered at once, not at the next guard round.
+    if (this.catalog.size > 0) setImmediate(() => { try { this.guard() } catch {} })
   }
 
   private readonly onMessage = (evt: CustomEvent<MeshMessage>): void => {
@@ -430,6 +538,9 @@ export class WorkloadRuntime {
       case 'record':
         this.mergeRecord(m.record)
         return
+      case 'location':
+        if (m.location.owner === from) this.machines.noteLocation(m.location)
+        return
       case 'deleted': {
         const cur = this.catalog.get(m.workloadId)
         if (cur == null || cur.epoch < m.epoch) {
@@ -445,6 +556,11 @@ export class WorkloadRuntime {
    * (it was re-tendered while this node was cut off), this node's copy stops.
    */
   private fenceAgainst (workloadId: string, replica: number, epoch: number, peerId: string): void {
+    const owned = this.machines.get(workloadId)
+    if (owned != null && replica === 0 && (owned.epoch < epoch || (owned.epoch === epoch && peerId < this.selfId))) {
+      this.log.warn({ workload: workloadId, epoch: owned.epoch, newer: epoch, by: peerId }, 'machine owned at a newer epoch elsewhere: stopping and dropping this copy')
+      void this.machines.stop(workloadId, { erase: true })
+    }
     const mine = this.host.get(workloadId, replica)
     if (mine == null || mine.status === 'failed') return
     if (mine.epoch < epoch || (mine.epoch === epoch && peerId < this.selfId)) {
@@ -457,13 +573,23 @@ export class WorkloadRuntime {
 
   private selfOffer (minEpochFor?: { workloadId: string, epoch: number }): NodeOffer {
     this.pruneReservations()
-    const allocated = this.host.allocated()
+    const allocated = this.allocated()
     for (const r of this.reservations.values()) {
       allocated.cpuMillis += r.resources.cpuMillis
       allocated.memoryBytes += r.resources.memoryBytes
     }
     const hosts = [...new Set(this.host.list().filter(r => r.status !== 'failed' && (minEpochFor == null || r.workloadId !== minEpochFor.workloadId || r.epoch >= minEpochFor.epoch - 0)).map(r => r.workloadId))]
     return { peerId: this.selfId, labels: this.init.labels, capacity: this.init.capacity, allocated, uptimeMs: Date.now() - this.startedAt, hosts }
+  }
+
+  /** Resources of the replicas and machines this node runs. */
+  private allocated (): Resources {
+    const a = this.host.allocated()
+    for (const m of this.machines.list()) {
+      a.cpuMillis += m.spec.resources.cpuMillis
+      a.memoryBytes += m.spec.resources.memoryBytes
+    }
+    return a
   }
 
   private pruneReservations (): void {
@@ -475,7 +601,9 @@ export class WorkloadRuntime {
     const known = this.catalog.get(tender.spec.id)
     if (known != null && isStale(known, tender.epoch)) return // a deposed tenderer gets no bids
     const live = this.host.of(tender.spec.id).filter(r => r.status !== 'failed')
+    const owned = this.machines.get(tender.spec.id)
     const offer = this.selfOffer()
+    if (owned != null && owned.epoch >= tender.epoch) offer.hosts.push(tender.spec.id)
     // A replica of an older generation (another spec, being replaced) does not count as already hosting it.
     offer.hosts = offer.hosts.filter(id => id !== tender.spec.id || live.some(r => sameSpec(r.spec, tender.spec)))
     const result = evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude })
@@ -516,7 +644,8 @@ export class WorkloadRuntime {
     await Promise.all(mine.map(async a => {
       const t0 = Date.now()
       try {
-        await this.host.start(award.spec, a.replica, award.epoch, [award.tenderer])
+        if (award.spec.kind === 'stateful') await this.machines.start(award.spec, award.epoch, [award.tenderer])
+        else await this.host.start(award.spec, a.replica, award.epoch, [award.tenderer])
         this.log.debug({ workload: award.workloadId, replica: a.replica, ms: Date.now() - t0 }, 'replica started')
         const started = { type: 'started' as const, tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.selfId, replica: a.replica }
         this.onConfirmation(started)
@@ -613,9 +742,9 @@ export class WorkloadRuntime {
       ts: Date.now(),
       labels: this.init.labels,
       capacity: this.init.capacity,
-      allocated: this.host.allocated(),
+      allocated: this.allocated(),
       uptimeMs: Date.now() - this.startedAt,
-      replicas: this.host.reports()
+      replicas: [...this.host.reports(), ...this.machines.reports()]
     }
     this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).catch(err => { this.log.debug({ err: describeError(err) }, 'heartbeat publish failed') })
   }
@@ -629,7 +758,7 @@ export class WorkloadRuntime {
     const now = Date.now()
     const live = this.view.livePeerIds()
     for (const record of this.catalog.values()) {
-      if (record.status === 'Deleted') continue
+      if (record.status === 'Deleted' || record.status === 'Completed') continue
       // A tender in flight belongs to its tenderer, unless that node died: then its guardian takes over.
       if (record.status === 'Pending' && this.view.isLive(record.updatedBy)) continue
       // Workloads nothing could host are retried too, but less often (see heal).
@@ -658,6 +787,8 @@ export class WorkloadRuntime {
       if (cur == null || epoch > cur.epoch) out.set(replica, { peerId, replica, epoch })
     }
     for (const r of this.host.of(id)) if (r.status !== 'failed') add(this.selfId, r.replica, r.epoch)
+    const owned = this.machines.get(id)
+    if (owned != null) add(this.selfId, 0, owned.epoch)
     for (const r of this.view.remoteReplicas(id)) if (r.status !== 'failed') add(r.peerId, r.replica, r.epoch)
     return [...out.values()]
   }
@@ -694,9 +825,11 @@ export class WorkloadRuntime {
     if (cur != null && (record.epoch < cur.epoch || (record.epoch === cur.epoch && record.updatedAt < cur.updatedAt))) return
     this.catalog.set(record.spec.id, record)
     this.recordSeenAt.set(record.spec.id, Date.now())
-    if (record.status === 'Deleted') {
+    if (record.status === 'Deleted' || record.status === 'Completed') {
       this.view.forgetWorkload(record.spec.id)
       void this.host.stop(record.spec.id)
+      // The workload's state is transient: every node drops what it holds of it.
+      if (record.spec.kind === 'stateful') void this.machines.stop(record.spec.id, { erase: true })
       return
     }
     // A replica from an older generation (different artifact or spec) is stopped once a newer one is placed.
@@ -725,7 +858,9 @@ export class WorkloadRuntime {
 
   private statusOf (record: WorkloadRecord): WorkloadStatus {
     const placement: ReplicaPlacement[] = []
-    const local = new Map(this.host.of(record.spec.id).map(r => [r.replica, r]))
+    const local = new Map<number, { epoch: number, status: ReplicaPlacement['status'], handled: number, failures: number }>(this.host.of(record.spec.id).map(r => [r.replica, r]))
+    const owned = this.machines.get(record.spec.id)
+    if (owned != null) local.set(0, { epoch: owned.epoch, status: owned.status === 'running' ? 'running' : 'starting', handled: 0, failures: 0 })
     const remote = this.view.remoteReplicas(record.spec.id)
     const ordinals = new Set([...record.placement.map(p => p.replica), ...local.keys(), ...remote.map(r => r.replica)])
     for (const replica of [...ordinals].sort((a, b) => a - b)) {
@@ -753,7 +888,9 @@ export class WorkloadRuntime {
       delivery: record.spec.delivery,
       artifact: record.spec.artifact,
       createdAt: record.spec.createdAt,
-      updatedAt: record.updatedAt
+      updatedAt: record.updatedAt,
+      ...(record.output !== undefined ? { output: record.output } : {}),
+      ...(record.spec.durability != null ? { durability: record.spec.durability } : {})
     }
   }
 }

@@ -8,12 +8,13 @@ import type { Logger } from '../transport/logger.js'
 import { isBeeMeshKey } from '../transport/records.js'
 import { ApiListenError } from './errors.js'
 import { HttpError, readJson, sendError, sendJson } from './http.js'
-import { InvalidWorkloadError, NoSubscribersError, UnschedulableError, WorkloadNotFoundError } from '../actors/errors.js'
+import { EventNotHandledError, InvalidEventError, InvalidWorkloadError, MachineFailedError, NoSubscribersError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from '../actors/errors.js'
+import { traceTopic, type TransitionRecord } from '../actors/state-protocol.js'
 import { ArtifactError } from '../transport/errors.js'
 import { decodeEnvelope } from '../actors/protocol.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
-export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics'>
+export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics'>
 
 export interface ControlApiInit {
   node: NodeControl
@@ -25,9 +26,10 @@ export interface ControlApiInit {
 const RecordPut = z.object({ key: z.string(), value: z.string(), encoding: z.enum(['utf8', 'base64']).default('utf8') })
 const Publish = z.object({ data: z.unknown() })
 const Apply = z.object({ spec: z.unknown(), artifact: z.string().min(1) })
+const SendEvent = z.object({ event: z.unknown(), id: z.string().min(1).max(128).optional(), timeoutMs: z.number().int().min(100).max(120_000).optional() })
 const MAX_APPLY_BYTES = 48 * 1024 * 1024
 const NAME = '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
-const WORKLOAD_PATH = new RegExp(`^/v1/workloads/(${NAME})/(${NAME})(/logs)?$`)
+const WORKLOAD_PATH = new RegExp(`^/v1/workloads/(${NAME})/(${NAME})(/logs|/events|/state|/trace)?$`)
 const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
 
 /**
@@ -127,6 +129,8 @@ export class ControlApi {
       if (method === 'GET') {
         const key = url.searchParams.get('key')
         if (key == null || !isBeeMeshKey(key)) throw new HttpError(400, 'query parameter key=/beemesh/<kind>/<id> is required', 'BadRequest')
+        // local=true: does this node's own DHT store hold the key (no network lookup)?
+        if (url.searchParams.get('local') === 'true') { sendJson(res, 200, { key, present: await node.hasLocalRecord(key) }); return }
         const record = await node.getRecord(key, { signal: AbortSignal.timeout(10_000) })
         sendJson(res, 200, { ...record, value: Buffer.from(record.value).toString('utf8'), valueBase64: Buffer.from(record.value).toString('base64') })
         return
@@ -175,6 +179,24 @@ export class ControlApi {
     const workloadMatch = WORKLOAD_PATH.exec(path)
     if (workloadMatch != null) {
       const id = `${workloadMatch[1]!}/${workloadMatch[3]!}`
+      if (workloadMatch[5] === '/events') {
+        if (method !== 'POST') throw methodNotAllowed(method, path)
+        const body = parse(SendEvent, await readJson(req))
+        sendJson(res, 200, await node.workloads.sendEvent(id, body.event, { ...(body.id != null ? { id: body.id } : {}), ...(body.timeoutMs != null ? { timeoutMs: body.timeoutMs } : {}) }))
+        return
+      }
+      if (workloadMatch[5] === '/state') {
+        if (method !== 'GET') throw methodNotAllowed(method, path)
+        sendJson(res, 200, await node.workloads.machineState(id))
+        return
+      }
+      if (workloadMatch[5] === '/trace') {
+        if (method !== 'GET') throw methodNotAllowed(method, path)
+        const state = await node.workloads.machineState(id)
+        if (url.searchParams.get('follow') !== 'true') { sendJson(res, 200, state.recent); return }
+        this.streamTrace(id, state.recent, req, res)
+        return
+      }
       if (workloadMatch[5] === '/logs') {
         if (method !== 'GET') throw methodNotAllowed(method, path)
         const tail = url.searchParams.get('tail')
@@ -201,6 +223,28 @@ export class ControlApi {
     if (path.startsWith('/v1/workloads/')) throw new HttpError(400, `workload path must be /v1/workloads/<namespace>/<name> with DNS-1123 names, got ${path}`, 'BadRequest')
 
     throw new HttpError(404, `no such endpoint: ${method} ${path}`, 'NotFound')
+  }
+
+  /** SSE of a machine's transitions: the recent ones, then each as its owner makes it durable. */
+  private streamTrace (id: string, recent: TransitionRecord[], req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    let lastSeq = 0
+    const emit = (t: TransitionRecord): void => {
+      if (t.seq <= lastSeq) return
+      lastSeq = t.seq
+      res.write(`event: transition\ndata: ${JSON.stringify(t)}\n\n`)
+    }
+    for (const t of recent) emit(t)
+    this.streams.add(res)
+    const workloads = this.init.node.workloads
+    const stopLocal = workloads.onTransition((wid, t) => { if (wid === id) emit(t) })
+    const stopRemote = this.init.node.watchTopic(traceTopic(id), msg => {
+      const { data } = decodeEnvelope(msg)
+      if (data != null && typeof data === 'object' && typeof (data as TransitionRecord).seq === 'number') emit(data as TransitionRecord)
+    })
+    const end = (): void => { stopLocal(); stopRemote(); this.streams.delete(res) }
+    req.on('close', end)
+    res.on('close', end)
   }
 
   private streamTopic (topic: string, req: IncomingMessage, res: ServerResponse): void {
@@ -239,6 +283,11 @@ function positiveInt (value: string, name: string): number {
 function toHttpError (err: unknown): HttpError {
   if (err instanceof HttpError) return err
   if (err instanceof WorkloadNotFoundError) return new HttpError(404, err.message, 'NotFound')
+  if (err instanceof EventNotHandledError) return new HttpError(422, err.message, 'NotHandled')
+  if (err instanceof InvalidEventError) return new HttpError(400, err.message, 'BadRequest')
+  if (err instanceof WorkloadCompletedError) return new HttpError(409, err.message, 'Completed')
+  if (err instanceof MachineFailedError) return new HttpError(409, err.message, 'MachineFailed')
+  if (err instanceof OwnerUnavailableError) return new HttpError(503, err.message, 'Unavailable')
   if (err instanceof NoSubscribersError) return new HttpError(404, err.message, 'NoSubscribers')
   if (err instanceof InvalidWorkloadError) return new HttpError(422, err.message, 'Invalid')
   if (err instanceof UnschedulableError) return new HttpError(409, err.message, 'Unschedulable')

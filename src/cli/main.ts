@@ -6,6 +6,7 @@ import { peers, publish, recordGet, recordPut, status, subscribe, type ClientOpt
 import { DEFAULT_DATA_DIR, nodeStart } from './commands/node-start.js'
 import { up } from './commands/up.js'
 import { runExample } from './commands/example.js'
+import { send, state, trace } from './commands/machines.js'
 import { apply, deleteWorkload, describeWorkload, getNodes, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
 import { availableParallelism, totalmem } from 'node:os'
 import { InvalidArgumentError } from '../errors.js'
@@ -128,6 +129,30 @@ Waits until every replica runs and prints where each landed.`)
     .addOption(new Option('-o, --output <format>', 'text or json (one JSON object per line)').choices(['text', 'json']).default('text'))
     .action(async (name: string, opts: { follow: boolean, tail?: string, output: string }, cmd: Command) => {
       await logs(name, { ...workloadOptions(cmd), output: opts.output === 'json' ? 'json' : 'table', follow: opts.follow, tail: opts.tail })
+    })
+
+  program.command('send <name> <event>')
+    .description('send an event to a stateful workload and print the state it led to, once durable')
+    .option('--id <id>', 'idempotency key: a retried send with the same id is applied at most once (default: a new UUID)')
+    .option('--timeout <ms>', 'how long to keep trying while the owner fails over', '15000')
+    .addOption(outputOption())
+    .addHelpText('after', `
+<event> is JSON with a string "type", e.g. '{"type":"inc","by":2}', or just a type: inc.
+Exit codes: 0 acknowledged; 1 not handled in the current state, completed, unknown workload,
+bad event, or no owner reachable in time (nothing was acknowledged).`)
+    .action(async (name: string, event: string, opts: { id?: string, timeout?: string }, cmd: Command) => { await send(name, event, { ...workloadOptions(cmd), ...opts }) })
+
+  program.command('state <name>')
+    .description('show a stateful workload\'s state value, context, owner, epoch and sequence')
+    .addOption(outputOption())
+    .action(async (name: string, _opts: unknown, cmd: Command) => { await state(name, workloadOptions(cmd)) })
+
+  program.command('trace <name>')
+    .description('print a stateful workload\'s recent transitions; -f keeps printing them as they happen')
+    .option('-f, --follow', 'keep printing transitions as they become durable', false)
+    .addOption(new Option('-o, --output <format>', 'text or json (one JSON object per line)').choices(['text', 'json']).default('text'))
+    .action(async (name: string, opts: { follow: boolean, output: string }, cmd: Command) => {
+      await trace(name, { ...workloadOptions(cmd), output: opts.output === 'json' ? 'json' : 'table', follow: opts.follow })
     })
 
   program.command('status')

@@ -48,8 +48,12 @@ export interface JournalEntry {
   event: unknown
   /** Peer id (or other origin) of the event's sender. */
   sender?: string
+  /** The sender's idempotency key for the event: a retried send with the same id is not applied twice. */
+  id?: string
   /** The machine's state value after the event; plain JSON. */
   state: unknown
+  /** Delayed events pending after the event, with their due times; plain JSON. */
+  timers?: unknown
 }
 
 /** An XState persisted snapshot (`actor.getPersistedSnapshot()`) and the last journal entry it includes. */
@@ -198,8 +202,11 @@ function encodeEntry (workloadId: string, e: JournalEntry, index: number): { seq
   if (e.event === undefined) bad('event is missing')
   if (e.state === undefined) bad('state is missing')
   if (e.sender !== undefined && typeof e.sender !== 'string') bad('sender must be a string')
+  if (e.id !== undefined && typeof e.id !== 'string') bad('id must be a string')
   const record: JournalEntry = { seq: e.seq, epoch: e.epoch, ts: e.ts, event: e.event, state: e.state }
   if (e.sender !== undefined) record.sender = e.sender
+  if (e.id !== undefined) record.id = e.id
+  if (e.timers !== undefined) record.timers = e.timers
   return { seq: e.seq, epoch: e.epoch, value: encode(workloadId, entryKey(workloadId, e.seq), what, record) }
 }
 
@@ -242,8 +249,11 @@ function decodeEntry (workloadId: string, key: string, seq: number, raw: string)
   if (!('event' in r)) bad('event is missing')
   if (!('state' in r)) bad('state is missing')
   if (r.sender !== undefined && typeof r.sender !== 'string') bad('sender is not a string')
+  if (r.id !== undefined && typeof r.id !== 'string') bad('id is not a string')
   const entry: JournalEntry = { seq, epoch: r.epoch as number, ts: r.ts as number, event: r.event, state: r.state }
   if (typeof r.sender === 'string') entry.sender = r.sender
+  if (typeof r.id === 'string') entry.id = r.id
+  if (r.timers !== undefined) entry.timers = r.timers
   return entry
 }
 

@@ -9,9 +9,12 @@ import { tcp } from '@libp2p/tcp'
 import { TypedEventEmitter, type PrivateKey, type Startable, type AbortOptions, type Connection, type Stream, type StreamHandler } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { MemoryDatastore } from 'datastore-core'
+import { Key } from 'interface-datastore'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import type { CID } from 'multiformats/cid'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
+import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { describeError } from '../errors.js'
 import { Bootstrapper, type BootstrapEvents } from './bootstrap.js'
 import { AddressInUseError, InvalidMultiaddrError, NotStartedError, RecordNotFoundError } from './errors.js'
@@ -112,6 +115,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   private libp2p?: Libp2p<Services>
   private bootstrapper?: Bootstrapper
   private lastSeq = 0
+  /** The libp2p datastore (DHT records and provider records this node stores for the mesh). */
+  private readonly datastore = new MemoryDatastore()
   private startedAt = 0
   private discoveryTimer?: NodeJS.Timeout
   private discoveryInterval?: NodeJS.Timeout
@@ -140,6 +145,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     const keepPrivate = this.init.privateAddresses ?? [...this.listen, ...this.announce].some(isPrivateAddress)
     const node = await createLibp2p<Services>({
       privateKey: this.init.privateKey,
+      datastore: this.datastore,
       start: false,
       addresses: {
         listen: this.listen.map(String),
@@ -332,6 +338,19 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     return best!.record
   }
 
+  /** Whether this node's own DHT store holds a record for `key` (what it stores for the mesh, not a network lookup). */
+  async hasLocalRecord (key: string): Promise<boolean> {
+    return await this.datastore.has(dhtRecordKey(key))
+  }
+
+  /**
+   * Removes a record from this node's own DHT store. Kademlia has no delete:
+   * a workload's state records are erased by every node dropping its copy.
+   */
+  async deleteLocalRecord (key: string): Promise<void> {
+    await this.datastore.delete(dhtRecordKey(key))
+  }
+
   /** Announces on the DHT that this node can serve the content `cid`. */
   async provide (cid: CID, options: AbortOptions = {}): Promise<number> {
     // kad-dht 16's provide is a lazy query: nothing is sent until it is iterated.
@@ -410,4 +429,9 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
 
 function peerIdOf (privateKey: PrivateKey): string {
   return peerIdFromPrivateKey(privateKey).toString()
+}
+
+/** Where kad-dht 16 keeps a record in the libp2p datastore: `/dht/record/<base32 of the key>`. */
+function dhtRecordKey (key: string): Key {
+  return new Key(`/dht/record/${uint8ArrayToString(uint8ArrayFromString(key), 'base32')}`, false)
 }

@@ -8,19 +8,23 @@ import { dirname, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import * as z from 'zod/mini'
 import { InvalidDefinitionError, InvalidManifestError, InvalidQuantityError, NO_DEFAULT_EXPORT } from './errors.js'
+import { isMachine } from './machine.js'
 import { parseCpu, parseMemory } from './quantities.js'
-import type { ArtifactRef, Delivery, ResourceQuantities, StatelessDefinition, StatelessHandler, WorkloadSpec } from './types.js'
+import type { ArtifactRef, Delivery, Durability, MachineLogic, ResourceQuantities, StatefulDefinition, StatelessDefinition, StatelessHandler, WorkloadDefinition, WorkloadSpec } from './types.js'
 
 // Workload bundles resolve `beemesh` to this module, so it offers what the
 // package entry (src/index.ts) offers to user code.
 export { deadLetterTopic } from './types.js'
-export type { Delivery, HandlerContext, ResourceQuantities, StatelessDefinition, StatelessHandler, TopicEvent, WorkloadDefinition, WorkloadIdentity } from './types.js'
+export { isMachine } from './machine.js'
+export type { Delivery, Durability, HandlerContext, MachineLogic, ResourceQuantities, StatefulDefinition, StatelessDefinition, StatelessHandler, TopicEvent, WorkloadDefinition, WorkloadIdentity } from './types.js'
 
-/** A definition without its handler: what survives serialisation. */
-export type DefinitionFields = Omit<StatelessDefinition, 'handler'>
+export type StatelessFields = Omit<StatelessDefinition, 'handler'>
+export type StatefulFields = Omit<StatefulDefinition, 'machine'>
+/** A definition without its handler or machine: what survives serialisation. */
+export type DefinitionFields = StatelessFields | StatefulFields
 
 /** Fields a manifest may set on top of the module's definition. */
-export type DefinitionOverrides = Partial<Pick<DefinitionFields, 'name' | 'namespace' | 'topics' | 'replicas' | 'resources' | 'nodeSelector' | 'delivery' | 'retries' | 'timeoutMs'>>
+export type DefinitionOverrides = Partial<Pick<StatelessFields, 'name' | 'namespace' | 'topics' | 'replicas' | 'resources' | 'nodeSelector' | 'delivery' | 'retries' | 'timeoutMs'> & Pick<StatefulFields, 'durability' | 'snapshotEvery'>>
 
 /** A parsed `apiVersion: beemesh.io/v1, kind: Actor` manifest. */
 export interface Manifest {
@@ -41,6 +45,8 @@ export const DEFAULTS = {
   delivery: 'queue' as Delivery,
   retries: 2,
   timeoutMs: 5000,
+  durability: 'replicated' as Durability,
+  snapshotEvery: 100,
   /** Smallest worker heap a replica gets, whatever its memory request. */
   minMemoryLimitMb: 16
 }
@@ -112,19 +118,38 @@ function sharedShape () {
     ),
     delivery: z.enum(['queue', 'fanout'], { error: expected('"queue" or "fanout"') }),
     retries: integer(0, 20),
-    timeoutMs: integer(10, 600_000)
+    timeoutMs: integer(10, 600_000),
+    durability: z.enum(['replicated', 'local'], { error: expected('"replicated" or "local"') }),
+    snapshotEvery: integer(1, 100_000)
   }
 }
 
 function kindSchema () {
   return z.literal('stateless', {
-    error: issue => issue.input === 'stateful' || issue.input === 'container'
-      ? `"${issue.input}" workloads are not supported yet (they come in a later version); use "stateless"`
-      : expected('"stateless"')(issue)
+    error: issue => issue.input === 'container'
+      ? `"${issue.input}" workloads are not supported yet (they come in a later version); use "stateless" or "stateful"`
+      : expected('"stateless" or "stateful"')(issue)
   })
 }
 
 const HANDLER_EXPECTED = 'a function (event, ctx) => …'
+const MACHINE_EXPECTED = 'an XState v5 machine (setup({...}).createMachine({...}))'
+
+function statefulSchema (requireMachine: boolean) {
+  const shared = sharedShape()
+  const machine = z.custom<MachineLogic>(isMachine, { error: issue => issue.input === undefined ? `missing; expected ${MACHINE_EXPECTED}` : `expected ${MACHINE_EXPECTED}` })
+  return z.strictObject({
+    name: label(),
+    kind: z.literal('stateful'),
+    namespace: z.optional(label()),
+    machine: requireMachine ? machine : z.optional(z.unknown()),
+    durability: z.optional(shared.durability),
+    snapshotEvery: z.optional(shared.snapshotEvery),
+    resources: z.optional(shared.resources),
+    nodeSelector: z.optional(shared.nodeSelector),
+    timeoutMs: z.optional(shared.timeoutMs)
+  })
+}
 
 function definitionSchema (requireHandler: boolean) {
   const shared = sharedShape()
@@ -162,12 +187,14 @@ function manifestSchema () {
       nodeSelector: z.optional(shared.nodeSelector),
       delivery: z.optional(shared.delivery),
       retries: z.optional(shared.retries),
-      timeoutMs: z.optional(shared.timeoutMs)
+      timeoutMs: z.optional(shared.timeoutMs),
+      durability: z.optional(shared.durability),
+      snapshotEvery: z.optional(shared.snapshotEvery)
     }, { error: expected('an object with module and optional overrides') })
   }, { error: expected('a mapping with apiVersion, kind, metadata and spec') })
 }
 
-let definitionSchemas: { strict: ReturnType<typeof definitionSchema>, loose: ReturnType<typeof definitionSchema> } | undefined
+let definitionSchemas: { strict: ReturnType<typeof definitionSchema>, loose: ReturnType<typeof definitionSchema>, statefulStrict: ReturnType<typeof statefulSchema>, statefulLoose: ReturnType<typeof statefulSchema> } | undefined
 
 /** `topics[0]`, `spec.module`, `nodeSelector["kubernetes.io/arch"]` */
 function formatPath (path: ReadonlyArray<PropertyKey>): string {
@@ -180,7 +207,7 @@ function formatPath (path: ReadonlyArray<PropertyKey>): string {
   return out
 }
 
-const FIELD_NAMES = ['name', 'kind', 'namespace', 'topics', 'replicas', 'resources', 'cpu', 'memory', 'nodeSelector', 'delivery', 'retries', 'timeoutMs', 'handler', 'apiVersion', 'metadata', 'spec', 'module']
+const FIELD_NAMES = ['name', 'kind', 'namespace', 'topics', 'replicas', 'resources', 'cpu', 'memory', 'nodeSelector', 'delivery', 'retries', 'timeoutMs', 'handler', 'machine', 'durability', 'snapshotEvery', 'apiVersion', 'metadata', 'spec', 'module']
 
 /** Levenshtein distance, for "did you mean" hints on unknown fields. */
 function distance (a: string, b: string): number {
@@ -232,25 +259,32 @@ function describeExport (value: unknown): string {
  * With `requireHandler: false` (definitions read back from a sandbox, where
  * functions do not survive) the handler is not required.
  */
-export function validateDefinition (value: unknown, source: string): StatelessDefinition
-export function validateDefinition (value: unknown, source: string, options: { requireHandler: boolean }): DefinitionFields & { handler?: StatelessHandler }
-export function validateDefinition (value: unknown, source: string, { requireHandler = true }: { requireHandler?: boolean } = {}): DefinitionFields & { handler?: StatelessHandler } {
+export function validateDefinition (value: unknown, source: string): WorkloadDefinition
+export function validateDefinition (value: unknown, source: string, options: { requireHandler: boolean }): DefinitionFields & { handler?: StatelessHandler, machine?: unknown }
+export function validateDefinition (value: unknown, source: string, { requireHandler = true }: { requireHandler?: boolean } = {}): DefinitionFields & { handler?: StatelessHandler, machine?: unknown } {
   if (value === undefined) throw new InvalidDefinitionError(source, NO_DEFAULT_EXPORT)
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new InvalidDefinitionError(source, `the default export is ${describeExport(value)}; export default defineWorkload({...})`)
   }
-  definitionSchemas ??= { strict: definitionSchema(true), loose: definitionSchema(false) }
-  const result = (requireHandler ? definitionSchemas.strict : definitionSchemas.loose).safeParse(value)
+  definitionSchemas ??= { strict: definitionSchema(true), loose: definitionSchema(false), statefulStrict: statefulSchema(true), statefulLoose: statefulSchema(false) }
+  const stateful = (value as { kind?: unknown }).kind === 'stateful'
+  const schema = stateful
+    ? (requireHandler ? definitionSchemas.statefulStrict : definitionSchemas.statefulLoose)
+    : (requireHandler ? definitionSchemas.strict : definitionSchemas.loose)
+  const result = schema.safeParse(value)
   if (!result.success) throw new InvalidDefinitionError(source, describeIssues(result.error.issues))
-  return result.data
+  return result.data as DefinitionFields & { handler?: StatelessHandler, machine?: unknown }
 }
 
 /**
- * Declares a stateless workload: `export default defineWorkload({ ... })`.
- * Returns the definition unchanged, typed, after validating it (so a module
- * with a bad definition fails when it loads, with the field named).
+ * Declares a workload: `export default defineWorkload({ ... })`, stateless
+ * (`handler` woken by `topics`) or stateful (an XState `machine`). Returns the
+ * definition unchanged, typed, after validating it (so a module with a bad
+ * definition fails when it loads, with the field named).
  */
-export function defineWorkload<T = any> (def: StatelessDefinition<T>): StatelessDefinition<T> {
+export function defineWorkload<T = any> (def: StatelessDefinition<T>): StatelessDefinition<T>
+export function defineWorkload<D extends StatefulDefinition> (def: D): D
+export function defineWorkload (def: WorkloadDefinition): WorkloadDefinition {
   validateDefinition(def, 'defineWorkload')
   return def
 }
@@ -265,12 +299,35 @@ function uniqueTopics (topics: string[]): string[] {
  * memory, `queue` delivery, 2 retries, 5000 ms timeout, and a worker heap of
  * the memory request in MiB (at least 16).
  */
-export function toWorkloadSpec (def: DefinitionFields | StatelessDefinition, { artifact, source, now }: { artifact: ArtifactRef, source: string, now: number }): WorkloadSpec {
-  const { handler: _handler, ...fields } = def as DefinitionFields & { handler?: unknown }
+export function toWorkloadSpec (def: DefinitionFields | WorkloadDefinition, { artifact, source, now, machineId }: { artifact: ArtifactRef, source: string, now: number, machineId?: string }): WorkloadSpec {
+  const { handler: _handler, machine, ...fields } = def as DefinitionFields & { handler?: unknown, machine?: unknown }
   const d = validateDefinition(fields, source, { requireHandler: false })
   const namespace = d.namespace ?? DEFAULTS.namespace
   const resources: ResourceQuantities = d.resources ?? {}
   const memoryBytes = parseMemory(resources.memory ?? DEFAULTS.memory)
+  if (d.kind === 'stateful') {
+    const id = machineId ?? (isMachine(machine) ? machine.id : undefined)
+    return {
+      id: `${namespace}/${d.name}`,
+      name: d.name,
+      namespace,
+      kind: 'stateful',
+      topics: [],
+      replicas: 1,
+      resources: { cpuMillis: parseCpu(resources.cpu ?? DEFAULTS.cpu), memoryBytes },
+      nodeSelector: { ...(d.nodeSelector ?? {}) },
+      delivery: DEFAULTS.delivery,
+      retries: 0,
+      timeoutMs: d.timeoutMs ?? DEFAULTS.timeoutMs,
+      memoryLimitMb: Math.max(DEFAULTS.minMemoryLimitMb, Math.ceil(memoryBytes / MEBIBYTE)),
+      durability: d.durability ?? DEFAULTS.durability,
+      snapshotEvery: d.snapshotEvery ?? DEFAULTS.snapshotEvery,
+      ...(id != null ? { machineId: id } : {}),
+      artifact: { sha256: artifact.sha256, size: artifact.size },
+      source,
+      createdAt: now
+    }
+  }
   return {
     id: `${namespace}/${d.name}`,
     name: d.name,

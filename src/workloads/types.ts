@@ -72,7 +72,44 @@ export interface StatelessDefinition<T = any> {
   handler: StatelessHandler<T>
 }
 
-export type WorkloadDefinition = StatelessDefinition
+/** Where a stateful workload's acknowledged transitions live before the sender hears of them. */
+export type Durability = 'replicated' | 'local'
+
+/**
+ * An XState v5 machine (`setup(...).createMachine(...)`), structurally: the
+ * parts of `StateMachine` the runtime uses. Typed loosely so that `beemesh`
+ * does not pin the user's xstate version.
+ */
+export interface MachineLogic {
+  id: string
+  config: unknown
+  transition: (...args: any[]) => unknown
+  getInitialSnapshot: (...args: any[]) => unknown
+  getPersistedSnapshot: (...args: any[]) => unknown
+  restoreSnapshot?: (...args: any[]) => unknown
+}
+
+export interface StatefulDefinition {
+  name: string
+  kind: 'stateful'
+  namespace?: string
+  /** The workload's behaviour: an XState v5 machine. One owner node runs it. */
+  machine: MachineLogic
+  /**
+   * `replicated` (default): an event is acknowledged once its transition is in
+   * the owner's journal and on two other peers. `local`: once it is in the
+   * owner's journal (fsynced); a dead owner's disk is then the only copy.
+   */
+  durability?: Durability
+  /** A full snapshot is journaled (and older entries compacted) every this many transitions. Default 100. */
+  snapshotEvery?: number
+  resources?: ResourceQuantities
+  nodeSelector?: Record<string, string>
+  /** How long one transition may run in the sandbox before it fails. Default 5000. */
+  timeoutMs?: number
+}
+
+export type WorkloadDefinition = StatelessDefinition | StatefulDefinition
 
 export interface ArtifactRef {
   /** Hex sha256 of the bundle bytes: the artifact's content address. */
@@ -86,8 +123,10 @@ export interface WorkloadSpec {
   id: string
   name: string
   namespace: string
-  kind: 'stateless'
+  kind: 'stateless' | 'stateful'
+  /** Stateless: the topics that wake it. Stateful: none (events are addressed by workload id). */
   topics: string[]
+  /** Stateless: replica count. Stateful: always 1 (one owner). */
   replicas: number
   resources: Resources
   nodeSelector: Record<string, string>
@@ -96,6 +135,12 @@ export interface WorkloadSpec {
   timeoutMs: number
   /** V8 old-generation heap limit of each replica's worker, from resources.memory. */
   memoryLimitMb: number
+  /** Stateful only. */
+  durability?: Durability
+  /** Stateful only. */
+  snapshotEvery?: number
+  /** Stateful only: the machine's id. */
+  machineId?: string
   artifact: ArtifactRef
   /** Where the module came from, for `describe`. */
   source: string

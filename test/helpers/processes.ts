@@ -2,6 +2,9 @@
  * Real OS processes for tests: the `beemesh` CLI and `beemesh node start`
  * daemons, each a separate Node process talking over TCP loopback.
  * Every spawned process is killed when the test process exits.
+ * With `netns`, a process runs inside a network namespace (test/helpers/netns.ts)
+ * through `ip netns exec`, which execs in place: the child's pid is node's own,
+ * so signals reach node itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp } from 'node:fs/promises'
@@ -16,6 +19,14 @@ export const BIN = join(ROOT, 'bin/beemesh.js')
 
 const children = new Set<ChildProcess>()
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
+
+/** A network namespace to run a process in, and the node's address there. */
+export interface NetnsHost { name: string, ip: string }
+
+/** The command and arguments that run the CLI with `args`, inside `netns` when given. */
+function command (args: string[], netns?: string): [string, string[]] {
+  return netns == null ? [process.execPath, [BIN, ...args]] : ['ip', ['netns', 'exec', netns, process.execPath, BIN, ...args]]
+}
 
 export async function tempDir (prefix = 'beemesh-test-'): Promise<string> {
   return await mkdtemp(join(tmpdir(), prefix))
@@ -41,8 +52,8 @@ export async function waitUntil<T> (check: () => T | Promise<T>, { timeoutMs = 1
 export interface CliResult { code: number | null, stdout: string, stderr: string }
 
 /** Runs the CLI to completion (bounded) and returns its exit code and output. */
-export async function cli (args: string[], { env = {}, timeoutMs = 30_000 }: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export async function cli (args: string[], { env = {}, timeoutMs = 30_000, netns }: { env?: Record<string, string>, timeoutMs?: number, netns?: string } = {}): Promise<CliResult> {
+  const child = spawn(...command(args, netns), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   let stdout = ''
   let stderr = ''
@@ -64,8 +75,8 @@ export interface Running {
   waitForOutput: (pattern: RegExp, opts?: { timeoutMs?: number, stream?: 'stdout' | 'stderr' }) => Promise<RegExpExecArray>
 }
 
-export function startCli (args: string[], { env = {} }: { env?: Record<string, string> } = {}): Running {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export function startCli (args: string[], { env = {}, netns }: { env?: Record<string, string>, netns?: string } = {}): Running {
+  const child = spawn(...command(args, netns), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   let out = ''
   let err = ''
@@ -103,12 +114,18 @@ export interface NodeProcess extends Running {
   kill: (signal?: NodeJS.Signals) => Promise<number | null>
 }
 
-/** Starts `beemesh node start` on loopback with an ephemeral API port; resolves once it runs. */
-export async function startNode ({ dataDir, bootstrap = [], extra = [] }: { dataDir?: string, bootstrap?: string[], extra?: string[] } = {}): Promise<NodeProcess> {
+/**
+ * Starts `beemesh node start` on loopback with an ephemeral API port; resolves once it runs.
+ * With `netns`, the node runs in that namespace, listening and serving its API
+ * on the namespace's address (reachable from the root namespace through the
+ * test bridge), with private addresses kept so peers may dial them.
+ */
+export async function startNode ({ dataDir, bootstrap = [], extra = [], netns }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost } = {}): Promise<NodeProcess> {
   const dir = dataDir ?? await tempDir()
-  const args = ['node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...extra]
+  const where = netns == null ? ['--listen', '/ip4/127.0.0.1/tcp/0'] : ['--listen', `/ip4/${netns.ip}/tcp/0`, '--api-host', netns.ip, '--private-addresses']
+  const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...extra]
   for (const b of bootstrap) args.push('--bootstrap', b)
-  const running = startCli(args)
+  const running = startCli(args, { netns: netns?.name })
   const m = await running.waitForOutput(/node (\S+) running\n\s+listening\s+(\S+)[\s\S]*?api\s+(\S+)\n/)
   const api = new ApiClient(m[3]!)
   return {

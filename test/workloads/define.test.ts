@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { test } from 'uvu'
+import { createMachine } from 'xstate'
 import * as assert from 'uvu/assert'
 import { DEFAULTS, defineWorkload, parseManifest, toWorkloadSpec, validateDefinition } from '../../src/workloads/define.js'
 import { InvalidDefinitionError, InvalidManifestError } from '../../src/workloads/errors.js'
@@ -42,7 +43,7 @@ function manifestError (text: string, message: string | RegExp, source = 'deploy
 test('defineWorkload returns the very definition it is given', () => {
   const def = valid()
   assert.is(defineWorkload(def), def)
-  assert.is(validateDefinition(def, SOURCE).handler, handler)
+  assert.is((validateDefinition(def, SOURCE) as StatelessDefinition).handler, handler)
 })
 
 test('defineWorkload rejects a bad definition when the module loads', () => {
@@ -80,11 +81,32 @@ test('messages name the source, the field path and the problem', () => {
   definitionError({ ...valid(), handler: 'run' }, /handler: expected a function .*got "run"/)
 })
 
-test('kind must be stateless; stateful and container are announced as later', () => {
-  definitionError({ ...valid(), kind: 'stateful' }, /kind: "stateful" workloads are not supported yet .*use "stateless"/)
+test('kind is stateless or stateful; container is announced as later', () => {
   definitionError({ ...valid(), kind: 'container' }, /kind: "container" workloads are not supported yet/)
-  definitionError({ ...valid(), kind: 'lambda' }, /kind: expected "stateless", got "lambda"/)
-  definitionError({ ...valid(), kind: undefined }, /kind: missing; expected "stateless"/)
+  definitionError({ ...valid(), kind: 'lambda' }, /kind: expected "stateless" or "stateful", got "lambda"/)
+  definitionError({ ...valid(), kind: undefined }, /kind: missing; expected "stateless" or "stateful"/)
+})
+
+const door = createMachine({ id: 'door', initial: 'closed', states: { closed: { on: { open: 'opened' } }, opened: { on: { close: 'closed' } } } })
+
+test('a stateful definition needs an XState machine and takes durability and snapshotEvery', () => {
+  const def = defineWorkload({ name: 'door', kind: 'stateful', machine: door })
+  assert.is(def.machine, door)
+  definitionError({ name: 'door', kind: 'stateful' }, /machine: missing; expected an XState v5 machine/)
+  definitionError({ name: 'door', kind: 'stateful', machine: 'door' }, /machine: expected an XState v5 machine/)
+  definitionError({ name: 'door', kind: 'stateful', machine: door, topics: ['t'] }, /topics: unknown field/)
+  definitionError({ name: 'door', kind: 'stateful', machine: door, durability: 'eventual' }, /durability: expected "replicated" or "local", got "eventual"/)
+  definitionError({ name: 'door', kind: 'stateful', machine: door, snapshotEvery: 0 }, /snapshotEvery: expected an integer from 1 to 100000, got 0/)
+  const spec = toWorkloadSpec(def, { artifact: { sha256: 'a'.repeat(64), size: 1 }, source: 'door.ts', now: 5 })
+  assert.is(spec.kind, 'stateful')
+  assert.is(spec.replicas, 1)
+  assert.equal(spec.topics, [])
+  assert.is(spec.durability, 'replicated')
+  assert.is(spec.snapshotEvery, 100)
+  assert.is(spec.machineId, 'door')
+  const local = toWorkloadSpec({ name: 'door', kind: 'stateful', durability: 'local', snapshotEvery: 10 }, { artifact: { sha256: 'a'.repeat(64), size: 1 }, source: 'door.ts', now: 5, machineId: 'door' })
+  assert.is(local.durability, 'local')
+  assert.is(local.snapshotEvery, 10)
 })
 
 test('unknown fields are refused, with a hint for near misses; extra problems are counted', () => {

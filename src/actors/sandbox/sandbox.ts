@@ -18,7 +18,7 @@ import { describeError } from '../../errors.js'
 import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, SandboxStoppedError } from './errors.js'
-import type { FromWorker, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
+import type { FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
 export type FailureCause = 'threw' | 'timeout' | 'crashed' | 'out-of-memory' | 'stopped'
@@ -67,28 +67,33 @@ const MAX_RESTART_DELAY_MS = 30_000
 /** Longer stdout/stderr lines of a worker are cut into pieces of this size. */
 const MAX_OUTPUT_LINE = 64 * 1024
 
+/** The worker entries next to this file: `worker` serves stateless handlers, `machine-worker` runs a state machine (machine-sandbox.ts). */
+export type WorkerFile = 'worker' | 'machine-worker'
+
 /**
- * How to start the worker. The compiled worker sits next to this file
- * (`dist/actors/sandbox/worker.js`). From source (tests) it is `worker.ts`;
+ * How to start a worker. The compiled worker sits next to this file
+ * (`dist/actors/sandbox/<file>.js`). From source (tests) it is `<file>.ts`;
  * tsx's loader does not carry over into worker threads on Node 20, so a small
  * bootstrap registers it in the thread before importing the worker.
  */
-let workerEntry: { filename: string | URL, eval: boolean } | undefined
-function entry (): { filename: string | URL, eval: boolean } {
-  if (workerEntry == null) {
-    const js = new URL('./worker.js', import.meta.url)
+const workerEntries = new Map<WorkerFile, { filename: string | URL, eval: boolean }>()
+function entry (file: WorkerFile): { filename: string | URL, eval: boolean } {
+  let found = workerEntries.get(file)
+  if (found == null) {
+    const js = new URL(`./${file}.js`, import.meta.url)
     if (existsSync(fileURLToPath(js))) {
-      workerEntry = { filename: js, eval: false }
+      found = { filename: js, eval: false }
     } else {
       const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'))
-      const ts = JSON.stringify(new URL('./worker.ts', import.meta.url).href)
-      workerEntry = { filename: `import(${tsx}).then(({ register }) => { register(); return import(${ts}) })`, eval: true }
+      const ts = JSON.stringify(new URL(`./${file}.ts`, import.meta.url).href)
+      found = { filename: `import(${tsx}).then(({ register }) => { register(); return import(${ts}) })`, eval: true }
     }
+    workerEntries.set(file, found)
   }
-  return workerEntry
+  return found
 }
 
-function resourceLimits (memoryLimitMb: number): ResourceLimits {
+export function resourceLimits (memoryLimitMb: number): ResourceLimits {
   return {
     maxOldGenerationSizeMb: memoryLimitMb,
     maxYoungGenerationSizeMb: Math.min(16, Math.max(2, Math.floor(memoryLimitMb / 8))),
@@ -96,27 +101,27 @@ function resourceLimits (memoryLimitMb: number): ResourceLimits {
   }
 }
 
-function restartDelay (consecutiveFailures: number): number {
+export function restartDelay (consecutiveFailures: number): number {
   return consecutiveFailures <= 1 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** (consecutiveFailures - 2))
 }
 
-interface ThreadExit {
+export interface ThreadExit {
   code: number
   /** The error the thread emitted before exiting (uncaught exception, ERR_WORKER_OUT_OF_MEMORY). */
   error?: Error
 }
 
-interface Thread {
+export interface Thread {
   worker: Worker
   /** Resolves (never rejects) once the thread has exited. */
   exited: Promise<ThreadExit>
 }
 
-function isOutOfMemory (exit: ThreadExit): boolean {
+export function isOutOfMemory (exit: ThreadExit): boolean {
   return (exit.error as NodeJS.ErrnoException | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY'
 }
 
-function describeExit (exit: ThreadExit): string {
+export function describeExit (exit: ThreadExit): string {
   return exit.error != null ? describeError(exit.error) : `exit code ${exit.code}`
 }
 
@@ -142,18 +147,19 @@ function forwardLines (stream: Readable, onLine: (line: string) => void): void {
 }
 
 /**
- * Starts a worker thread on the sandbox worker. Every listener is guarded:
- * whatever the thread does, nothing it sends can throw in the host.
+ * Starts a worker thread on a sandbox worker (`file`, by default the stateless
+ * one). Every listener is guarded: whatever the thread does, nothing it sends
+ * can throw in the host. Messages without a string `type` are dropped.
  */
-function spawnThread (init: WorkerInit, memoryLimitMb: number, onMessage: (msg: FromWorker) => void, onOutput: (stream: 'log' | 'error', line: string) => void): Thread {
-  const { filename, eval: isEval } = entry()
+export function spawnThread<TInit = WorkerInit, TMessage extends { type: string } = FromWorker> (init: TInit, memoryLimitMb: number, onMessage: (msg: TMessage) => void, onOutput: (stream: 'log' | 'error', line: string) => void, file: WorkerFile = 'worker'): Thread {
+  const { filename, eval: isEval } = entry(file)
   // execArgv is not inherited: the host's flags (loaders, --import) are not meant for user code
   const worker = new Worker(filename, { eval: isEval, execArgv: [], workerData: init, resourceLimits: resourceLimits(memoryLimitMb), stdout: true, stderr: true })
   let error: Error | undefined
   worker.on('message', (msg: unknown) => {
     if (typeof msg !== 'object' || msg === null || typeof (msg as { type?: unknown }).type !== 'string') return
     try {
-      onMessage(msg as FromWorker)
+      onMessage(msg as TMessage)
     } catch {
       // a malformed message from user code posting on the port; ignored
     }
@@ -175,7 +181,7 @@ function spawnThread (init: WorkerInit, memoryLimitMb: number, onMessage: (msg: 
   return { worker, exited }
 }
 
-function remoteError (info: WorkerErrorInfo): string {
+export function remoteError (info: WorkerErrorInfo): string {
   return info.name === 'Error' || info.name === '' ? info.message : `${info.name}: ${info.message}`
 }
 
@@ -499,12 +505,12 @@ export interface InspectOptions {
  * a missing or non-object default export (or a failing `defineWorkload`), and
  * ArtifactLoadError when the module throws, hangs or crashes while loading.
  */
-export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAULT_LOAD_TIMEOUT_MS, memoryLimitMb = 256, source = artifactPath }: InspectOptions = {}): Promise<Record<string, unknown> & { hasHandler: boolean }> {
+export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAULT_LOAD_TIMEOUT_MS, memoryLimitMb = 256, source = artifactPath }: InspectOptions = {}): Promise<Record<string, unknown> & { hasHandler: boolean, machine?: InspectedMachine }> {
   return await new Promise((resolve, reject) => {
     let thread: Thread | undefined
     let settled = false
     const timer = setTimeout(() => { finish(new ArtifactLoadError(source, `the module did not finish loading within ${timeoutMs} ms`)) }, timeoutMs)
-    function finish (err: Error | undefined, value?: Record<string, unknown> & { hasHandler: boolean }): void {
+    function finish (err: Error | undefined, value?: Record<string, unknown> & { hasHandler: boolean, machine?: InspectedMachine }): void {
       if (settled) return
       settled = true
       clearTimeout(timer)
@@ -522,7 +528,7 @@ export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAU
         } else if (msg.type === 'inspected') {
           if (!msg.hasDefault) finish(new InvalidDefinitionError(source, NO_DEFAULT_EXPORT))
           else if (msg.exportType !== 'object') finish(new InvalidDefinitionError(source, `the default export is ${msg.exportType === 'null' ? 'null' : `a ${msg.exportType}`}; export default defineWorkload({...})`))
-          else finish(undefined, { ...msg.value, hasHandler: msg.hasHandler })
+          else finish(undefined, { ...msg.value, hasHandler: msg.hasHandler, ...(msg.machine != null ? { machine: msg.machine } : {}) })
         }
       }, () => {})
     } catch (err) {

@@ -11,6 +11,7 @@
 import { format } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import { parentPort, workerData } from 'node:worker_threads'
+import { isMachine } from '../../workloads/machine.js'
 import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 
@@ -39,7 +40,14 @@ export type FromWorker =
   | { type: 'result', id: number, ok: false, error: string }
   | { type: 'publish', id: number, topic: string, data: unknown }
   | { type: 'log', stream: 'log' | 'error', message: string, fields?: Record<string, unknown> }
-  | { type: 'inspected', hasDefault: boolean, exportType: string, value: Record<string, unknown>, hasHandler: boolean }
+  | { type: 'inspected', hasDefault: boolean, exportType: string, value: Record<string, unknown>, hasHandler: boolean, machine?: InspectedMachine }
+
+/** What inspection reports of a stateful definition's machine (the machine itself cannot cross threads). */
+export interface InspectedMachine {
+  /** Structurally an XState v5 machine. */
+  valid: boolean
+  id?: string
+}
 
 /** Longer log messages are cut, so one runaway line cannot flood the parent. */
 const MAX_LOG_CHARS = 64 * 1024
@@ -134,13 +142,18 @@ async function inspect (): Promise<void> {
   try {
     const { hasDefault, value } = await importDefault()
     const isObject = typeof value === 'object' && value !== null && !Array.isArray(value)
-    const handler = isObject ? (value as Record<string, unknown>).handler : undefined
+    const { handler, machine } = isObject ? value as Record<string, unknown> : {}
+    const m = machine as { id?: unknown } | undefined
+    // plain() of the whole export, so that cycles back to it are cut; the machine is reported on its own.
+    const rest = isObject ? plain(value) as Record<string, unknown> : {}
+    delete rest.machine
     post({
       type: 'inspected',
       hasDefault,
       exportType: value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value,
-      value: isObject ? plain(value) as Record<string, unknown> : {},
-      hasHandler: typeof handler === 'function'
+      value: rest,
+      hasHandler: typeof handler === 'function',
+      ...(machine !== undefined ? { machine: { valid: isMachine(machine), ...(typeof m?.id === 'string' ? { id: m.id } : {}) } } : {})
     })
   } catch (err) {
     post({ type: 'load-failed', error: errorInfo(err) })

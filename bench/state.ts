@@ -1,0 +1,162 @@
+/**
+ * Stateful workloads on a 5-node local mesh (separate node processes):
+ *  - persisted transitions per second, `local` and `replicated` durability,
+ *    32 senders at once, beside raw LevelDB batch puts (fsynced, the same 32
+ *    writers at once, and one writer) and raw in-memory XState transitions,
+ *    measured in the same run (ratios printed);
+ *  - failover time: SIGKILL of the owner → first acknowledged event from the
+ *    new owner, over FAILOVERS kills, with zero lost acknowledged events
+ *    checked at the end.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Level } from 'level'
+import { assign, createActor, setup } from 'xstate'
+import { loadApplyFile } from '../src/actors/bundler.js'
+import type { Ack, MachineStateReport } from '../src/actors/state-protocol.js'
+import { startMesh, startNode, waitUntil, type NodeProcess } from '../test/helpers/processes.js'
+import { fmt, summary, writeResult } from './lib.js'
+
+const CONCURRENCY = 32
+const PERSISTED_EVENTS = 3000
+const RAW_WRITES = 3000
+const RAW_TRANSITIONS = 200_000
+const FAILOVERS = 20
+
+function rawXState (): number {
+  const machine = setup({ types: {} as { context: { count: number }, events: { type: 'inc', by: number } } }).createMachine({
+    context: { count: 0 },
+    on: { inc: { actions: assign({ count: ({ context, event }) => context.count + event.by }) } }
+  })
+  const actor = createActor(machine).start()
+  const t0 = performance.now()
+  for (let i = 0; i < RAW_TRANSITIONS; i++) actor.send({ type: 'inc', by: 1 })
+  const s = (performance.now() - t0) / 1000
+  actor.stop()
+  return RAW_TRANSITIONS / s
+}
+
+/** Fsynced one-put batches, as a journal write is: `writers` at once. */
+async function rawLevel (writers: number): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'beemesh-bench-level-'))
+  const db = new Level<string, string>(dir)
+  try {
+    await db.open()
+    const value = JSON.stringify({ seq: 0, epoch: 1, ts: Date.now(), event: { type: 'inc', by: 1 }, state: 'counting', id: 'x'.repeat(36) })
+    let next = 0
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: writers }, async () => {
+      while (next < RAW_WRITES) {
+        const n = next++
+        await db.batch([{ type: 'put', key: `w!e!${String(n).padStart(16, '0')}`, value }], { sync: true })
+      }
+    }))
+    return RAW_WRITES / ((performance.now() - t0) / 1000)
+  } finally {
+    await db.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+async function applyCounter (node: NodeProcess, name: string, durability: 'local' | 'replicated'): Promise<void> {
+  const bundle = await loadApplyFile('test/fixtures/workloads/machines/counter.ts')
+  const spec = { ...bundle.spec, name, id: `default/${name}`, durability, createdAt: Date.now() }
+  await node.api.request('/v1/workloads', { method: 'POST', body: { spec, artifact: Buffer.from(bundle.code).toString('base64') }, timeoutMs: 60_000 })
+}
+
+async function stateOf (node: NodeProcess, name: string): Promise<MachineStateReport> {
+  return await node.api.request<MachineStateReport>(`/v1/workloads/default/${name}/state`, { timeoutMs: 20_000 })
+}
+
+/** Acknowledged events per second through the owner's own API, CONCURRENCY senders at once. */
+async function persisted (nodes: NodeProcess[], name: string): Promise<{ perSecond: number, latency: ReturnType<typeof summary> }> {
+  const ownerId = (await stateOf(nodes[0]!, name)).owner
+  const via = nodes.find(n => n.peerId === ownerId)!
+  const latencies: number[] = []
+  let next = 0
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < PERSISTED_EVENTS) {
+      const n = next++
+      const s = performance.now()
+      await via.api.request<Ack>(`/v1/workloads/default/${name}/events`, { method: 'POST', body: { event: { type: 'inc', by: 1 }, id: `${name}-${n}` }, timeoutMs: 20_000 })
+      latencies.push(performance.now() - s)
+    }
+  }))
+  const perSecond = PERSISTED_EVENTS / ((performance.now() - t0) / 1000)
+  const count = ((await stateOf(via, name)).context as { count: number }).count
+  if (count !== PERSISTED_EVENTS) throw new Error(`${name}: context counts ${count}, expected ${PERSISTED_EVENTS}`)
+  return { perSecond, latency: summary(latencies) }
+}
+
+async function failovers (nodes: NodeProcess[]): Promise<{ samples: number[], acknowledged: number, counted: number }> {
+  const name = 'failover'
+  await applyCounter(nodes[0]!, name, 'replicated')
+  const samples: number[] = []
+  let acknowledged = 0
+  let counter = 0
+  for (let i = 0; i < FAILOVERS; i++) {
+    const ownerId = (await stateOf(nodes[0]!, name)).owner
+    const owner = nodes.find(n => n.peerId === ownerId)!
+    const via = nodes.find(n => n !== owner)!
+    let stop = false
+    let firstNew = 0
+    let killedAt = 0
+    const sender = (async () => {
+      while (!stop) {
+        const id = `f-${counter++}`
+        for (;;) {
+          try {
+            const ack = await via.api.request<Ack>(`/v1/workloads/default/${name}/events`, { method: 'POST', body: { event: { type: 'inc', by: 1 }, id }, timeoutMs: 20_000 })
+            acknowledged++
+            if (killedAt > 0 && ack.owner !== ownerId && firstNew === 0) { firstNew = performance.now(); stop = true }
+            break
+          } catch {}
+        }
+      }
+    })()
+    await waitUntil(() => acknowledged > 5 || undefined, { what: 'a few acks before the kill', timeoutMs: 20_000 })
+    killedAt = performance.now()
+    owner.child.kill('SIGKILL')
+    await sender
+    samples.push(firstNew - killedAt)
+    process.stdout.write(`  kill ${i + 1}/${FAILOVERS}: ${fmt(firstNew - killedAt, 0)} ms\n`)
+    await owner.exited
+    const back = await startNode({ dataDir: owner.dataDir, bootstrap: [via.address] })
+    nodes[nodes.indexOf(owner)] = back
+    await waitUntil(async () => (await back.api.request<unknown[]>('/v1/nodes', { timeoutMs: 5_000 })).length === nodes.length, { what: 'the restarted node to hear every heartbeat', timeoutMs: 30_000 })
+  }
+  const counted = ((await stateOf(nodes[0]!, name)).context as { count: number }).count
+  return { samples, acknowledged, counted }
+}
+
+export async function run (): Promise<void> {
+  const xstatePerSecond = rawXState()
+  process.stdout.write(`raw XState (in memory): ${fmt(xstatePerSecond, 0)} transitions/s\n`)
+  const levelOne = await rawLevel(1)
+  const levelConcurrent = await rawLevel(CONCURRENCY)
+  process.stdout.write(`raw LevelDB fsynced batch puts: ${fmt(levelOne, 0)}/s one writer, ${fmt(levelConcurrent, 0)}/s ${CONCURRENCY} writers\n`)
+  const nodes = await startMesh(5)
+  try {
+    await applyCounter(nodes[0]!, 'bench-local', 'local')
+    await applyCounter(nodes[0]!, 'bench-replicated', 'replicated')
+    const local = await persisted(nodes, 'bench-local')
+    process.stdout.write(`local durability: ${fmt(local.perSecond, 0)} acknowledged transitions/s (${fmt(100 * local.perSecond / levelConcurrent, 0)}% of raw LevelDB at ${CONCURRENCY} writers), p50 ${fmt(local.latency.p50)} ms p99 ${fmt(local.latency.p99)} ms\n`)
+    const replicated = await persisted(nodes, 'bench-replicated')
+    process.stdout.write(`replicated durability: ${fmt(replicated.perSecond, 0)} acknowledged transitions/s (${fmt(100 * replicated.perSecond / levelConcurrent, 0)}% of raw LevelDB), p50 ${fmt(replicated.latency.p50)} ms p99 ${fmt(replicated.latency.p99)} ms\n`)
+    const fo = await failovers(nodes)
+    const s = summary(fo.samples)
+    process.stdout.write(`failover (kill → first ack from the new owner) over ${s.n} kills: p50 ${fmt(s.p50, 0)} ms, p99 ${fmt(s.p99, 0)} ms, max ${fmt(s.max, 0)} ms; acknowledged ${fo.acknowledged}, counted ${fo.counted} (lost ${fo.acknowledged - fo.counted})\n`)
+    const path = await writeResult('state', {
+      raw: { xstateTransitionsPerSecond: xstatePerSecond, levelBatchPutsPerSecond: { oneWriter: levelOne, concurrent: levelConcurrent, writers: CONCURRENCY } },
+      local: { ...local, ratioToRawLevel: local.perSecond / levelConcurrent, ratioToRawXState: local.perSecond / xstatePerSecond },
+      replicated: { ...replicated, ratioToRawLevel: replicated.perSecond / levelConcurrent, ratioToRawXState: replicated.perSecond / xstatePerSecond },
+      failover: { kills: s.n, ms: s, samples: fo.samples, acknowledged: fo.acknowledged, counted: fo.counted, lost: fo.acknowledged - fo.counted },
+      settings: { concurrency: CONCURRENCY, events: PERSISTED_EVENTS, rawWrites: RAW_WRITES, nodes: 5 }
+    })
+    process.stdout.write(`wrote ${path}\n`)
+  } finally {
+    await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
+  }
+}
