@@ -116,7 +116,8 @@ async function failovers (nodes: NodeProcess[]): Promise<{ samples: number[], ac
         }
       }
     })()
-    await waitUntil(() => acknowledged > 5 || undefined, { what: 'a few acks before the kill', timeoutMs: 20_000 })
+    const start = acknowledged
+    await waitUntil(() => acknowledged >= start + 20 || undefined, { what: 'acks before the kill', timeoutMs: 20_000 })
     killedAt = performance.now()
     owner.child.kill('SIGKILL')
     await sender

@@ -154,9 +154,14 @@ export class MachineHost {
     ready.catch(() => {})
     const o: Owned = { spec, epoch, status: 'starting', startedAt: Date.now(), seq: 0, holders: [], queue: [], spontaneous: [], draining: false, dedup: new Map(), recent: [], lastSnapshotSeq: 0, completed: false, ready }
     this.owned.set(spec.id, o)
+    const t0 = Date.now()
+    const phases: Record<string, number> = {}
+    const mark = (name: string): void => { phases[name] = Date.now() - t0 }
     try {
       const artifactPath = await this.init.artifacts.ensure(spec.artifact.sha256, hints, { signal: AbortSignal.timeout(20_000) })
+      mark('artifact')
       const { snapshot, entries, heads } = await this.recover(spec, epoch)
+      mark('recovered')
       const stored = snapshot?.snapshot as StoredSnapshot | undefined
       const sandbox = new MachineSandbox({
         artifactPath,
@@ -168,9 +173,10 @@ export class MachineHost {
       })
       const lastTimers = entries.at(-1)?.timers as MachineState['timers'] | undefined
       const restore = stored != null || entries.length > 0
-        ? { ...(stored != null ? { state: { persisted: stored.machine.persisted, timers: lastTimers ?? stored.machine.timers } } : {}), replay: entries.map(e => ({ event: e.event })), ...(lastTimers != null ? { timers: lastTimers } : {}) }
+        ? { ...(stored != null ? { state: { persisted: stored.machine.persisted, timers: lastTimers ?? stored.machine.timers } } : {}), replay: entries.map(e => ({ event: e.event, ...(e.error != null ? { error: e.error } : {}) })), ...(lastTimers != null ? { timers: lastTimers } : {}) }
         : undefined
-      o.last = await sandbox.start(restore as never)
+      o.last = await sandbox.start(restore)
+      mark('sandbox')
       o.sandbox = sandbox
       o.seq = entries.at(-1)?.seq ?? snapshot?.seq ?? 0
       o.lastSnapshotSeq = snapshot?.seq ?? 0
@@ -180,11 +186,12 @@ export class MachineHost {
         this.pushRecent(o, { seq: e.seq, epoch: e.epoch, ts: e.ts, event: e.event, value: e.state, ...(e.sender != null ? { sender: e.sender } : {}), ...(e.id != null ? { id: e.id } : {}) })
       }
       if (spec.durability !== 'local') await this.chooseHolders(o, heads)
+      mark('holders')
       if (this.owned.get(spec.id) !== o || o.status === 'stopped') throw new Error('stopped while starting')
       o.status = 'running'
       markReady()
       this.publishLocation(o)
-      this.log.info({ workload: spec.id, epoch, seq: o.seq, holders: o.holders }, 'machine owned')
+      this.log.info({ workload: spec.id, epoch, seq: o.seq, holders: o.holders, ms: phases }, 'machine owned')
       if (o.last.status === 'done') void this.complete(o)
       void this.drain(o)
     } catch (err) {
@@ -365,7 +372,7 @@ export class MachineHost {
   private onSpontaneous (o: Owned, event: unknown, t: Transition): void {
     if (o.status === 'stopped' || o.completed) return
     o.last = t
-    o.spontaneous.push({ seq: 0, epoch: o.epoch, ts: Date.now(), event, sender: 'machine', state: t.value, timers: t.state.timers })
+    o.spontaneous.push({ seq: 0, epoch: o.epoch, ts: Date.now(), event, sender: 'machine', state: t.value, timers: t.state.timers, ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}) })
     void this.drain(o)
   }
 
@@ -453,7 +460,7 @@ export class MachineHost {
             continue
           }
           o.last = t
-          const entry: JournalEntry = { seq: o.seq + entries.length + 1, epoch: o.epoch, ts: Date.now(), event: p.event, id: p.id, state: t.value, timers: t.state.timers, ...(p.sender != null ? { sender: p.sender } : {}) }
+          const entry: JournalEntry = { seq: o.seq + entries.length + 1, epoch: o.epoch, ts: Date.now(), event: p.event, id: p.id, state: t.value, timers: t.state.timers, ...(p.sender != null ? { sender: p.sender } : {}), ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}) }
           entries.push(entry)
           waiting.push({ p, entry, t })
           if (t.status === 'done' || t.status === 'error') o.completed = t.status === 'done'
@@ -638,7 +645,7 @@ export class MachineHost {
       }
       if (Date.now() + delay > deadline) throw new OwnerUnavailableError(workloadId, `no owner answered within ${timeoutMs} ms (${lastProblem})`)
       await sleep(delay)
-      delay = Math.min(500, delay * 2)
+      delay = Math.min(200, delay * 2)
     }
   }
 }

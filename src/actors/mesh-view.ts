@@ -73,6 +73,12 @@ export class MeshView {
     this.announced.delete(workloadId)
   }
 
+  /** The peer's connection dropped after its last heartbeat (a killed process resets its connections at once). */
+  hasDisconnected (peerId: string): boolean {
+    const view = this.peers.get(peerId)
+    return view?.disconnectedAt != null && view.disconnectedAt >= view.seenAt
+  }
+
   isLive (peerId: string): boolean {
     if (peerId === this.selfId) return true
     const view = this.peers.get(peerId)

@@ -108,7 +108,8 @@ const JournalEntryWire = z.object({
   sender: z.string().optional(),
   id: z.string().optional(),
   state: z.unknown(),
-  timers: z.unknown().optional()
+  timers: z.unknown().optional(),
+  error: z.string().optional()
 })
 const SnapshotWire = z.object({ seq, epoch, ts: z.number(), snapshot: z.unknown() })
 

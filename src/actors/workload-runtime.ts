@@ -763,12 +763,19 @@ export class WorkloadRuntime {
       if (record.status === 'Pending' && this.view.isLive(record.updatedBy)) continue
       // Workloads nothing could host are retried too, but less often (see heal).
       if (this.tendering.has(record.spec.id)) continue
-      // Give new placements time to show up in heartbeats (local clock: no trust in remote ones).
-      if (now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) continue
       if ((this.retryAfter.get(record.spec.id) ?? 0) > now) continue
       if (guardians(record.spec.id, live, 3)[0] !== this.selfId) continue
       const running = this.liveReplicas(record.spec.id)
       const missing = Array.from({ length: record.spec.replicas }, (_, i) => i).filter(i => !running.some(r => r.replica === i))
+      // Give new placements time to show up in heartbeats (local clock: no trust in remote ones),
+      // unless every missing replica's node is known gone: its connection dropped.
+      if (now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) {
+        const gone = missing.length > 0 && missing.every(i => {
+          const placed = record.placement.find(p => p.replica === i)
+          return placed != null && this.view.hasDisconnected(placed.peerId)
+        })
+        if (!gone) continue
+      }
       if (missing.length === 0) {
         if (record.status !== 'Running') {
           const adopted = record.status === 'Pending' ? [event('Normal', 'Adopted', `tenderer ${record.updatedBy} stopped answering; every replica already runs, adopted by guardian ${this.selfId}`)] : []
@@ -799,7 +806,7 @@ export class WorkloadRuntime {
     const why = record.status === 'Pending'
       ? `tenderer ${record.updatedBy} stopped answering during the tender; replicas ${missing.join(', ')} not running`
       : lost.length > 0
-        ? lost.map(p => `replica ${p.replica} on ${p.peerId} lost (no heartbeat for ${this.cfg.heartbeatTimeoutMs} ms)`).join('; ')
+        ? lost.map(p => `replica ${p.replica} on ${p.peerId} lost (${this.view.hasDisconnected(p.peerId) ? 'its connection dropped' : `no heartbeat for ${this.cfg.heartbeatTimeoutMs} ms`})`).join('; ')
         : `replicas ${missing.join(', ')} not running`
     this.log.warn({ workload: record.spec.id, missing, epoch }, `re-tendering: ${why}`)
     const unplaced = record.status === 'Unschedulable' || record.status === 'Failed' || record.status === 'Pending'

@@ -54,6 +54,8 @@ export interface JournalEntry {
   state: unknown
   /** Delayed events pending after the event, with their due times; plain JSON. */
   timers?: unknown
+  /** The transition failed the machine (an action or guard threw): the error, so a replay ends failed too. */
+  error?: string
 }
 
 /** An XState persisted snapshot (`actor.getPersistedSnapshot()`) and the last journal entry it includes. */
@@ -207,6 +209,7 @@ function encodeEntry (workloadId: string, e: JournalEntry, index: number): { seq
   if (e.sender !== undefined) record.sender = e.sender
   if (e.id !== undefined) record.id = e.id
   if (e.timers !== undefined) record.timers = e.timers
+  if (e.error !== undefined) record.error = String(e.error)
   return { seq: e.seq, epoch: e.epoch, value: encode(workloadId, entryKey(workloadId, e.seq), what, record) }
 }
 
@@ -254,6 +257,7 @@ function decodeEntry (workloadId: string, key: string, seq: number, raw: string)
   if (typeof r.sender === 'string') entry.sender = r.sender
   if (typeof r.id === 'string') entry.id = r.id
   if (r.timers !== undefined) entry.timers = r.timers
+  if (typeof r.error === 'string') entry.error = r.error
   return entry
 }
 

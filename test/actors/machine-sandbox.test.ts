@@ -112,9 +112,12 @@ function between (actual: number, low: number, high: number, what: string): void
 
 test('counts events, ends in its final state with output, and then takes no more events', async () => {
   const { sandbox } = harness('counter')
-  const started = await sandbox.start()
+  const starting = sandbox.start()
+  // a send made while the sandbox starts waits for it
+  const early = sandbox.send({ type: 'inc' })
+  const started = await starting
   assert.equal({ handled: started.handled, value: started.value, context: started.context, status: started.status, timers: started.state.timers }, { handled: true, value: 'counting', context: { count: 0, applied: [] }, status: 'active', timers: [] })
-  assert.equal((await sandbox.send({ type: 'inc' })).context, { count: 1, applied: [] })
+  assert.equal((await early).context, { count: 1, applied: [] })
   assert.equal((await sandbox.current()).context, { count: 1, applied: [] })
   // sends queue in call order
   const [a, b] = await Promise.all([sandbox.send({ type: 'inc', by: 5, tag: 'a' }), sandbox.send({ type: 'inc', tag: 'b' })])
@@ -281,6 +284,12 @@ test('leaving a state cancels its restored timer; delayed raises with an id are 
   const fourth = harness('traffic-light')
   const none = await fourth.sandbox.start({ state: red.state, replay: [{ event: { type: 'go' } }], timers: [] })
   assert.equal(none.state.timers, [])
+
+  // `now` says what time it is on the sandbox's clock: the remaining delay is dueAt - now
+  const fifth = harness('traffic-light')
+  const calledAt = Date.now()
+  const later = await fifth.sandbox.start({ state, now: due - 60_000 })
+  between(later.state.timers[0]!.dueAt, calledAt + 60_000, Date.now() + 60_000 + 25, 'a timer restored 60 s early')
 })
 
 test('an invoked promise completes through onSpontaneous; a restore starts an in-flight one again', async () => {

@@ -63,9 +63,23 @@
  *   is not replaced. The worker announces each such event (`busy`) so its
  *   time is watched even when no send is waiting.
  *
- * - **Order.** Sends run one at a time in call order; `onSpontaneous` is
- *   called for the steps the machine took, in order with the send results
- *   (a spontaneous step taken before a send's own resolves before it).
+ * - **Order.** Sends run one at a time in call order (a send made while
+ *   `start` runs waits for it); `current()` answers from the host's copy of
+ *   the last state, after the sends called before it. `onSpontaneous` is
+ *   called for the steps the machine took, in the order it took them, with
+ *   the send results in between: a step taken before a send's own is
+ *   reported before the send resolves, and one its processing caused (a
+ *   child answering at once) after.
+ *
+ * - **JSON.** Events, context, output and persisted snapshots cross as JSON
+ *   (an Error becomes `{ name, message }`). Sent events must be JSON objects
+ *   with a non-empty string `type` not starting with `xstate.` (XState's own
+ *   events). A transition whose state has no JSON form (a BigInt in the
+ *   context) fails the machine, at its last reportable state.
+ *
+ * - **Clock.** XState stamps scheduled events with Date.now(); `dueAt` is
+ *   converted to the injected clock (its offset from Date.now()), and back
+ *   when timers are re-armed.
  *
  * This is fault isolation, not a security boundary (see sandbox.ts).
  */
@@ -207,12 +221,16 @@ export class MachineSandbox {
   private readonly lifetime = new AbortController()
   private readonly clock: () => number
   private readonly loadTimeoutMs: number
+  /** `workload <id>`, for load errors. */
   private readonly label: string
+  /** `the machine of <id>`, for the machine's own errors. */
+  private readonly machineLabel: string
 
   constructor (private readonly init: MachineSandboxInit) {
     this.clock = init.clock ?? Date.now
     this.loadTimeoutMs = init.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS
     this.label = `workload ${init.identity.id}`
+    this.machineLabel = `the machine of ${init.identity.id}`
   }
 
   /**
@@ -309,14 +327,14 @@ export class MachineSandbox {
 
   private toWire (timers: PendingTimer[], now: number): WireTimer[] {
     const wallNow = Date.now()
-    if (!Array.isArray(timers)) throw new MachineRestoreError(this.label, 'timers must be an array')
+    if (!Array.isArray(timers)) throw new MachineRestoreError(this.machineLabel, 'timers must be an array')
     return timers.map(t => ({ id: t?.id, event: t?.event, dueWall: wallNow + (t?.dueAt - now) }))
   }
 
   private startMessage (id: number, restore: MachineRestore): ToMachineWorker {
     const { state, replay = [], timers, now = this.clock() } = restore
-    if (state != null && (typeof state !== 'object' || !('persisted' in state))) throw new MachineRestoreError(this.label, 'the state has no persisted snapshot')
-    if (!Array.isArray(replay)) throw new MachineRestoreError(this.label, 'replay must be an array')
+    if (state != null && (typeof state !== 'object' || state.persisted === undefined)) throw new MachineRestoreError(this.machineLabel, 'the state has no persisted snapshot')
+    if (!Array.isArray(replay)) throw new MachineRestoreError(this.machineLabel, 'replay must be an array')
     return {
       type: 'start',
       id,
@@ -358,7 +376,7 @@ export class MachineSandbox {
 
   private notActive (): MachineNotActiveError | undefined {
     const last = this.last
-    return last != null && last.status !== 'active' ? new MachineNotActiveError(`the machine of ${this.init.identity.id}`, last.status, last.error) : undefined
+    return last != null && last.status !== 'active' ? new MachineNotActiveError(this.machineLabel, last.status, last.error) : undefined
   }
 
   private async run (event: { type: string }): Promise<Transition> {
@@ -394,7 +412,7 @@ export class MachineSandbox {
           this.consecutiveFailures = 0
           return this.toTransition(msg.transition)
         }
-        if (msg.code === 'not-active') throw new MachineNotActiveError(`the machine of ${this.init.identity.id}`, msg.status ?? 'stopped', msg.error)
+        if (msg.code === 'not-active') throw new MachineNotActiveError(this.machineLabel, msg.status ?? 'stopped', msg.error)
         throw new Error(`${what} failed in the sandbox: ${msg.error}`)
       }
       case 'unsendable':
@@ -501,14 +519,14 @@ export class MachineSandbox {
       switch (outcome.kind) {
         case 'result':
           if (outcome.msg.ok) return { live: self, transition: { ...this.toTransition(outcome.msg.transition), handled: true } }
-          if (outcome.msg.code === 'restore') throw new MachineRestoreError(`the machine of ${this.init.identity.id}`, outcome.msg.error)
+          if (outcome.msg.code === 'restore') throw new MachineRestoreError(this.machineLabel, outcome.msg.error)
           throw new ArtifactLoadError(where, outcome.msg.error)
         case 'timeout':
           throw new ArtifactLoadError(where, `the machine did not start within ${this.loadTimeoutMs} ms`)
         case 'exit':
           throw this.exitError(where, outcome.exit, 'while starting the machine')
         case 'unsendable':
-          throw new MachineRestoreError(`the machine of ${this.init.identity.id}`, `the state could not be passed to the worker: ${outcome.error}`)
+          throw new MachineRestoreError(this.machineLabel, `the state could not be passed to the worker: ${outcome.error}`)
       }
     } catch (err) {
       self.retired = true
