@@ -1,9 +1,14 @@
 /**
- * Stateful workloads on a 5-node local mesh (separate node processes):
- *  - persisted transitions per second, `local` and `replicated` durability,
- *    32 senders at once, beside raw LevelDB batch puts (fsynced, the same 32
+ * Stateful workloads:
+ *  - the layer itself, in this process: persisted transitions per second
+ *    through MachineHost (worker sandbox → journal, fsynced; for `replicated`
+ *    also two holders on two more libp2p nodes over TCP loopback), 32
+ *    senders at once, beside raw LevelDB batch puts (fsynced, the same 32
  *    writers at once, and one writer) and raw in-memory XState transitions,
  *    measured in the same run (ratios printed);
+ *  - end to end on a 5-node local mesh (separate node processes), through
+ *    the HTTP API, beside the same API's ceiling (GET /healthz at the same
+ *    concurrency): what a client on this machine sees;
  *  - failover time: SIGKILL of the owner → first acknowledged event from the
  *    new owner, over FAILOVERS kills, with zero lost acknowledged events
  *    checked at the end.
@@ -15,6 +20,18 @@ import { Level } from 'level'
 import { assign, createActor, setup } from 'xstate'
 import { loadApplyFile } from '../src/actors/bundler.js'
 import type { Ack, MachineStateReport } from '../src/actors/state-protocol.js'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { MachineHost } from '../src/actors/machine-host.js'
+import { StateHolder } from '../src/actors/state-holder.js'
+import { STATE_PROTOCOL, StateRequest } from '../src/actors/state-protocol.js'
+import { WorkloadJournal } from '../src/store/journal.js'
+import { NodeStore } from '../src/store/node-store.js'
+import { ArtifactStore } from '../src/store/artifact-store.js'
+import { ArtifactService } from '../src/transport/artifacts.js'
+import { silentLogger } from '../src/transport/logger.js'
+import { MeshNode } from '../src/transport/mesh-node.js'
+import { serveRpc } from '../src/transport/rpc.js'
+import type { WorkloadSpec } from '../src/workloads/types.js'
 import { startMesh, startNode, waitUntil, type NodeProcess } from '../test/helpers/processes.js'
 import { fmt, summary, writeResult } from './lib.js'
 
@@ -56,6 +73,70 @@ async function rawLevel (writers: number): Promise<number> {
   } finally {
     await db.close()
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+interface LayerNode { mesh: MeshNode, store: NodeStore, journal: WorkloadJournal, holder: StateHolder, artifacts: ArtifactService, dir: string }
+
+async function layerNode (bootstrap?: string): Promise<LayerNode> {
+  const dir = await mkdtemp(join(tmpdir(), 'beemesh-bench-layer-'))
+  const mesh = new MeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], ...(bootstrap != null ? { bootstrap: [bootstrap] } : {}) })
+  await mesh.start()
+  const store = await NodeStore.open(dir)
+  const journal = WorkloadJournal.fromStore(store)
+  const holder = new StateHolder(journal, store, silentLogger)
+  await serveRpc(mesh, STATE_PROTOCOL, async (request, from) => ({ result: await holder.handle(StateRequest.parse(request), from) }), silentLogger)
+  const artifacts = new ArtifactService(mesh, new ArtifactStore(dir), silentLogger)
+  await artifacts.start()
+  return { mesh, store, journal, holder, artifacts, dir }
+}
+
+/**
+ * MachineHost alone, in this process: 32 senders hand events straight to the
+ * owner (no HTTP, no routing). `replicated` uses the two other nodes as holders.
+ */
+async function layer (durability: 'local' | 'replicated'): Promise<{ perSecond: number, latency: ReturnType<typeof summary> }> {
+  const owner = await layerNode()
+  const others = durability === 'replicated' ? [await layerNode(owner.mesh.addresses()[0]), await layerNode(owner.mesh.addresses()[0])] : []
+  try {
+    await waitUntil(() => owner.mesh.peers().length === others.length || undefined, { what: 'holders to connect' })
+    const bundle = await loadApplyFile('test/fixtures/workloads/machines/counter.ts')
+    await owner.artifacts.publish(bundle.code, bundle.sha256, { announce: false })
+    const spec = { ...bundle.spec, durability, createdAt: Date.now() } as WorkloadSpec
+    const host = new MachineHost({
+      mesh: owner.mesh,
+      artifacts: owner.artifacts,
+      journal: owner.journal,
+      holder: owner.holder,
+      log: silentLogger,
+      livePeers: () => others.map(o => o.mesh.peerId),
+      locate: () => ({ owner: owner.mesh.peerId, kind: 'stateful', status: 'Running' }),
+      onCompleted: () => {}
+    })
+    await host.start(spec, 1, [])
+    const latencies: number[] = []
+    let next = 0
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+      while (next < PERSISTED_EVENTS) {
+        const n = next++
+        const s = performance.now()
+        const reply = await host.handleSend({ op: 'send', workloadId: spec.id, id: `e-${n}`, event: { type: 'inc', by: 1 } })
+        if (!reply.ok) throw new Error(`not acknowledged: ${JSON.stringify(reply)}`)
+        latencies.push(performance.now() - s)
+      }
+    }))
+    const perSecond = PERSISTED_EVENTS / ((performance.now() - t0) / 1000)
+    const state = await host.state(spec.id)
+    if ((state.context as { count: number }).count !== PERSISTED_EVENTS) throw new Error(`layer ${durability}: counted ${JSON.stringify(state.context)}`)
+    await host.stopAll()
+    return { perSecond, latency: summary(latencies) }
+  } finally {
+    for (const n of [owner, ...others]) {
+      await n.mesh.stop()
+      await n.store.close()
+      await rm(n.dir, { recursive: true, force: true })
+    }
   }
 }
 
@@ -138,21 +219,37 @@ export async function run (): Promise<void> {
   const levelOne = await rawLevel(1)
   const levelConcurrent = await rawLevel(CONCURRENCY)
   process.stdout.write(`raw LevelDB fsynced batch puts: ${fmt(levelOne, 0)}/s one writer, ${fmt(levelConcurrent, 0)}/s ${CONCURRENCY} writers\n`)
+  const layerLocal = await layer('local')
+  process.stdout.write(`layer, local durability: ${fmt(layerLocal.perSecond, 0)} persisted transitions/s = ${fmt(100 * layerLocal.perSecond / levelConcurrent, 0)}% of raw LevelDB (${CONCURRENCY} writers), ${fmt(100 * layerLocal.perSecond / levelOne, 0)}% of one writer; p50 ${fmt(layerLocal.latency.p50)} ms p99 ${fmt(layerLocal.latency.p99)} ms\n`)
+  const layerReplicated = await layer('replicated')
+  process.stdout.write(`layer, replicated durability: ${fmt(layerReplicated.perSecond, 0)} persisted transitions/s = ${fmt(100 * layerReplicated.perSecond / levelConcurrent, 0)}% of raw LevelDB (${CONCURRENCY} writers); p50 ${fmt(layerReplicated.latency.p50)} ms p99 ${fmt(layerReplicated.latency.p99)} ms\n`)
   const nodes = await startMesh(5)
   try {
+    let hz = 0
+    const h0 = performance.now()
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => { while (hz < PERSISTED_EVENTS) { hz++; await nodes[0]!.api.request('/healthz', { timeoutMs: 10_000 }) } }))
+    const httpCeiling = PERSISTED_EVENTS / ((performance.now() - h0) / 1000)
+    process.stdout.write(`HTTP API ceiling from this client (GET /healthz, ${CONCURRENCY} at once): ${fmt(httpCeiling, 0)} requests/s\n`)
     await applyCounter(nodes[0]!, 'bench-local', 'local')
     await applyCounter(nodes[0]!, 'bench-replicated', 'replicated')
     const local = await persisted(nodes, 'bench-local')
-    process.stdout.write(`local durability: ${fmt(local.perSecond, 0)} acknowledged transitions/s (${fmt(100 * local.perSecond / levelConcurrent, 0)}% of raw LevelDB at ${CONCURRENCY} writers), p50 ${fmt(local.latency.p50)} ms p99 ${fmt(local.latency.p99)} ms\n`)
+    process.stdout.write(`end to end over HTTP, local durability: ${fmt(local.perSecond, 0)} acknowledged transitions/s (${fmt(100 * local.perSecond / httpCeiling, 0)}% of the HTTP ceiling), p50 ${fmt(local.latency.p50)} ms p99 ${fmt(local.latency.p99)} ms\n`)
     const replicated = await persisted(nodes, 'bench-replicated')
-    process.stdout.write(`replicated durability: ${fmt(replicated.perSecond, 0)} acknowledged transitions/s (${fmt(100 * replicated.perSecond / levelConcurrent, 0)}% of raw LevelDB), p50 ${fmt(replicated.latency.p50)} ms p99 ${fmt(replicated.latency.p99)} ms\n`)
+    process.stdout.write(`end to end over HTTP, replicated durability: ${fmt(replicated.perSecond, 0)} acknowledged transitions/s (${fmt(100 * replicated.perSecond / httpCeiling, 0)}% of the HTTP ceiling), p50 ${fmt(replicated.latency.p50)} ms p99 ${fmt(replicated.latency.p99)} ms\n`)
     const fo = await failovers(nodes)
     const s = summary(fo.samples)
     process.stdout.write(`failover (kill → first ack from the new owner) over ${s.n} kills: p50 ${fmt(s.p50, 0)} ms, p99 ${fmt(s.p99, 0)} ms, max ${fmt(s.max, 0)} ms; acknowledged ${fo.acknowledged}, counted ${fo.counted} (lost ${fo.acknowledged - fo.counted})\n`)
     const path = await writeResult('state', {
       raw: { xstateTransitionsPerSecond: xstatePerSecond, levelBatchPutsPerSecond: { oneWriter: levelOne, concurrent: levelConcurrent, writers: CONCURRENCY } },
-      local: { ...local, ratioToRawLevel: local.perSecond / levelConcurrent, ratioToRawXState: local.perSecond / xstatePerSecond },
-      replicated: { ...replicated, ratioToRawLevel: replicated.perSecond / levelConcurrent, ratioToRawXState: replicated.perSecond / xstatePerSecond },
+      layer: {
+        local: { ...layerLocal, ratioToRawLevel: layerLocal.perSecond / levelConcurrent, ratioToRawLevelOneWriter: layerLocal.perSecond / levelOne, ratioToRawXState: layerLocal.perSecond / xstatePerSecond },
+        replicated: { ...layerReplicated, ratioToRawLevel: layerReplicated.perSecond / levelConcurrent, ratioToRawXState: layerReplicated.perSecond / xstatePerSecond }
+      },
+      http: {
+        ceilingPerSecond: httpCeiling,
+        local: { ...local, ratioToHttpCeiling: local.perSecond / httpCeiling },
+        replicated: { ...replicated, ratioToHttpCeiling: replicated.perSecond / httpCeiling }
+      },
       failover: { kills: s.n, ms: s, samples: fo.samples, acknowledged: fo.acknowledged, counted: fo.counted, lost: fo.acknowledged - fo.counted },
       settings: { concurrency: CONCURRENCY, events: PERSISTED_EVENTS, rawWrites: RAW_WRITES, nodes: 5 }
     })

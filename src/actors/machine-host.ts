@@ -26,6 +26,8 @@ const MAX_BATCH = 256
 const DEDUP_WINDOW = 4096
 /** Transitions kept in memory for `state` and `trace`. */
 const RECENT = 100
+/** Batches applied to the machine but not yet durable, at most (the pipeline's depth). */
+const MAX_INFLIGHT_BATCHES = 2
 /** Most peers asked for their copy when an owner resumes a workload. */
 const MAX_CLAIMS = 16
 
@@ -34,6 +36,15 @@ interface StoredSnapshot {
   machine: MachineState
   /** [event id, seq, state value] of recent acknowledged events, for de-duplication after a failover. */
   recent: Array<[string, number, unknown]>
+}
+
+interface Batch {
+  entries: JournalEntry[]
+  waiting: Array<{ p: PendingSend, entry: JournalEntry, t: Transition }>
+  /** The machine after the batch's last transition. */
+  last: Transition
+  /** The batch takes the machine to its final state. */
+  completes: boolean
 }
 
 interface PendingSend {
@@ -56,8 +67,14 @@ interface Owned {
   queue: PendingSend[]
   /** Spontaneous transitions (timers, invoked actors) waiting for the next batch. */
   spontaneous: JournalEntry[]
-  /** Transitions applied to the machine but not yet durable, with the sends waiting on them. */
   draining: boolean
+  /** Seq of the last transition applied to the machine (durable or not); `seq` is the last durable one. */
+  applied: number
+  /** Batches being made durable, in order. */
+  persisting: Promise<void>
+  inflight: number
+  /** Ids of sends applied but not yet durable, with later sends of the same id waiting on them. */
+  pendingIds: Map<string, PendingSend[]>
   dedup: Map<string, Ack>
   recent: TransitionRecord[]
   lastSnapshotSeq: number
@@ -152,7 +169,7 @@ export class MachineHost {
     let markFailed!: (err: unknown) => void
     const ready = new Promise<void>((resolve, reject) => { markReady = resolve; markFailed = reject })
     ready.catch(() => {})
-    const o: Owned = { spec, epoch, status: 'starting', startedAt: Date.now(), seq: 0, holders: [], queue: [], spontaneous: [], draining: false, dedup: new Map(), recent: [], lastSnapshotSeq: 0, completed: false, ready }
+    const o: Owned = { spec, epoch, status: 'starting', startedAt: Date.now(), seq: 0, holders: [], queue: [], spontaneous: [], draining: false, applied: 0, persisting: Promise.resolve(), inflight: 0, pendingIds: new Map(), dedup: new Map(), recent: [], lastSnapshotSeq: 0, completed: false, ready }
     this.owned.set(spec.id, o)
     const t0 = Date.now()
     const phases: Record<string, number> = {}
@@ -179,6 +196,7 @@ export class MachineHost {
       mark('sandbox')
       o.sandbox = sandbox
       o.seq = entries.at(-1)?.seq ?? snapshot?.seq ?? 0
+      o.applied = o.seq
       o.lastSnapshotSeq = snapshot?.seq ?? 0
       for (const [id, seq, value] of stored?.recent ?? []) this.remember(o, { workloadId: spec.id, id, seq, epoch: snapshot?.epoch ?? epoch, owner: this.selfId, value, status: 'active' })
       for (const e of entries) {
@@ -422,86 +440,114 @@ export class MachineHost {
   }
 
   /**
-   * The owner's loop: applies queued sends one by one, then makes the batch
-   * durable (own journal and holders, in parallel) and only then answers the
-   * senders. Sends that arrive while a batch is being persisted form the next
-   * batch (group commit).
+   * The owner's loop, a two-stage pipeline: it applies queued sends to the
+   * machine (stage 1) while the batch before is being made durable in its own
+   * journal and on the holders (stage 2, one batch at a time, in order).
+   * Senders are answered only when their batch is durable. Sends that arrive
+   * meanwhile form the next batch (group commit). If a batch cannot be made
+   * durable the owner steps down: nothing after it is acknowledged.
    */
   private async drain (o: Owned): Promise<void> {
     if (o.draining || o.status !== 'running') return
     o.draining = true
     try {
       while (o.status === 'running' && (o.queue.length > 0 || o.spontaneous.length > 0)) {
-        const batch = o.queue.splice(0, MAX_BATCH)
-        const entries: JournalEntry[] = []
-        const waiting: Array<{ p: PendingSend, entry: JournalEntry, t: Transition }> = []
-        const takeSpontaneous = (): void => {
-          for (const e of o.spontaneous.splice(0)) { e.seq = o.seq + entries.length + 1; entries.push(e) }
-        }
-        takeSpontaneous()
-        for (const p of batch) {
-          if (o.completed) { p.settle({ ok: false, refusal: { code: 'completed', message: `${o.spec.id} has completed`, output: o.last?.output } }); continue }
-          const dup = o.dedup.get(p.id) ?? waiting.find(w => w.p.id === p.id)
-          if (dup != null) {
-            if ('seq' in dup) p.settle({ ok: true, ack: { ...dup, duplicate: true } })
-            else waiting.push({ ...dup, p })
-            continue
-          }
-          let t: Transition
-          try {
-            t = await o.sandbox!.send(p.event)
-          } catch (err) {
-            p.settle({ ok: false, refusal: { code: o.last?.status === 'error' ? 'machine-error' : 'bad-event', message: describeError(err) } })
-            continue
-          }
-          takeSpontaneous()
-          if (!t.handled) {
-            p.settle({ ok: false, refusal: { code: 'not-handled', message: `${o.spec.id} in state ${JSON.stringify(t.value)} does not handle ${JSON.stringify(p.event.type)}`, value: t.value } })
-            continue
-          }
-          o.last = t
-          const entry: JournalEntry = { seq: o.seq + entries.length + 1, epoch: o.epoch, ts: Date.now(), event: p.event, id: p.id, state: t.value, timers: t.state.timers, ...(p.sender != null ? { sender: p.sender } : {}), ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}) }
-          entries.push(entry)
-          waiting.push({ p, entry, t })
-          if (t.status === 'done' || t.status === 'error') o.completed = t.status === 'done'
-        }
-        if (entries.length === 0) continue
-        try {
-          await this.persist(o, entries)
-        } catch (err) {
-          const refusal: Refusal = { code: 'unavailable', message: `not acknowledged: ${describeError(err)}` }
-          for (const w of waiting) w.p.settle({ ok: false, refusal })
-          this.log.warn({ workload: o.spec.id, err: describeError(err) }, 'a batch could not be made durable: stepping down')
-          await this.stop(o.spec.id)
-          return
-        }
-        o.seq = entries.at(-1)!.seq
-        for (const e of entries) {
-          const rec: TransitionRecord = { seq: e.seq, epoch: e.epoch, ts: e.ts, event: e.event, value: e.state, ...(e.sender != null ? { sender: e.sender } : {}), ...(e.id != null ? { id: e.id } : {}) }
-          this.pushRecent(o, rec)
-          this.emitTrace(o, rec)
-        }
-        this.init.onPersisted?.(o.spec.id, entries.length)
-        for (const w of waiting) {
-          const ack: Ack = { workloadId: o.spec.id, id: w.p.id, seq: w.entry.seq, epoch: o.epoch, owner: this.selfId, value: w.t.value, status: w.t.status, ...(w.t.output !== undefined ? { output: w.t.output } : {}) }
-          this.remember(o, ack)
-          w.p.settle({ ok: true, ack })
-        }
-        if (o.completed) { await this.complete(o); return }
+        if (o.inflight >= MAX_INFLIGHT_BATCHES) { await o.persisting; continue }
+        const batch = await this.apply(o, o.queue.splice(0, MAX_BATCH))
+        if (batch == null) continue
+        o.inflight++
+        o.persisting = o.persisting.then(async () => { await this.commit(o, batch) })
+        if (batch.completes) return
       }
     } finally {
       o.draining = false
     }
   }
 
+  /** Stage 1: applies sends to the machine; returns the journal entries and who waits on them. */
+  private async apply (o: Owned, sends: PendingSend[]): Promise<Batch | undefined> {
+    const entries: JournalEntry[] = []
+    const waiting: Batch['waiting'] = []
+    const takeSpontaneous = (): void => {
+      for (const e of o.spontaneous.splice(0)) { e.seq = o.applied + entries.length + 1; entries.push(e) }
+    }
+    takeSpontaneous()
+    for (const p of sends) {
+      if (o.completed) { p.settle({ ok: false, refusal: { code: 'completed', message: `${o.spec.id} has completed`, output: o.last?.output } }); continue }
+      const dup = o.dedup.get(p.id)
+      if (dup != null) { p.settle({ ok: true, ack: { ...dup, duplicate: true } }); continue }
+      const inflight = o.pendingIds.get(p.id)
+      if (inflight != null) { inflight.push(p); continue }
+      let t: Transition
+      try {
+        t = await o.sandbox!.send(p.event)
+      } catch (err) {
+        p.settle({ ok: false, refusal: { code: o.last?.status === 'error' ? 'machine-error' : 'bad-event', message: describeError(err) } })
+        continue
+      }
+      takeSpontaneous()
+      if (!t.handled) {
+        p.settle({ ok: false, refusal: { code: 'not-handled', message: `${o.spec.id} in state ${JSON.stringify(t.value)} does not handle ${JSON.stringify(p.event.type)}`, value: t.value } })
+        continue
+      }
+      o.last = t
+      const entry: JournalEntry = { seq: o.applied + entries.length + 1, epoch: o.epoch, ts: Date.now(), event: p.event, id: p.id, state: t.value, timers: t.state.timers, ...(p.sender != null ? { sender: p.sender } : {}), ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}) }
+      entries.push(entry)
+      waiting.push({ p, entry, t })
+      o.pendingIds.set(p.id, [])
+      if (t.status === 'done') o.completed = true
+    }
+    if (entries.length === 0) return undefined
+    o.applied = entries.at(-1)!.seq
+    return { entries, waiting, last: o.last!, completes: o.completed }
+  }
+
+  /** Stage 2: makes a batch durable, then acknowledges it. */
+  private async commit (o: Owned, batch: Batch): Promise<void> {
+    try {
+      if (o.status !== 'running') throw new Error(`${this.selfId} no longer owns ${o.spec.id}`)
+      await this.persist(o, batch.entries, batch.last)
+    } catch (err) {
+      const refusal: Refusal = { code: 'unavailable', message: `not acknowledged: ${describeError(err)}` }
+      for (const w of batch.waiting) {
+        w.p.settle({ ok: false, refusal })
+        for (const extra of o.pendingIds.get(w.p.id) ?? []) extra.settle({ ok: false, refusal })
+        o.pendingIds.delete(w.p.id)
+      }
+      if (o.status === 'running') {
+        this.log.warn({ workload: o.spec.id, err: describeError(err) }, 'a batch could not be made durable: stepping down')
+        await this.stop(o.spec.id)
+      }
+      return
+    } finally {
+      o.inflight--
+    }
+    o.seq = batch.entries.at(-1)!.seq
+    for (const e of batch.entries) {
+      const rec: TransitionRecord = { seq: e.seq, epoch: e.epoch, ts: e.ts, event: e.event, value: e.state, ...(e.sender != null ? { sender: e.sender } : {}), ...(e.id != null ? { id: e.id } : {}) }
+      this.pushRecent(o, rec)
+      this.emitTrace(o, rec)
+    }
+    this.init.onPersisted?.(o.spec.id, batch.entries.length)
+    for (const w of batch.waiting) {
+      const ack: Ack = { workloadId: o.spec.id, id: w.p.id, seq: w.entry.seq, epoch: o.epoch, owner: this.selfId, value: w.t.value, status: w.t.status, ...(w.t.output !== undefined ? { output: w.t.output } : {}) }
+      this.remember(o, ack)
+      w.p.settle({ ok: true, ack })
+      for (const extra of o.pendingIds.get(w.p.id) ?? []) extra.settle({ ok: true, ack: { ...ack, duplicate: true } })
+      o.pendingIds.delete(w.p.id)
+    }
+    if (batch.completes) { await this.complete(o); return }
+    void this.drain(o)
+  }
+
   /** Journals `entries` here and on the holders; resolves once durable as the workload's durability requires. */
-  private async persist (o: Owned, entries: JournalEntry[]): Promise<void> {
+  private async persist (o: Owned, entries: JournalEntry[], last: Transition): Promise<void> {
     const first = entries[0]!.seq
-    const last = entries.at(-1)!.seq
+    const lastSeq = entries.at(-1)!.seq
     const every = o.spec.snapshotEvery ?? 100
-    const snapshotDue = Math.floor(last / every) > Math.floor((first - 1) / every) || o.completed
+    const snapshotDue = Math.floor(lastSeq / every) > Math.floor((first - 1) / every) || last.status === 'done'
     const snapshot: SnapshotRecord | undefined = snapshotDue
-      ? { seq: last, epoch: o.epoch, ts: Date.now(), snapshot: { machine: o.last!.state, recent: [...[...o.dedup.values()].slice(-256).map((a): [string, number, unknown] => [a.id, a.seq, a.value]), ...entries.filter(e => e.id != null).map((e): [string, number, unknown] => [e.id!, e.seq, e.state])] } satisfies StoredSnapshot }
+      ? { seq: lastSeq, epoch: o.epoch, ts: Date.now(), snapshot: { machine: last.state, recent: [...[...o.dedup.values()].slice(-256).map((a): [string, number, unknown] => [a.id, a.seq, a.value]), ...entries.filter(e => e.id != null).map((e): [string, number, unknown] => [e.id!, e.seq, e.state])] } satisfies StoredSnapshot }
       : undefined
     const local = this.init.journal.append(o.spec.id, entries, snapshot)
     if (o.spec.durability === 'local') { await local; if (snapshot != null) this.putDhtSnapshot(o, snapshot); return }

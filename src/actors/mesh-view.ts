@@ -130,6 +130,17 @@ export class MeshView {
     return [...out.values()]
   }
 
+  /** Where a replica was last heard to run (heartbeat or announcement), live or not: the highest epoch's host. */
+  lastHost (workloadId: string, replica: number): { peerId: string, epoch: number } | undefined {
+    let best: { peerId: string, epoch: number } | undefined
+    for (const locs of [this.reported.get(workloadId), this.announced.get(workloadId)]) {
+      for (const loc of locs?.values() ?? []) {
+        if (loc.replica === replica && (best == null || loc.epoch > best.epoch)) best = { peerId: loc.peerId, epoch: loc.epoch }
+      }
+    }
+    return best
+  }
+
   /** Workload ids any live peer reports a replica of. */
   reportedWorkloads (): Set<string> {
     const ids = new Set<string>()

@@ -771,8 +771,10 @@ export class WorkloadRuntime {
       // unless every missing replica's node is known gone: its connection dropped.
       if (now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) {
         const gone = missing.length > 0 && missing.every(i => {
+          const heard = this.view.lastHost(record.spec.id, i)
           const placed = record.placement.find(p => p.replica === i)
-          return placed != null && this.view.hasDisconnected(placed.peerId)
+          const host = heard != null && (placed == null || heard.epoch >= placed.epoch) ? heard.peerId : placed?.peerId
+          return host != null && host !== this.selfId && this.view.hasDisconnected(host)
         })
         if (!gone) continue
       }
