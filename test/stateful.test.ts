@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import type { Ack, MachineStateReport } from '../src/actors/state-protocol.js'
 import type { WorkloadDescription } from '../src/actors/workload-runtime.js'
 import { ApiRequestError } from '../src/api/errors.js'
-import { cli, startMesh, startNode, waitUntil, type NodeProcess } from './helpers/processes.js'
+import { cli, startCli, startMesh, startNode, waitUntil, type NodeProcess } from './helpers/processes.js'
 
 const COUNTER = 'test/fixtures/workloads/machines/counter.ts'
 const EVENTS = 1000
@@ -147,6 +147,30 @@ test('bad input: unknown event type is reported not handled; malformed JSON and 
   const state = await cli(['state', 'counter', '-o', 'json', '--api', api])
   assert.is(state.code, 0, state.stderr)
   assert.is((JSON.parse(state.stdout) as MachineStateReport).seq, EVENTS + 1, 'nothing was applied by the refused sends')
+})
+
+test('the turnstile example through the CLI: send prints the new state, state and trace -f show it', async () => {
+  const api = nodes.find(n => alive(n))!.apiUrl
+  const applied = await cli(['apply', 'examples/turnstile/turnstile.ts', '--api', api], { timeoutMs: 60_000 })
+  assert.is(applied.code, 0, applied.stderr)
+  const follow = startCli(['trace', 'turnstile', '-f', '--api', api])
+  try {
+    const coin = await cli(['send', 'turnstile', 'coin', '--api', api])
+    assert.is(coin.code, 0, coin.stderr)
+    assert.is(coin.stdout, 'unlocked\n')
+    assert.match(coin.stderr, /acknowledged: default\/turnstile seq 1 epoch \d+/)
+    const push = await cli(['send', 'turnstile', '{"type":"push"}', '--api', api])
+    assert.is(push.stdout, 'locked\n')
+    await follow.waitForOutput(/#2 e\d+\s+push → locked/)
+    const state = await cli(['state', 'turnstile', '--api', api])
+    assert.is(state.code, 0, state.stderr)
+    assert.match(state.stdout, /State:\s+locked/)
+    assert.match(state.stdout, /"coins":1,"passes":1/)
+    const trace = await cli(['trace', 'turnstile', '-o', 'json', '--api', api])
+    assert.equal(trace.stdout.trim().split('\n').map(l => (JSON.parse(l) as { value: string }).value), ['unlocked', 'locked'])
+  } finally {
+    follow.child.kill('SIGTERM')
+  }
 })
 
 test('final state: the workload shows Completed with its output, and its state is gone from every LevelDB and DHT store', async () => {

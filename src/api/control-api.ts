@@ -242,7 +242,13 @@ export class ControlApi {
       const { data } = decodeEnvelope(msg)
       if (data != null && typeof data === 'object' && typeof (data as TransitionRecord).seq === 'number') emit(data as TransitionRecord)
     })
-    const end = (): void => { stopLocal(); stopRemote(); this.streams.delete(res) }
+    // Gossip reaches a new subscriber only once its subscription has spread, and
+    // drops nothing but may lag: once a second the owner's recent transitions fill any gap.
+    const catchUp = setInterval(() => {
+      workloads.machineState(id).then(s => { for (const t of s.recent) emit(t) }, () => {})
+    }, 1_000)
+    catchUp.unref()
+    const end = (): void => { clearInterval(catchUp); stopLocal(); stopRemote(); this.streams.delete(res) }
     req.on('close', end)
     res.on('close', end)
   }
