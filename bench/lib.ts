@@ -33,3 +33,13 @@ export async function writeResult (name: string, result: Record<string, unknown>
 export function fmt (n: number, digits = 1): string {
   return Number.isFinite(n) ? n.toFixed(digits) : String(n)
 }
+
+/** Runs `fn(0..total-1)` with `workers` calls in flight at once; resolves to the calls per second. */
+export async function concurrently (workers: number, total: number, fn: (n: number) => Promise<unknown>): Promise<number> {
+  let next = 0
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (next < total) await fn(next++)
+  }))
+  return total / ((performance.now() - t0) / 1000)
+}

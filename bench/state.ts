@@ -33,7 +33,7 @@ import { MeshNode } from '../src/transport/mesh-node.js'
 import { serveRpc } from '../src/transport/rpc.js'
 import type { WorkloadSpec } from '../src/workloads/types.js'
 import { startMesh, startNode, waitUntil, type NodeProcess } from '../test/helpers/processes.js'
-import { fmt, summary, writeResult } from './lib.js'
+import { concurrently, fmt, summary, writeResult } from './lib.js'
 
 const CONCURRENCY = 32
 const PERSISTED_EVENTS = 3000
@@ -61,15 +61,9 @@ async function rawLevel (writers: number): Promise<number> {
   try {
     await db.open()
     const value = JSON.stringify({ seq: 0, epoch: 1, ts: Date.now(), event: { type: 'inc', by: 1 }, state: 'counting', id: 'x'.repeat(36) })
-    let next = 0
-    const t0 = performance.now()
-    await Promise.all(Array.from({ length: writers }, async () => {
-      while (next < RAW_WRITES) {
-        const n = next++
-        await db.batch([{ type: 'put', key: `w!e!${String(n).padStart(16, '0')}`, value }], { sync: true })
-      }
-    }))
-    return RAW_WRITES / ((performance.now() - t0) / 1000)
+    return await concurrently(writers, RAW_WRITES, async n => {
+      await db.batch([{ type: 'put', key: `w!e!${String(n).padStart(16, '0')}`, value }], { sync: true })
+    })
   } finally {
     await db.close()
     await rm(dir, { recursive: true, force: true })
@@ -115,18 +109,12 @@ async function layer (durability: 'local' | 'replicated'): Promise<{ perSecond: 
     })
     await host.start(spec, 1, [])
     const latencies: number[] = []
-    let next = 0
-    const t0 = performance.now()
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < PERSISTED_EVENTS) {
-        const n = next++
-        const s = performance.now()
-        const reply = await host.handleSend({ op: 'send', workloadId: spec.id, id: `e-${n}`, event: { type: 'inc', by: 1 } })
-        if (!reply.ok) throw new Error(`not acknowledged: ${JSON.stringify(reply)}`)
-        latencies.push(performance.now() - s)
-      }
-    }))
-    const perSecond = PERSISTED_EVENTS / ((performance.now() - t0) / 1000)
+    const perSecond = await concurrently(CONCURRENCY, PERSISTED_EVENTS, async n => {
+      const s = performance.now()
+      const reply = await host.handleSend({ op: 'send', workloadId: spec.id, id: `e-${n}`, event: { type: 'inc', by: 1 } })
+      if (!reply.ok) throw new Error(`not acknowledged: ${JSON.stringify(reply)}`)
+      latencies.push(performance.now() - s)
+    })
     const state = await host.state(spec.id)
     if ((state.context as { count: number }).count !== PERSISTED_EVENTS) throw new Error(`layer ${durability}: counted ${JSON.stringify(state.context)}`)
     await host.stopAll()
@@ -155,17 +143,11 @@ async function persisted (nodes: NodeProcess[], name: string): Promise<{ perSeco
   const ownerId = (await stateOf(nodes[0]!, name)).owner
   const via = nodes.find(n => n.peerId === ownerId)!
   const latencies: number[] = []
-  let next = 0
-  const t0 = performance.now()
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < PERSISTED_EVENTS) {
-      const n = next++
-      const s = performance.now()
-      await via.api.request<Ack>(`/v1/workloads/default/${name}/events`, { method: 'POST', body: { event: { type: 'inc', by: 1 }, id: `${name}-${n}` }, timeoutMs: 20_000 })
-      latencies.push(performance.now() - s)
-    }
-  }))
-  const perSecond = PERSISTED_EVENTS / ((performance.now() - t0) / 1000)
+  const perSecond = await concurrently(CONCURRENCY, PERSISTED_EVENTS, async n => {
+    const s = performance.now()
+    await via.api.request<Ack>(`/v1/workloads/default/${name}/events`, { method: 'POST', body: { event: { type: 'inc', by: 1 }, id: `${name}-${n}` }, timeoutMs: 20_000 })
+    latencies.push(performance.now() - s)
+  })
   const count = ((await stateOf(via, name)).context as { count: number }).count
   if (count !== PERSISTED_EVENTS) throw new Error(`${name}: context counts ${count}, expected ${PERSISTED_EVENTS}`)
   return { perSecond, latency: summary(latencies) }
@@ -225,10 +207,7 @@ export async function run (): Promise<void> {
   process.stdout.write(`layer, replicated durability: ${fmt(layerReplicated.perSecond, 0)} persisted transitions/s = ${fmt(100 * layerReplicated.perSecond / levelConcurrent, 0)}% of raw LevelDB (${CONCURRENCY} writers); p50 ${fmt(layerReplicated.latency.p50)} ms p99 ${fmt(layerReplicated.latency.p99)} ms\n`)
   const nodes = await startMesh(5)
   try {
-    let hz = 0
-    const h0 = performance.now()
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => { while (hz < PERSISTED_EVENTS) { hz++; await nodes[0]!.api.request('/healthz', { timeoutMs: 10_000 }) } }))
-    const httpCeiling = PERSISTED_EVENTS / ((performance.now() - h0) / 1000)
+    const httpCeiling = await concurrently(CONCURRENCY, PERSISTED_EVENTS, async () => await nodes[0]!.api.request('/healthz', { timeoutMs: 10_000 }))
     process.stdout.write(`HTTP API ceiling from this client (GET /healthz, ${CONCURRENCY} at once): ${fmt(httpCeiling, 0)} requests/s\n`)
     await applyCounter(nodes[0]!, 'bench-local', 'local')
     await applyCounter(nodes[0]!, 'bench-replicated', 'replicated')

@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { cli, startCli, startMesh, startNode, waitUntil, type NodeProcess } from './helpers/processes.js'
+import { cli, recordRoundTrip, startCli, startMesh, startNode, waitUntil, type NodeProcess } from './helpers/processes.js'
 
 let nodes: NodeProcess[] = []
 
@@ -27,15 +27,7 @@ test('each node sees the other two as peers (beemesh peers -o json)', async () =
 })
 
 test('a DHT record put on node 1 is read on node 3', async () => {
-  const key = `/beemesh/test/${Date.now()}`
-  const put = await cli(['record', 'put', key, 'hello from node 1', '-o', 'json', '--api', nodes[0]!.apiUrl])
-  assert.is(put.code, 0, put.stderr)
-  assert.ok(JSON.parse(put.stdout).replicas >= 1, `record should reach a peer: ${put.stdout}`)
-  const get = await cli(['record', 'get', key, '-o', 'json', '--api', nodes[2]!.apiUrl])
-  assert.is(get.code, 0, get.stderr)
-  const record = JSON.parse(get.stdout)
-  assert.is(record.value, 'hello from node 1')
-  assert.is(record.publisher, nodes[0]!.peerId)
+  await recordRoundTrip(nodes[0]!, nodes[2]!, `/beemesh/test/${Date.now()}`, 'hello from node 1')
 })
 
 test('a gossip message published on node 3 arrives on node 1', async () => {

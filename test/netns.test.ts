@@ -10,7 +10,7 @@ import { readlinkSync, realpathSync, statSync } from 'node:fs'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHosts, netnsUnsupported, startMeshInHosts, type TestNetwork } from './helpers/netns.js'
-import { cli, startCli, waitUntil, type NodeProcess, type Running } from './helpers/processes.js'
+import { cli, recordRoundTrip, startCli, waitUntil, type NodeProcess, type Running } from './helpers/processes.js'
 
 interface NodeEntry { peerId: string, self: boolean, ready: boolean }
 
@@ -95,15 +95,7 @@ it('four nodes in four namespaces form a mesh over the bridge', async () => {
 })
 
 it('a DHT record put on host 0 is read on host 3', async () => {
-  const key = `/beemesh/test/netns-${Date.now()}`
-  const put = await cli(['record', 'put', key, 'hello from host 0', '-o', 'json', '--api', nodes[0]!.apiUrl])
-  assert.is(put.code, 0, put.stderr)
-  assert.ok(JSON.parse(put.stdout).replicas >= 1, `record should reach a peer: ${put.stdout}`)
-  const get = await cli(['record', 'get', key, '-o', 'json', '--api', nodes[3]!.apiUrl])
-  assert.is(get.code, 0, get.stderr)
-  const record = JSON.parse(get.stdout)
-  assert.is(record.value, 'hello from host 0')
-  assert.is(record.publisher, nodes[0]!.peerId)
+  await recordRoundTrip(nodes[0]!, nodes[3]!, `/beemesh/test/netns-${Date.now()}`, 'hello from host 0')
 })
 
 it('partition {0,1} | {2,3}: each side sees the other not ready, and gossip does not cross', async () => {

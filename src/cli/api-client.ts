@@ -54,3 +54,20 @@ export class ApiClient {
     }
   }
 }
+
+/** The frames of a server-sent-events body: `{event, data}` per blank-line-separated frame. */
+export async function * sseEvents (body: AsyncIterable<unknown>): AsyncGenerator<{ event?: string, data?: string }> {
+  let buffer = ''
+  const decoder = new TextDecoder()
+  for await (const chunk of body) {
+    buffer += decoder.decode(chunk as Uint8Array, { stream: true })
+    let end: number
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const frame = buffer.slice(0, end)
+      buffer = buffer.slice(end + 2)
+      const event = /^event: (.*)$/m.exec(frame)?.[1]
+      const data = /^data: (.*)$/m.exec(frame)?.[1]
+      yield { ...(event != null ? { event } : {}), ...(data != null ? { data } : {}) }
+    }
+  }
+}

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import * as assert from 'uvu/assert'
 import { ApiClient } from '../../src/cli/api-client.js'
 import type { NodeStatus } from '../../src/actors/node-runtime.js'
 import type { MeshPeer } from '../../src/transport/mesh-node.js'
@@ -154,4 +155,16 @@ export async function startMesh (n: number, extra: string[] = []): Promise<NodeP
     await Promise.all(nodes.map(async node => await node.kill('SIGKILL')))
     throw err
   }
+}
+
+/** Puts a DHT record through `from`'s CLI and reads it back through `to`'s; checks value and publisher. */
+export async function recordRoundTrip (from: NodeProcess, to: NodeProcess, key: string, value: string): Promise<void> {
+  const put = await cli(['record', 'put', key, value, '-o', 'json', '--api', from.apiUrl])
+  assert.is(put.code, 0, put.stderr)
+  assert.ok((JSON.parse(put.stdout) as { replicas: number }).replicas >= 1, `record should reach a peer: ${put.stdout}`)
+  const get = await cli(['record', 'get', key, '-o', 'json', '--api', to.apiUrl])
+  assert.is(get.code, 0, get.stderr)
+  const record = JSON.parse(get.stdout) as { value: string, publisher: string }
+  assert.is(record.value, value)
+  assert.is(record.publisher, from.peerId)
 }

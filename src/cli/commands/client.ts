@@ -2,7 +2,7 @@ import type { NodeStatus } from '../../actors/node-runtime.js'
 import type { MeshPeer, PutResult } from '../../transport/mesh-node.js'
 import type { PublishOutcome } from '../../actors/workload-runtime.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
-import { ApiClient } from '../api-client.js'
+import { ApiClient, sseEvents } from '../api-client.js'
 import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'
 
 export interface ClientOptions {
@@ -58,22 +58,12 @@ export async function subscribe (topic: string, opts: ClientOptions & { count?: 
   const res = await new ApiClient(opts.api).fetch(`/v1/topics/${encodeURIComponent(topic)}/messages`, { signal: controller.signal })
   if (!res.ok || res.body == null) throw new BeeMeshError(`cannot subscribe to "${topic}": HTTP ${res.status}`)
   let seen = 0
-  let buffer = ''
-  const decoder = new TextDecoder()
   try {
-    for await (const chunk of res.body) {
-      buffer += decoder.decode(chunk as Uint8Array, { stream: true })
-      let end: number
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const frame = buffer.slice(0, end)
-        buffer = buffer.slice(end + 2)
-        const event = /^event: (.*)$/m.exec(frame)?.[1]
-        const data = /^data: (.*)$/m.exec(frame)?.[1]
-        if (event === 'subscribed') process.stderr.write(`subscribed to ${topic}\n`)
-        if (event === 'message' && data != null) {
-          process.stdout.write(data + '\n')
-          if (++seen >= limit) { controller.abort(); return }
-        }
+    for await (const { event, data } of sseEvents(res.body)) {
+      if (event === 'subscribed') process.stderr.write(`subscribed to ${topic}\n`)
+      if (event === 'message' && data != null) {
+        process.stdout.write(data + '\n')
+        if (++seen >= limit) { controller.abort(); return }
       }
     }
   } catch (err) {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Ack, MachineStateReport, TransitionRecord } from '../../actors/state-protocol.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
-import { ApiClient } from '../api-client.js'
+import { ApiClient, sseEvents } from '../api-client.js'
 import { formatAge, printObject, type OutputFormat } from '../output.js'
 import { workloadId, type WorkloadCliOptions } from './workloads.js'
 
@@ -82,16 +82,7 @@ export async function trace (name: string, opts: WorkloadCliOptions & { follow: 
     const body = await res.json().catch(() => undefined) as { error?: string } | undefined
     throw new BeeMeshError(`cannot trace ${id}: ${body?.error ?? `HTTP ${res.status}`}`)
   }
-  let buffer = ''
-  const decoder = new TextDecoder()
-  for await (const chunk of res.body) {
-    buffer += decoder.decode(chunk as Uint8Array, { stream: true })
-    let end: number
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const frame = buffer.slice(0, end)
-      buffer = buffer.slice(end + 2)
-      const data = /^data: (.*)$/m.exec(frame)?.[1]
-      if (/^event: transition$/m.test(frame) && data != null) printTransition(JSON.parse(data) as TransitionRecord, opts.output)
-    }
+  for await (const { event, data } of sseEvents(res.body)) {
+    if (event === 'transition' && data != null) printTransition(JSON.parse(data) as TransitionRecord, opts.output)
   }
 }
