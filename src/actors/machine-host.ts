@@ -10,6 +10,7 @@ import { callRpc } from '../transport/rpc.js'
 import type { WorkloadSpec } from '../workloads/types.js'
 import { EventNotHandledError, InvalidEventError, MachineFailedError, OwnerUnavailableError, WorkloadCompletedError } from './errors.js'
 import { WorkloadNotFoundError } from './errors.js'
+import { InvalidMachineEventError } from './sandbox/errors.js'
 import { MachineSandbox, type MachineState, type Transition } from './sandbox/machine-sandbox.js'
 import type { StateHolder, HolderReply } from './state-holder.js'
 import {
@@ -94,6 +95,8 @@ export interface MachineHostInit {
   locate: (workloadId: string) => { owner?: string, epoch?: number, status?: string, output?: unknown, kind?: string } | undefined
   /** The workload's machine reached a final state; its state is already erased here and on its holders. */
   onCompleted: (spec: WorkloadSpec, epoch: number, output: unknown) => void
+  /** The machine failed (an action or guard threw); its last state stays readable. */
+  onFailed?: (spec: WorkloadSpec, epoch: number, error: string) => void
   /** Called for each durable transition (local `trace` listeners). */
   onTransition?: (workloadId: string, t: TransitionRecord) => void
   /** A new location record (owner, epoch, holders) to tell the mesh about. */
@@ -464,39 +467,54 @@ export class MachineHost {
     }
   }
 
-  /** Stage 1: applies sends to the machine; returns the journal entries and who waits on them. */
+  /**
+   * Stage 1: applies sends to the machine in one round trip to its worker;
+   * returns the journal entries (spontaneous steps in the order the machine
+   * took them) and who waits on them.
+   */
   private async apply (o: Owned, sends: PendingSend[]): Promise<Batch | undefined> {
     const entries: JournalEntry[] = []
     const waiting: Batch['waiting'] = []
     const takeSpontaneous = (): void => {
       for (const e of o.spontaneous.splice(0)) { e.seq = o.applied + entries.length + 1; entries.push(e) }
     }
-    takeSpontaneous()
+    const toApply: PendingSend[] = []
     for (const p of sends) {
       if (o.completed) { p.settle({ ok: false, refusal: { code: 'completed', message: `${o.spec.id} has completed`, output: o.last?.output } }); continue }
       const dup = o.dedup.get(p.id)
       if (dup != null) { p.settle({ ok: true, ack: { ...dup, duplicate: true } }); continue }
       const inflight = o.pendingIds.get(p.id)
       if (inflight != null) { inflight.push(p); continue }
-      let t: Transition
-      try {
-        t = await o.sandbox!.send(p.event)
-      } catch (err) {
-        p.settle({ ok: false, refusal: { code: o.last?.status === 'error' ? 'machine-error' : 'bad-event', message: describeError(err) } })
-        continue
-      }
-      takeSpontaneous()
-      if (!t.handled) {
-        p.settle({ ok: false, refusal: { code: 'not-handled', message: `${o.spec.id} in state ${JSON.stringify(t.value)} does not handle ${JSON.stringify(p.event.type)}`, value: t.value } })
-        continue
-      }
-      o.last = t
-      const entry: JournalEntry = { seq: o.applied + entries.length + 1, epoch: o.epoch, ts: Date.now(), event: p.event, id: p.id, state: t.value, timers: t.state.timers, ...(p.sender != null ? { sender: p.sender } : {}), ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}) }
-      entries.push(entry)
-      waiting.push({ p, entry, t })
       o.pendingIds.set(p.id, [])
-      if (t.status === 'done') o.completed = true
+      toApply.push(p)
     }
+    const refuse = (p: PendingSend, refusal: Refusal): void => {
+      p.settle({ ok: false, refusal })
+      for (const extra of o.pendingIds.get(p.id) ?? []) extra.settle({ ok: false, refusal })
+      o.pendingIds.delete(p.id)
+    }
+    takeSpontaneous()
+    if (toApply.length > 0) {
+      await o.sandbox!.sendMany(toApply.map(p => p.event), (i, t) => {
+        takeSpontaneous()
+        const p = toApply[i]!
+        if (t instanceof Error) {
+          const code = t instanceof InvalidMachineEventError ? 'bad-event' : o.completed || o.last?.status === 'done' ? 'completed' : 'machine-error'
+          refuse(p, { code, message: describeError(t), ...(code === 'completed' ? { output: o.last?.output } : {}) })
+          return
+        }
+        if (!t.handled) {
+          refuse(p, { code: 'not-handled', message: `${o.spec.id} in state ${JSON.stringify(t.value)} does not handle ${JSON.stringify(p.event.type)}`, value: t.value })
+          return
+        }
+        o.last = t
+        const entry: JournalEntry = { seq: o.applied + entries.length + 1, epoch: o.epoch, ts: Date.now(), event: p.event, id: p.id, state: t.value, timers: t.state.timers, ...(p.sender != null ? { sender: p.sender } : {}), ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}) }
+        entries.push(entry)
+        waiting.push({ p, entry, t })
+        if (t.status === 'done') o.completed = true
+      })
+    }
+    takeSpontaneous()
     if (entries.length === 0) return undefined
     o.applied = entries.at(-1)!.seq
     return { entries, waiting, last: o.last!, completes: o.completed }
@@ -537,6 +555,7 @@ export class MachineHost {
       o.pendingIds.delete(w.p.id)
     }
     if (batch.completes) { await this.complete(o); return }
+    if (batch.last.status === 'error') this.init.onFailed?.(o.spec, o.epoch, batch.last.error ?? 'the machine failed')
     void this.drain(o)
   }
 

@@ -174,10 +174,25 @@ export class WorkloadRuntime {
       livePeers: () => this.view.livePeerIds().filter(p => p !== this.selfId),
       locate: id => this.locate(id),
       onCompleted: (spec, epoch, output) => { this.onMachineCompleted(spec.id, epoch, output) },
+      onFailed: (spec, _epoch, error) => {
+        const record = this.catalog.get(spec.id)
+        if (record != null && record.status !== 'Deleted') this.updateRecord({ ...record, status: 'Failed', events: pushEvent(record.events, event('Warning', 'MachineFailed', error)), updatedAt: Date.now(), updatedBy: this.selfId })
+      },
       onLocation: loc => { void this.gossip({ type: 'location', location: loc }) },
       onTransition: (id, t) => { for (const l of this.transitionListeners) l(id, t) },
       onPersisted: (id, n) => { this.init.metrics?.eventsHandled.inc({ workload: id }, n) }
     })
+  }
+
+  private async sweepHeldState (): Promise<void> {
+    for (const id of await this.holder.list().catch(() => [])) {
+      if (this.stopped || this.machines.get(id) != null) continue
+      const record = this.catalog.get(id) ?? await this.fetchRecord(id)
+      if (record?.status === 'Completed' || record?.status === 'Deleted') {
+        this.log.info({ workload: id, status: record.status }, 'erasing the state held of an ended workload')
+        await this.machines.eraseLocal(id)
+      }
+    }
   }
 
   /** Calls `listener` for every durable transition of a machine this node owns (returns the unsubscriber). */
@@ -272,6 +287,11 @@ export class WorkloadRuntime {
       if (!req.success) throw new Error('malformed logs request')
       return { result: this.host.logLines(req.data.workloadId, req.data) }
     }, this.log)
+    // Copies of machine state held from before a restart: drop those of workloads
+    // that completed or were deleted meanwhile (the erasure happened without us).
+    const sweep = setTimeout(() => { void this.sweepHeldState() }, 5_000)
+    sweep.unref()
+    this.timers.push(sweep)
     this.every(this.cfg.heartbeatMs, () => { this.heartbeat() })
     this.every(this.cfg.heartbeatMs, () => { this.guard() })
     this.heartbeat()
@@ -779,7 +799,8 @@ export class WorkloadRuntime {
         if (!gone) continue
       }
       if (missing.length === 0) {
-        if (record.status !== 'Running') {
+        // A failed machine keeps running (its last state stays readable) but stays Failed.
+        if (record.status !== 'Running' && !(record.spec.kind === 'stateful' && record.status === 'Failed')) {
           const adopted = record.status === 'Pending' ? [event('Normal', 'Adopted', `tenderer ${record.updatedBy} stopped answering; every replica already runs, adopted by guardian ${this.selfId}`)] : []
           this.updateRecord({ ...record, status: 'Running', placement: running.map(r => ({ peerId: r.peerId, replica: r.replica, epoch: r.epoch })), events: [...record.events, ...adopted].slice(-MAX_EVENTS), updatedAt: now, updatedBy: this.selfId })
         }

@@ -15,7 +15,7 @@ const FIXTURES = ['counter', 'traffic-light', 'fetcher', 'looper', 'ledger'] as 
 type Fixture = typeof FIXTURES[number]
 
 let dir = ''
-const artifacts = {} as Record<Fixture | 'stateless', string>
+const artifacts = {} as Record<Fixture | 'stateless' | 'echo', string>
 const sandboxes: MachineSandbox[] = []
 
 test.before(async () => {
@@ -27,6 +27,21 @@ test.before(async () => {
   }))
   artifacts.stateless = join(dir, 'stateless.mjs')
   await writeFile(artifacts.stateless, "export default { name: 'plain', kind: 'stateless', topics: ['t'], handler () {} }\n")
+  // `ping` sends `pong` to the machine itself: a step of its own (through the mailbox), caused by ping's processing
+  artifacts.echo = join(dir, 'echo.mjs')
+  await writeFile(artifacts.echo, [
+    `import { assign, sendTo, setup } from ${JSON.stringify(import.meta.resolve('xstate'))}`,
+    'const machine = setup({}).createMachine({',
+    "  id: 'echo', initial: 'on', context: { pings: 0, pongs: 0, n: 0 },",
+    '  states: { on: { on: {',
+    "    ping: { actions: [assign({ pings: ({ context }) => context.pings + 1 }), sendTo(({ self }) => self, { type: 'pong' })] },",
+    '    pong: { actions: assign({ pongs: ({ context }) => context.pongs + 1 }) },',
+    '    inc: { actions: assign({ n: ({ context }) => context.n + 1 }) }',
+    '  } } }',
+    '})',
+    "export default { name: 'echo', kind: 'stateful', machine }",
+    ''
+  ].join('\n'))
 })
 
 test.after(async () => {
@@ -46,7 +61,7 @@ interface Harness {
   until: (check: () => boolean, what: string, timeoutMs?: number) => Promise<void>
 }
 
-function harness (fixture: Fixture | 'stateless', overrides: Partial<MachineSandboxInit> = {}): Harness {
+function harness (fixture: Fixture | 'stateless' | 'echo', overrides: Partial<MachineSandboxInit> = {}): Harness {
   const seen: Seen[] = []
   const logs: SandboxLogLine[] = []
   const waiters = new Set<() => void>()
@@ -403,6 +418,164 @@ test('start rejects a module that is not a stateful machine, and a state that ca
   await rejects(harness('counter').sandbox.start({ state: { persisted: null, timers: [] } }), MachineRestoreError, /persisted snapshot is null/)
   await rejects(harness('counter').sandbox.start({ state: t.state, replay: [{ event: 'inc' }] }), MachineRestoreError, /replayed event 1 of 1 is not an object/)
   await rejects(harness('counter').sandbox.start({ state: { persisted, timers: [{ id: 'x', event: 7, dueAt: 0 }] } }), MachineRestoreError, /timer "x"/)
+})
+
+function contextOf (r: Transition | Error | undefined): unknown {
+  assert.ok(r != null && !(r instanceof Error), `expected a Transition, got ${r instanceof Error ? `${r.name}: ${r.message}` : String(r)}`)
+  return (r as Transition).context
+}
+
+test('sendMany applies a batch as the same sends one after another would', async () => {
+  const one = harness('counter')
+  await one.sandbox.start()
+  let bySend: Transition | undefined
+  for (let i = 0; i < 1000; i++) bySend = await one.sandbox.send({ type: 'inc', by: i % 3 })
+  const many = harness('counter')
+  await many.sandbox.start()
+  const results = await many.sandbox.sendMany(Array.from({ length: 1000 }, (_, i) => ({ type: 'inc', by: i % 3 })))
+  assert.is(results.length, 1000)
+  let count = 0
+  for (const [i, r] of results.entries()) {
+    count += i % 3
+    assert.equal(contextOf(r), { count, applied: [] }, `event ${i}`)
+  }
+  const last = results[999] as Transition
+  assert.equal({ value: last.value, context: last.context, status: last.status, handled: last.handled, state: last.state }, { value: bySend!.value, context: bySend!.context, status: bySend!.status, handled: true, state: bySend!.state })
+  assert.equal((await many.sandbox.current()).context, bySend!.context)
+  // and sends after a batch, and an empty batch, carry on from it
+  assert.equal(await many.sandbox.sendMany([]), [])
+  assert.equal((await many.sandbox.send({ type: 'inc' })).context, { count: count + 1, applied: [] })
+})
+
+test('sendMany gives each event its own result: unhandled, malformed and refused ones do not stop the others', async () => {
+  const { sandbox } = harness('counter')
+  await sandbox.start()
+  const order: number[] = []
+  const results = await sandbox.sendMany([{ type: 'inc', tag: 'a' }, { type: 'nope' }, null, { type: 'xstate.init' }, { type: 'inc', by: 1n }, { type: 'inc', tag: 'b' }], i => { order.push(i) })
+  assert.equal(order, [0, 1, 2, 3, 4, 5], 'onResult is called for each element, in order')
+  assert.equal(contextOf(results[0]), { count: 1, applied: ['a'] })
+  assert.is((results[1] as Transition).handled, false)
+  assert.equal(contextOf(results[1]), { count: 1, applied: ['a'] })
+  for (const [i, pattern] of [[2, /got null/], [3, /reserved/], [4, /"inc" is not JSON-serialisable/]] as const) {
+    assert.instance(results[i], InvalidMachineEventError)
+    assert.match((results[i] as Error).message, pattern)
+  }
+  assert.equal(contextOf(results[5]), { count: 2, applied: ['a', 'b'] })
+
+  // an event that ends the machine: those after it are refused as single sends would be
+  const ended = await sandbox.sendMany([{ type: 'inc' }, { type: 'finish' }, { type: 'inc' }, {}])
+  assert.equal(contextOf(ended[0]), { count: 3, applied: ['a', 'b'] })
+  assert.equal({ status: (ended[1] as Transition).status, output: (ended[1] as Transition).output }, { status: 'done', output: { total: 3 } })
+  assert.instance(ended[2], MachineNotActiveError)
+  assert.match((ended[2] as Error).message, /final state/)
+  assert.instance(ended[3], InvalidMachineEventError)
+  // a finished machine refuses every event of a batch; send is sendMany of one
+  const after = await sandbox.sendMany([{ type: 'inc' }, { type: 'inc' }])
+  assert.ok(after.every(r => r instanceof MachineNotActiveError))
+  await rejects(sandbox.send({ type: 'inc' }), MachineNotActiveError, /final state/)
+  await sandbox.stop()
+  const stopped = await sandbox.sendMany([{ type: 'inc' }, 'inc'])
+  assert.instance(stopped[0], SandboxStoppedError)
+  assert.instance(stopped[1], InvalidMachineEventError)
+  // a batch queued while the sandbox starts waits for it
+  const early = harness('counter')
+  const starting = early.sandbox.start()
+  const queued = early.sandbox.sendMany([{ type: 'inc' }, { type: 'inc' }])
+  await starting
+  assert.equal((await queued).map(contextOf), [{ count: 1, applied: [] }, { count: 2, applied: [] }])
+})
+
+test('sendMany: steps an event\'s processing causes are reported between its result and the next one\'s; no timer fires within a batch', async () => {
+  const log: string[] = []
+  let pongs = 0
+  let secondPong!: () => void
+  const ponged = new Promise<void>(resolve => { secondPong = resolve })
+  const { sandbox, seen } = harness('echo', {
+    onSpontaneous: (event, t) => {
+      log.push(`spontaneous ${(event as { type: string }).type} ${JSON.stringify(t.context)}`)
+      if (++pongs === 2) secondPong()
+    }
+  })
+  await sandbox.start()
+  const results = await sandbox.sendMany([{ type: 'ping' }, { type: 'inc' }, { type: 'ping' }], (i, r) => { log.push(`result ${i} ${JSON.stringify(contextOf(r))}`) })
+  // the step the last event caused is reported right after its result, as for send: possibly once the batch has resolved
+  await ponged
+  assert.equal(log, [
+    'result 0 {"pings":1,"pongs":0,"n":0}',
+    'spontaneous pong {"pings":1,"pongs":1,"n":0}',
+    'result 1 {"pings":1,"pongs":1,"n":1}',
+    'result 2 {"pings":2,"pongs":1,"n":1}',
+    'spontaneous pong {"pings":2,"pongs":2,"n":1}'
+  ])
+  assert.equal(contextOf(results[1]), { pings: 1, pongs: 1, n: 1 })
+  assert.equal((await sandbox.current()).context, { pings: 2, pongs: 2, n: 1 })
+  assert.equal(seen, [])
+
+  // an invoked promise due at once completes after the batch, not between its events
+  const fetcher = harness('fetcher')
+  await fetcher.sandbox.start()
+  const [loading, cancelled] = await fetcher.sandbox.sendMany([{ type: 'fetch', ms: 0, value: 'x' }, { type: 'cancel' }])
+  assert.is((loading as Transition).value, 'loading')
+  assert.equal({ handled: (cancelled as Transition).handled, value: (cancelled as Transition).value }, { handled: true, value: 'idle' })
+})
+
+test('sendMany: an event that hangs or ends the thread fails alone; the events after it run on the replacement thread', async () => {
+  const { sandbox, logs } = harness('looper', { timeoutMs: 800 })
+  await sandbox.start()
+  const order: number[] = []
+  const began = Date.now()
+  const results = await sandbox.sendMany([{ type: 'inc' }, { type: 'inc' }, { type: 'spin' }, { type: 'inc' }, { type: 'exit' }, { type: 'inc' }, { type: 'nope' }], i => { order.push(i) })
+  const took = Date.now() - began
+  assert.equal(order, [0, 1, 2, 3, 4, 5, 6])
+  assert.equal(contextOf(results[0]), { count: 1 })
+  assert.equal(contextOf(results[1]), { count: 2 })
+  assert.instance(results[2], TransitionFailedError)
+  assert.is((results[2] as TransitionFailedError).reason, 'timeout')
+  assert.match((results[2] as Error).message, /"spin" did not finish within 800 ms; the event was not applied, and the machine's worker was replaced and resumed from the last good state/)
+  assert.equal(contextOf(results[3]), { count: 3 }, 'resumed from the state after the last good event')
+  assert.instance(results[4], TransitionFailedError)
+  assert.is((results[4] as TransitionFailedError).reason, 'crashed')
+  assert.match((results[4] as Error).message, /the worker crashed during the transition for event "exit" \(exit code 3\)/)
+  assert.equal(contextOf(results[5]), { count: 4 })
+  assert.is((results[6] as Transition).handled, false)
+  // the timeout is per event: one spin costs one timeoutMs, not timeoutMs × the batch length
+  assert.ok(took >= 800 && took < 800 * 3, `the batch took ${took} ms`)
+  assert.equal((await sandbox.current()).context, { count: 4 })
+  assert.equal((await sandbox.send({ type: 'inc' })).context, { count: 5 })
+  assert.equal(logs.filter(l => l.stream === 'error'), [])
+
+  // a step nobody sent that hangs before the batch is reached fails the machine: the batch is refused
+  const hung = harness('looper', { timeoutMs: 500 })
+  await hung.sandbox.start()
+  await hung.sandbox.send({ type: 'later', what: 'spin' })
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const refused = await hung.sandbox.sendMany([{ type: 'inc' }, { type: 'inc' }])
+  assert.ok(refused.every(r => r instanceof MachineNotActiveError && /"spin" did not finish within 500 ms/.test(r.message)), String(refused))
+  assert.is((await hung.spontaneous('spin')).t.status, 'error')
+})
+
+test('sendMany throughput (printed, not asserted)', async () => {
+  const { sandbox } = harness('counter')
+  await sandbox.start()
+  const N = 4096
+  const rate = (ms: number): string => `${Math.round(N / (ms / 1000)).toLocaleString('en-US')} events/s`
+  // warm up
+  for (let i = 0; i < 200; i++) await sandbox.send({ type: 'inc' })
+  await sandbox.sendMany(Array.from({ length: 256 }, () => ({ type: 'inc' })))
+  let t0 = performance.now()
+  for (let i = 0; i < N; i++) await sandbox.send({ type: 'inc' })
+  const single = performance.now() - t0
+  const lines = [`send: ${rate(single)}`]
+  for (const size of [32, 256]) {
+    t0 = performance.now()
+    for (let i = 0; i < N; i += size) {
+      const results = await sandbox.sendMany(Array.from({ length: size }, () => ({ type: 'inc' })))
+      assert.ok(!results.some(r => r instanceof Error))
+    }
+    const ms = performance.now() - t0
+    lines.push(`sendMany (${size}): ${rate(ms)} (×${(single / ms).toFixed(1)})`)
+  }
+  console.log(`  machine sandbox, ${N} counter events each: ${lines.join(', ')}`)
 })
 
 test.run()

@@ -50,18 +50,19 @@
  *   `error` (a Transition like any other); later sends reject with
  *   MachineNotActiveError, as they do once it is `done`. A sent event whose
  *   transition runs past `timeoutMs`, exhausts the heap or ends the thread
- *   rejects with TransitionFailedError, and the thread is replaced by one
- *   resumed from the last good state: the event is not applied, later sends
- *   work (and in-flight invoked promises start again). Restarting is safe: it
- *   is what a restore on another node does anyway. A thread that ends
- *   outside any transition (a stray timer of user code) is replaced the same
- *   way, with growing delays while that keeps happening. A transition nobody
- *   sent that hangs or ends the thread cannot be refused like a send: resumed,
- *   the machine would take it again (an overdue timer fires at once), so the
- *   machine fails instead: onSpontaneous gets a Transition in status `error`
- *   at the last good state (its persisted snapshot failed too), and the thread
- *   is not replaced. The worker announces each such event (`busy`) so its
- *   time is watched even when no send is waiting.
+ *   rejects with TransitionFailedError (in a batch: see Batches), and the
+ *   thread is replaced by one resumed from the last good state: the event is
+ *   not applied, later sends work (and in-flight invoked promises start
+ *   again). Restarting is safe: it is what a restore on another node does
+ *   anyway. A thread that ends outside any transition (a stray timer of user
+ *   code) is replaced the same way, with growing delays while that keeps
+ *   happening. A transition nobody sent that hangs or ends the thread cannot
+ *   be refused like a send: resumed, the machine would take it again (an
+ *   overdue timer fires at once), so the machine fails instead: onSpontaneous
+ *   gets a Transition in status `error` at the last good state (its persisted
+ *   snapshot failed too), and the thread is not replaced. The worker
+ *   announces each such event (`busy`) so its time is watched even when no
+ *   send is waiting.
  *
  * - **Order.** Sends run one at a time in call order (a send made while
  *   `start` runs waits for it); `current()` answers from the host's copy of
@@ -70,6 +71,32 @@
  *   the send results in between: a step taken before a send's own is
  *   reported before the send resolves, and one its processing caused (a
  *   child answering at once) after.
+ *
+ * - **Batches.** `sendMany(events)` applies its events in order in one round
+ *   trip: `send(e)` is `sendMany([e])`. Each event is checked, tested for
+ *   handled, applied and reported exactly as a single send (same Errors, per
+ *   element; an unhandled or malformed one does not stop the others, and once
+ *   an event ends the machine the rest get MachineNotActiveError). The worker
+ *   applies a batch's events back to back, synchronously, so no timer fires
+ *   and no invoked promise settles between two of them: the batch is as if
+ *   its events had arrived together, and such steps come after it (or before
+ *   it). The only steps between two events of a batch are those the earlier
+ *   event's own processing caused (a child answering at once, a `sendTo`
+ *   self); they are reported through `onSpontaneous` after that event's
+ *   result and before the next one's, as seen by the optional `onResult(i,
+ *   result)` listener of sendMany, which gets each element as soon as it is
+ *   known, in index order, in order with `onSpontaneous` (those the last
+ *   event caused come after its onResult, possibly after the batch resolves,
+ *   as after a send). The worker posts each event's result as soon as it is
+ *   applied, so the host knows how far a batch got: `timeoutMs` applies to
+ *   each event (the clock restarts with each result), and when event k hangs,
+ *   exhausts the heap or ends the thread, events before it keep their
+ *   Transitions (they are in the last good state), event k gets
+ *   TransitionFailedError and is not applied, the thread is replaced from the
+ *   last good state, and the events after k are applied on the new thread, as
+ *   the sends after a failed one would be. If no new thread can be started,
+ *   they get TransitionFailedError (reason `crashed`) too, without further
+ *   attempts.
  *
  * - **JSON.** Events, context, output and persisted snapshots cross as JSON
  *   (an Error becomes `{ name, message }`). Sent events must be JSON objects
@@ -140,7 +167,7 @@ export interface MachineSandboxInit {
   identity: WorkloadIdentity
   /** V8 old-generation heap limit of the worker thread. */
   memoryLimitMb: number
-  /** One send may take at most this long, else the thread is replaced and send rejects with TransitionFailedError. */
+  /** Each sent event (alone or in a batch) may take at most this long, else the thread is replaced and its result is a TransitionFailedError. */
   timeoutMs: number
   /** A transition nobody sent: a delayed event fired, an invoked/spawned actor finished or failed, etc. Called in order with send results. */
   onSpontaneous: (event: unknown, t: Transition) => void
@@ -156,8 +183,11 @@ const DEFAULT_LOAD_TIMEOUT_MS = 30_000
 /** XState's own events (`xstate.init`, `xstate.after.…`, `xstate.done.actor.…`) cannot be sent from outside. */
 const RESERVED_PREFIX = 'xstate.'
 
+type ResultMessage = Extract<FromMachineWorker, { type: 'result' }>
+
+/** How a request ended: every result arrived (`done`), or not. */
 type Outcome =
-  | { kind: 'result', msg: Extract<FromMachineWorker, { type: 'result' }> }
+  | { kind: 'done' }
   | { kind: 'timeout' }
   | { kind: 'exit', exit: ThreadExit }
   | { kind: 'unsendable', error: string }
@@ -172,8 +202,8 @@ interface Live {
   /** The id of its `start` request. */
   startId: number
   exit?: ThreadExit
-  /** The request it is running. */
-  inflight?: { id: number, settle: (o: Outcome) => void }
+  /** The request it is running: `onResult` gets each of its results (`t`: the Transition of an ok one), in order. */
+  inflight?: { id: number, settle: (o: Outcome) => void, onResult: (msg: ResultMessage, t?: Transition) => void }
   /** Settled by `loaded` / `load-failed` / exit. */
   onLoad?: (err?: Error) => void
   /** Spontaneous events the worker is processing (announced by `busy`, done with `spontaneous`), in order. */
@@ -182,11 +212,22 @@ interface Live {
   watchdog?: NodeJS.Timeout
 }
 
-interface Job {
-  event?: { type: string }
-  resolve: (t: Transition) => void
-  reject: (err: Error) => void
+/** Called with each element of a sendMany as soon as it is known, in index order, interleaved in order with onSpontaneous. */
+export type BatchResultListener = (index: number, result: Transition | Error) => void
+
+/** The events of one sendMany (or send) and what became of them. */
+interface Batch {
+  /** Each event's JSON copy, or why it is not a machine event. */
+  events: Array<{ type: string } | Error>
+  results: Array<Transition | Error | undefined>
+  /** How many results (a prefix) were given to `onResult`. */
+  reported: number
+  onResult?: BatchResultListener
 }
+
+type Job =
+  | { kind: 'current', resolve: (t: Transition) => void, reject: (err: Error) => void }
+  | { kind: 'send', batch: Batch, resolve: (results: Array<Transition | Error>) => void }
 
 /** The event's JSON copy, or why it is not a machine event. */
 function checkEvent (event: unknown): { type: string } {
@@ -256,7 +297,7 @@ export class MachineSandbox {
       if (this.serving === live) this.serving = undefined
       if (this.status === 'starting') {
         this.status = 'new'
-        for (const job of this.queue.splice(0)) job.reject(new Error(`the machine sandbox of ${this.init.identity.id} did not start: ${describeError(err)}`))
+        for (const job of this.queue.splice(0)) this.abandon(job, () => new Error(`the machine sandbox of ${this.init.identity.id} did not start: ${describeError(err)}`))
       }
       throw err
     }
@@ -268,13 +309,63 @@ export class MachineSandbox {
 
   /** Sends one event (a JSON object with a string `type`); resolves with its Transition. Sends are processed one at a time in call order. */
   async send (event: unknown): Promise<Transition> {
-    const copy = checkEvent(event)
-    return await this.enqueue(copy)
+    const [result] = await this.sendMany([event])
+    if (result instanceof Error) throw result
+    return result as Transition
+  }
+
+  /**
+   * Applies `events` in order, as `send` would one after another, in one
+   * round trip to the worker. Each element is the Transition or the Error
+   * that `send` would have given for that event (a malformed event, a
+   * machine no longer active, a TransitionFailedError, a stopped sandbox…);
+   * the others still run. Never rejects (but for an `events` that is not an
+   * array). Batches and sends are processed one at a time in call order.
+   *
+   * `onResult(i, r)` is called with each element as soon as it is known, in
+   * index order and in order with `onSpontaneous`: a step the machine took
+   * between events i and i+1 of the batch is reported after `onResult(i)`
+   * and before `onResult(i + 1)`. (Within a batch the only such steps are
+   * those event i's own processing caused, a child answering at once or a
+   * `sendTo` self: see Batches in the header. Those the last event caused
+   * follow `onResult` of the last, maybe after the promise resolves, as for
+   * `send`.) A caller that journals
+   * spontaneous steps with the events needs it; the resolved array alone
+   * does not say where in the batch they fell.
+   */
+  async sendMany (events: unknown[], onResult?: BatchResultListener): Promise<Array<Transition | Error>> {
+    if (!Array.isArray(events)) throw new TypeError(`sendMany expects an array of events, got ${events === null ? 'null' : typeof events}`)
+    const batch: Batch = { events: [], results: [], reported: 0, ...(onResult != null ? { onResult } : {}) }
+    for (const event of events) {
+      let copy: { type: string } | Error
+      try {
+        copy = checkEvent(event)
+      } catch (err) {
+        copy = err as Error
+      }
+      batch.events.push(copy)
+      batch.results.push(copy instanceof Error ? copy : undefined)
+    }
+    if (this.status === 'stopped') this.failRest(batch, () => this.stoppedError())
+    else if (this.status === 'new') this.failRest(batch, () => this.notStartedError())
+    if (batch.results.every(r => r !== undefined)) {
+      this.flush(batch)
+      return batch.results as Array<Transition | Error>
+    }
+    return await new Promise<Array<Transition | Error>>(resolve => {
+      this.queue.push({ kind: 'send', batch, resolve })
+      if (this.status === 'running') void this.drain()
+    })
   }
 
   /** The machine's current state (no event), after the sends called before. */
   async current (): Promise<Transition> {
-    return await this.enqueue(undefined)
+    if (this.status === 'stopped') throw this.stoppedError()
+    if (this.status === 'new') throw this.notStartedError()
+    return await new Promise<Transition>((resolve, reject) => {
+      this.queue.push({ kind: 'current', resolve, reject })
+      if (this.status === 'running') void this.drain()
+    })
   }
 
   /** Terminates the worker; queued sends reject with SandboxStoppedError. */
@@ -283,7 +374,7 @@ export class MachineSandbox {
       this.status = 'stopped'
       this.lifetime.abort()
       this.serving = undefined
-      for (const job of this.queue.splice(0)) job.reject(this.stoppedError())
+      for (const job of this.queue.splice(0)) this.abandon(job, () => this.stoppedError())
     }
     await Promise.all([...this.threads].map(async live => {
       live.retired = true
@@ -297,6 +388,21 @@ export class MachineSandbox {
 
   private stoppedError (): SandboxStoppedError {
     return new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
+  }
+
+  private notStartedError (): Error {
+    return new Error(`the machine sandbox of ${this.init.identity.id} is not started`)
+  }
+
+  /** Ends a queued job that will not run: `current` rejects, the events of a batch get `make()`. */
+  private abandon (job: Job, make: () => Error): void {
+    if (job.kind === 'current') {
+      job.reject(make())
+      return
+    }
+    this.failRest(job.batch, make)
+    this.flush(job.batch)
+    job.resolve(job.batch.results as Array<Transition | Error>)
   }
 
   private log (stream: 'log' | 'error', message: string): void {
@@ -345,32 +451,55 @@ export class MachineSandbox {
     }
   }
 
-  private async enqueue (event: { type: string } | undefined): Promise<Transition> {
-    if (this.status === 'stopped') throw this.stoppedError()
-    if (this.status === 'new') throw new Error(`the machine sandbox of ${this.init.identity.id} is not started`)
-    return await new Promise<Transition>((resolve, reject) => {
-      this.queue.push({ ...(event != null ? { event } : {}), resolve, reject })
-      if (this.status === 'running') void this.drain()
-    })
-  }
-
   private async drain (): Promise<void> {
     if (this.draining) return
     this.draining = true
     try {
       for (let job = this.queue.shift(); job != null; job = this.queue.shift()) {
-        if (job.event == null) {
+        if (job.kind === 'current') {
           job.resolve({ ...(this.last as Transition), handled: true })
           continue
         }
         try {
-          job.resolve(await this.run(job.event))
+          await this.run(job.batch)
         } catch (err) {
-          job.reject(err instanceof Error ? err : new Error(String(err)))
+          // not expected: run reports each event's failure in its result
+          const error = err instanceof Error ? err : new Error(String(err))
+          this.failRest(job.batch, () => error)
         }
+        this.flush(job.batch)
+        job.resolve(job.batch.results as Array<Transition | Error>)
       }
     } finally {
       this.draining = false
+    }
+  }
+
+  /** Sets the result of a batch's event `i`, and gives `onResult` the results now known in order. */
+  private settle (batch: Batch, i: number, result: Transition | Error): void {
+    if (batch.results[i] !== undefined) return
+    batch.results[i] = result
+    this.flush(batch)
+  }
+
+  private flush (batch: Batch): void {
+    while (batch.reported < batch.results.length) {
+      const result = batch.results[batch.reported]
+      if (result === undefined) return
+      const i = batch.reported++
+      if (batch.onResult == null) continue
+      try {
+        batch.onResult(i, result)
+      } catch (err) {
+        this.log('error', `onResult failed: ${describeError(err)}`)
+      }
+    }
+  }
+
+  /** Every event of the batch without a result gets `make()`. */
+  private failRest (batch: Batch, make: () => Error): void {
+    for (let i = 0; i < batch.results.length; i++) {
+      if (batch.results[i] === undefined) batch.results[i] = make()
     }
   }
 
@@ -379,69 +508,125 @@ export class MachineSandbox {
     return last != null && last.status !== 'active' ? new MachineNotActiveError(this.machineLabel, last.status, last.error) : undefined
   }
 
-  private async run (event: { type: string }): Promise<Transition> {
-    const inactive = this.notActive()
-    if (inactive != null) throw inactive
-    let live: Live
-    try {
-      live = await this.acquire()
-    } catch (err) {
-      if (this.stopped()) throw this.stoppedError()
-      throw new TransitionFailedError('crashed', `no worker could be started for the machine of ${this.init.identity.id}: ${describeError(err)}`)
-    }
-    // a spontaneous transition may have ended the machine meanwhile
-    const ended = this.notActive()
-    if (ended != null) throw ended
-    if (this.stopped()) throw this.stoppedError()
-
-    const outcome = await this.request(live, { type: 'send', id: ++this.nextId, event }, this.init.timeoutMs)
-    if (this.stopped() && outcome.kind !== 'result') throw this.stoppedError()
-    if (outcome.kind === 'timeout' && live.busy.length > 0 && !live.retired) {
-      // the worker never got to this event: it is stuck in a spontaneous step
-      this.failSpontaneous(live, `did not finish within ${this.init.timeoutMs} ms`)
-    }
-    if (outcome.kind !== 'result') {
-      const failed = this.notActive()
-      if (failed != null) throw failed
-    }
-    const what = `the transition for event ${JSON.stringify(event.type)}`
-    switch (outcome.kind) {
-      case 'result': {
-        const msg = outcome.msg
-        if (msg.ok) {
-          this.consecutiveFailures = 0
-          return this.toTransition(msg.transition)
-        }
-        if (msg.code === 'not-active') throw new MachineNotActiveError(this.machineLabel, msg.status ?? 'stopped', msg.error)
-        throw new Error(`${what} failed in the sandbox: ${msg.error}`)
+  /**
+   * Applies a batch's events that have no result yet, in as few round trips
+   * as the worker allows: one, unless an event hangs or ends the thread; then
+   * that event fails, the thread is replaced from the last good state and
+   * the events after it are sent to the new one.
+   */
+  private async run (batch: Batch): Promise<void> {
+    for (;;) {
+      const pending: number[] = []
+      for (let i = 0; i < batch.results.length; i++) if (batch.results[i] === undefined) pending.push(i)
+      if (pending.length === 0) return
+      if (this.notActive() != null) {
+        this.failRest(batch, () => this.notActive() as MachineNotActiveError)
+        return
       }
-      case 'unsendable':
-        throw new InvalidMachineEventError(`${JSON.stringify(event.type)} could not be passed to the worker: ${outcome.error}`)
-      case 'timeout':
-        this.replace(live)
-        throw new TransitionFailedError('timeout', `${what} did not finish within ${this.init.timeoutMs} ms; the event was not applied, and the machine's worker was replaced and resumed from the last good state`)
-      case 'exit':
-        if (isOutOfMemory(outcome.exit)) {
-          throw new TransitionFailedError('out-of-memory', `${what} ran out of memory (heap limit ${this.init.memoryLimitMb} MB); the event was not applied, and the machine's worker was replaced and resumed from the last good state`)
-        }
-        throw new TransitionFailedError('crashed', `the worker crashed during ${what} (${describeExit(outcome.exit)}); the event was not applied, and the machine's worker was replaced and resumed from the last good state`)
+      let live: Live
+      try {
+        live = await this.acquire()
+      } catch (err) {
+        if (this.stopped()) this.failRest(batch, () => this.stoppedError())
+        else this.failRest(batch, () => new TransitionFailedError('crashed', `no worker could be started for the machine of ${this.init.identity.id}: ${describeError(err)}; the event was not applied`))
+        return
+      }
+      // a spontaneous transition may have ended the machine meanwhile
+      if (this.notActive() != null) {
+        this.failRest(batch, () => this.notActive() as MachineNotActiveError)
+        return
+      }
+      if (this.stopped()) {
+        this.failRest(batch, () => this.stoppedError())
+        return
+      }
+
+      const events = pending.map(i => batch.events[i] as { type: string })
+      const { done, outcome } = await this.request(live, { type: 'send', id: ++this.nextId, events }, this.init.timeoutMs, (msg, t, j) => {
+        if (t != null) this.consecutiveFailures = 0
+        this.settle(batch, pending[j] as number, t ?? this.failure(msg, events[j] as { type: string }))
+      })
+      if (outcome.kind === 'done') continue
+      // event `done` of the request did not finish
+      const i = pending[done] as number
+      const event = events[done] as { type: string }
+      if (this.stopped()) {
+        this.failRest(batch, () => this.stoppedError())
+        return
+      }
+      if (outcome.kind === 'timeout' && live.busy.length > 0 && !live.retired) {
+        // the worker never got to the batch: it is stuck in a spontaneous step
+        this.failSpontaneous(live, `did not finish within ${this.init.timeoutMs} ms`)
+      }
+      if (this.notActive() != null) {
+        this.failRest(batch, () => this.notActive() as MachineNotActiveError)
+        return
+      }
+      const what = `the transition for event ${JSON.stringify(event.type)}`
+      const resumed = 'the event was not applied, and the machine\'s worker was replaced and resumed from the last good state'
+      switch (outcome.kind) {
+        case 'unsendable':
+          // cannot happen to JSON copies; nothing of the request was applied
+          for (const [j, k] of pending.entries()) {
+            if (j >= done) this.settle(batch, k, new InvalidMachineEventError(`${JSON.stringify((events[j] as { type: string }).type)} could not be passed to the worker: ${outcome.error}`))
+          }
+          break
+        case 'timeout':
+          this.replace(live)
+          this.settle(batch, i, new TransitionFailedError('timeout', `${what} did not finish within ${this.init.timeoutMs} ms; ${resumed}`))
+          break
+        case 'exit':
+          // onExit has replaced the thread
+          if (isOutOfMemory(outcome.exit)) this.settle(batch, i, new TransitionFailedError('out-of-memory', `${what} ran out of memory (heap limit ${this.init.memoryLimitMb} MB); ${resumed}`))
+          else this.settle(batch, i, new TransitionFailedError('crashed', `the worker crashed during ${what} (${describeExit(outcome.exit)}); ${resumed}`))
+          break
+      }
     }
   }
 
-  /** Posts a request to a thread and waits for its result, the thread's exit, or the timeout. */
-  private async request (live: Live, msg: ToMachineWorker, timeoutMs: number): Promise<Outcome> {
-    return await new Promise<Outcome>(resolve => {
+  /** The Error of a result the worker refused. */
+  private failure (msg: ResultMessage, event: { type: string }): Error {
+    if (msg.ok) return new Error('unreachable: an ok result has a transition')
+    if (msg.code === 'not-active') return new MachineNotActiveError(this.machineLabel, msg.status ?? 'stopped', msg.error)
+    return new Error(`the transition for event ${JSON.stringify(event.type)} failed in the sandbox: ${msg.error}`)
+  }
+
+  /**
+   * Posts a request to a thread and waits for its results (one per event of
+   * a `send`, one for `start`), the thread's exit, or the timeout, which
+   * applies to each result in turn: it restarts with each result that
+   * arrives. `onResult` gets each result with its index as it arrives; `done`
+   * is how many arrived (the index of the one that did not, if any).
+   */
+  private async request (live: Live, msg: ToMachineWorker, timeoutMs: number, onResult: (msg: ResultMessage, t: Transition | undefined, index: number) => void): Promise<{ done: number, outcome: Outcome }> {
+    const expected = msg.type === 'send' ? msg.events.length : 1
+    return await new Promise<{ done: number, outcome: Outcome }>(resolve => {
+      let done = 0
       const timer = setTimeout(() => { settle({ kind: 'timeout' }) }, timeoutMs)
       const settle = (o: Outcome): void => {
         clearTimeout(timer)
         if (live.inflight?.id === msg.id) live.inflight = undefined
-        resolve(o)
+        resolve({ done, outcome: o })
       }
       if (live.exit != null) {
         settle({ kind: 'exit', exit: live.exit })
         return
       }
-      live.inflight = { id: msg.id, settle }
+      if (expected === 0) {
+        settle({ kind: 'done' })
+        return
+      }
+      live.inflight = {
+        id: msg.id,
+        settle,
+        onResult: (result, t) => {
+          if (result.index !== done) return
+          timer.refresh()
+          done++
+          onResult(result, t, done - 1)
+          if (done === expected) settle({ kind: 'done' })
+        }
+      }
       try {
         live.thread.worker.postMessage(msg)
       } catch (err) {
@@ -515,12 +700,16 @@ export class MachineSandbox {
         }
         if (self.exit != null) self.onLoad(this.exitError(where, self.exit, 'while loading the module'))
       })
-      const outcome = await this.request(self, start, this.loadTimeoutMs)
+      let result: { msg: ResultMessage, t?: Transition } | undefined
+      const { outcome } = await this.request(self, start, this.loadTimeoutMs, (msg, t) => { result = { msg, ...(t != null ? { t } : {}) } })
       switch (outcome.kind) {
-        case 'result':
-          if (outcome.msg.ok) return { live: self, transition: { ...this.toTransition(outcome.msg.transition), handled: true } }
-          if (outcome.msg.code === 'restore') throw new MachineRestoreError(this.machineLabel, outcome.msg.error)
-          throw new ArtifactLoadError(where, outcome.msg.error)
+        case 'done': {
+          const { msg, t } = result as { msg: ResultMessage, t?: Transition }
+          if (t != null) return { live: self, transition: { ...t, handled: true } }
+          if (msg.ok) throw new Error('unreachable: an ok result has a transition')
+          if (msg.code === 'restore') throw new MachineRestoreError(this.machineLabel, msg.error)
+          throw new ArtifactLoadError(where, msg.error)
+        }
         case 'timeout':
           throw new ArtifactLoadError(where, `the machine did not start within ${this.loadTimeoutMs} ms`)
         case 'exit':
@@ -556,12 +745,14 @@ export class MachineSandbox {
       case 'log':
         if (typeof msg.message === 'string') this.log(msg.stream === 'error' ? 'error' : 'log', msg.message)
         break
-      case 'result':
+      case 'result': {
         if (live.inflight?.id !== msg.id) break
         if (msg.ok && msg.id === live.startId) live.started = true
-        if (msg.ok && msg.transition.handled && !live.retired) this.last = this.toTransition(msg.transition)
-        live.inflight.settle({ kind: 'result', msg })
+        const t = msg.ok ? this.toTransition(msg.transition) : undefined
+        if (t?.handled === true && !live.retired) this.last = t
+        live.inflight.onResult(msg, t)
         break
+      }
       case 'busy':
         if (live.retired || !live.started) break
         live.busy.push(msg.event)

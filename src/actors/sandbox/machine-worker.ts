@@ -1,10 +1,14 @@
 /**
  * The worker-thread entry of a MachineSandbox (machine-sandbox.ts): it imports
  * one stateful workload artifact and runs its XState machine as an actor. The
- * parent sends `start` (once) and `send` requests; the worker answers each
- * with a `result` and reports every transition nobody sent (a delayed event
- * fired, an invoked actor finished) as `spontaneous`, all in the order the
- * machine took them. The parent owns the thread's lifetime.
+ * parent sends `start` (once) and `send` requests; the worker answers `start`
+ * with a `result`, and a `send` of N events with N `result`s (`index` 0…N-1),
+ * each posted as soon as its event is applied, so that the parent sees the
+ * progress of a batch (and which event hung, if one does). It reports every
+ * transition nobody sent (a delayed event fired, an invoked actor finished)
+ * as `spontaneous`, all in the order the machine took them. The events of one
+ * `send` are applied back to back, synchronously: no timer fires and no
+ * promise settles between them. The parent owns the thread's lifetime.
  *
  * The actor is made by this package's own xstate (`createActor`), while the
  * machine comes from the copy of xstate bundled into the artifact. They meet
@@ -67,7 +71,8 @@ export type ToMachineWorker =
     timers: WireTimer[]
     derive: boolean
   }
-  | { type: 'send', id: number, event: { type: string } }
+  /** Applies the events in order, each as a single send would be; answered by one `result` per event. */
+  | { type: 'send', id: number, events: Array<{ type: string }> }
 
 /** Why a request failed. `restore`: the state cannot be restored; `not-active`: the machine takes no more events. */
 export type MachineFailureCode = 'restore' | 'not-active' | 'failed'
@@ -76,8 +81,9 @@ export type MachineFailureCode = 'restore' | 'not-active' | 'failed'
 export type FromMachineWorker =
   | { type: 'loaded' }
   | { type: 'load-failed', error: WorkerErrorInfo }
-  | { type: 'result', id: number, ok: true, transition: WireTransition }
-  | { type: 'result', id: number, ok: false, code: MachineFailureCode, error: string, status?: string }
+  /** `index`: the event's position in its `send` (0 for `start`). */
+  | { type: 'result', id: number, index: number, ok: true, transition: WireTransition }
+  | { type: 'result', id: number, index: number, ok: false, code: MachineFailureCode, error: string, status?: string }
   | { type: 'spontaneous', event: unknown, transition: WireTransition }
   /** An event nobody sent reached the root: its step (`spontaneous`) follows, unless it hangs or crashes the thread. */
   | { type: 'busy', event: unknown }
@@ -243,10 +249,10 @@ function onRootStep (a: MachineActor, event: unknown): void {
 }
 
 /** Posts a request's result, then the steps that followed its own. */
-function finishRequest (id: number, a: MachineActor): void {
+function finishRequest (id: number, index: number, a: MachineActor): void {
   const r = request
   request = undefined
-  post({ type: 'result', id, ok: true, transition: r?.step ?? describe(a, true) })
+  post({ type: 'result', id, index, ok: true, transition: r?.step ?? describe(a, true) })
   for (const s of r?.later ?? []) post({ type: 'spontaneous', ...s })
 }
 
@@ -361,14 +367,14 @@ function prepare (m: AnyStateMachine, msg: Extract<ToMachineWorker, { type: 'sta
 function start (msg: Extract<ToMachineWorker, { type: 'start' }>): void {
   const m = machine
   if (m == null || actor != null) {
-    post({ type: 'result', id: msg.id, ok: false, code: 'failed', error: m == null ? 'the module is not loaded' : 'the machine is already started' })
+    post({ type: 'result', id: msg.id, index: 0, ok: false, code: 'failed', error: m == null ? 'the module is not loaded' : 'the machine is already started' })
     return
   }
   let prepared: ReturnType<typeof prepare>
   try {
     prepared = prepare(m, msg)
   } catch (err) {
-    post({ type: 'result', id: msg.id, ok: false, code: 'restore', error: oneLine(err) })
+    post({ type: 'result', id: msg.id, index: 0, ok: false, code: 'restore', error: oneLine(err) })
     return
   }
   const { persisted, timers } = prepared
@@ -377,14 +383,14 @@ function start (msg: Extract<ToMachineWorker, { type: 'start' }>): void {
   try {
     a = createActor(m, { ...(persisted !== undefined ? { snapshot: persisted as Snapshot<unknown> } : {}), inspect, logger: (...args: unknown[]) => { log('log', format(...args)) } })
   } catch (err) {
-    post({ type: 'result', id: msg.id, ok: false, code: persisted !== undefined ? 'restore' : 'failed', error: oneLine(err) })
+    post({ type: 'result', id: msg.id, index: 0, ok: false, code: persisted !== undefined ? 'restore' : 'failed', error: oneLine(err) })
     return
   }
   if (persisted !== undefined) {
     // createActor catches a failing restoreSnapshot (unknown state value, unknown child logic…) into status `error`
     const failure = restoreFailure(a.getSnapshot() as AnyMachineSnapshot, persisted)
     if (failure != null) {
-      post({ type: 'result', id: msg.id, ok: false, code: 'restore', error: failure })
+      post({ type: 'result', id: msg.id, index: 0, ok: false, code: 'restore', error: failure })
       return
     }
     if (a.getSnapshot().status === 'active') {
@@ -406,10 +412,10 @@ function start (msg: Extract<ToMachineWorker, { type: 'start' }>): void {
     a.start()
   } catch (err) {
     request = undefined
-    post({ type: 'result', id: msg.id, ok: false, code: 'failed', error: `starting the machine failed: ${oneLine(err)}` })
+    post({ type: 'result', id: msg.id, index: 0, ok: false, code: 'failed', error: `starting the machine failed: ${oneLine(err)}` })
     return
   }
-  finishRequest(msg.id, a)
+  finishRequest(msg.id, 0, a)
 }
 
 /**
@@ -436,26 +442,27 @@ function accepts (m: AnyStateMachine, snap: AnyMachineSnapshot, event: { type: s
   }
 }
 
-function send (id: number, event: { type: string }): void {
+/** Applies one event of a `send` request and posts its result (and the steps its processing caused). */
+function send (id: number, index: number, event: { type: string }): void {
   const a = actor
   const m = machine
   if (a == null || m == null) {
-    post({ type: 'result', id, ok: false, code: 'failed', error: 'the machine is not started' })
+    post({ type: 'result', id, index, ok: false, code: 'failed', error: 'the machine is not started' })
     return
   }
   const snap = a.getSnapshot() as AnyMachineSnapshot
   if (unserialisable != null || snap.status !== 'active') {
     const status = unserialisable != null ? 'error' : snap.status
     const detail = unserialisable ?? (snap.status === 'error' ? oneLine(snap.error) : undefined)
-    post({ type: 'result', id, ok: false, code: 'not-active', status, error: detail ?? `the machine's status is ${status}` })
+    post({ type: 'result', id, index, ok: false, code: 'not-active', status, error: detail ?? `the machine's status is ${status}` })
     return
   }
   if (!isEvent(event)) {
-    post({ type: 'result', id, ok: false, code: 'failed', error: 'the event is not an object with a string type' })
+    post({ type: 'result', id, index, ok: false, code: 'failed', error: 'the event is not an object with a string type' })
     return
   }
   if (!accepts(m, snap, event)) {
-    post({ type: 'result', id, ok: true, transition: describe(a, false) })
+    post({ type: 'result', id, index, ok: true, transition: describe(a, false) })
     return
   }
   // XState passes the very event object through to the inspection of its step.
@@ -465,12 +472,15 @@ function send (id: number, event: { type: string }): void {
   } catch (err) {
     log('error', `sending ${JSON.stringify(event.type)} failed in the sandbox: ${oneLine(err)}`)
   }
-  finishRequest(id, a)
+  finishRequest(id, index, a)
 }
 
 port.on('message', (msg: ToMachineWorker) => {
   if (msg.type === 'start') start(msg)
-  else if (msg.type === 'send') send(msg.id, msg.event)
+  else if (msg.type === 'send') {
+    const events = Array.isArray(msg.events) ? msg.events : []
+    for (let i = 0; i < events.length; i++) send(msg.id, i, events[i] as { type: string })
+  }
 })
 
 async function load (): Promise<void> {
