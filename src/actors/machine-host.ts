@@ -28,7 +28,7 @@ const DEDUP_WINDOW = 4096
 /** Transitions kept in memory for `state` and `trace`. */
 const RECENT = 100
 /** Batches applied to the machine but not yet durable, at most (the pipeline's depth). */
-const MAX_INFLIGHT_BATCHES = 2
+const MAX_INFLIGHT_BATCHES = 4
 /** Most peers asked for their copy when an owner resumes a workload. */
 const MAX_CLAIMS = 16
 
@@ -46,6 +46,8 @@ interface Batch {
   last: Transition
   /** The batch takes the machine to its final state. */
   completes: boolean
+  /** The batch's journal write, when issued ahead of the acknowledgement order. */
+  durable?: Promise<void>
 }
 
 interface PendingSend {
@@ -459,6 +461,13 @@ export class MachineHost {
         const batch = await this.apply(o, o.queue.splice(0, MAX_BATCH))
         if (batch == null) continue
         o.inflight++
+        // A local journal write is issued at once: the journal orders writes and lets
+        // LevelDB sync several in one go. Replication goes batch after batch (holders
+        // take entries in order). Either way, acknowledgements go out in order.
+        if (o.spec.durability === 'local') {
+          batch.durable = this.persist(o, batch.entries, batch.last)
+          batch.durable.catch(() => {})
+        }
         o.persisting = o.persisting.then(async () => { await this.commit(o, batch) })
         if (batch.completes) return
       }
@@ -524,7 +533,7 @@ export class MachineHost {
   private async commit (o: Owned, batch: Batch): Promise<void> {
     try {
       if (o.status !== 'running') throw new Error(`${this.selfId} no longer owns ${o.spec.id}`)
-      await this.persist(o, batch.entries, batch.last)
+      await (batch.durable ?? this.persist(o, batch.entries, batch.last))
     } catch (err) {
       const refusal: Refusal = { code: 'unavailable', message: `not acknowledged: ${describeError(err)}` }
       for (const w of batch.waiting) {

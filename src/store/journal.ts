@@ -327,6 +327,8 @@ export class WorkloadJournal {
   private readonly db: JournalDatabase
   private readonly sync: boolean
   private readonly queues = new Map<string, Promise<void>>()
+  /** Heads this instance wrote, so a write need not read the head back first (it is the only writer). */
+  private readonly heads = new Map<string, Meta>()
 
   /** `db` is the journal's own keyspace, normally `store.sublevel('journal')` (see `fromStore`). */
   constructor (db: JournalDatabase, options: WorkloadJournalOptions = {}) {
@@ -358,8 +360,11 @@ export class WorkloadJournal {
     const encoded = entries.map((e, i) => encodeEntry(workloadId, e, i))
     const snap = snapshot !== undefined ? encodeSnapshot(workloadId, snapshot) : undefined
     if (encoded.length === 0 && snap === undefined) return
-    await this.exclusive(workloadId, async () => {
-      const meta = await this.readMeta(workloadId)
+    // The lock covers checking and issuing the write, not waiting for it: LevelDB
+    // applies writes in the order they are issued and syncs a queue of them at
+    // once, so back-to-back appends share an fsync (group commit).
+    const written = await this.exclusive(workloadId, async () => {
+      const meta = await this.headForWrite(workloadId)
       let seq = meta?.seq ?? 0
       let epoch = meta?.epoch ?? 0
       for (const e of encoded) {
@@ -378,8 +383,9 @@ export class WorkloadJournal {
       for (const e of encoded) {
         if (e.seq > covered) ops.push({ type: 'put', key: entryKey(workloadId, e.seq), value: e.value })
       }
-      await this.commit(workloadId, meta, ops, seq, epoch, snap)
+      return { done: this.commit(workloadId, meta, ops, seq, epoch, snap) }
     })
+    await written.done
   }
 
   /**
@@ -393,7 +399,7 @@ export class WorkloadJournal {
     checkWorkloadId(workloadId)
     const snap = encodeSnapshot(workloadId, s)
     await this.exclusive(workloadId, async () => {
-      const meta = await this.readMeta(workloadId)
+      const meta = await this.headForWrite(workloadId)
       await this.commit(workloadId, meta, [], Math.max(meta?.seq ?? 0, snap.seq), meta?.epoch ?? 0, snap)
     })
   }
@@ -475,6 +481,7 @@ export class WorkloadJournal {
       for await (const key of this.db.keys({ gte: `${workloadId}${SEP}`, lt: `${workloadId}${AFTER_SEP}` })) {
         ops.push({ type: 'del', key })
       }
+      this.heads.delete(workloadId)
       if (ops.length > 0) await this.write(ops)
     })
   }
@@ -514,7 +521,20 @@ export class WorkloadJournal {
       next.snapshotSeq = snap.seq
     }
     ops.push({ type: 'put', key: metaKey(workloadId), value: encode(workloadId, metaKey(workloadId), 'head', next) })
-    await this.write(ops)
+    // The next write builds on this head as soon as this one is issued; if this one
+    // fails, the head is read back from disk before anything else is written.
+    this.heads.set(workloadId, next)
+    try {
+      await this.write(ops)
+    } catch (err) {
+      this.heads.delete(workloadId)
+      throw err
+    }
+  }
+
+  /** The head as this instance last wrote it, or as stored (checked) if it has not written this workload yet. */
+  private async headForWrite (workloadId: string): Promise<Meta | undefined> {
+    return this.heads.get(workloadId) ?? await this.readMeta(workloadId)
   }
 
   private async write (ops: BatchOp[]): Promise<void> {

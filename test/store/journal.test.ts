@@ -361,7 +361,9 @@ test('corruption is detected and named: flipped bytes, garbage, moved values, ga
 
   await raw.put('ns/head!m', '0123456789abcdef {"epoch":1,"seq":9,"snapshotSeq":4}')
   await rejects(journal.head('ns/head'), CorruptJournalError, /ns\/head at key "ns\/head!m": checksum mismatch/)
-  await rejects(journal.append('ns/head', [entry(10)]), CorruptJournalError, /checksum mismatch/)
+  // An instance is its workloads' only writer and keeps the heads it wrote; one that has
+  // not written this workload (a restarted node) reads the head and refuses a corrupt one.
+  await rejects(WorkloadJournal.fromStore(store).append('ns/head', [entry(10)]), CorruptJournalError, /checksum mismatch/)
   await raw.del('ns/head!m')
   await rejects(journal.restore('ns/head'), CorruptJournalError, /head record missing/)
 
@@ -412,6 +414,18 @@ test('erase removes every key of the workload and nothing else', async () => {
   await again.journal.append(ID, [entry(1, 5)])
   assert.equal(await again.journal.head(ID), { seq: 1, epoch: 5 })
   await again.store.close()
+})
+
+test('appends issued back to back, without waiting, are written in order and share syncs', async () => {
+  const { journal } = await open()
+  await Promise.all(Array.from({ length: 50 }, async (_, i) => { await journal.append('ns/pipelined', range(2 * i + 1, 2 * i + 2)) }))
+  assert.equal(await journal.head('ns/pipelined'), { seq: 100, epoch: 1 })
+  const restored = await journal.restore('ns/pipelined')
+  assert.equal(restored?.entries.map(e => e.seq), Array.from({ length: 100 }, (_, i) => i + 1))
+  // A write the journal refuses (a gap) leaves the cached head as it was.
+  await rejects(journal.append('ns/pipelined', range(102, 102)), JournalError, /next entry must be seq 101/)
+  await journal.append('ns/pipelined', range(101, 101))
+  assert.equal(await journal.head('ns/pipelined'), { seq: 101, epoch: 1 })
 })
 
 test.run()
