@@ -104,6 +104,8 @@ const MAX_EVENTS = 30
 const DEGRADED_RETRY_MS = 5_000
 /** The same for workloads that never could be placed (Unschedulable / Failed). */
 const UNPLACED_RETRY_MS = 30_000
+/** How long the second guardian (then the third, twice as long) waits for the first to heal a workload. */
+const BACKUP_GUARDIAN_MS = 1_000
 /** How long before a workload id heard of in heartbeats is looked up in the DHT again. */
 const RECORD_LOOKUP_BACKOFF_MS = 10_000
 
@@ -132,6 +134,8 @@ export class WorkloadRuntime {
   private readonly recordLookups = new Map<string, number>()
   /** Local time each workload's record was last updated here. */
   private readonly recordSeenAt = new Map<string, number>()
+  /** When this node first saw each workload miss a replica (for backup guardians). */
+  private readonly missingSince = new Map<string, number>()
   private readonly timers: NodeJS.Timeout[] = []
   private readonly startedAt = Date.now()
   private readonly cfg: Required<Pick<WorkloadRuntimeInit, 'tenderWindowMs' | 'confirmTimeoutMs' | 'heartbeatMs' | 'heartbeatTimeoutMs'>>
@@ -784,9 +788,19 @@ export class WorkloadRuntime {
       // Workloads nothing could host are retried too, but less often (see heal).
       if (this.tendering.has(record.spec.id)) continue
       if ((this.retryAfter.get(record.spec.id) ?? 0) > now) continue
-      if (guardians(record.spec.id, live, 3)[0] !== this.selfId) continue
+      const rank = guardians(record.spec.id, live, 3).indexOf(this.selfId)
+      if (rank < 0) continue
       const running = this.liveReplicas(record.spec.id)
       const missing = Array.from({ length: record.spec.replicas }, (_, i) => i).filter(i => !running.some(r => r.replica === i))
+      if (missing.length === 0) this.missingSince.delete(record.spec.id)
+      else if (!this.missingSince.has(record.spec.id)) this.missingSince.set(record.spec.id, now)
+      // The first guardian heals; the next ones step in, one after the other, if it has
+      // not within BACKUP_GUARDIAN_MS each (it may have just restarted and not know the workload).
+      if (rank > 0) {
+        if (missing.length === 0 || now - (this.missingSince.get(record.spec.id) ?? now) < rank * BACKUP_GUARDIAN_MS) continue
+        // Another live node just acted on the record (a heal in flight): leave it to that node.
+        if (record.updatedBy !== this.selfId && this.view.isLive(record.updatedBy) && now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) continue
+      }
       // Give new placements time to show up in heartbeats (local clock: no trust in remote ones),
       // unless every missing replica's node is known gone: its connection dropped.
       if (now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) {
