@@ -108,6 +108,8 @@ const UNPLACED_RETRY_MS = 30_000
 const BACKUP_GUARDIAN_MS = 1_000
 /** How long before a workload id heard of in heartbeats is looked up in the DHT again. */
 const RECORD_LOOKUP_BACKOFF_MS = 10_000
+/** The first retry of a failed lookup comes sooner (a node that just joined has a thin routing table). */
+const RECORD_LOOKUP_FIRST_RETRY_MS = 1_000
 
 /**
  * The workload plane of one node. Every node runs the same code: it bids on
@@ -132,6 +134,8 @@ export class WorkloadRuntime {
   private readonly retryAfter = new Map<string, number>()
   /** Workload ids looked up in the DHT, with the time before which not to try again. */
   private readonly recordLookups = new Map<string, number>()
+  /** Failed lookups in a row per workload id, for the backoff. */
+  private readonly recordLookupFailures = new Map<string, number>()
   /** Local time each workload's record was last updated here. */
   private readonly recordSeenAt = new Map<string, number>()
   /** When this node first saw each workload miss a replica (for backup guardians). */
@@ -432,14 +436,17 @@ export class WorkloadRuntime {
 
   /**
    * Background lookup of a workload heard of only through a heartbeat: one at
-   * a time per id, and not again within RECORD_LOOKUP_BACKOFF_MS of the last
-   * try (every peer's heartbeat names it every second).
+   * a time per id; after a failed lookup, not again for 1 s, 2 s, 4 s … up to
+   * RECORD_LOOKUP_BACKOFF_MS (every peer's heartbeat names it every second).
    */
   private lookUpRecord (id: string): void {
     const now = Date.now()
     if ((this.recordLookups.get(id) ?? 0) > now) return
-    this.recordLookups.set(id, now + RECORD_LOOKUP_BACKOFF_MS)
-    void this.fetchRecord(id).then(record => { if (record != null) this.recordLookups.delete(id) })
+    const failures = this.recordLookupFailures.get(id) ?? 0
+    this.recordLookups.set(id, now + Math.min(RECORD_LOOKUP_BACKOFF_MS, RECORD_LOOKUP_FIRST_RETRY_MS * 2 ** failures))
+    void this.fetchRecord(id).then(record => {
+      if (record != null) { this.recordLookups.delete(id); this.recordLookupFailures.delete(id) } else this.recordLookupFailures.set(id, failures + 1)
+    })
   }
 
   async delete (id: string): Promise<void> {
