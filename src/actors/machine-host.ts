@@ -255,7 +255,7 @@ export class MachineHost {
 
   private async recover (spec: WorkloadSpec, epoch: number): Promise<{ snapshot?: SnapshotRecord, entries: JournalEntry[], heads: Map<string, HolderHead> }> {
     const id = spec.id
-    const previous = this.locations.get(id)
+    const previous = this.locations.get(id) ?? (epoch > 1 ? await this.locationFromDht(id) : undefined)
     const live = this.init.livePeers()
     const ranked = guardians(id, live, MAX_CLAIMS)
     const asked = [...new Set([...(previous?.holders ?? []).filter(p => p !== this.selfId), ...ranked])].filter(p => p !== this.selfId)
@@ -278,8 +278,10 @@ export class MachineHost {
       if (reply.ok) heads.set(peer, reply.head)
     }
     if (spec.durability !== 'local' && previous != null && previous.holders.length > 0 && previous.epoch < epoch) {
-      const reached = previous.holders.filter(p => p === this.selfId || heads.has(p))
-      if (reached.length === 0) throw new OwnerUnavailableError(id, `none of the holders of epoch ${previous.epoch} (${previous.holders.join(', ')}) answered; resuming without them could lose acknowledged events`)
+      // Every acknowledged event is on every holder of the last holder set: one sound copy
+      // among them is needed (a holder that answers with a corrupt copy does not count).
+      const sound = previous.holders.filter(p => p === this.selfId ? own.head.corrupt == null : heads.has(p) && heads.get(p)!.corrupt == null)
+      if (sound.length === 0) throw new OwnerUnavailableError(id, `no sound copy from the holders of epoch ${previous.epoch} (${previous.holders.join(', ')}); resuming without one could lose acknowledged events`)
     }
     // Newest copy first: the highest epoch of its last entry, then the highest seq.
     const candidates: Array<{ peer: string, head: HolderHead }> = []
@@ -310,6 +312,19 @@ export class MachineHost {
       return { snapshot: fromDht, entries: [], heads }
     }
     return { entries: [], heads }
+  }
+
+  /** The location record from the DHT, for an owner-to-be that missed its gossip (it just joined). */
+  private async locationFromDht (id: string): Promise<LocationRecord | undefined> {
+    try {
+      const rec = await this.init.mesh.getRecord(locationKey(id), { signal: AbortSignal.timeout(2_000) })
+      const loc = LocationRecord.safeParse(JSON.parse(new TextDecoder().decode(rec.value)))
+      if (!loc.success || loc.data.owner !== rec.publisher || loc.data.workloadId !== id) return undefined
+      this.noteLocation(loc.data)
+      return loc.data
+    } catch {
+      return undefined
+    }
   }
 
   /** Replaces this node's copy with `snapshot` + `entries` (fetched from a holder). */
