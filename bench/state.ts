@@ -215,6 +215,25 @@ export async function run (): Promise<void> {
     process.stdout.write(`end to end over HTTP, local durability: ${fmt(local.perSecond, 0)} acknowledged transitions/s (${fmt(100 * local.perSecond / httpCeiling, 0)}% of the HTTP ceiling), p50 ${fmt(local.latency.p50)} ms p99 ${fmt(local.latency.p99)} ms\n`)
     const replicated = await persisted(nodes, 'bench-replicated')
     process.stdout.write(`end to end over HTTP, replicated durability: ${fmt(replicated.perSecond, 0)} acknowledged transitions/s (${fmt(100 * replicated.perSecond / httpCeiling, 0)}% of the HTTP ceiling), p50 ${fmt(replicated.latency.p50)} ms p99 ${fmt(replicated.latency.p99)} ms\n`)
+    // The alternative to direct replication: a signed DHT put of the newest state per batch.
+    const dhtPut: number[] = []
+    const value = JSON.stringify({ seq: 1, epoch: 1, snapshot: { value: 'counting', context: { count: 1 } } })
+    for (let i = 0; i < 30; i++) {
+      const s0 = performance.now()
+      await nodes[i % 5]!.api.request('/v1/records', { method: 'PUT', body: { key: `/beemesh/bench/dht-put-${i}`, value }, timeoutMs: 20_000 })
+      dhtPut.push(performance.now() - s0)
+    }
+    const dht = summary(dhtPut)
+    const ownerId = (await stateOf(nodes[0]!, 'bench-replicated')).owner
+    const owner = nodes.find(n => n.peerId === ownerId)!
+    const single: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const s0 = performance.now()
+      await owner.api.request(`/v1/workloads/default/bench-replicated/events`, { method: 'POST', body: { event: { type: 'inc', by: 1 }, id: `single-${i}` }, timeoutMs: 20_000 })
+      single.push(performance.now() - s0)
+    }
+    const one = summary(single)
+    process.stdout.write(`one at a time through the HTTP API: a replicated send p50 ${fmt(one.p50)} ms p99 ${fmt(one.p99)} ms; a DHT put of a state record (the alternative to direct replication) p50 ${fmt(dht.p50)} ms p99 ${fmt(dht.p99)} ms\n`)
     const fo = await failovers(nodes)
     const s = summary(fo.samples)
     process.stdout.write(`failover (kill → first ack from the new owner) over ${s.n} kills: p50 ${fmt(s.p50, 0)} ms, p99 ${fmt(s.p99, 0)} ms, max ${fmt(s.max, 0)} ms; acknowledged ${fo.acknowledged}, counted ${fo.counted} (lost ${fo.acknowledged - fo.counted})\n`)
@@ -229,6 +248,7 @@ export async function run (): Promise<void> {
         local: { ...local, ratioToHttpCeiling: local.perSecond / httpCeiling },
         replicated: { ...replicated, ratioToHttpCeiling: replicated.perSecond / httpCeiling }
       },
+      oneAtATimeMs: { replicatedSend: one, dhtPut: dht },
       failover: { kills: s.n, ms: s, samples: fo.samples, acknowledged: fo.acknowledged, counted: fo.counted, lost: fo.acknowledged - fo.counted },
       settings: { concurrency: CONCURRENCY, events: PERSISTED_EVENTS, rawWrites: RAW_WRITES, nodes: 5 }
     })
