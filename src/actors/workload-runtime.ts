@@ -104,8 +104,15 @@ const MAX_EVENTS = 30
 const DEGRADED_RETRY_MS = 5_000
 /** The same for workloads that never could be placed (Unschedulable / Failed). */
 const UNPLACED_RETRY_MS = 30_000
-/** How long the second guardian (then the third, twice as long) waits for the first to heal a workload. */
-const BACKUP_GUARDIAN_MS = 1_000
+/**
+ * How long the second guardian (then the third, twice as long) waits for the
+ * first to heal a workload. The first acts within milliseconds when it saw the
+ * connection drop; it may not have (no direct connection to the lost node, or
+ * it has just restarted and does not know the workload yet).
+ */
+const BACKUP_GUARDIAN_MS = 300
+/** The same when the loss was noticed by heartbeat timeout (no connection dropped here). */
+const BACKUP_GUARDIAN_SLOW_MS = 1_500
 /** How long before a workload id heard of in heartbeats is looked up in the DHT again. */
 const RECORD_LOOKUP_BACKOFF_MS = 10_000
 /** The first retry of a failed lookup comes sooner (a node that just joined has a thin routing table). */
@@ -804,7 +811,18 @@ export class WorkloadRuntime {
       // The first guardian heals; the next ones step in, one after the other, if it has
       // not within BACKUP_GUARDIAN_MS each (it may have just restarted and not know the workload).
       if (rank > 0) {
-        if (missing.length === 0 || now - (this.missingSince.get(record.spec.id) ?? now) < rank * BACKUP_GUARDIAN_MS) continue
+        if (missing.length === 0) continue
+        // Seen through a dropped connection, the loss is news to every connected guardian
+        // at once; seen through a heartbeat timeout, guardians notice up to a heartbeat apart.
+        const droppedHere = missing.every(i => { const h = this.view.lastHost(record.spec.id, i); return h != null && this.view.hasDisconnected(h.peerId) })
+        const step = droppedHere ? BACKUP_GUARDIAN_MS : BACKUP_GUARDIAN_SLOW_MS
+        const wait = rank * step - (now - (this.missingSince.get(record.spec.id) ?? now))
+        if (wait > 0) {
+          // Look again when this guardian's turn comes, rather than at the next round.
+          const recheck = setTimeout(() => { try { this.guard() } catch {} }, wait + 10)
+          recheck.unref()
+          continue
+        }
         // Another live node just acted on the record (a heal in flight): leave it to that node.
         if (record.updatedBy !== this.selfId && this.view.isLive(record.updatedBy) && now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) continue
       }
