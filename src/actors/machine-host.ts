@@ -315,9 +315,9 @@ export class MachineHost {
   }
 
   /** The location record from the DHT, for an owner-to-be that missed its gossip (it just joined). */
-  private async locationFromDht (id: string): Promise<LocationRecord | undefined> {
+  private async locationFromDht (id: string, timeoutMs = 2_000): Promise<LocationRecord | undefined> {
     try {
-      const rec = await this.init.mesh.getRecord(locationKey(id), { signal: AbortSignal.timeout(2_000) })
+      const rec = await this.init.mesh.getRecord(locationKey(id), { signal: AbortSignal.timeout(timeoutMs) })
       const loc = LocationRecord.safeParse(JSON.parse(new TextDecoder().decode(rec.value)))
       if (!loc.success || loc.data.owner !== rec.publisher || loc.data.workloadId !== id) return undefined
       this.noteLocation(loc.data)
@@ -693,14 +693,23 @@ export class MachineHost {
     const deadline = Date.now() + timeoutMs
     let hint: string | undefined
     let lastProblem = 'no owner known yet'
+    /** Owners that did not answer during this send. */
+    const unreachable = new Set<string>()
     let delay = 50
     while (true) {
       const where = this.init.locate(workloadId)
       if (where == null) throw new WorkloadNotFoundError(workloadId)
       if (where.kind != null && where.kind !== 'stateful') throw new InvalidEventError(`${workloadId} is a ${where.kind} workload; events go to stateful workloads (publish to its topics instead)`)
       if (where.status === 'Completed') throw new WorkloadCompletedError(workloadId, where.output)
-      const owner = hint ?? (this.owned.has(workloadId) ? this.selfId : where.owner ?? this.locations.get(workloadId)?.owner)
+      let owner = hint ?? (this.owned.has(workloadId) ? this.selfId : where.owner ?? this.locations.get(workloadId)?.owner)
       hint = undefined
+      if (owner != null && unreachable.has(owner)) {
+        // This node may not have heard of the failover yet (no direct connection to the
+        // lost owner, or it has just joined): the new owner's location record tells.
+        const fresh = await this.locationFromDht(workloadId, 1_000)
+        if (fresh != null) owner = fresh.owner
+        unreachable.delete(owner)
+      }
       let reply: SendReply | undefined
       if (owner === this.selfId) {
         reply = await this.handleSend(req)
@@ -712,6 +721,7 @@ export class MachineHost {
           reply = parsed.data
         } catch (err) {
           lastProblem = `owner ${owner}: ${describeError(err)}`
+          unreachable.add(owner)
         }
       }
       if (reply?.ok === true) return reply
