@@ -39,7 +39,7 @@ const CONCURRENCY = 32
 const PERSISTED_EVENTS = 3000
 const RAW_WRITES = 3000
 const RAW_TRANSITIONS = 200_000
-const FAILOVERS = 20
+const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 20)
 
 function rawXState (): number {
   const machine = setup({ types: {} as { context: { count: number }, events: { type: 'inc', by: number } } }).createMachine({

@@ -70,8 +70,10 @@ export class StateHolder {
   private async admit (workloadId: string, epoch: number, owner: string): Promise<string | undefined> {
     const f = await this.fence(workloadId)
     if (f != null && epoch < f.epoch) return `epoch ${epoch} is older than epoch ${f.epoch} of owner ${f.owner}`
-    if (f != null && epoch === f.epoch && owner !== f.owner) return `epoch ${epoch} belongs to owner ${f.owner}`
-    if (f == null || epoch > f.epoch) {
+    // Two guardians that re-tendered at once can award the same epoch to two nodes: the
+    // lower peer id wins, everywhere alike (heartbeat fencing breaks the tie the same way).
+    if (f != null && epoch === f.epoch && owner !== f.owner && owner > f.owner) return `epoch ${epoch} belongs to owner ${f.owner}`
+    if (f == null || epoch > f.epoch || owner !== f.owner) {
       this.onFence?.(workloadId, epoch, owner)
       await this.setFence(workloadId, { epoch, owner })
     }

@@ -175,7 +175,7 @@ export class WorkloadRuntime {
     const journal = WorkloadJournal.fromStore(init.store)
     this.holder = new StateHolder(journal, init.store, this.log, (id, epoch, owner) => {
       const owned = this.machines.get(id)
-      if (owned != null && owner !== this.selfId && epoch > owned.epoch) {
+      if (owned != null && owner !== this.selfId && (epoch > owned.epoch || (epoch === owned.epoch && owner < this.selfId))) {
         this.log.warn({ workload: id, epoch: owned.epoch, newer: epoch, by: owner }, 'a newer owner claimed this machine: stopping it')
         void this.machines.stop(id)
       }
@@ -827,13 +827,13 @@ export class WorkloadRuntime {
         if (record.updatedBy !== this.selfId && this.view.isLive(record.updatedBy) && now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) continue
       }
       // Give new placements time to show up in heartbeats (local clock: no trust in remote ones),
-      // unless every missing replica's node is known gone: its connection dropped.
+      // unless the node each missing replica was last known on is gone (connection dropped or silent).
       if (now - (this.recordSeenAt.get(record.spec.id) ?? 0) < this.cfg.heartbeatTimeoutMs) {
         const gone = missing.length > 0 && missing.every(i => {
           const heard = this.view.lastHost(record.spec.id, i)
           const placed = record.placement.find(p => p.replica === i)
           const host = heard != null && (placed == null || heard.epoch >= placed.epoch) ? heard.peerId : placed?.peerId
-          return host != null && host !== this.selfId && this.view.hasDisconnected(host)
+          return host != null && host !== this.selfId && !this.view.isLive(host)
         })
         if (!gone) continue
       }
