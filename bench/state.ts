@@ -186,6 +186,9 @@ async function failovers (nodes: NodeProcess[]): Promise<{ samples: number[], ac
     await sender
     samples.push(firstNew - killedAt)
     process.stdout.write(`  kill ${i + 1}/${FAILOVERS}: ${fmt(firstNew - killedAt, 0)} ms\n`)
+    if (process.env.BENCH_DEBUG != null && firstNew - killedAt > 1000) {
+      for (const n of nodes) process.stdout.write(`--- ${n.peerId} (${n === owner ? 'killed' : 'live'})\n${n.stderr().split('\n').slice(-15).join('\n')}\n`)
+    }
     await owner.exited
     const back = await startNode({ dataDir: owner.dataDir, bootstrap: [via.address] })
     nodes[nodes.indexOf(owner)] = back
@@ -196,6 +199,20 @@ async function failovers (nodes: NodeProcess[]): Promise<{ samples: number[], ac
 }
 
 export async function run (): Promise<void> {
+  if (process.env.BENCH_STATE_ONLY === 'failover') {
+    // A quick look at failover alone (no JSON written): BENCH_STATE_ONLY=failover BENCH_DEBUG=1 npm run bench -- state
+    const nodes = await startMesh(5)
+    try {
+      await applyCounter(nodes[0]!, 'bench-local', 'local')
+      await applyCounter(nodes[0]!, 'bench-replicated', 'replicated')
+      const fo = await failovers(nodes)
+      const s = summary(fo.samples)
+      process.stdout.write(`failover over ${s.n} kills: p50 ${fmt(s.p50, 0)} ms, p99 ${fmt(s.p99, 0)} ms; lost ${fo.acknowledged - fo.counted}\n`)
+    } finally {
+      await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
+    }
+    return
+  }
   const xstatePerSecond = rawXState()
   process.stdout.write(`raw XState (in memory): ${fmt(xstatePerSecond, 0)} transitions/s\n`)
   const levelOne = await rawLevel(1)
