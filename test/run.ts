@@ -3,7 +3,7 @@
  * its own Node process through uvu, and ends with one `N passed, N failed`
  * line. A file that crashes or reports no test counts as a failure.
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { readdir } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 
@@ -40,6 +40,27 @@ async function runFile (file: string): Promise<FileResult> {
 }
 
 const files = (await find(join(root, 'test'))).filter(f => filters.length === 0 || filters.some(x => f.includes(x)))
+
+/**
+ * The container tests need a real engine. With no DOCKER_HOST, the runner
+ * starts the test engine (scripts/container-engine.sh: Podman's Docker API
+ * service, installed from Debian's packages if missing) and stops it at the
+ * end. If that fails, the container tests fail loudly; they never skip.
+ */
+let startedEngine = false
+if (process.env.DOCKER_HOST == null && files.some(f => /container/.test(relative(root, f)))) {
+  process.stdout.write('DOCKER_HOST is not set: starting the test container engine (scripts/container-engine.sh start)…\n')
+  const r = spawnSync('bash', [join(root, 'scripts/container-engine.sh'), 'start'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  const host = /export DOCKER_HOST=(\S+)/.exec(r.stdout ?? '')?.[1]
+  if (r.status === 0 && host != null) {
+    process.env.DOCKER_HOST = host
+    startedEngine = true
+    process.stdout.write(`test container engine at ${host}\n`)
+  } else {
+    process.stdout.write(`could not start the test container engine (exit ${String(r.status)}): the container tests will fail\n${r.stdout ?? ''}\n`)
+  }
+}
+
 const results: FileResult[] = []
 for (const file of files) {
   process.stdout.write(`\n# ${relative(root, file)}\n`)
@@ -59,3 +80,4 @@ for (const r of results) {
 }
 process.stdout.write(`\n${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}\n`)
 process.exitCode = failed > 0 || files.length === 0 ? 1 : 0
+if (startedEngine) spawnSync('bash', [join(root, 'scripts/container-engine.sh'), 'stop'], { cwd: root, stdio: 'inherit' })

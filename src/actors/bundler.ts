@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { dirname, extname, isAbsolute, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build, type BuildFailure, type Message, type Plugin } from 'esbuild'
-import { parseManifest, toWorkloadSpec, validateDefinition, type DefinitionFields, type DefinitionOverrides } from '../workloads/define.js'
+import { parseAnyManifest, toWorkloadSpec, validateDefinition, type DefinitionFields, type DefinitionOverrides } from '../workloads/define.js'
 import { BundleError, InvalidDefinitionError, UnsupportedWorkloadFileError, WorkloadFileNotFoundError } from '../workloads/errors.js'
 import type { WorkloadSpec } from '../workloads/types.js'
 import { inspectArtifact } from './sandbox/sandbox.js'
@@ -156,7 +156,9 @@ export async function bundleWorkload (entry: string, { overrides = {}, source }:
 
   const { hasHandler, machine, ...fields } = await readDefinition(code, sha256, shown)
   const own = validateDefinition(fields, shown, { requireHandler: false })
-  if (own.kind === 'stateful') {
+  if (own.kind === 'container') {
+    // A container definition is data: nothing of the module runs on the mesh.
+  } else if (own.kind === 'stateful') {
     if (machine == null) throw new InvalidDefinitionError(shown, 'machine: missing; expected an XState v5 machine (setup({...}).createMachine({...}))')
     if (!machine.valid) throw new InvalidDefinitionError(shown, 'machine: expected an XState v5 machine (setup({...}).createMachine({...}))')
   } else if (!hasHandler) {
@@ -182,13 +184,39 @@ export async function bundleWorkload (entry: string, { overrides = {}, source }:
  * naming the path.
  */
 export async function loadApplyFile (file: string): Promise<BundleResult> {
+  const loaded = await loadWorkload(file)
+  if (loaded.bundle == null) throw new InvalidDefinitionError(displayPath(resolve(file)), `${loaded.spec.id} is a container workload: it has no module to bundle`)
+  return loaded.bundle
+}
+
+/** What `apply` sends: the spec, and the bundle of an actor workload (container workloads have none). */
+export interface LoadedWorkload {
+  spec: Omit<WorkloadSpec, 'createdAt'>
+  bundle?: BundleResult
+}
+
+/**
+ * What `beemesh apply <file>` takes: a workload module (.ts, .mts, .js, .mjs),
+ * a BeeMesh manifest (`kind: Actor`, naming a module in `spec.module`), or a
+ * Kubernetes Pod or Deployment (.yaml, .yml, .json). Errors name the file.
+ */
+export async function loadWorkload (file: string): Promise<LoadedWorkload> {
   const path = resolve(file)
   const shown = displayPath(path)
   await assertFile(path, shown)
   const ext = extname(path).toLowerCase()
-  if (MODULE_EXTENSIONS.has(ext)) return await bundleWorkload(path)
+  if (MODULE_EXTENSIONS.has(ext)) {
+    const bundle = await bundleWorkload(path)
+    return bundle.spec.kind === 'container' ? { spec: bundle.spec } : { spec: bundle.spec, bundle }
+  }
   if (!MANIFEST_EXTENSIONS.has(ext)) throw new UnsupportedWorkloadFileError(shown)
-  const manifest = parseManifest(await readFile(path, 'utf8'), shown)
+  const parsed = parseAnyManifest(await readFile(path, 'utf8'), shown)
+  if (parsed.type === 'container') {
+    const { createdAt: _createdAt, ...spec } = toWorkloadSpec(parsed.definition, { source: shown, now: 0 })
+    return { spec }
+  }
+  const manifest = parsed.manifest
   await assertFile(manifest.module, displayPath(manifest.module), `spec.module of ${shown}`)
-  return await bundleWorkload(manifest.module, { overrides: manifest.overrides, source: shown })
+  const bundle = await bundleWorkload(manifest.module, { overrides: manifest.overrides, source: shown })
+  return bundle.spec.kind === 'container' ? { spec: bundle.spec } : { spec: bundle.spec, bundle }
 }

@@ -7,7 +7,7 @@ import type { ArtifactService } from '../transport/artifacts.js'
 import type { Logger } from '../transport/logger.js'
 import type { MeshNode } from '../transport/mesh-node.js'
 import { callRpc } from '../transport/rpc.js'
-import type { WorkloadSpec } from '../workloads/types.js'
+import { artifactOf, type WorkloadSpec } from '../workloads/types.js'
 import { EventNotHandledError, InvalidEventError, MachineFailedError, OwnerUnavailableError, WorkloadCompletedError } from './errors.js'
 import { WorkloadNotFoundError } from './errors.js'
 import { InvalidMachineEventError } from './sandbox/errors.js'
@@ -180,7 +180,7 @@ export class MachineHost {
     const phases: Record<string, number> = {}
     const mark = (name: string): void => { phases[name] = Date.now() - t0 }
     try {
-      const artifactPath = await this.init.artifacts.ensure(spec.artifact.sha256, hints, { signal: AbortSignal.timeout(20_000) })
+      const artifactPath = await this.init.artifacts.ensure(artifactOf(spec).sha256, hints, { signal: AbortSignal.timeout(20_000) })
       mark('artifact')
       const { snapshot, entries, heads } = await this.recover(spec, epoch)
       mark('recovered')

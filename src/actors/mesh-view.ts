@@ -1,4 +1,4 @@
-import type { Heartbeat, ReplicaReport } from './protocol.js'
+import type { Heartbeat, PodReport, ReplicaReport } from './protocol.js'
 
 export interface PeerView {
   heartbeat: Heartbeat
@@ -15,9 +15,13 @@ export interface ReplicaLocation {
   status: ReplicaReport['status']
   handled: number
   failures: number
+  /** Container replicas: the pod's phase, from the host's heartbeat. */
+  pod?: PodReport
 }
 
-const STATUS_ORDER: Record<ReplicaReport['status'], number> = { starting: 0, running: 1, failed: 2 }
+const POD_STARTING = new Set(['Pending', 'ContainerCreating'])
+
+const STATUS_ORDER: Record<ReplicaReport['status'], number> = { starting: 0, running: 1, exited: 2, failed: 3 }
 
 /**
  * What this node knows of the rest of the mesh, from heartbeats and scheduler
@@ -45,7 +49,7 @@ export class MeshView {
     for (const r of hb.replicas) {
       let forWorkload = this.reported.get(r.workloadId)
       if (forWorkload == null) { forWorkload = new Map(); this.reported.set(r.workloadId, forWorkload) }
-      forWorkload.set(`${hb.peerId}|${r.replica}`, { peerId: hb.peerId, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures })
+      forWorkload.set(`${hb.peerId}|${r.replica}`, { peerId: hb.peerId, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures, ...(r.pod != null ? { pod: r.pod } : {}) })
     }
     for (const r of previous?.heartbeat.replicas ?? []) if (this.reported.get(r.workloadId)?.size === 0) this.reported.delete(r.workloadId)
     this.peers.set(hb.peerId, { heartbeat: hb, seenAt: this.now() })
@@ -125,6 +129,10 @@ export class MeshView {
     }
     for (const loc of this.announced.get(workloadId)?.values() ?? []) {
       if (loc.peerId === this.selfId || !this.isLive(loc.peerId)) continue
+      // A pod cycles between running and backing off: once its host's heartbeat shows it
+      // past its first start, that is newer than the start announcement.
+      const heard = out.get(`${loc.peerId}|${loc.replica}`)
+      if (heard?.pod != null && heard.epoch === loc.epoch && !POD_STARTING.has(heard.pod.phase)) continue
       offer({ peerId: loc.peerId, replica: loc.replica, epoch: loc.epoch, status: loc.status, handled: loc.handled, failures: loc.failures })
     }
     return [...out.values()]

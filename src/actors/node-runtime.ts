@@ -13,6 +13,7 @@ import { ArtifactService } from '../transport/artifacts.js'
 import type { Resources } from '../workloads/types.js'
 import { WorkloadRuntime } from './workload-runtime.js'
 import { NodeMetrics } from './metrics.js'
+import { ContainerEngine } from './container-engine.js'
 
 export interface NodeRuntimeInit {
   dataDir: string
@@ -25,6 +26,8 @@ export interface NodeRuntimeInit {
   capacity: Resources
   labels?: Record<string, string>
   tenderWindowMs?: number
+  /** Path of a Docker Engine API socket (dockerd or Podman's service): container workloads run there. */
+  containerSocket?: string
 }
 
 export interface NodeStatus {
@@ -37,6 +40,8 @@ export interface NodeStatus {
   allocated: Resources
   labels: Record<string, string>
   replicas: number
+  /** The container engine's socket and whether it answers (absent: none configured). */
+  containers?: { socket: string, available: boolean }
   dataDir: string
   pid: number
   version: string
@@ -99,7 +104,8 @@ export class NodeRuntime {
             await mesh.start()
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
             await artifacts.start()
-            const runtime = new WorkloadRuntime({ mesh, artifacts, store, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics })
+            const engine = this.init.containerSocket != null ? new ContainerEngine({ socketPath: this.init.containerSocket, log: this.log }) : undefined
+            const runtime = new WorkloadRuntime({ mesh, artifacts, store, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(engine != null ? { engine } : {}) })
             await runtime.start()
             this.runtime = runtime
           } catch (err) {
@@ -170,9 +176,10 @@ export class NodeRuntime {
       uptimeMs: mesh.uptimeMs,
       peerCount: mesh.started ? mesh.peers().length : 0,
       capacity: this.init.capacity,
-      allocated: this.runtime?.host.allocated() ?? { cpuMillis: 0, memoryBytes: 0 },
+      allocated: this.runtime?.allocated() ?? { cpuMillis: 0, memoryBytes: 0 },
       labels: this.init.labels ?? {},
-      replicas: this.runtime?.host.list().length ?? 0,
+      replicas: (this.runtime?.host.list().length ?? 0) + (this.runtime?.containers.list().length ?? 0) + (this.runtime?.machines.list().length ?? 0),
+      ...(this.init.containerSocket != null ? { containers: { socket: this.init.containerSocket, available: this.runtime?.containers.available ?? false } } : {}),
       dataDir: this.init.dataDir,
       pid: process.pid,
       version: VERSION

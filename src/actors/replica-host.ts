@@ -1,7 +1,7 @@
 import { describeError } from '../errors.js'
 import type { Logger } from '../transport/logger.js'
 import type { ArtifactService } from '../transport/artifacts.js'
-import { deadLetterTopic, type Resources, type TopicEvent, type WorkloadSpec } from '../workloads/types.js'
+import { artifactOf, deadLetterTopic, type Resources, type TopicEvent, type WorkloadSpec } from '../workloads/types.js'
 import type { LogLine, ReplicaReport } from './protocol.js'
 import { ReplicaSandbox } from './sandbox/sandbox.js'
 import type { NodeMetrics } from './metrics.js'
@@ -95,7 +95,7 @@ export class ReplicaHost {
     this.replicas.set(key, local)
     this.init.onTopicsChanged(this.topics())
     try {
-      const artifactPath = await this.init.artifacts.ensure(spec.artifact.sha256, hints, { signal: AbortSignal.timeout(20_000) })
+      const artifactPath = await this.init.artifacts.ensure(artifactOf(spec).sha256, hints, { signal: AbortSignal.timeout(20_000) })
       const sandbox = new ReplicaSandbox({
         artifactPath,
         identity: { id: spec.id, name: spec.name, namespace: spec.namespace, replica, nodeId: this.init.selfId, epoch },

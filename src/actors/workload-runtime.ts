@@ -13,9 +13,11 @@ import { MeshView } from './mesh-view.js'
 import {
   BID_PROTOCOL, BidRequest, decodeEnvelope, decodeMessage, encodeMessage, Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
   SCHEDULER_TOPIC, SchedulerMessage, WorkloadRecordSchema, WorkloadSpecSchema, workloadKey,
-  type LogLine, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
+  type LogLine, type PodReport, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
 } from './protocol.js'
 import { ReplicaHost, type LocalReplica } from './replica-host.js'
+import { ContainerHost, type PodEventRecord, type PodOutcome } from './container-host.js'
+import type { ContainerEngine } from './container-engine.js'
 import type { NodeMetrics } from './metrics.js'
 import { MachineHost } from './machine-host.js'
 import { StateHolder } from './state-holder.js'
@@ -38,15 +40,19 @@ export interface WorkloadRuntimeInit {
   heartbeatMs?: number
   heartbeatTimeoutMs?: number
   metrics?: NodeMetrics
+  /** The container engine (Docker Engine API) this node runs container workloads on, if any. */
+  engine?: ContainerEngine
 }
 
 export interface ReplicaPlacement {
   replica: number
   peerId: string
   epoch: number
-  status: 'starting' | 'running' | 'failed' | 'lost'
+  status: 'starting' | 'running' | 'failed' | 'lost' | 'exited'
   handled: number
   failures: number
+  /** Container replicas: pod phase (Running, CrashLoopBackOff, Succeeded, Failed …), reason, restarts. */
+  pod?: PodReport
 }
 
 /** A workload as `get`/`describe` show it: the record plus what the mesh observes now. */
@@ -73,6 +79,8 @@ export interface WorkloadStatus {
 export interface WorkloadDescription extends WorkloadStatus {
   spec: WorkloadSpec
   events: SchedulingEvent[]
+  /** Container workloads: what each replica's pod went through, from the nodes that run them. */
+  podEvents?: PodEventRecord[]
 }
 
 /** A mesh node as `get nodes` shows it: this node, and every peer heartbeating. */
@@ -131,6 +139,7 @@ export class WorkloadRuntime {
   private readonly view: MeshView
   readonly host: ReplicaHost
   readonly machines: MachineHost
+  readonly containers: ContainerHost
   readonly holder: StateHolder
   private readonly transitionListeners = new Set<(workloadId: string, t: TransitionRecord) => void>()
   private readonly catalog = new Map<string, WorkloadRecord>()
@@ -171,6 +180,12 @@ export class WorkloadRuntime {
       publish: async (topic, data) => { await this.publish(topic, data, { requireListeners: false }) },
       onTopicsChanged: topics => { this.syncSubscriptions(topics) },
       metrics: init.metrics
+    })
+    this.containers = new ContainerHost({
+      selfId: this.mesh.peerId,
+      ...(init.engine != null ? { engine: init.engine } : {}),
+      log: this.log,
+      onEnded: (id, replica, epoch, outcome) => { this.onPodEnded(id, replica, epoch, outcome) }
     })
     const journal = WorkloadJournal.fromStore(init.store)
     this.holder = new StateHolder(journal, init.store, this.log, (id, epoch, owner) => {
@@ -265,6 +280,57 @@ export class WorkloadRuntime {
     }
   }
 
+  /** A container replica here ended by its restart policy: the record keeps the outcome so it is never run again. */
+  private onPodEnded (id: string, replica: number, epoch: number, outcome: PodOutcome, attempt = 1): void {
+    const record = this.catalog.get(id)
+    if (record == null || record.epoch < epoch) {
+      // The award can arrive before the record's gossip: try again shortly.
+      if (attempt < 20) setTimeout(() => { this.onPodEnded(id, replica, epoch, outcome, attempt + 1) }, 250).unref()
+      return
+    }
+    if (record.status === 'Deleted') return
+    const entry = { peerId: this.selfId, replica, epoch, outcome: { ...outcome, message: outcome.message?.slice(0, 1900), at: Date.now() } }
+    const placement = keepEnded(record, [...record.placement.filter(p => p.replica !== replica), entry])
+    const next: WorkloadRecord = { ...record, placement, updatedAt: Date.now(), updatedBy: this.selfId }
+    const what = `replica ${replica} on ${this.selfId} ${outcome.phase === 'Succeeded' ? 'succeeded' : 'failed'}: ${outcome.reason}${outcome.exitCode != null ? `, exit code ${outcome.exitCode}` : ''}${outcome.message != null && outcome.phase === 'Failed' ? ` (${outcome.message})` : ''}`
+    next.events = pushEvent(record.events, event(outcome.phase === 'Succeeded' ? 'Normal' : 'Warning', outcome.phase === 'Succeeded' ? 'Completed' : outcome.reason, what))
+    const status = endedStatus(next)
+    this.updateRecord(status != null ? { ...next, status } : next)
+  }
+
+  /**
+   * After a restart, this node's containers from before: adopted when the
+   * workload's record still places that replica here at that epoch, removed
+   * when it moved on or is gone. The record comes from the DHT (a node does
+   * not keep the catalog across restarts); with no answer for 30 s, the
+   * container is removed.
+   */
+  private async adoptContainers (): Promise<void> {
+    const deadline = Date.now() + 30_000
+    // Heartbeats tell where replicas run now, fresher than a DHT copy of the record:
+    // give the peers this node connects to a heartbeat round to be heard (at most 5 s).
+    const heard = Date.now() + 5_000
+    while (!this.stopped && Date.now() < heard && (this.mesh.peers().length === 0 || this.view.livePeers().length < this.mesh.peers().length)) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    const { adopted, removed } = await this.containers.adoptOrRemove(async (id, replica, epoch) => {
+      for (;;) {
+        const newer = this.view.remoteReplicas(id).find(r => r.replica === replica && r.epoch > epoch)
+        if (newer != null) return { remove: `replica ${replica} of ${id} runs on ${newer.peerId} at epoch ${newer.epoch} now` }
+        const record = this.catalog.get(id) ?? await this.fetchRecord(id)
+        if (record != null) {
+          if (record.status === 'Deleted') return { remove: `${id} was deleted` }
+          const placed = record.placement.find(p => p.replica === replica)
+          if (placed != null && placed.peerId === this.selfId && placed.epoch === epoch && record.epoch >= epoch) return { adopt: record.spec }
+          if (record.epoch > epoch || (placed != null && (placed.peerId !== this.selfId || placed.epoch !== epoch))) return { remove: `replica ${replica} of ${id} is at epoch ${placed?.epoch ?? record.epoch} on ${placed?.peerId ?? 'no node'} now` }
+        }
+        if (this.stopped || Date.now() > deadline) return { remove: `no record of ${id} found within 30 s` }
+        await new Promise(resolve => setTimeout(resolve, 1_000))
+      }
+    }).catch(err => { this.log.warn({ err: describeError(err) }, 'could not list containers from before the restart'); return { adopted: 0, removed: 0 } })
+    if (adopted + removed > 0) this.log.info({ adopted, removed }, 'containers from before the restart sorted out')
+  }
+
   private onMachineCompleted (id: string, epoch: number, output: unknown): void {
     const record = this.catalog.get(id)
     if (record == null || record.status === 'Deleted') return
@@ -300,8 +366,12 @@ export class WorkloadRuntime {
     await serveRpc(this.mesh, LOGS_PROTOCOL, async request => {
       const req = LogsRequest.safeParse(request)
       if (!req.success) throw new Error('malformed logs request')
-      return { result: this.host.logLines(req.data.workloadId, req.data) }
+      if (req.data.events === true) return { result: this.containers.events(req.data.workloadId) }
+      return { result: [...this.host.logLines(req.data.workloadId, req.data), ...await this.containers.logLines(req.data.workloadId, req.data)] }
     }, this.log)
+    await this.containers.open()
+    // Containers from before a restart: adopted or removed once the mesh says where they belong.
+    void this.adoptContainers()
     // Copies of machine state held from before a restart: drop those of workloads
     // that completed or were deleted meanwhile (the erasure happened without us).
     const sweep = setTimeout(() => { void this.sweepHeldState() }, 5_000)
@@ -320,6 +390,7 @@ export class WorkloadRuntime {
     this.mesh.removeEventListener('peer:disconnect', this.onDisconnect)
     await this.host.stopAll()
     await this.machines.stopAll()
+    await this.containers.stopAll()
   }
 
   private every (ms: number, fn: () => void): void {
@@ -337,7 +408,7 @@ export class WorkloadRuntime {
   // ---------------------------------------------------------------- apply / read / delete
 
   /** Places a workload on the mesh; resolves once every replica confirmed it runs. */
-  async apply (specInput: unknown, artifact: Uint8Array): Promise<WorkloadStatus> {
+  async apply (specInput: unknown, artifact?: Uint8Array): Promise<WorkloadStatus> {
     return await (await this.submit(specInput, artifact)).placed
   }
 
@@ -346,7 +417,7 @@ export class WorkloadRuntime {
    * Pending; `placed` settles when the tender does. Rejects (before anything is
    * recorded) for an invalid spec or an artifact whose hash does not match.
    */
-  async submit (specInput: unknown, artifact: Uint8Array): Promise<{ placed: Promise<WorkloadStatus> }> {
+  async submit (specInput: unknown, artifact?: Uint8Array): Promise<{ placed: Promise<WorkloadStatus> }> {
     const parsed = WorkloadSpecSchema.safeParse(specInput)
     if (!parsed.success) {
       const issue = parsed.error.issues[0]
@@ -355,7 +426,10 @@ export class WorkloadRuntime {
     const spec = parsed.data
     // Announced as a DHT provider after placement: awardees fetch from the tenderer
     // first, and the provider query would compete with the tender for every node's time.
-    await this.init.artifacts.publish(artifact, spec.artifact.sha256, { announce: false })
+    if (spec.artifact != null) {
+      if (artifact == null) throw new InvalidWorkloadError(`artifact: missing; a ${spec.kind} workload needs its bundle`)
+      await this.init.artifacts.publish(artifact, spec.artifact.sha256, { announce: false })
+    }
     const existing = this.catalog.get(spec.id)
     if (existing != null && existing.status !== 'Deleted' && sameSpec(existing.spec, spec) && existing.status === 'Running') {
       return { placed: Promise.resolve(this.statusOf(existing)) }
@@ -374,7 +448,8 @@ export class WorkloadRuntime {
     }
     this.updateRecord(record, { persist: false })
     const placed = this.place(spec, epoch, record)
-    void placed.catch(() => {}).finally(() => { this.init.artifacts.announce(spec.artifact.sha256) })
+    const sha256 = spec.artifact?.sha256
+    if (sha256 != null) void placed.catch(() => {}).finally(() => { this.init.artifacts.announce(sha256) })
     return { placed }
   }
 
@@ -423,10 +498,30 @@ export class WorkloadRuntime {
     return [...this.catalog.values()].filter(r => r.status !== 'Deleted').map(r => this.statusOf(r)).sort((a, b) => a.id.localeCompare(b.id))
   }
 
-  describe (id: string): WorkloadDescription {
-    const record = this.catalog.get(id)
+  async describe (id: string): Promise<WorkloadDescription> {
+    const record = this.catalog.get(id) ?? await this.fetchRecord(id)
     if (record == null || record.status === 'Deleted') throw new WorkloadNotFoundError(id)
-    return { ...this.statusOf(record), spec: record.spec, events: record.events }
+    const described: WorkloadDescription = { ...this.statusOf(record), spec: record.spec, events: record.events }
+    if (record.spec.kind === 'container') described.podEvents = await this.podEvents(record)
+    return described
+  }
+
+  /** Pod events of a container workload, gathered from the nodes that run (or ran) its replicas. */
+  private async podEvents (record: WorkloadRecord): Promise<PodEventRecord[]> {
+    const id = record.spec.id
+    const hosts = new Set([this.selfId, ...record.placement.map(p => p.peerId), ...this.view.remoteReplicas(id).map(r => r.peerId)])
+    const all = await Promise.all([...hosts].map(async peer => {
+      if (peer === this.selfId) return this.containers.events(id)
+      if (!this.view.isLive(peer)) return []
+      try {
+        const { result } = await callRpc(this.mesh, peer, LOGS_PROTOCOL, { workloadId: id, events: true }, { timeoutMs: 5_000 })
+        return Array.isArray(result) ? result as PodEventRecord[] : []
+      } catch (err) {
+        this.log.debug({ peer, err: describeError(err) }, 'could not fetch pod events')
+        return []
+      }
+    }))
+    return all.flat().sort((a, b) => a.ts - b.ts)
   }
 
   /** Reads a workload's record from the DHT, for ids this node has not heard of through gossip. */
@@ -470,7 +565,7 @@ export class WorkloadRuntime {
     if (record == null || record.status === 'Deleted') throw new WorkloadNotFoundError(id)
     const hosts = new Set([this.selfId, ...record.placement.map(p => p.peerId), ...this.view.remoteReplicas(id).map(r => r.peerId)])
     const all = await Promise.all([...hosts].map(async peer => {
-      if (peer === this.selfId) return this.host.logLines(id, opts)
+      if (peer === this.selfId) return [...this.host.logLines(id, opts), ...await this.containers.logLines(id, opts)]
       if (!this.view.isLive(peer)) return []
       try {
         const { result } = await callRpc(this.mesh, peer, LOGS_PROTOCOL, { workloadId: id, ...opts }, { timeoutMs: 5_000 })
@@ -583,7 +678,7 @@ export class WorkloadRuntime {
         const cur = this.catalog.get(m.workloadId)
         if (cur == null || cur.epoch < m.epoch) {
           if (cur != null) this.mergeRecord({ ...cur, epoch: m.epoch, status: 'Deleted', placement: [], updatedAt: Date.now(), updatedBy: m.by })
-          else void this.host.stop(m.workloadId)
+          else { void this.host.stop(m.workloadId); void this.containers.stop(m.workloadId) }
         }
       }
     }
@@ -598,6 +693,11 @@ export class WorkloadRuntime {
     if (owned != null && replica === 0 && (owned.epoch < epoch || (owned.epoch === epoch && peerId < this.selfId))) {
       this.log.warn({ workload: workloadId, epoch: owned.epoch, newer: epoch, by: peerId }, 'machine owned at a newer epoch elsewhere: stopping and dropping this copy')
       void this.machines.stop(workloadId, { erase: true })
+    }
+    const pod = this.containers.get(workloadId, replica)
+    if (pod != null && (pod.epoch < epoch || (pod.epoch === epoch && peerId < this.selfId))) {
+      this.log.warn({ workload: workloadId, replica, epoch: pod.epoch, newer: epoch, by: peerId }, 'container replica superseded by a newer epoch elsewhere: stopping and removing it')
+      void this.containers.stop(workloadId, replica)
     }
     const mine = this.host.get(workloadId, replica)
     if (mine == null || mine.status === 'failed') return
@@ -616,13 +716,23 @@ export class WorkloadRuntime {
       allocated.cpuMillis += r.resources.cpuMillis
       allocated.memoryBytes += r.resources.memoryBytes
     }
-    const hosts = [...new Set(this.host.list().filter(r => r.status !== 'failed' && (minEpochFor == null || r.workloadId !== minEpochFor.workloadId || r.epoch >= minEpochFor.epoch - 0)).map(r => r.workloadId))]
-    return { peerId: this.selfId, labels: this.init.labels, capacity: this.init.capacity, allocated, uptimeMs: Date.now() - this.startedAt, hosts }
+    const hosts = [...new Set([
+      ...this.host.list().filter(r => r.status !== 'failed' && (minEpochFor == null || r.workloadId !== minEpochFor.workloadId || r.epoch >= minEpochFor.epoch - 0)).map(r => r.workloadId),
+      ...this.containers.reports().filter(r => r.status !== 'failed').map(r => r.workloadId)
+    ])]
+    return { peerId: this.selfId, labels: this.init.labels, capacity: this.init.capacity, allocated, uptimeMs: Date.now() - this.startedAt, hosts, capabilities: this.capabilities() }
   }
 
-  /** Resources of the replicas and machines this node runs. */
-  private allocated (): Resources {
+  private capabilities (): string[] {
+    return this.containers.available ? ['container'] : []
+  }
+
+  /** Resources of the replicas, machines and containers this node runs. */
+  allocated (): Resources {
     const a = this.host.allocated()
+    const c = this.containers.allocated()
+    a.cpuMillis += c.cpuMillis
+    a.memoryBytes += c.memoryBytes
     for (const m of this.machines.list()) {
       a.cpuMillis += m.spec.resources.cpuMillis
       a.memoryBytes += m.spec.resources.memoryBytes
@@ -638,22 +748,24 @@ export class WorkloadRuntime {
   private async bidOn (tender: Extract<SchedulerMessage, { type: 'tender' }>): Promise<void> {
     const known = this.catalog.get(tender.spec.id)
     if (known != null && isStale(known, tender.epoch)) return // a deposed tenderer gets no bids
-    const live = this.host.of(tender.spec.id).filter(r => r.status !== 'failed')
+    const live = [...this.host.of(tender.spec.id).filter(r => r.status !== 'failed'), ...this.containers.of(tender.spec.id)]
     const owned = this.machines.get(tender.spec.id)
     const offer = this.selfOffer()
     if (owned != null && owned.epoch >= tender.epoch) offer.hosts.push(tender.spec.id)
     // A replica of an older generation (another spec, being replaced) does not count as already hosting it.
     offer.hosts = offer.hosts.filter(id => id !== tender.spec.id || live.some(r => sameSpec(r.spec, tender.spec)))
-    const result = evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude })
+    const result = evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
     const reply: BidRequest = result.ok
       ? { type: 'bid', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, score: result.score }
       : { type: 'decline', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, rejections: result.rejections }
     if (result.ok) {
       this.reservations.set(tender.tenderId, { resources: tender.spec.resources, expires: Date.now() + this.cfg.tenderWindowMs + 2_000 })
       // A bidder is likely to be awarded: fetch the artifact now so the start does not wait for it.
-      this.init.artifacts.ensure(tender.spec.artifact.sha256, [tender.tenderer], { signal: AbortSignal.timeout(20_000) }).catch(err => {
-        this.log.debug({ workload: tender.spec.id, err: describeError(err) }, 'artifact prefetch failed')
-      })
+      if (tender.spec.artifact != null) {
+        this.init.artifacts.ensure(tender.spec.artifact.sha256, [tender.tenderer], { signal: AbortSignal.timeout(20_000) }).catch(err => {
+          this.log.debug({ workload: tender.spec.id, err: describeError(err) }, 'artifact prefetch failed')
+        })
+      }
     }
     if (tender.tenderer === this.selfId) { this.routeBid(reply); return }
     try {
@@ -683,6 +795,7 @@ export class WorkloadRuntime {
       const t0 = Date.now()
       try {
         if (award.spec.kind === 'stateful') await this.machines.start(award.spec, award.epoch, [award.tenderer])
+        else if (award.spec.kind === 'container') await this.containers.start(award.spec, a.replica, award.epoch)
         else await this.host.start(award.spec, a.replica, award.epoch, [award.tenderer])
         this.log.debug({ workload: award.workloadId, replica: a.replica, ms: Date.now() - t0 }, 'replica started')
         const started = { type: 'started' as const, tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.selfId, replica: a.replica }
@@ -782,7 +895,8 @@ export class WorkloadRuntime {
       capacity: this.init.capacity,
       allocated: this.allocated(),
       uptimeMs: Date.now() - this.startedAt,
-      replicas: [...this.host.reports(), ...this.machines.reports()]
+      capabilities: this.capabilities(),
+      replicas: [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()]
     }
     this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).catch(err => { this.log.debug({ err: describeError(err) }, 'heartbeat publish failed') })
   }
@@ -796,7 +910,10 @@ export class WorkloadRuntime {
     const now = Date.now()
     const live = this.view.livePeerIds()
     for (const record of this.catalog.values()) {
-      if (record.status === 'Deleted' || record.status === 'Completed') continue
+      if (record.status === 'Deleted' || record.status === 'Completed' || record.status === 'Succeeded') continue
+      // Containers that ended by their restart policy are done; only the others are watched.
+      const ended = endedReplicas(record)
+      if (ended.size >= record.spec.replicas) continue
       // A tender in flight belongs to its tenderer, unless that node died: then its guardian takes over.
       if (record.status === 'Pending' && this.view.isLive(record.updatedBy)) continue
       // Workloads nothing could host are retried too, but less often (see heal).
@@ -805,7 +922,7 @@ export class WorkloadRuntime {
       const rank = guardians(record.spec.id, live, 3).indexOf(this.selfId)
       if (rank < 0) continue
       const running = this.liveReplicas(record.spec.id)
-      const missing = Array.from({ length: record.spec.replicas }, (_, i) => i).filter(i => !running.some(r => r.replica === i))
+      const missing = Array.from({ length: record.spec.replicas }, (_, i) => i).filter(i => !ended.has(i) && !running.some(r => r.replica === i))
       if (missing.length === 0) this.missingSince.delete(record.spec.id)
       else if (!this.missingSince.has(record.spec.id)) this.missingSince.set(record.spec.id, now)
       // The first guardian heals; the next ones step in, one after the other, if it has
@@ -841,7 +958,7 @@ export class WorkloadRuntime {
         // A failed machine keeps running (its last state stays readable) but stays Failed.
         if (record.status !== 'Running' && !(record.spec.kind === 'stateful' && record.status === 'Failed')) {
           const adopted = record.status === 'Pending' ? [event('Normal', 'Adopted', `tenderer ${record.updatedBy} stopped answering; every replica already runs, adopted by guardian ${this.selfId}`)] : []
-          this.updateRecord({ ...record, status: 'Running', placement: running.map(r => ({ peerId: r.peerId, replica: r.replica, epoch: r.epoch })), events: [...record.events, ...adopted].slice(-MAX_EVENTS), updatedAt: now, updatedBy: this.selfId })
+          this.updateRecord({ ...record, status: 'Running', placement: keepEnded(record, running.map(r => ({ peerId: r.peerId, replica: r.replica, epoch: r.epoch }))), events: [...record.events, ...adopted].slice(-MAX_EVENTS), updatedAt: now, updatedBy: this.selfId })
         }
         continue
       }
@@ -856,6 +973,7 @@ export class WorkloadRuntime {
       if (cur == null || epoch > cur.epoch) out.set(replica, { peerId, replica, epoch })
     }
     for (const r of this.host.of(id)) if (r.status !== 'failed') add(this.selfId, r.replica, r.epoch)
+    for (const r of this.containers.reports()) if (r.workloadId === id && r.status !== 'failed') add(this.selfId, r.replica, r.epoch)
     const owned = this.machines.get(id)
     if (owned != null) add(this.selfId, 0, owned.epoch)
     for (const r of this.view.remoteReplicas(id)) if (r.status !== 'failed') add(r.peerId, r.replica, r.epoch)
@@ -878,7 +996,7 @@ export class WorkloadRuntime {
     const latest = this.catalog.get(record.spec.id)
     if (latest == null || latest.status === 'Deleted' || latest.epoch !== epoch) return
     if (result.status === 'placed') {
-      const placement = [...running, ...result.placed.map(p => ({ peerId: p.peerId, replica: p.replica, epoch }))].sort((a, b) => a.replica - b.replica)
+      const placement = keepEnded(latest, [...running, ...result.placed.map(p => ({ peerId: p.peerId, replica: p.replica, epoch }))])
       this.updateRecord({ ...latest, status: 'Running', placement, events: pushEvent(latest.events, event('Normal', 'Rescheduled', result.placed.map(p => `replica ${p.replica} → ${p.peerId}`).join(', '))), updatedAt: Date.now(), updatedBy: this.selfId })
     } else {
       this.retryAfter.set(record.spec.id, Date.now() + (unplaced ? UNPLACED_RETRY_MS : DEGRADED_RETRY_MS))
@@ -889,14 +1007,22 @@ export class WorkloadRuntime {
   // ---------------------------------------------------------------- records
 
   /** Adopts a newer record (gossip or DHT) and fences local replicas it supersedes. */
-  private mergeRecord (record: WorkloadRecord): void {
+  private mergeRecord (incoming: WorkloadRecord): void {
+    let record = incoming
     const cur = this.catalog.get(record.spec.id)
-    if (cur != null && (record.epoch < cur.epoch || (record.epoch === cur.epoch && record.updatedAt < cur.updatedAt))) return
+    if (cur != null && record.epoch === cur.epoch && record.status !== 'Deleted' && cur.status !== 'Deleted') {
+      // Hosts note how their replicas ended, each in its own copy: at one epoch, no outcome is lost.
+      const newer = record.updatedAt < cur.updatedAt ? cur : record
+      const merged = mergeOutcomes(newer, newer === cur ? record : cur)
+      if (merged === cur) return
+      record = merged
+    } else if (cur != null && record.epoch < cur.epoch) return
     this.catalog.set(record.spec.id, record)
     this.recordSeenAt.set(record.spec.id, Date.now())
     if (record.status === 'Deleted' || record.status === 'Completed') {
       this.view.forgetWorkload(record.spec.id)
       void this.host.stop(record.spec.id)
+      void this.containers.stop(record.spec.id)
       // The workload's state is transient: every node drops what it holds of it.
       if (record.spec.kind === 'stateful') void this.machines.stop(record.spec.id, { erase: true })
       return
@@ -904,6 +1030,9 @@ export class WorkloadRuntime {
     // A replica from an older generation (different artifact or spec) is stopped once a newer one is placed.
     for (const local of this.host.of(record.spec.id)) {
       if (!sameSpec(local.spec, record.spec) && record.status === 'Running') void this.host.stop(local.workloadId, local.replica)
+    }
+    for (const pod of this.containers.of(record.spec.id)) {
+      if (!sameSpec(pod.spec, record.spec) && record.status === 'Running') void this.containers.stop(pod.workloadId, pod.replica)
     }
   }
 
@@ -927,22 +1056,32 @@ export class WorkloadRuntime {
 
   private statusOf (record: WorkloadRecord): WorkloadStatus {
     const placement: ReplicaPlacement[] = []
-    const local = new Map<number, { epoch: number, status: ReplicaPlacement['status'], handled: number, failures: number }>(this.host.of(record.spec.id).map(r => [r.replica, r]))
+    const local = new Map<number, { epoch: number, status: ReplicaPlacement['status'], handled: number, failures: number, pod?: PodReport }>(this.host.of(record.spec.id).map(r => [r.replica, r]))
     const owned = this.machines.get(record.spec.id)
     if (owned != null) local.set(0, { epoch: owned.epoch, status: owned.status === 'running' ? 'running' : 'starting', handled: 0, failures: 0 })
+    for (const r of this.containers.reports()) if (r.workloadId === record.spec.id) local.set(r.replica, r)
     const remote = this.view.remoteReplicas(record.spec.id)
     const ordinals = new Set([...record.placement.map(p => p.replica), ...local.keys(), ...remote.map(r => r.replica)])
     for (const replica of [...ordinals].sort((a, b) => a - b)) {
+      // How a container replica ended is final: it wins over heartbeats that may lag behind it.
+      const ended = record.placement.find(p => p.replica === replica && p.outcome != null)
+      if (ended?.outcome != null) {
+        const report = local.get(replica) ?? remote.find(r => r.replica === replica && r.peerId === ended.peerId && r.epoch === ended.epoch)
+        placement.push({ replica, peerId: ended.peerId, epoch: ended.epoch, status: 'exited', handled: 0, failures: 0, pod: { phase: ended.outcome.phase, reason: ended.outcome.reason, restarts: report?.pod?.restarts ?? 0, ...(ended.outcome.exitCode != null ? { exitCode: ended.outcome.exitCode } : {}) } })
+        continue
+      }
       const mine = local.get(replica)
-      if (mine != null) { placement.push({ replica, peerId: this.selfId, epoch: mine.epoch, status: mine.status, handled: mine.handled, failures: mine.failures }); continue }
+      if (mine != null) { placement.push({ replica, peerId: this.selfId, epoch: mine.epoch, status: mine.status, handled: mine.handled, failures: mine.failures, ...(mine.pod != null ? { pod: mine.pod } : {}) }); continue }
       const seen = remote.filter(r => r.replica === replica).sort((a, b) => b.epoch - a.epoch)[0]
-      if (seen != null) { placement.push({ replica, peerId: seen.peerId, epoch: seen.epoch, status: seen.status, handled: seen.handled, failures: seen.failures }); continue }
+      if (seen != null) { placement.push({ replica, peerId: seen.peerId, epoch: seen.epoch, status: seen.status, handled: seen.handled, failures: seen.failures, ...(seen.pod != null ? { pod: seen.pod } : {}) }); continue }
       const planned = record.placement.find(p => p.replica === replica)
       if (planned != null) placement.push({ replica, peerId: planned.peerId, epoch: planned.epoch, status: this.view.isLive(planned.peerId) ? 'starting' : 'lost', handled: 0, failures: 0 })
     }
     const ready = placement.filter(p => p.status === 'running').length
     let status: WorkloadStatusName = record.status
-    if (record.status === 'Running' || record.status === 'Degraded') status = ready >= record.spec.replicas ? 'Running' : 'Degraded'
+    const ended = endedStatus(record)
+    if (ended != null) status = ended
+    else if (record.status === 'Running' || record.status === 'Degraded') status = ready >= record.spec.replicas ? 'Running' : 'Degraded'
     return {
       id: record.spec.id,
       name: record.spec.name,
@@ -975,6 +1114,44 @@ function pushEvent (events: SchedulingEvent[], e: SchedulingEvent): SchedulingEv
 /** A tender or award at `epoch` is stale once the workload was deleted at or after it, or moved to a newer epoch. */
 function isStale (known: WorkloadRecord, epoch: number): boolean {
   return known.epoch > epoch || (known.status === 'Deleted' && known.epoch >= epoch)
+}
+
+/** Replica ordinals of a container workload that ended by their restart policy (recorded, never re-run). */
+function endedReplicas (record: WorkloadRecord): Set<number> {
+  return new Set(record.placement.filter(p => p.outcome != null).map(p => p.replica))
+}
+
+/** Succeeded once every replica succeeded; Failed once every replica ended and one failed; else none. */
+function endedStatus (record: WorkloadRecord): 'Succeeded' | 'Failed' | undefined {
+  if (record.spec.kind !== 'container' || record.status === 'Deleted') return undefined
+  const outcomes = record.placement.filter(p => p.outcome != null)
+  if (new Set(outcomes.map(p => p.replica)).size < record.spec.replicas) return undefined
+  return outcomes.every(p => p.outcome?.phase === 'Succeeded') ? 'Succeeded' : 'Failed'
+}
+
+type Placement = WorkloadRecord['placement'][number]
+
+/** A new placement, sorted, keeping the record's entries of replicas that ended (their outcome is history). */
+function keepEnded (record: WorkloadRecord, placement: Placement[]): Placement[] {
+  const out = placement.map(p => {
+    const known = record.placement.find(q => q.replica === p.replica && q.peerId === p.peerId && q.epoch === p.epoch && q.outcome != null)
+    return known != null ? known : p
+  })
+  for (const p of record.placement) if (p.outcome != null && !out.some(q => q.replica === p.replica)) out.push(p)
+  return out.sort((a, b) => a.replica - b.replica)
+}
+
+/**
+ * `newer` with the replica outcomes only `other` knows (same epoch: each host
+ * writes its own replica's end). Returns `newer` itself when nothing is added.
+ */
+function mergeOutcomes (newer: WorkloadRecord, other: WorkloadRecord): WorkloadRecord {
+  const extra = other.placement.filter(p => p.outcome != null && !newer.placement.some(q => q.replica === p.replica && q.outcome != null))
+  if (extra.length === 0) return newer
+  const placement = keepEnded({ ...newer, placement: [...newer.placement.filter(p => !extra.some(e => e.replica === p.replica)), ...extra] }, newer.placement.filter(p => !extra.some(e => e.replica === p.replica)))
+  const merged = { ...newer, placement }
+  const status = endedStatus(merged)
+  return status != null ? { ...merged, status } : merged
 }
 
 function sameSpec (a: WorkloadSpec, b: WorkloadSpec): boolean {

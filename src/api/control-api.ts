@@ -25,7 +25,7 @@ export interface ControlApiInit {
 
 const RecordPut = z.object({ key: z.string(), value: z.string(), encoding: z.enum(['utf8', 'base64']).default('utf8') })
 const Publish = z.object({ data: z.unknown() })
-const Apply = z.object({ spec: z.unknown(), artifact: z.string().min(1) })
+const Apply = z.object({ spec: z.unknown(), artifact: z.string().min(1).optional() })
 const SendEvent = z.object({ event: z.unknown(), id: z.string().min(1).max(128).optional(), timeoutMs: z.number().int().min(100).max(120_000).optional() })
 const MAX_APPLY_BYTES = 48 * 1024 * 1024
 const NAME = '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
@@ -163,7 +163,7 @@ export class ControlApi {
       if (method === 'GET') { sendJson(res, 200, node.workloads.list()); return }
       if (method === 'POST') {
         const apply = parse(Apply, await readJson(req, MAX_APPLY_BYTES))
-        const { placed } = await node.workloads.submit(apply.spec, Buffer.from(apply.artifact, 'base64'))
+        const { placed } = await node.workloads.submit(apply.spec, apply.artifact != null ? Buffer.from(apply.artifact, 'base64') : undefined)
         if (url.searchParams.get('wait') === 'false') {
           // Validated and recorded; placement goes on after the answer.
           placed.catch(err => { this.init.logger.warn({ err: describeError(err) }, 'background placement failed') })
@@ -205,12 +205,7 @@ export class ControlApi {
         return
       }
       if (method === 'GET') {
-        try {
-          sendJson(res, 200, node.workloads.describe(id))
-        } catch (err) {
-          if (!(err instanceof WorkloadNotFoundError) || await node.workloads.fetchRecord(id) == null) throw err
-          sendJson(res, 200, node.workloads.describe(id))
-        }
+        sendJson(res, 200, await node.workloads.describe(id))
         return
       }
       if (method === 'DELETE') {

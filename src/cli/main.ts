@@ -76,10 +76,13 @@ Examples:
     .option('--memory <quantity>', 'memory this node offers to workloads (e.g. 4Gi)', `${Math.floor(totalmem() / 2 ** 20)}Mi`)
     .option('--label <key=value>', 'node label for workload node selectors (repeatable)', parseLabel, {})
     .option('--tender-window-ms <ms>', 'longest time a tender waits for bids (it closes early once every live peer answered)', '250')
+    .option('--container-socket <path>', 'Docker Engine API socket (dockerd, or podman system service) for container workloads (default: $DOCKER_HOST)')
+    .option('--no-containers', 'take no container workloads, even with DOCKER_HOST set')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, containerSocket?: string, containers: boolean }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
-      await nodeStart({ ...opts, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined })
+      const { containers, containerSocket, ...rest } = opts
+      await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })
     })
 
   program.command('up')

@@ -24,6 +24,8 @@ export interface NodeOffer {
   uptimeMs: number
   /** Ids of the workloads with a replica on this node. */
   hosts: string[]
+  /** What it can run beyond actors: `container` while its engine answers. */
+  capabilities?: string[]
 }
 
 /** What a tender asks of one node. */
@@ -33,9 +35,11 @@ export interface PlacementRequest {
   nodeSelector: Record<string, string>
   /** Peer ids that must not get a replica: already hosting, failed before. */
   exclude: string[]
+  /** Capabilities a node needs: `container` for container workloads. */
+  requires?: string[]
 }
 
-export type FilterName = 'cpu' | 'memory' | 'labels' | 'already-hosting' | 'excluded'
+export type FilterName = 'cpu' | 'memory' | 'labels' | 'already-hosting' | 'excluded' | 'capability'
 
 /** Why one node cannot host a replica; data, not an exception. */
 export interface Rejection {
@@ -105,8 +109,20 @@ export function labelsFilter (node: NodeOffer, req: PlacementRequest): Rejection
   return { peerId: node.peerId, filter: 'labels', reason: problems.join('; ') }
 }
 
+const CAPABILITY_MISSING: Record<string, string> = {
+  container: 'no container engine answers on this node (start it with --container-socket or DOCKER_HOST)'
+}
+
+/** A node can only take what it has the means to run: containers need an engine that answers. */
+export function capabilityFilter (node: NodeOffer, req: PlacementRequest): Rejection | undefined {
+  const missing = (req.requires ?? []).filter(c => !(node.capabilities ?? []).includes(c))
+  if (missing.length === 0) return undefined
+  return { peerId: node.peerId, filter: 'capability', reason: missing.map(c => CAPABILITY_MISSING[c] ?? `capability ${c} missing`).join('; ') }
+}
+
 export const feasibilityFilters: readonly FeasibilityFilter[] = [
   excludedFilter,
+  capabilityFilter,
   alreadyHostingFilter,
   cpuFilter,
   memoryFilter,

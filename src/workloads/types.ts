@@ -109,7 +109,80 @@ export interface StatefulDefinition {
   timeoutMs?: number
 }
 
-export type WorkloadDefinition = StatelessDefinition | StatefulDefinition
+/** Kubernetes' pod restart policies: when an exited container is started again. */
+export type RestartPolicy = 'Always' | 'OnFailure' | 'Never'
+
+/** When the engine pulls the image: Kubernetes' imagePullPolicy. */
+export type ImagePullPolicy = 'Always' | 'IfNotPresent' | 'Never'
+
+export interface ContainerPort {
+  containerPort: number
+  /** Published on the node (the engine binds it); none when absent. */
+  hostPort?: number
+  protocol: 'TCP' | 'UDP'
+  name?: string
+}
+
+export interface EnvVar {
+  name: string
+  value: string
+}
+
+/** Restart delays: `initialMs`, doubling up to `maxMs`; reset once a run lasts `resetAfterMs`. */
+export interface RestartBackoff {
+  initialMs: number
+  maxMs: number
+  resetAfterMs: number
+}
+
+/** The container of a container workload (one per replica, like a one-container pod). */
+export interface ContainerSpec {
+  image: string
+  /** Overrides the image's entrypoint (Kubernetes `command`). */
+  command?: string[]
+  /** Overrides the image's cmd (Kubernetes `args`). */
+  args?: string[]
+  env: EnvVar[]
+  ports: ContainerPort[]
+  workingDir?: string
+  restartPolicy: RestartPolicy
+  imagePullPolicy: ImagePullPolicy
+  /** Engine limits (HostConfig NanoCpus / Memory); absent = unlimited. Scheduling uses `resources` (requests). */
+  limits: { cpuMillis?: number, memoryBytes?: number }
+  backoff: RestartBackoff
+  /** Seconds between SIGTERM and SIGKILL when the container is stopped. */
+  terminationGracePeriodSeconds: number
+}
+
+/** The fields a user may write for a container; `toWorkloadSpec` fills the defaults. */
+export interface ContainerFields {
+  image: string
+  command?: string[]
+  args?: string[]
+  /** `{ NAME: 'value' }` or Kubernetes' `[{ name, value }]`. */
+  env?: Record<string, string> | EnvVar[]
+  /** Container ports: `8080`, or `{ containerPort, hostPort?, protocol?, name? }`. */
+  ports?: Array<number | { containerPort: number, hostPort?: number, protocol?: 'TCP' | 'UDP', name?: string }>
+  workingDir?: string
+  restartPolicy?: RestartPolicy
+  imagePullPolicy?: ImagePullPolicy
+  /** Engine limits; `resources` (requests) default to these when absent, as in Kubernetes. */
+  limits?: ResourceQuantities
+  backoff?: Partial<RestartBackoff>
+  terminationGracePeriodSeconds?: number
+}
+
+export interface ContainerDefinition extends ContainerFields {
+  name: string
+  kind: 'container'
+  namespace?: string
+  replicas?: number
+  /** Requests: what the scheduler reserves on the node. */
+  resources?: ResourceQuantities
+  nodeSelector?: Record<string, string>
+}
+
+export type WorkloadDefinition = StatelessDefinition | StatefulDefinition | ContainerDefinition
 
 export interface ArtifactRef {
   /** Hex sha256 of the bundle bytes: the artifact's content address. */
@@ -123,8 +196,8 @@ export interface WorkloadSpec {
   id: string
   name: string
   namespace: string
-  kind: 'stateless' | 'stateful'
-  /** Stateless: the topics that wake it. Stateful: none (events are addressed by workload id). */
+  kind: 'stateless' | 'stateful' | 'container'
+  /** Stateless: the topics that wake it. Stateful and container: none (events are addressed by workload id). */
   topics: string[]
   /** Stateless: replica count. Stateful: always 1 (one owner). */
   replicas: number
@@ -141,10 +214,19 @@ export interface WorkloadSpec {
   snapshotEvery?: number
   /** Stateful only: the machine's id. */
   machineId?: string
-  artifact: ArtifactRef
+  /** Container only: what to run. */
+  container?: ContainerSpec
+  /** The bundled module (stateless and stateful); container workloads have none. */
+  artifact?: ArtifactRef
   /** Where the module came from, for `describe`. */
   source: string
   createdAt: number
+}
+
+/** The bundled module of an actor workload (stateless or stateful); container workloads have none. */
+export function artifactOf (spec: WorkloadSpec): ArtifactRef {
+  if (spec.artifact == null) throw new Error(`${spec.id} (${spec.kind}) has no artifact`)
+  return spec.artifact
 }
 
 /** The dead-letter topic a stateless workload's failed events go to. */

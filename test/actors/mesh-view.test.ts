@@ -7,7 +7,7 @@ const SELF = '12D3KooWSelfSelfSelfSelfSelfSelfSelfSelfSelfSelf'
 const PEER = '12D3KooWPeerPeerPeerPeerPeerPeerPeerPeerPeerPeer'
 
 function heartbeat (replicas: Heartbeat['replicas'], peerId = PEER): Heartbeat {
-  return { type: 'heartbeat', peerId, ts: 0, labels: {}, capacity: { cpuMillis: 1000, memoryBytes: 1 }, allocated: { cpuMillis: 0, memoryBytes: 0 }, uptimeMs: 1, replicas }
+  return { type: 'heartbeat', peerId, ts: 0, labels: {}, capacity: { cpuMillis: 1000, memoryBytes: 1 }, allocated: { cpuMillis: 0, memoryBytes: 0 }, uptimeMs: 1, capabilities: [], replicas }
 }
 
 test('a stale heartbeat arriving after a started announcement does not downgrade the replica', () => {

@@ -2,6 +2,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import {
   alreadyHostingFilter,
+  capabilityFilter,
   cpuFilter,
   describeUnschedulable,
   evaluate,
@@ -107,11 +108,21 @@ test('already-hosting and excluded filters', () => {
 
 test('evaluate collects every rejection, not only the first', () => {
   const n = node({ labels: { zone: 'us' }, allocated: { cpuMillis: 2000, memoryBytes: 4 * Gi }, hosts: ['default/orders'] })
-  const e = evaluate(n, request({ nodeSelector: { zone: 'eu' }, exclude: [n.peerId] }))
+  const e = evaluate(n, request({ nodeSelector: { zone: 'eu' }, exclude: [n.peerId], requires: ['container'] }))
   assert.is(e.ok, false)
   if (e.ok) return
-  assert.equal(e.rejections.map(r => r.filter).sort(), ['already-hosting', 'cpu', 'excluded', 'labels', 'memory'])
-  assert.is(feasibilityFilters.length, 5)
+  assert.equal(e.rejections.map(r => r.filter).sort(), ['already-hosting', 'capability', 'cpu', 'excluded', 'labels', 'memory'])
+  assert.is(feasibilityFilters.length, 6)
+})
+
+test('container workloads need a node whose engine answers', () => {
+  const req = request({ requires: ['container'] })
+  assert.equal(capabilityFilter(node({ capabilities: ['container'] }), req), undefined)
+  const r = capabilityFilter(node(), req)
+  assert.is(r?.filter, 'capability')
+  assert.match(r?.reason ?? '', /^no container engine answers on this node/)
+  assert.equal(capabilityFilter(node(), request()), undefined, 'actors need no capability')
+  assert.match(describeUnschedulable([r!, { ...r!, peerId: 'other-peer-id-1234567' }], 2, 'default/web'), /^0\/2 nodes can host default\/web: 2 × no container engine answers on this node$/)
 })
 
 

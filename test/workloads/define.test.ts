@@ -4,7 +4,7 @@ import { createMachine } from 'xstate'
 import * as assert from 'uvu/assert'
 import { DEFAULTS, defineWorkload, parseManifest, toWorkloadSpec, validateDefinition } from '../../src/workloads/define.js'
 import { InvalidDefinitionError, InvalidManifestError } from '../../src/workloads/errors.js'
-import type { StatelessDefinition } from '../../src/workloads/types.js'
+import type { ContainerDefinition, StatelessDefinition } from '../../src/workloads/types.js'
 
 const SOURCE = 'examples/orders.ts'
 const handler = (): void => {}
@@ -81,10 +81,10 @@ test('messages name the source, the field path and the problem', () => {
   definitionError({ ...valid(), handler: 'run' }, /handler: expected a function .*got "run"/)
 })
 
-test('kind is stateless or stateful; container is announced as later', () => {
-  definitionError({ ...valid(), kind: 'container' }, /kind: "container" workloads are not supported yet/)
-  definitionError({ ...valid(), kind: 'lambda' }, /kind: expected "stateless" or "stateful", got "lambda"/)
-  definitionError({ ...valid(), kind: undefined }, /kind: missing; expected "stateless" or "stateful"/)
+test('kind is stateless, stateful or container', () => {
+  definitionError({ ...valid(), kind: 'lambda' }, 'examples/orders.ts: kind: expected "stateless", "stateful" or "container", got "lambda"')
+  definitionError({ ...valid(), kind: undefined }, /kind: missing; expected "stateless", "stateful" or "container"/)
+  definitionError({ ...valid(), kind: 'container' }, /^examples\/orders\.ts: image: missing; expected an image reference/)
 })
 
 const door = createMachine({ id: 'door', initial: 'closed', states: { closed: { on: { open: 'opened' } }, opened: { on: { close: 'closed' } } } })
@@ -234,6 +234,163 @@ test('an empty manifest or a non-mapping is refused', () => {
   manifestError('', /^deploy\/orders\.yaml: the manifest is empty; expected apiVersion: beemesh\.io\/v1, kind: Actor/)
   manifestError('# only a comment\n', /the manifest is empty/)
   manifestError('- a\n- b\n', 'deploy/orders.yaml: expected a mapping with apiVersion, kind, metadata and spec')
+})
+
+const box = (): ContainerDefinition => ({ name: 'hello', kind: 'container', image: 'busybox:1.36' })
+
+test('defineWorkload takes a container definition and returns it unchanged', () => {
+  const def = box()
+  assert.is(defineWorkload(def), def)
+  const full = defineWorkload({
+    name: 'web',
+    kind: 'container',
+    namespace: 'shop',
+    image: 'registry.example.com:5000/team/web@sha256:' + 'ab'.repeat(32),
+    command: ['httpd'],
+    args: ['-f', '-p', '8080'],
+    env: [{ name: 'MODE', value: 'prod' }],
+    ports: [8080, { containerPort: 53, protocol: 'UDP', name: 'dns' }],
+    workingDir: '/srv',
+    restartPolicy: 'OnFailure',
+    imagePullPolicy: 'Never',
+    limits: { cpu: '1', memory: '256Mi' },
+    resources: { cpu: '250m' },
+    replicas: 3,
+    nodeSelector: { zone: 'eu' },
+    backoff: { initialMs: 200, maxMs: 5000 },
+    terminationGracePeriodSeconds: 5
+  })
+  assert.is(full.name, 'web')
+})
+
+test('container fields are validated, each error naming its field', () => {
+  definitionError({ ...box(), image: undefined }, /^examples\/orders\.ts: image: missing; expected an image reference such as "busybox:1\.36"/)
+  definitionError({ ...box(), image: 'Busybox' }, /^examples\/orders\.ts: image: expected an image reference .*got "Busybox"$/)
+  definitionError({ ...box(), image: 'busy box' }, /image: expected an image reference .*got "busy box"/)
+  definitionError({ ...box(), image: '' }, /image: expected an image reference/)
+  definitionError({ ...box(), command: 'sh -c echo' }, 'examples/orders.ts: command: expected a list of strings, got "sh -c echo"')
+  definitionError({ ...box(), args: ['-p', 8080] }, 'examples/orders.ts: args[1]: expected a string (quote numbers and booleans in YAML), got 8080')
+  definitionError({ ...box(), env: { PORT: 8080 } }, 'examples/orders.ts: env.PORT: expected a string (quote numbers and booleans in YAML), got 8080')
+  definitionError({ ...box(), env: { '1ST': 'x' } }, /^examples\/orders\.ts: env\["1ST"\]: expected an environment variable name .*got "1ST"$/)
+  definitionError({ ...box(), env: [{ name: 'A' }, { name: 'B', value: true }] }, /^examples\/orders\.ts: env\[1\]\.value: expected a string .*got true$/)
+  definitionError({ ...box(), env: [{ name: 'A', value: '1' }, { name: 'A', value: '2' }] }, 'examples/orders.ts: env[1].name: "A" is set twice (also in env[0])')
+  definitionError({ ...box(), env: 'A=1' }, 'examples/orders.ts: env: expected an object mapping names to values, or a list of { name, value }, got "A=1"')
+  definitionError({ ...box(), env: [{ name: 'A', valueFrom: {} }] }, 'examples/orders.ts: env[0].valueFrom: unknown field')
+  definitionError({ ...box(), ports: [0] }, 'examples/orders.ts: ports[0]: expected a port number from 1 to 65535, got 0')
+  definitionError({ ...box(), ports: [{ containerPort: 70000 }] }, 'examples/orders.ts: ports[0].containerPort: expected a port number from 1 to 65535, got 70000')
+  definitionError({ ...box(), ports: [{ containerPort: 80, protocol: 'SCTP' }] }, 'examples/orders.ts: ports[0].protocol: expected "TCP" or "UDP", got "SCTP"')
+  definitionError({ ...box(), ports: [{ containerPort: 80, name: 'Web_Port' }] }, /ports\[0\]\.name: expected a port name .*got "Web_Port"/)
+  definitionError({ ...box(), ports: ['80'] }, /^examples\/orders\.ts: ports\[0\]: expected a port number or \{ containerPort, hostPort\?, protocol\?, name\? \}, got "80"$/)
+  definitionError({ ...box(), ports: [{ port: 80 }] }, 'examples/orders.ts: ports[0].containerPort: missing; expected a port number from 1 to 65535')
+  definitionError({ ...box(), ports: 8080 }, /^examples\/orders\.ts: ports: expected a list of port numbers or .*got 8080$/)
+  definitionError({ ...box(), ports: [8080, { containerPort: 8080 }] }, 'examples/orders.ts: ports[1]: containerPort 8080/TCP is declared twice (also in ports[0])')
+  definitionError({ ...box(), ports: [{ containerPort: 80, hostPort: 8080 }, { containerPort: 81, hostPort: 8080 }] }, 'examples/orders.ts: ports[1]: hostPort 8080/TCP is declared twice (also in ports[0])')
+  definitionError({ ...box(), ports: [{ containerPort: 80, name: 'web' }, { containerPort: 81, name: 'web' }] }, /ports\[1\]: port name "web" is declared twice/)
+  definitionError({ ...box(), workingDir: 'app' }, 'examples/orders.ts: workingDir: expected an absolute path such as "/app", got "app"')
+  definitionError({ ...box(), restartPolicy: 'always' }, 'examples/orders.ts: restartPolicy: expected "Always", "OnFailure" or "Never", got "always"')
+  definitionError({ ...box(), imagePullPolicy: 'Sometimes' }, 'examples/orders.ts: imagePullPolicy: expected "Always", "IfNotPresent" or "Never", got "Sometimes"')
+  definitionError({ ...box(), limits: { memory: '64MB' } }, /^examples\/orders\.ts: limits\.memory: invalid memory quantity "64MB"/)
+  definitionError({ ...box(), limits: { disk: '1Gi' } }, 'examples/orders.ts: limits.disk: unknown field')
+  definitionError({ ...box(), resources: { cpu: '2' }, limits: { cpu: '1' } }, 'examples/orders.ts: resources.cpu: the request "2" is more than the limit "1" (limits.cpu); a request cannot exceed its limit')
+  definitionError({ ...box(), backoff: { initialMs: 0 } }, 'examples/orders.ts: backoff.initialMs: expected an integer from 1 to 3600000, got 0')
+  definitionError({ ...box(), backoff: { initialMs: 600_000 } }, 'examples/orders.ts: backoff.initialMs: 600000 is more than backoff.maxMs (300000 by default)')
+  definitionError({ ...box(), backoff: { initialMs: 2000, maxMs: 1000 } }, 'examples/orders.ts: backoff.initialMs: 2000 is more than backoff.maxMs (1000)')
+  definitionError({ ...box(), backoff: { initial: 10 } }, /backoff\.initial: unknown field \(did you mean "initialMs"\?\)/)
+  definitionError({ ...box(), terminationGracePeriodSeconds: -1 }, 'examples/orders.ts: terminationGracePeriodSeconds: expected an integer from 0 to 3600, got -1')
+  definitionError({ ...box(), replicas: 0 }, /replicas: expected an integer from 1 to 100, got 0/)
+  definitionError({ ...box(), topics: ['t'] }, 'examples/orders.ts: topics: unknown field')
+  definitionError({ ...box(), imagePullpolicy: 'Never' }, 'examples/orders.ts: imagePullpolicy: unknown field (did you mean "imagePullPolicy"?)')
+})
+
+test('toWorkloadSpec gives a container workload its defaults and no artifact', () => {
+  const spec = toWorkloadSpec(box(), { source: 'hello.ts', now: 7 })
+  assert.equal(spec, {
+    id: 'default/hello',
+    name: 'hello',
+    namespace: 'default',
+    kind: 'container',
+    topics: [],
+    replicas: 1,
+    resources: { cpuMillis: 100, memoryBytes: 64 * 1024 * 1024 },
+    nodeSelector: {},
+    delivery: 'queue',
+    retries: 0,
+    timeoutMs: 5000,
+    memoryLimitMb: 64,
+    container: {
+      image: 'busybox:1.36',
+      env: [],
+      ports: [],
+      restartPolicy: 'Always',
+      imagePullPolicy: 'IfNotPresent',
+      limits: {},
+      backoff: { initialMs: 1000, maxMs: 300_000, resetAfterMs: 600_000 },
+      terminationGracePeriodSeconds: 30
+    },
+    source: 'hello.ts',
+    createdAt: 7
+  })
+  assert.equal(JSON.parse(JSON.stringify(spec)), spec)
+  assert.is(toWorkloadSpec(box(), { artifact, source: 'hello.ts', now: 7 }).artifact, undefined)
+  assert.equal(DEFAULTS.backoff, spec.container?.backoff)
+})
+
+test('toWorkloadSpec normalises env and ports of a container', () => {
+  const fromMap = toWorkloadSpec({ ...box(), env: { A: '1', B: '' }, ports: [8080, { containerPort: 53, protocol: 'UDP', hostPort: 5353, name: 'dns' }] }, { source: 's', now: 0 })
+  assert.equal(fromMap.container?.env, [{ name: 'A', value: '1' }, { name: 'B', value: '' }])
+  assert.equal(fromMap.container?.ports, [{ containerPort: 8080, protocol: 'TCP' }, { containerPort: 53, hostPort: 5353, protocol: 'UDP', name: 'dns' }])
+  const fromList = toWorkloadSpec({ ...box(), env: [{ name: 'A', value: '1' }] }, { source: 's', now: 0 })
+  assert.equal(fromList.container?.env, [{ name: 'A', value: '1' }])
+  // The same port number over TCP and UDP is two ports.
+  const both = toWorkloadSpec({ ...box(), ports: [53, { containerPort: 53, protocol: 'UDP' }] }, { source: 's', now: 0 })
+  assert.is(both.container?.ports.length, 2)
+  // Empty command and args mean the image's own, as in Kubernetes.
+  const empty = toWorkloadSpec({ ...box(), command: [], args: [] }, { source: 's', now: 0 })
+  assert.is('command' in (empty.container ?? {}), false)
+  assert.is('args' in (empty.container ?? {}), false)
+})
+
+test('requests default to the limits, resource by resource, then to the defaults', () => {
+  const limited = toWorkloadSpec({ ...box(), limits: { cpu: '500m', memory: '256Mi' } }, { source: 's', now: 0 })
+  assert.equal(limited.resources, { cpuMillis: 500, memoryBytes: 256 * 1024 * 1024 })
+  assert.equal(limited.container?.limits, { cpuMillis: 500, memoryBytes: 256 * 1024 * 1024 })
+  assert.is(limited.memoryLimitMb, 256)
+  const mixed = toWorkloadSpec({ ...box(), limits: { memory: '128Mi' }, resources: { cpu: '250m' } }, { source: 's', now: 0 })
+  assert.equal(mixed.resources, { cpuMillis: 250, memoryBytes: 128 * 1024 * 1024 })
+  assert.equal(mixed.container?.limits, { memoryBytes: 128 * 1024 * 1024 })
+  const cpuOnly = toWorkloadSpec({ ...box(), limits: { cpu: '2' } }, { source: 's', now: 0 })
+  assert.equal(cpuOnly.resources, { cpuMillis: 2000, memoryBytes: 64 * 1024 * 1024 })
+  const requested = toWorkloadSpec({ ...box(), resources: { cpu: '1', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } }, { source: 's', now: 0 })
+  assert.equal(requested.resources, { cpuMillis: 1000, memoryBytes: 1024 ** 3 })
+})
+
+test('toWorkloadSpec keeps the given container fields', () => {
+  const spec = toWorkloadSpec({
+    ...box(),
+    namespace: 'shop',
+    replicas: 4,
+    command: ['sh', '-c'],
+    args: ['echo hi'],
+    workingDir: '/srv',
+    restartPolicy: 'OnFailure',
+    imagePullPolicy: 'Never',
+    nodeSelector: { zone: 'eu' },
+    backoff: { maxMs: 500 },
+    terminationGracePeriodSeconds: 0
+  }, { source: 's', now: 0 })
+  assert.is(spec.id, 'shop/hello')
+  assert.is(spec.replicas, 4)
+  assert.equal(spec.nodeSelector, { zone: 'eu' })
+  const c = spec.container
+  assert.equal(c?.command, ['sh', '-c'])
+  assert.equal(c?.args, ['echo hi'])
+  assert.is(c?.workingDir, '/srv')
+  assert.is(c?.restartPolicy, 'OnFailure')
+  assert.is(c?.imagePullPolicy, 'Never')
+  assert.is(c?.terminationGracePeriodSeconds, 0)
+  // A ceiling below the default first delay lowers the first delay too.
+  assert.equal(c?.backoff, { initialMs: 500, maxMs: 500, resetAfterMs: 600_000 })
+  assert.throws(() => toWorkloadSpec({ ...box(), image: 'Bad Image' }, { source: 'x.yaml', now: 0 }), (err: Error) => err instanceof InvalidDefinitionError && /^x\.yaml: image:/.test(err.message))
 })
 
 test.run()

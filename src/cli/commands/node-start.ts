@@ -1,6 +1,7 @@
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { NodeRuntime } from '../../actors/node-runtime.js'
+import { resolveEngineSocket } from '../../actors/container-engine.js'
 import { ControlApi } from '../../api/control-api.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
 import { createLogger } from '../logging.js'
@@ -19,6 +20,8 @@ export interface NodeStartOptions {
   memory: string
   label: Record<string, string>
   tenderWindowMs: string
+  /** `--container-socket`; DOCKER_HOST when absent; `false` with --no-containers. */
+  containerSocket?: string | false
 }
 
 export const DEFAULT_DATA_DIR = join(homedir(), '.beemesh')
@@ -30,6 +33,14 @@ function quantity (parse: () => number, flag: string): number {
     return parse()
   } catch (err) {
     throw new InvalidArgumentError(`${flag}: ${describeError(err)}`)
+  }
+}
+
+function resolveSocket (flag: string | undefined): string | undefined {
+  try {
+    return resolveEngineSocket(flag)
+  } catch (err) {
+    throw new InvalidArgumentError(`--container-socket: ${describeError(err)}`)
   }
 }
 
@@ -49,6 +60,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   const capacity = { cpuMillis: quantity(() => parseCpu(opts.cpu), '--cpu'), memoryBytes: quantity(() => parseMemory(opts.memory), '--memory') }
   const tenderWindowMs = Number(opts.tenderWindowMs)
   if (!Number.isInteger(tenderWindowMs) || tenderWindowMs < 1 || tenderWindowMs > 60_000) throw new InvalidArgumentError(`--tender-window-ms must be a whole number from 1 to 60000, got "${opts.tenderWindowMs}"`)
+  const containerSocket = opts.containerSocket === false ? undefined : resolveSocket(opts.containerSocket)
   const log = createLogger(opts.logLevel, { component: 'node' })
   const runtime = new NodeRuntime({
     dataDir,
@@ -59,7 +71,8 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     logger: log,
     capacity,
     labels: opts.label,
-    tenderWindowMs
+    tenderWindowMs,
+    ...(containerSocket != null ? { containerSocket } : {})
   })
   const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log })
 
@@ -82,6 +95,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   process.stdout.write(`  api        ${api.url}\n`)
   process.stdout.write(`  data dir   ${dataDir}\n`)
   process.stdout.write(`  offers     cpu ${formatCpu(capacity.cpuMillis)}, memory ${formatMemory(capacity.memoryBytes)}${Object.keys(opts.label).length > 0 ? `, labels ${Object.entries(opts.label).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}\n`)
+  if (status.containers != null) process.stdout.write(`  containers ${status.containers.socket} (${status.containers.available ? 'engine answers' : 'engine does not answer yet: no container workloads until it does'})\n`)
   if (opts.bootstrap.length > 0) process.stdout.write(`  joining    ${opts.bootstrap.join(', ')}\n`)
 
   await new Promise<void>(resolveStop => {

@@ -2,7 +2,7 @@ import { relative } from 'node:path'
 import type { LogLine } from '../../actors/protocol.js'
 import type { NodeSummary, WorkloadDescription, WorkloadStatus } from '../../actors/workload-runtime.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
-import { loadApplyFile } from '../../actors/bundler.js'
+import { loadWorkload } from '../../actors/bundler.js'
 import { formatCpu, formatMemory, formatMemoryApprox } from '../../workloads/quantities.js'
 import { ApiClient } from '../api-client.js'
 import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'
@@ -29,15 +29,16 @@ function short (peerId: string): string {
 export async function apply (file: string, opts: WorkloadCliOptions & { wait: boolean }): Promise<void> {
   const started = Date.now()
   const progress = (line: string): void => { if (opts.output === 'table' || opts.output === 'wide') process.stderr.write(line + '\n') }
-  progress(`bundling ${relative(process.cwd(), file) || file}…`)
-  const bundle = await loadApplyFile(file)
-  progress(`bundled ${bundle.spec.id}: artifact sha256:${bundle.sha256.slice(0, 12)} (${(bundle.code.byteLength / 1024).toFixed(1)} KiB) in ${Date.now() - started} ms`)
-  progress(`tendering ${bundle.spec.replicas} replica(s) on the mesh via ${opts.api}…`)
+  progress(`reading ${relative(process.cwd(), file) || file}…`)
+  const { spec, bundle } = await loadWorkload(file)
+  if (bundle != null) progress(`bundled ${spec.id}: artifact sha256:${bundle.sha256.slice(0, 12)} (${(bundle.code.byteLength / 1024).toFixed(1)} KiB) in ${Date.now() - started} ms`)
+  else if (spec.container != null) progress(`${spec.id}: ${spec.replicas} × container ${spec.container.image} (restartPolicy ${spec.container.restartPolicy})`)
+  progress(`tendering ${spec.replicas} replica(s) on the mesh via ${opts.api}…`)
   const client = new ApiClient(opts.api)
-  const body = { spec: { ...bundle.spec, createdAt: Date.now() }, artifact: Buffer.from(bundle.code).toString('base64') }
+  const body = { spec: { ...spec, createdAt: Date.now() }, ...(bundle != null ? { artifact: Buffer.from(bundle.code).toString('base64') } : {}) }
   if (!opts.wait) {
     await client.request('/v1/workloads?wait=false', { method: 'POST', body, timeoutMs: 30_000 })
-    process.stdout.write(`workload ${bundle.spec.id} accepted; placing it in the background (see: beemesh get workloads)\n`)
+    process.stdout.write(`workload ${spec.id} accepted; placing it in the background (see: beemesh get workloads)\n`)
     return
   }
   const status = await client.request<WorkloadStatus>('/v1/workloads', { method: 'POST', body, timeoutMs: 120_000 })
@@ -55,7 +56,8 @@ export async function getWorkloads (opts: WorkloadCliOptions): Promise<void> {
     { header: 'NAME', value: (w: WorkloadStatus) => w.name },
     { header: 'KIND', value: (w: WorkloadStatus) => w.kind },
     { header: 'READY', value: (w: WorkloadStatus) => `${w.ready}/${w.replicas}` },
-    { header: 'STATUS', value: (w: WorkloadStatus) => w.status },
+    { header: 'STATUS', value: (w: WorkloadStatus) => displayStatus(w) },
+    { header: 'RESTARTS', value: (w: WorkloadStatus) => w.kind === 'container' ? String(w.placement.reduce((n, p) => n + (p.pod?.restarts ?? 0), 0)) : '-' },
     { header: 'EPOCH', value: (w: WorkloadStatus) => String(w.epoch) },
     { header: 'AGE', value: (w: WorkloadStatus) => formatAge(now - w.createdAt) }
   ]
@@ -82,41 +84,80 @@ export async function getNodes (opts: WorkloadCliOptions): Promise<void> {
   printRows(list, columns, 'table')
 }
 
+/**
+ * The STATUS column: the workload's status, or for a container workload that
+ * is not Running, what its pods say (CrashLoopBackOff, ErrImagePull …), as kubectl shows pods.
+ */
+function displayStatus (w: WorkloadStatus): string {
+  if (w.kind !== 'container' || w.status === 'Running') return w.status
+  const reasons = [...new Set(w.placement.map(p => p.pod?.phase === 'Failed' || p.pod?.phase === 'CrashLoopBackOff' ? p.pod.reason ?? p.pod.phase : undefined).filter(r => r != null && r !== w.status))]
+  const backoff = w.placement.some(p => p.pod?.phase === 'CrashLoopBackOff')
+  if (backoff) return 'CrashLoopBackOff'
+  return reasons.length > 0 ? `${w.status} (${reasons.join(', ')})` : w.status
+}
+
 export async function describeWorkload (name: string, opts: WorkloadCliOptions): Promise<void> {
   const id = workloadId(name)
   const d = await new ApiClient(opts.api).request<WorkloadDescription>(`/v1/workloads/${id}`, { timeoutMs: 10_000 })
   if (opts.output === 'json' || opts.output === 'yaml') { printObject(d as unknown as Record<string, unknown>, opts.output); return }
   const out = process.stdout
-  printObject({
+  const c = d.spec.container
+  const fields: Record<string, unknown> = {
     Name: d.name,
     Namespace: d.namespace,
     Kind: d.kind,
-    Status: d.status,
+    Status: displayStatus(d),
     Replicas: `${d.ready} ready / ${d.replicas} desired`,
-    Epoch: d.epoch,
-    Topics: d.topics.join(', '),
-    Delivery: d.delivery,
-    Resources: `cpu ${formatCpu(d.spec.resources.cpuMillis)}, memory ${formatMemory(d.spec.resources.memoryBytes)}`,
-    'Node selector': Object.entries(d.spec.nodeSelector).map(([k, v]) => `${k}=${v}`).join(', ') || '<none>',
-    'Retries/timeout': `${d.spec.retries} retries, ${d.spec.timeoutMs} ms per call`,
-    Artifact: `sha256:${d.artifact.sha256} (${d.artifact.size} bytes)`,
-    Source: d.spec.source
-  }, 'table', out)
+    Epoch: d.epoch
+  }
+  if (c != null) {
+    fields.Image = c.image
+    if (c.command != null) fields.Command = c.command.join(' ')
+    if (c.args != null) fields.Args = c.args.join(' ')
+    fields['Restart policy'] = c.restartPolicy
+    if (c.ports.length > 0) fields.Ports = c.ports.map(p => `${p.containerPort}/${p.protocol}${p.hostPort != null ? ` → host ${p.hostPort}` : ''}`).join(', ')
+    if (c.env.length > 0) fields.Environment = c.env.map(e => `${e.name}=${e.value}`).join(', ')
+    fields.Limits = `cpu ${c.limits.cpuMillis != null ? formatCpu(c.limits.cpuMillis) : '<none>'}, memory ${c.limits.memoryBytes != null ? formatMemory(c.limits.memoryBytes) : '<none>'}`
+  } else {
+    fields.Topics = d.topics.join(', ')
+    fields.Delivery = d.delivery
+  }
+  fields[c != null ? 'Requests' : 'Resources'] = `cpu ${formatCpu(d.spec.resources.cpuMillis)}, memory ${formatMemory(d.spec.resources.memoryBytes)}`
+  fields['Node selector'] = Object.entries(d.spec.nodeSelector).map(([k, v]) => `${k}=${v}`).join(', ') || '<none>'
+  if (c == null) fields['Retries/timeout'] = `${d.spec.retries} retries, ${d.spec.timeoutMs} ms per call`
+  if (d.artifact != null) fields.Artifact = `sha256:${d.artifact.sha256} (${d.artifact.size} bytes)`
+  fields.Source = d.spec.source
+  printObject(fields, 'table', out)
   out.write('Placement:\n')
-  printRows(d.placement, [
-    { header: '  REPLICA', value: p => `  ${p.replica}` },
-    { header: 'NODE', value: p => p.peerId },
-    { header: 'STATUS', value: p => p.status },
-    { header: 'EPOCH', value: p => String(p.epoch) },
-    { header: 'HANDLED', value: p => String(p.handled) },
-    { header: 'FAILURES', value: p => String(p.failures) }
-  ], 'table', out)
+  printRows(d.placement, c != null
+    ? [
+        { header: '  REPLICA', value: p => `  ${p.replica}` },
+        { header: 'NODE', value: p => p.peerId },
+        { header: 'PHASE', value: p => p.pod?.phase ?? p.status },
+        { header: 'REASON', value: p => p.pod?.reason ?? '' },
+        { header: 'RESTARTS', value: p => String(p.pod?.restarts ?? 0) },
+        { header: 'EXIT', value: p => p.pod?.exitCode != null ? String(p.pod.exitCode) : '' },
+        { header: 'EPOCH', value: p => String(p.epoch) }
+      ]
+    : [
+        { header: '  REPLICA', value: p => `  ${p.replica}` },
+        { header: 'NODE', value: p => p.peerId },
+        { header: 'STATUS', value: p => p.status },
+        { header: 'EPOCH', value: p => String(p.epoch) },
+        { header: 'HANDLED', value: p => String(p.handled) },
+        { header: 'FAILURES', value: p => String(p.failures) }
+      ], 'table', out)
   out.write('Events:\n')
   const now = Date.now()
-  printRows(d.events, [
+  const events = [
+    ...d.events.map(e => ({ ...e, from: 'scheduler' })),
+    ...(d.podEvents ?? []).map(e => ({ ts: e.ts, type: e.type, reason: e.reason, message: e.message, from: `replica ${e.replica}@${short(e.nodeId)}` }))
+  ].sort((a, b) => a.ts - b.ts)
+  printRows(events, [
     { header: '  TYPE', value: e => `  ${e.type}` },
     { header: 'REASON', value: e => e.reason },
     { header: 'AGE', value: e => formatAge(now - e.ts) },
+    { header: 'FROM', value: e => e.from },
     { header: 'MESSAGE', value: e => e.message }
   ], 'table', out)
 }
@@ -129,7 +170,8 @@ export async function deleteWorkload (name: string, opts: WorkloadCliOptions): P
 
 function printLog (line: LogLine, out: NodeJS.WritableStream): void {
   const fields = line.fields != null && Object.keys(line.fields).length > 0 ? ` ${JSON.stringify(line.fields)}` : ''
-  out.write(`${new Date(line.ts).toISOString()} [${line.replica}@${short(line.nodeId)}]${line.stream === 'error' ? ' ERROR' : ''} ${line.message}${fields}\n`)
+  const mark = line.stream === 'error' ? ' ERROR' : line.stream === 'stderr' ? ' stderr' : ''
+  out.write(`${new Date(line.ts).toISOString()} [${line.replica}@${short(line.nodeId)}]${mark} ${line.message}${fields}\n`)
 }
 
 /** `beemesh logs <name> [-f] [--tail N]`: lines from every replica, in time order. */

@@ -1,0 +1,366 @@
+import { createActor, fromPromise, type ActorRefFrom, type SnapshotFrom } from 'xstate'
+import { describeError } from '../errors.js'
+import { podMachine, podPhase, type ContainerExit, type ContainerRef, type CreateContainerInput, type EnsureImageInput, type EnsureImageOutput, type PodEvent, type StopContainerInput } from '../machines/pod-machine.js'
+import type { Logger } from '../transport/logger.js'
+import type { Resources, WorkloadSpec } from '../workloads/types.js'
+import { EngineUnavailableError } from './container-errors.js'
+import type { ContainerEngine } from './container-engine.js'
+import type { LogLine, ReplicaReport } from './protocol.js'
+
+/** Labels every BeeMesh container carries: how a restarted node finds, adopts or removes its own. */
+export const LABELS = {
+  workload: 'beemesh.workload',
+  replica: 'beemesh.replica',
+  epoch: 'beemesh.epoch',
+  node: 'beemesh.node'
+} as const
+
+/** A pod event as `describe` shows it. */
+export interface PodEventRecord {
+  ts: number
+  type: 'Normal' | 'Warning'
+  reason: string
+  message: string
+  replica: number
+  nodeId: string
+}
+
+/** How a container replica ended by its restart policy (Succeeded / Failed): not to be replaced. */
+export interface PodOutcome {
+  phase: 'Succeeded' | 'Failed'
+  reason: string
+  exitCode?: number
+  message?: string
+}
+
+export interface LocalPod {
+  workloadId: string
+  spec: WorkloadSpec
+  replica: number
+  epoch: number
+  containerName: string
+  actor: ActorRefFrom<typeof podMachine>
+  events: PodEventRecord[]
+  startedAt: number
+  /** Set once STOP was sent: the pod is going away on purpose. */
+  stopping: boolean
+}
+
+export interface ContainerHostInit {
+  selfId: string
+  engine?: ContainerEngine
+  log: Logger
+  /** A replica reached Succeeded or Failed by its restart policy. */
+  onEnded: (workloadId: string, replica: number, epoch: number, outcome: PodOutcome) => void
+  /** Engine health: how often it is pinged. Default 2000 ms. */
+  pingEveryMs?: number
+}
+
+const EVENTS_PER_POD = 50
+const START_TIMEOUT_MS = 120_000
+/** Grace period when the node itself shuts down: it must stop within its own deadline. */
+const SHUTDOWN_GRACE_SECONDS = 1
+
+/**
+ * The container replicas this node runs, one pod-lifecycle machine each
+ * (src/machines/pod-machine.ts) whose effects are dockerode calls through
+ * the ContainerEngine. The node advertises the `container` capability only
+ * while its engine answers pings.
+ */
+export class ContainerHost {
+  private readonly pods = new Map<string, LocalPod>()
+  private engineUp = false
+  private engineInfo = ''
+  private pinger?: NodeJS.Timeout
+
+  constructor (private readonly init: ContainerHostInit) {}
+
+  /** Whether this node can run containers right now. */
+  get available (): boolean {
+    return this.init.engine != null && this.engineUp
+  }
+
+  get engine (): ContainerEngine | undefined {
+    return this.init.engine
+  }
+
+  /** Pings the engine once (so the first heartbeat already tells), then every pingEveryMs. */
+  async open (): Promise<void> {
+    if (this.init.engine == null) return
+    await this.ping()
+    this.pinger = setInterval(() => { void this.ping() }, this.init.pingEveryMs ?? 2_000)
+    this.pinger.unref()
+  }
+
+  private async ping (): Promise<void> {
+    const engine = this.init.engine
+    if (engine == null) return
+    try {
+      // The version once (slow on Podman), then only the cheap liveness check.
+      if (!this.engineUp) {
+        const info = await engine.ping(10_000)
+        this.init.log.info({ engine: info.engine, version: info.version }, 'container engine answers: this node takes container workloads')
+        this.engineInfo = `${info.engine} ${info.version}`
+      } else {
+        await engine.alive(5_000)
+      }
+      this.engineUp = true
+    } catch (err) {
+      if (this.engineUp || this.engineInfo === '') this.init.log.warn({ err: describeError(err) }, 'container engine does not answer: this node takes no container workloads')
+      this.engineUp = false
+      this.engineInfo = 'unreachable'
+    }
+  }
+
+  private key (workloadId: string, replica: number): string {
+    return `${workloadId}#${replica}`
+  }
+
+  list (): LocalPod[] {
+    return [...this.pods.values()]
+  }
+
+  of (workloadId: string): LocalPod[] {
+    return this.list().filter(p => p.workloadId === workloadId)
+  }
+
+  get (workloadId: string, replica: number): LocalPod | undefined {
+    return this.pods.get(this.key(workloadId, replica))
+  }
+
+  /** Requests of the pods still holding the node: ended ones free their share. */
+  allocated (): Resources {
+    let cpuMillis = 0
+    let memoryBytes = 0
+    for (const p of this.pods.values()) {
+      if (statusOf(p) === 'failed' || statusOf(p) === 'exited') continue
+      cpuMillis += p.spec.resources.cpuMillis
+      memoryBytes += p.spec.resources.memoryBytes
+    }
+    return { cpuMillis, memoryBytes }
+  }
+
+  reports (): ReplicaReport[] {
+    return this.list().map(p => {
+      const phase = podPhase(p.actor.getSnapshot())
+      const ctx = p.actor.getSnapshot().context
+      return {
+        workloadId: p.workloadId,
+        replica: p.replica,
+        epoch: p.epoch,
+        status: statusOf(p),
+        handled: 0,
+        failures: 0,
+        pod: {
+          phase: phase.phase,
+          ...(phase.reason != null ? { reason: phase.reason } : {}),
+          restarts: ctx.restarts,
+          ...(ctx.exitCode != null ? { exitCode: ctx.exitCode } : {})
+        }
+      }
+    })
+  }
+
+  /**
+   * Starts a replica's pod. Resolves once the pod is past its start (running,
+   * backing off, or already ended by its own doing); rejects when the node
+   * cannot run it (no engine, engine lost), so the tender tries another node.
+   */
+  async start (spec: WorkloadSpec, replica: number, epoch: number, adopt?: { containerId: string, running: boolean }): Promise<LocalPod> {
+    const engine = this.init.engine
+    if (spec.container == null) throw new Error(`${spec.id} is not a container workload`)
+    if (engine == null || !this.engineUp) throw new EngineUnavailableError(engine == null ? 'no container engine configured (start the node with --container-socket or DOCKER_HOST)' : `the container engine does not answer (${this.engineInfo})`)
+    const key = this.key(spec.id, replica)
+    const existing = this.pods.get(key)
+    if (existing != null && existing.epoch >= epoch && statusOf(existing) !== 'failed') return existing
+    if (existing != null) await this.stop(spec.id, replica)
+    const containerName = `beemesh-${spec.namespace}-${spec.name}-${replica}-e${epoch}`
+    const labels = { [LABELS.workload]: spec.id, [LABELS.replica]: String(replica), [LABELS.epoch]: String(epoch), [LABELS.node]: this.init.selfId }
+    const container = spec.container
+    const logic = podMachine.provide({
+      actors: {
+        ensureImage: fromPromise<EnsureImageOutput, EnsureImageInput>(async ({ input }) => {
+          const present = await engine.hasImage(input.image)
+          if (input.pullPolicy === 'Never' && !present) throw Object.assign(new Error(`image ${input.image} is not present on this node and imagePullPolicy is Never`), { reason: 'ErrImageNeverPull' })
+          if (present && input.pullPolicy !== 'Always') return { pulled: false }
+          await engine.pull(input.image)
+          return { pulled: true }
+        }),
+        createContainer: fromPromise<ContainerRef, CreateContainerInput>(async ({ input }) => {
+          const opts = { name: input.name, image: container.image, ...(container.command != null ? { command: container.command } : {}), ...(container.args != null ? { args: container.args } : {}), env: container.env, ports: container.ports, ...(container.workingDir != null ? { workingDir: container.workingDir } : {}), limits: container.limits, labels }
+          try {
+            return { containerId: await engine.create(opts) }
+          } catch (err) {
+            // A leftover of this very replica and epoch (a restart before adoption decided): replace it.
+            if ((err as { code?: string }).code !== 'CONTAINER_NAME_CONFLICT') throw err
+            await engine.remove(input.name, { force: true })
+            return { containerId: await engine.create(opts) }
+          }
+        }),
+        startContainer: fromPromise<void, ContainerRef>(async ({ input }) => { await engine.start(input.containerId) }),
+        waitContainer: fromPromise<ContainerExit, ContainerRef>(async ({ input, signal }) => await engine.wait(input.containerId, { signal })),
+        stopContainer: fromPromise<void, StopContainerInput>(async ({ input }) => { await engine.stop(input.containerId, input.graceSeconds) }),
+        removeContainer: fromPromise<void, ContainerRef>(async ({ input }) => { await engine.remove(input.containerId, { force: true }) })
+      }
+    })
+    const actor = createActor(logic, { input: { spec: container, name: containerName, ...(adopt != null ? { adopt } : {}) }, id: `pod:${spec.id}#${replica}` })
+    const pod: LocalPod = { workloadId: spec.id, spec, replica, epoch, containerName, actor, events: [], startedAt: Date.now(), stopping: false }
+    this.pods.set(key, pod)
+    actor.on('pod.event', (e: PodEvent) => {
+      pod.events.push({ ts: Date.now(), type: e.kind, reason: e.reason, message: e.message, replica, nodeId: this.init.selfId })
+      if (pod.events.length > EVENTS_PER_POD) pod.events.splice(0, pod.events.length - EVENTS_PER_POD)
+      this.init.log.debug({ workload: spec.id, replica, reason: e.reason }, e.message)
+    })
+    let ended = false
+    actor.subscribe({
+      next: snapshot => {
+        if (ended || snapshot.status !== 'done' || pod.stopping) return
+        ended = true
+        const ctx = snapshot.context
+        if (ctx.nodeFault) {
+          this.init.log.warn({ workload: spec.id, replica, reason: ctx.reason }, `pod failed on this node: ${ctx.message ?? ctx.reason ?? 'engine lost'}`)
+          return
+        }
+        const phase = snapshot.value === 'Succeeded' ? 'Succeeded' : 'Failed'
+        this.init.onEnded(spec.id, replica, epoch, { phase, reason: ctx.reason ?? phase, ...(ctx.exitCode != null ? { exitCode: ctx.exitCode } : {}), ...(ctx.message != null ? { message: ctx.message } : {}) })
+      },
+      error: err => { this.init.log.error({ workload: spec.id, replica, err: describeError(err) }, 'pod machine crashed') }
+    })
+    actor.start()
+    const settled = await waitForSettled(actor, START_TIMEOUT_MS)
+    if (settled.status === 'done' && settled.context.nodeFault) {
+      this.pods.delete(key)
+      throw new EngineUnavailableError(settled.context.message ?? 'the container engine was lost while starting the pod')
+    }
+    return pod
+  }
+
+  /** Stops and removes a workload's containers here (all replicas, or one). */
+  async stop (workloadId: string, replica?: number, { graceSeconds }: { graceSeconds?: number } = {}): Promise<void> {
+    const targets = this.of(workloadId).filter(p => replica == null || p.replica === replica)
+    await Promise.all(targets.map(async p => { await this.stopPod(p, graceSeconds) }))
+  }
+
+  private async stopPod (pod: LocalPod, graceSeconds?: number): Promise<void> {
+    pod.stopping = true
+    this.pods.delete(this.key(pod.workloadId, pod.replica))
+    const snapshot = pod.actor.getSnapshot()
+    const containerId = snapshot.context.containerId
+    if (snapshot.status !== 'done') {
+      const done = waitForDone(pod.actor, 60_000)
+      pod.actor.send({ type: 'STOP', ...(graceSeconds != null ? { graceSeconds } : {}) })
+      await done.catch(err => { this.init.log.warn({ workload: pod.workloadId, err: describeError(err) }, 'pod did not terminate in time') })
+    }
+    pod.actor.stop()
+    // An ended pod keeps its container (and logs) until the workload goes; then it is removed.
+    if (containerId != null) await this.init.engine?.remove(containerId, { force: true }).catch(() => {})
+  }
+
+  /** On node shutdown: stop and remove every container quickly (the mesh re-places them). */
+  async stopAll (): Promise<void> {
+    if (this.pinger != null) clearInterval(this.pinger)
+    await Promise.all(this.list().map(async p => { await this.stopPod(p, SHUTDOWN_GRACE_SECONDS) }))
+  }
+
+  /** Pod events of a workload's replicas on this node, oldest first. */
+  events (workloadId: string): PodEventRecord[] {
+    return this.of(workloadId).flatMap(p => p.events).sort((a, b) => a.ts - b.ts)
+  }
+
+  /** Log lines of a workload's containers on this node, read from the engine. */
+  async logLines (workloadId: string, { tail, since }: { tail?: number, since?: number } = {}): Promise<LogLine[]> {
+    const engine = this.init.engine
+    if (engine == null) return []
+    const out: LogLine[] = []
+    await Promise.all(this.of(workloadId).map(async pod => {
+      const containerId = pod.actor.getSnapshot().context.containerId
+      if (containerId == null) return
+      const lines: LogLine[] = []
+      try {
+        await engine.logs(containerId, {
+          follow: false,
+          ...(tail != null ? { tail } : {}),
+          ...(since != null ? { since: Math.floor(since / 1000) } : {}),
+          onLine: (stream, message, ts) => { if (since == null || ts > since) lines.push({ ts, workloadId, replica: pod.replica, nodeId: this.init.selfId, stream, message }) }
+        })
+      } catch (err) {
+        this.init.log.debug({ workload: workloadId, err: describeError(err) }, 'could not read container logs')
+      }
+      out.push(...lines)
+    }))
+    return out.sort((a, b) => a.ts - b.ts)
+  }
+
+  /**
+   * After a restart: containers this node ran before. Each is adopted when
+   * `decide` says its replica still belongs here at that epoch, and removed
+   * when it is stale (the workload moved on, or is gone).
+   */
+  async adoptOrRemove (decide: (workloadId: string, replica: number, epoch: number) => Promise<{ adopt: WorkloadSpec } | { remove: string }>): Promise<{ adopted: number, removed: number }> {
+    const engine = this.init.engine
+    if (engine == null || !this.engineUp) return { adopted: 0, removed: 0 }
+    const found = await engine.list({ [LABELS.node]: this.init.selfId })
+    let adopted = 0
+    let removed = 0
+    await Promise.all(found.map(async c => {
+      const workloadId = c.labels[LABELS.workload]
+      const replica = Number(c.labels[LABELS.replica])
+      const epoch = Number(c.labels[LABELS.epoch])
+      if (workloadId == null || !Number.isInteger(replica) || !Number.isInteger(epoch)) return
+      if (this.get(workloadId, replica) != null) return
+      const verdict = await decide(workloadId, replica, epoch)
+      if ('adopt' in verdict) {
+        try {
+          const pod = await this.start(verdict.adopt, replica, epoch, { containerId: c.id, running: c.running })
+          pod.events.push({ ts: Date.now(), type: 'Normal', reason: 'Adopted', message: `container ${c.name} from before the node restarted (${c.running ? 'running' : 'exited'}) adopted at epoch ${epoch}`, replica, nodeId: this.init.selfId })
+          adopted++
+          this.init.log.info({ workload: workloadId, replica, epoch, container: c.name }, 'adopted a container from before the restart')
+        } catch (err) {
+          this.init.log.warn({ workload: workloadId, err: describeError(err) }, 'could not adopt container')
+        }
+        return
+      }
+      await engine.remove(c.id, { force: true }).catch(() => {})
+      removed++
+      this.init.log.warn({ workload: workloadId, replica, epoch, container: c.name, why: verdict.remove }, 'removed a stale container from before the restart')
+    }))
+    return { adopted, removed }
+  }
+}
+
+/**
+ * How a pod counts for placement: `failed` only when the node failed it (so
+ * the mesh replaces it elsewhere); an ended pod (`exited`) keeps its place.
+ */
+function statusOf (pod: LocalPod): ReplicaReport['status'] {
+  const snapshot = pod.actor.getSnapshot()
+  if (snapshot.status === 'done') return snapshot.context.nodeFault ? 'failed' : 'exited'
+  const value = snapshot.value as string
+  if (value === 'Running') return 'running'
+  return 'starting'
+}
+
+type PodSnapshot = SnapshotFrom<typeof podMachine>
+
+const STARTING = new Set(['Pending', 'ContainerCreating'])
+
+function waitForSettled (actor: ActorRefFrom<typeof podMachine>, timeoutMs: number): Promise<PodSnapshot> {
+  return new Promise((resolve, reject) => {
+    const check = (s: PodSnapshot): boolean => s.status !== 'active' || !STARTING.has(topState(s.value))
+    const now = actor.getSnapshot()
+    if (check(now)) { resolve(now); return }
+    const timer = setTimeout(() => { sub.unsubscribe(); reject(new Error(`the pod did not start within ${timeoutMs} ms`)) }, timeoutMs)
+    const sub = actor.subscribe(s => { if (check(s)) { clearTimeout(timer); sub.unsubscribe(); resolve(s) } })
+  })
+}
+
+function waitForDone (actor: ActorRefFrom<typeof podMachine>, timeoutMs: number): Promise<PodSnapshot> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { sub.unsubscribe(); reject(new Error(`the pod did not terminate within ${timeoutMs} ms`)) }, timeoutMs)
+    const sub = actor.subscribe(s => { if (s.status !== 'active') { clearTimeout(timer); sub.unsubscribe(); resolve(s) } })
+  })
+}
+
+function topState (value: unknown): string {
+  return typeof value === 'string' ? value : Object.keys(value as object)[0] ?? ''
+}
