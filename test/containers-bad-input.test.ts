@@ -110,7 +110,9 @@ spec:
         - containerPort: 8080
           hostPort: ${port}
 `)
-    await apply(file)
+    const r = await cli(['apply', file, '--api', nodes[0]!.apiUrl], { timeoutMs: 60_000 })
+    assert.is(r.code, 1, r.stderr)
+    assert.match(r.stderr, /default\/port-taken could not start: replica 0: PortInUse/)
     const d = await failed('port-taken')
     assert.is(d.placement[0]?.pod?.reason, 'PortInUse')
     assert.ok(d.events.some(e => e.reason === 'PortInUse' && e.message.includes(String(port))), JSON.stringify(d.events))

@@ -113,7 +113,10 @@ test('Always restarts a container that exits 0', async () => {
 })
 
 test('a missing image fails the pod with ErrImagePull', async () => {
-  await apply('missing-image.yaml')
+  // The apply itself fails: the container never ran.
+  const r = await cli(['apply', `${FIXTURES}/missing-image.yaml`, '--api', nodes[0]!.apiUrl], { timeoutMs: 60_000 })
+  assert.is(r.code, 1, r.stderr)
+  assert.match(r.stderr, /default\/no-image could not start: replica 0: ErrImagePull/)
   const d = await waitUntil(async () => { const x = await describe('no-image'); return x.status === 'Failed' ? x : undefined }, { what: 'no-image to fail', timeoutMs: 60_000 })
   assert.is(d.placement[0]?.pod?.reason, 'ErrImagePull')
   assert.ok(d.events.some(e => e.reason === 'ErrImagePull' && /beemesh-test\/does-not-exist/.test(e.message)), JSON.stringify(d.events))
@@ -152,7 +155,7 @@ test('a 2-replica Deployment spreads over 2 of 3 nodes; SIGKILL of a host moves 
   await waitUntil(async () => (await containersOf(engine, back.peerId)).every(c => c.labels['beemesh.workload'] !== 'default/sleeper') || undefined, { what: 'the restarted node to remove its stale container', timeoutMs: 40_000 })
   // Removed when the node sorted out its containers at start (or, had a stale DHT copy of the
   // record let it adopt the container, by fencing at the next heartbeat of the new host).
-  assert.match(back.stderr(), /removed a stale container|superseded by a newer epoch elsewhere/, back.stderr())
+  await back.waitForOutput(/removed a stale container|superseded by a newer epoch elsewhere/, { stream: 'stderr', timeoutMs: 5_000 })
   // And the workload still runs exactly 2 replicas, as the restarted node sees it once heartbeats arrive.
   const after = await waitUntil(async () => { const d = await describe('sleeper', back); return d.ready === 2 ? d : undefined }, { what: 'the restarted node to see 2 running replicas' })
   assert.is(after.placement.filter(p => p.status === 'running').length, 2)

@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { readdir } from 'node:fs/promises'
+import { request } from 'node:http'
 import { join, relative } from 'node:path'
 
 const root = new URL('..', import.meta.url).pathname
@@ -48,6 +49,18 @@ const files = (await find(join(root, 'test'))).filter(f => filters.length === 0 
  * end. If that fails, the container tests fail loudly; they never skip.
  */
 let startedEngine = false
+const TEST_ENGINE = '/run/beemesh-podman.sock'
+const answers = async (socketPath: string): Promise<boolean> => await new Promise(resolve => {
+  const req = request({ socketPath, path: '/_ping', timeout: 2_000 }, res => { res.resume(); resolve(res.statusCode === 200) })
+  req.on('error', () => { resolve(false) })
+  req.on('timeout', () => { req.destroy(); resolve(false) })
+  req.end()
+})
+if (process.env.DOCKER_HOST == null && files.some(f => /container/.test(relative(root, f))) && await answers(TEST_ENGINE)) {
+  // Started earlier by the developer (scripts/container-engine.sh start): used, and left running.
+  process.env.DOCKER_HOST = `unix://${TEST_ENGINE}`
+  process.stdout.write(`using the test container engine already running at ${TEST_ENGINE}\n`)
+}
 if (process.env.DOCKER_HOST == null && files.some(f => /container/.test(relative(root, f)))) {
   process.stdout.write('DOCKER_HOST is not set: starting the test container engine (scripts/container-engine.sh start)…\n')
   const r = spawnSync('bash', [join(root, 'scripts/container-engine.sh'), 'start'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })

@@ -12,7 +12,7 @@ import { defineWorkload } from 'beemesh'
 export default defineWorkload({
   name: 'hello-ts',
   kind: 'container',
-  image: 'busybox:1.36',
+  image: 'busybox',
   command: ['sh', '-c'],
   args: ['echo "hello from beemesh, $GREETER"; echo to stderr >&2'],
   env: { GREETER: 'hello.ts' },

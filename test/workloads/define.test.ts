@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert'
 import { DEFAULTS, defineWorkload, parseManifest, toWorkloadSpec, validateDefinition } from '../../src/workloads/define.js'
 import { InvalidDefinitionError, InvalidManifestError } from '../../src/workloads/errors.js'
 import type { ContainerDefinition, StatelessDefinition } from '../../src/workloads/types.js'
+import { defaultContainerSpec, oneLineError } from '../helpers/expect.js'
 
 const SOURCE = 'examples/orders.ts'
 const handler = (): void => {}
@@ -12,32 +13,11 @@ const valid = (): StatelessDefinition => ({ name: 'orders', kind: 'stateless', t
 const artifact = { sha256: 'ab'.repeat(32), size: 1234 }
 
 function definitionError (value: unknown, message: string | RegExp, options?: { requireHandler: boolean }): void {
-  try {
-    if (options == null) validateDefinition(value, SOURCE)
-    else validateDefinition(value, SOURCE, options)
-  } catch (err) {
-    assert.instance(err, InvalidDefinitionError)
-    assert.is((err as Error).name, 'InvalidDefinitionError')
-    if (typeof message === 'string') assert.is((err as Error).message, message)
-    else assert.match((err as Error).message, message)
-    assert.not.match((err as Error).message, /\n/)
-    return
-  }
-  assert.unreachable(`expected InvalidDefinitionError ${String(message)}`)
+  oneLineError(() => options == null ? validateDefinition(value, SOURCE) : validateDefinition(value, SOURCE, options), InvalidDefinitionError, message)
 }
 
 function manifestError (text: string, message: string | RegExp, source = 'deploy/orders.yaml'): void {
-  try {
-    parseManifest(text, source)
-  } catch (err) {
-    assert.instance(err, InvalidManifestError)
-    assert.is((err as Error).name, 'InvalidManifestError')
-    if (typeof message === 'string') assert.is((err as Error).message, message)
-    else assert.match((err as Error).message, message)
-    assert.not.match((err as Error).message, /\n/)
-    return
-  }
-  assert.unreachable(`expected InvalidManifestError ${String(message)}`)
+  oneLineError(() => parseManifest(text, source), InvalidManifestError, message)
 }
 
 test('defineWorkload returns the very definition it is given', () => {
@@ -304,32 +284,7 @@ test('container fields are validated, each error naming its field', () => {
 
 test('toWorkloadSpec gives a container workload its defaults and no artifact', () => {
   const spec = toWorkloadSpec(box(), { source: 'hello.ts', now: 7 })
-  assert.equal(spec, {
-    id: 'default/hello',
-    name: 'hello',
-    namespace: 'default',
-    kind: 'container',
-    topics: [],
-    replicas: 1,
-    resources: { cpuMillis: 100, memoryBytes: 64 * 1024 * 1024 },
-    nodeSelector: {},
-    delivery: 'queue',
-    retries: 0,
-    timeoutMs: 5000,
-    memoryLimitMb: 64,
-    container: {
-      image: 'busybox:1.36',
-      env: [],
-      ports: [],
-      restartPolicy: 'Always',
-      imagePullPolicy: 'IfNotPresent',
-      limits: {},
-      backoff: { initialMs: 1000, maxMs: 300_000, resetAfterMs: 600_000 },
-      terminationGracePeriodSeconds: 30
-    },
-    source: 'hello.ts',
-    createdAt: 7
-  })
+  assert.equal(spec, defaultContainerSpec('hello', 'busybox:1.36', 'hello.ts', 7))
   assert.equal(JSON.parse(JSON.stringify(spec)), spec)
   assert.is(toWorkloadSpec(box(), { artifact, source: 'hello.ts', now: 7 }).artifact, undefined)
   assert.equal(DEFAULTS.backoff, spec.container?.backoff)

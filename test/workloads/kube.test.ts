@@ -6,6 +6,7 @@ import { parse } from 'yaml'
 import { parseAnyManifest, toWorkloadSpec } from '../../src/workloads/define.js'
 import { InvalidManifestError } from '../../src/workloads/errors.js'
 import { parseKubeManifest } from '../../src/workloads/kube.js'
+import { defaultContainerSpec, oneLineError } from '../helpers/expect.js'
 
 const SOURCE = 'deploy/web.yaml'
 
@@ -48,17 +49,7 @@ function kube (text: string): ReturnType<typeof parseKubeManifest> {
 }
 
 function manifestError (text: string, message: string | RegExp): void {
-  try {
-    parseAnyManifest(text, SOURCE)
-  } catch (err) {
-    assert.instance(err, InvalidManifestError)
-    assert.is((err as Error).name, 'InvalidManifestError')
-    if (typeof message === 'string') assert.is((err as Error).message, message)
-    else assert.match((err as Error).message, message)
-    assert.not.match((err as Error).message, /\n/)
-    return
-  }
-  assert.unreachable(`expected InvalidManifestError ${String(message)}`)
+  oneLineError(() => parseAnyManifest(text, SOURCE), InvalidManifestError, message)
 }
 
 /** The Pod manifest with `extra` lines appended to its container (indented by the caller's 6 spaces). */
@@ -70,32 +61,7 @@ test('a minimal Pod becomes a container definition, and a spec with every defaul
   const def = kube(POD)
   assert.equal(def, { name: 'hello', kind: 'container', image: 'busybox:1.36' })
   const spec = toWorkloadSpec(def, { source: SOURCE, now: 3 })
-  assert.equal(spec, {
-    id: 'default/hello',
-    name: 'hello',
-    namespace: 'default',
-    kind: 'container',
-    topics: [],
-    replicas: 1,
-    resources: { cpuMillis: 100, memoryBytes: 64 * 1024 * 1024 },
-    nodeSelector: {},
-    delivery: 'queue',
-    retries: 0,
-    timeoutMs: 5000,
-    memoryLimitMb: 64,
-    container: {
-      image: 'busybox:1.36',
-      env: [],
-      ports: [],
-      restartPolicy: 'Always',
-      imagePullPolicy: 'IfNotPresent',
-      limits: {},
-      backoff: { initialMs: 1000, maxMs: 300_000, resetAfterMs: 600_000 },
-      terminationGracePeriodSeconds: 30
-    },
-    source: SOURCE,
-    createdAt: 3
-  })
+  assert.equal(spec, defaultContainerSpec('hello', 'busybox:1.36', SOURCE, 3))
   assert.is('artifact' in spec, false)
 })
 

@@ -41,11 +41,49 @@ export async function apply (file: string, opts: WorkloadCliOptions & { wait: bo
     process.stdout.write(`workload ${spec.id} accepted; placing it in the background (see: beemesh get workloads)\n`)
     return
   }
-  const status = await client.request<WorkloadStatus>('/v1/workloads', { method: 'POST', body, timeoutMs: 120_000 })
-  if (opts.output === 'json' || opts.output === 'yaml') { printObject(status as unknown as Record<string, unknown>, opts.output); return }
-  process.stdout.write(`workload ${status.id} ${status.status.toLowerCase()} (epoch ${status.epoch}) in ${Date.now() - started} ms\n`)
-  for (const p of status.placement) process.stdout.write(`  replica ${p.replica} → ${p.peerId} (${p.status})\n`)
+  let status = await client.request<WorkloadStatus>('/v1/workloads', { method: 'POST', body, timeoutMs: 120_000 })
+  if (spec.kind === 'container') status = await settleContainers(client, status, progress)
+  const refused = status.kind === 'container' ? status.placement.filter(p => p.pod?.phase === 'Failed' && NEVER_RAN.has(p.pod.reason ?? '')) : []
+  if (opts.output === 'json' || opts.output === 'yaml') printObject(status as unknown as Record<string, unknown>, opts.output)
+  else {
+    process.stdout.write(`workload ${status.id} ${displayStatus(status).toLowerCase()} (epoch ${status.epoch}) in ${Date.now() - started} ms\n`)
+    for (const p of status.placement) process.stdout.write(`  replica ${p.replica} → ${p.peerId} (${p.pod != null ? `${p.pod.phase}${p.pod.reason != null && p.pod.reason !== p.pod.phase ? `: ${p.pod.reason}` : ''}` : p.status})\n`)
+  }
+  if (refused.length > 0) throw new ContainerRefusedError(status.id, refused.map(p => `replica ${p.replica}: ${p.pod?.reason ?? 'Failed'}`).join(', '))
 }
+
+/** Pod failures where the container never ran: the engine refused it (the apply failed, not the workload). */
+const NEVER_RAN = new Set(['ErrImagePull', 'ErrImageNeverPull', 'ImageNotFound', 'PortInUse', 'CreateContainerError', 'RunContainerError'])
+
+class ContainerRefusedError extends BeeMeshError {
+  constructor (id: string, what: string) {
+    super(`${id} could not start: ${what} (see: beemesh describe workload ${id.split('/')[1] ?? id})`)
+    this.name = 'ContainerRefusedError'
+  }
+}
+
+/**
+ * After placement, a container workload's pods are still pulling, creating
+ * and starting: wait (at most 2 min) until each runs, ended, or backs off,
+ * showing phase changes.
+ */
+async function settleContainers (client: ApiClient, placed: WorkloadStatus, progress: (line: string) => void): Promise<WorkloadStatus> {
+  const deadline = Date.now() + 120_000
+  const seen = new Map<number, string>()
+  let status = placed
+  for (;;) {
+    for (const p of status.placement) {
+      const phase = p.pod != null ? `${p.pod.phase}${p.pod.reason != null && p.pod.reason !== p.pod.phase ? ` (${p.pod.reason})` : ''}` : p.status
+      if (seen.get(p.replica) !== phase) { seen.set(p.replica, phase); progress(`  replica ${p.replica} on ${short(p.peerId)}: ${phase}`) }
+    }
+    const settled = status.placement.length >= status.replicas && status.placement.every(p => p.pod != null && SETTLED.has(p.pod.phase))
+    if (settled || Date.now() > deadline) return status
+    await new Promise(resolve => setTimeout(resolve, 200))
+    status = await client.request<WorkloadStatus>(`/v1/workloads/${status.id}`, { timeoutMs: 10_000 })
+  }
+}
+
+const SETTLED = new Set(['Running', 'Succeeded', 'Failed', 'CrashLoopBackOff'])
 
 export async function getWorkloads (opts: WorkloadCliOptions): Promise<void> {
   const list = await new ApiClient(opts.api).request<WorkloadStatus[]>('/v1/workloads', { timeoutMs: 10_000 })
