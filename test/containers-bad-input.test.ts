@@ -152,4 +152,24 @@ test('an engine that dies under a running pod: Failed with EngineUnavailable, th
   assert.is(left.length, 1, JSON.stringify(left.map(c => c.name)))
 })
 
+test('a node SIGKILLed and restarted adopts the container it still runs (nowhere else could take it)', async () => {
+  // pinned (from the test above) runs on node 1, the only node labelled engine=private.
+  const before = (await engine.list({ 'beemesh.workload': 'default/pinned' })).filter(c => c.running)
+  assert.is(before.length, 1)
+  const victim = nodes[1]!
+  victim.child.kill('SIGKILL')
+  await victim.exited
+  await waitUntil(async () => (await describe('pinned')).events.some(e => e.reason === 'ReplicaLost' && e.message.includes(victim.peerId)) || undefined, { what: 'the guardians to notice the loss', timeoutMs: 20_000 })
+  const back = await startNode({ dataDir: victim.dataDir, bootstrap: [nodes[0]!.address], extra: ['--container-socket', privateEngine.socket, '--label', 'engine=private'] })
+  nodes[1] = back
+  const d = await waitUntil(async () => { const x = await describe('pinned'); return x.ready === 1 && x.status === 'Running' && (x.podEvents ?? []).some(e => e.reason === 'Adopted') ? x : undefined }, { what: 'pinned to be Running again, adopted', timeoutMs: 30_000 })
+  assert.is(d.placement[0]?.peerId, back.peerId)
+  // The same container, never restarted: adopted, not replaced.
+  const after = await engine.list({ 'beemesh.workload': 'default/pinned' })
+  assert.equal(after.map(c => c.id), before.map(c => c.id))
+  assert.ok(after[0]!.running)
+  const text = await cli(['describe', 'workload', 'pinned', '--api', nodes[0]!.apiUrl])
+  assert.match(text.stdout, /Adopted/)
+})
+
 test.run()

@@ -69,6 +69,8 @@ const SHUTDOWN_GRACE_SECONDS = 1
  */
 export class ContainerHost {
   private readonly pods = new Map<string, LocalPod>()
+  /** Workloads with containers from before a restart not yet adopted or removed: no bids on them meanwhile. */
+  private readonly unsorted = new Set<string>()
   private engineUp = false
   private engineInfo = ''
   private pinger?: NodeJS.Timeout
@@ -296,35 +298,46 @@ export class ContainerHost {
    * `decide` says its replica still belongs here at that epoch, and removed
    * when it is stale (the workload moved on, or is gone).
    */
-  async adoptOrRemove (decide: (workloadId: string, replica: number, epoch: number) => Promise<{ adopt: WorkloadSpec } | { remove: string }>): Promise<{ adopted: number, removed: number }> {
+  async adoptOrRemove (decide: (workloadId: string, replica: number, epoch: number) => Promise<{ adopt: WorkloadSpec } | { remove: string }>, { before }: { before?: () => Promise<void> } = {}): Promise<{ adopted: number, removed: number }> {
     const engine = this.init.engine
     if (engine == null || !this.engineUp) return { adopted: 0, removed: 0 }
     const found = await engine.list({ [LABELS.node]: this.init.selfId })
-    let adopted = 0
-    let removed = 0
-    await Promise.all(found.map(async c => {
-      const workloadId = c.labels[LABELS.workload]
-      const replica = Number(c.labels[LABELS.replica])
-      const epoch = Number(c.labels[LABELS.epoch])
-      if (workloadId == null || !Number.isInteger(replica) || !Number.isInteger(epoch)) return
-      if (this.get(workloadId, replica) != null) return
-      const verdict = await decide(workloadId, replica, epoch)
-      if ('adopt' in verdict) {
-        try {
-          const pod = await this.start(verdict.adopt, replica, epoch, { containerId: c.id, running: c.running })
-          pod.events.push({ ts: Date.now(), type: 'Normal', reason: 'Adopted', message: `container ${c.name} from before the node restarted (${c.running ? 'running' : 'exited'}) adopted at epoch ${epoch}`, replica, nodeId: this.init.selfId })
-          adopted++
-          this.init.log.info({ workload: workloadId, replica, epoch, container: c.name }, 'adopted a container from before the restart')
-        } catch (err) {
-          this.init.log.warn({ workload: workloadId, err: describeError(err) }, 'could not adopt container')
-        }
-        return
+    for (const c of found) { const id = c.labels[LABELS.workload]; if (id != null) this.unsorted.add(id) }
+    const counts = { adopted: 0, removed: 0 }
+    try {
+      await before?.()
+      await Promise.all(found.map(async c => { counts[await this.sortOut(engine, c, decide)]++ }))
+    } finally {
+      this.unsorted.clear()
+    }
+    return counts
+  }
+
+  /** Whether this node still has to adopt or remove containers of the workload from before its restart. */
+  isSorting (workloadId: string): boolean {
+    return this.unsorted.has(workloadId)
+  }
+
+  private async sortOut (engine: ContainerEngine, c: { id: string, name: string, labels: Record<string, string>, running: boolean }, decide: (workloadId: string, replica: number, epoch: number) => Promise<{ adopt: WorkloadSpec } | { remove: string }>): Promise<'adopted' | 'removed'> {
+    const workloadId = c.labels[LABELS.workload] ?? ''
+    const replica = Number(c.labels[LABELS.replica])
+    const epoch = Number(c.labels[LABELS.epoch])
+    const verdict = !Number.isInteger(replica) || !Number.isInteger(epoch)
+      ? { remove: `its labels name no replica and epoch (${JSON.stringify(c.labels)})` }
+      : this.get(workloadId, replica) != null ? { remove: `replica ${replica} of ${workloadId} already runs here` } : await decide(workloadId, replica, epoch)
+    if ('adopt' in verdict) {
+      try {
+        const pod = await this.start(verdict.adopt, replica, epoch, { containerId: c.id, running: c.running })
+        pod.events.push({ ts: Date.now(), type: 'Normal', reason: 'Adopted', message: `container ${c.name} from before the node restarted (${c.running ? 'running' : 'exited'}) adopted at epoch ${epoch}`, replica, nodeId: this.init.selfId })
+        this.init.log.info({ workload: workloadId, replica, epoch, container: c.name }, 'adopted a container from before the restart')
+        return 'adopted'
+      } catch (err) {
+        this.init.log.warn({ workload: workloadId, err: describeError(err) }, 'could not adopt container: removing it')
       }
-      await engine.remove(c.id, { force: true }).catch(() => {})
-      removed++
-      this.init.log.warn({ workload: workloadId, replica, epoch, container: c.name, why: verdict.remove }, 'removed a stale container from before the restart')
-    }))
-    return { adopted, removed }
+    }
+    await engine.remove(c.id, { force: true }).catch(() => {})
+    this.init.log.warn({ workload: workloadId, replica, epoch, container: c.name, why: 'remove' in verdict ? verdict.remove : 'adoption failed' }, 'removed a stale container from before the restart')
+    return 'removed'
   }
 }
 

@@ -309,9 +309,11 @@ export class WorkloadRuntime {
     const deadline = Date.now() + 30_000
     // Heartbeats tell where replicas run now, fresher than a DHT copy of the record:
     // give the peers this node connects to a heartbeat round to be heard (at most 5 s).
-    const heard = Date.now() + 5_000
-    while (!this.stopped && Date.now() < heard && (this.mesh.peers().length === 0 || this.view.livePeers().length < this.mesh.peers().length)) {
-      await new Promise(resolve => setTimeout(resolve, 100))
+    const heard = async (): Promise<void> => {
+      const until = Date.now() + 5_000
+      while (!this.stopped && Date.now() < until && (this.mesh.peers().length === 0 || this.view.livePeers().length < this.mesh.peers().length)) {
+        await new Promise(resolve => setTimeout(resolve, 100))
+      }
     }
     const { adopted, removed } = await this.containers.adoptOrRemove(async (id, replica, epoch) => {
       for (;;) {
@@ -327,7 +329,7 @@ export class WorkloadRuntime {
         if (this.stopped || Date.now() > deadline) return { remove: `no record of ${id} found within 30 s` }
         await new Promise(resolve => setTimeout(resolve, 1_000))
       }
-    }).catch(err => { this.log.warn({ err: describeError(err) }, 'could not list containers from before the restart'); return { adopted: 0, removed: 0 } })
+    }, { before: heard }).catch(err => { this.log.warn({ err: describeError(err) }, 'could not list containers from before the restart'); return { adopted: 0, removed: 0 } })
     if (adopted + removed > 0) this.log.info({ adopted, removed }, 'containers from before the restart sorted out')
   }
 
@@ -754,7 +756,11 @@ export class WorkloadRuntime {
     if (owned != null && owned.epoch >= tender.epoch) offer.hosts.push(tender.spec.id)
     // A replica of an older generation (another spec, being replaced) does not count as already hosting it.
     offer.hosts = offer.hosts.filter(id => id !== tender.spec.id || live.some(r => sameSpec(r.spec, tender.spec)))
-    const result = evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
+    const evaluated = evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
+    // Containers of it from before a restart are being adopted or removed here: a new one would race them.
+    const result: typeof evaluated = this.containers.isSorting(tender.spec.id)
+      ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'already-hosting', reason: 'sorting out its containers from before a restart (adopt or remove)' }] }
+      : evaluated
     const reply: BidRequest = result.ok
       ? { type: 'bid', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, score: result.score }
       : { type: 'decline', tenderId: tender.tenderId, attempt: tender.attempt, peerId: this.selfId, rejections: result.rejections }
