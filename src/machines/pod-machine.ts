@@ -33,7 +33,7 @@ import type { ContainerSpec, ImagePullPolicy, RestartBackoff, RestartPolicy } fr
  *   after `initialMs`, Never fails it.
  * - Pulling is told when entering `Pending` only under `imagePullPolicy:
  *   Always` (sure to pull); otherwise together with Pulled once `ensureImage`
- *   says `{ pulled: true }`, or Present when it did not pull.
+ *   says `{ pulled: true }`, or Pulled ("already present on machine", as the kubelet says) when it did not pull.
  * - `Pending` and `ContainerCreating` have substates; the top-level state is
  *   always one of {@link POD_STATES}, read it with {@link podStateName}.
  */
@@ -338,7 +338,7 @@ export const podMachine = setup({
     emitImageReady: enqueueActions(({ context, event, enqueue }) => {
       const out = (event as AnyEvent).output as { pulled?: unknown } | undefined
       if (out?.pulled !== true) {
-        enqueue.emit(normal('Present', `Container image "${context.spec.image}" already present on machine`))
+        enqueue.emit(normal('Pulled', `Container image "${context.spec.image}" already present on machine`))
         return
       }
       if (context.spec.imagePullPolicy !== 'Always') enqueue.emit(pulling(context))

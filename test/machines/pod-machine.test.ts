@@ -182,8 +182,8 @@ test('Never, exit 0: pull, create, start, wait → Succeeded, with the events in
 test('an image already there is Present, not Pulled; Always announces the pull up front', async () => {
   const present = harness({}, { engine: { ensureImage: async () => ({ pulled: false }) } })
   await flush()
-  assert.equal(present.reasons(), ['Present', 'Created', 'Started'])
-  assert.equal(present.messages('Present'), ['Container image "nginx:1.27" already present on machine'])
+  assert.equal(present.reasons(), ['Pulled', 'Created', 'Started'])
+  assert.equal(present.messages('Pulled'), ['Container image "nginx:1.27" already present on machine'])
 
   let release = (): void => {}
   const always = harness({ imagePullPolicy: 'Always' }, {
