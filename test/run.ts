@@ -56,12 +56,14 @@ const answers = async (socketPath: string): Promise<boolean> => await new Promis
   req.on('timeout', () => { req.destroy(); resolve(false) })
   req.end()
 })
-if (process.env.DOCKER_HOST == null && files.some(f => /container/.test(relative(root, f))) && await answers(TEST_ENGINE)) {
+// The Kubernetes API tests (kube*.test.ts) run container workloads too.
+const needsEngine = files.some(f => /container|kube/.test(relative(root, f)))
+if (process.env.DOCKER_HOST == null && needsEngine && await answers(TEST_ENGINE)) {
   // Started earlier by the developer (scripts/container-engine.sh start): used, and left running.
   process.env.DOCKER_HOST = `unix://${TEST_ENGINE}`
   process.stdout.write(`using the test container engine already running at ${TEST_ENGINE}\n`)
 }
-if (process.env.DOCKER_HOST == null && files.some(f => /container/.test(relative(root, f)))) {
+if (process.env.DOCKER_HOST == null && needsEngine) {
   process.stdout.write('DOCKER_HOST is not set: starting the test container engine (scripts/container-engine.sh start)…\n')
   const r = spawnSync('bash', [join(root, 'scripts/container-engine.sh'), 'start'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
   const host = /export DOCKER_HOST=(\S+)/.exec(r.stdout ?? '')?.[1]
@@ -72,6 +74,17 @@ if (process.env.DOCKER_HOST == null && files.some(f => /container/.test(relative
   } else {
     process.stdout.write(`could not start the test container engine (exit ${String(r.status)}): the container tests will fail\n${r.stdout ?? ''}\n`)
   }
+}
+
+/**
+ * The Kubernetes API tests drive the real kubectl. Without one on PATH, the
+ * runner installs Debian's kubernetes-client when it can (as root with apt);
+ * otherwise those tests fail loudly.
+ */
+const hasKubectl = (): boolean => spawnSync('sh', ['-c', 'command -v kubectl'], { stdio: 'ignore' }).status === 0
+if (files.some(f => /kube/.test(relative(root, f))) && !hasKubectl() && process.getuid?.() === 0) {
+  process.stdout.write('kubectl is not on PATH: installing kubernetes-client (apt-get)…\n')
+  spawnSync('sh', ['-c', 'apt-get install -y kubernetes-client || (apt-get update && apt-get install -y kubernetes-client)'], { stdio: 'inherit' })
 }
 
 const results: FileResult[] = []

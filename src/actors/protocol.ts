@@ -32,7 +32,10 @@ export const WorkloadSpecSchema: z.ZodType<WorkloadSpec> = z.object({
   container: z.lazy(() => ContainerSpecSchema).optional(),
   artifact: z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().min(0) }).optional(),
   source: z.string().max(1024),
-  createdAt: z.number()
+  createdAt: z.number(),
+  labels: z.record(z.string().max(317), z.string().max(63)).optional(),
+  kubeKind: z.enum(['Pod', 'Deployment', 'Actor', 'Machine']).optional(),
+  manifest: z.string().max(256 * 1024).optional()
 }).refine(s => s.id === `${s.namespace}/${s.name}`, { message: 'id must be <namespace>/<name>' })
   .refine(s => s.kind === 'stateful' ? s.replicas === 1 && s.topics.length === 0 : s.kind === 'container' || s.topics.length > 0, { message: 'a stateless workload needs topics; a stateful one has exactly 1 replica and no topics' })
   .refine(s => s.kind === 'container' ? s.container != null && s.topics.length === 0 : s.artifact != null && s.container == null, { message: 'a container workload needs container and no topics; the others need an artifact' })

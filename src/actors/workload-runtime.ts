@@ -73,6 +73,10 @@ export interface WorkloadStatus {
   updatedAt: number
   /** Stateful workloads that completed: the machine's output. */
   output?: unknown
+  /** Kubernetes labels and kind, for workloads created through the Kubernetes API (see WorkloadSpec). */
+  labels?: Record<string, string>
+  kubeKind?: WorkloadSpec['kubeKind']
+  manifest?: string
   durability?: WorkloadSpec['durability']
 }
 
@@ -434,6 +438,8 @@ export class WorkloadRuntime {
     }
     const existing = this.catalog.get(spec.id)
     if (existing != null && existing.status !== 'Deleted' && sameSpec(existing.spec, spec) && existing.status === 'Running') {
+      // Only the replica count (or the manifest it came from) changed: a new record, not a new generation.
+      if (existing.spec.replicas !== spec.replicas || existing.spec.manifest !== spec.manifest) return { placed: this.rescale(existing, spec) }
       return { placed: Promise.resolve(this.statusOf(existing)) }
     }
     if (this.tendering.has(spec.id)) throw new InvalidWorkloadError(`${spec.id} is being placed right now; try again when that finishes`)
@@ -476,6 +482,37 @@ export class WorkloadRuntime {
     }
     this.updateRecord(placed)
     return this.statusOf(placed)
+  }
+
+  /**
+   * Changes a workload's replica count: a new record (epoch + 1) with the new
+   * `spec.replicas`, gossiped and put like any update. The running replicas
+   * keep running (sameSpec ignores the count); hosts stop the ordinals at or
+   * above the new count (mergeRecord), and the guardian tenders the missing ones.
+   */
+  async scale (id: string, replicas: number): Promise<WorkloadStatus> {
+    const record = this.catalog.get(id) ?? await this.fetchRecord(id)
+    if (record == null || record.status === 'Deleted') throw new WorkloadNotFoundError(id)
+    if (record.spec.kind === 'stateful') throw new InvalidWorkloadError(`replicas: ${id} is stateful; it has exactly 1 replica`)
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 100) throw new InvalidWorkloadError(`replicas: expected an integer from 1 to 100, got ${replicas}`)
+    return await this.rescale(record, { ...record.spec, replicas })
+  }
+
+  private async rescale (record: WorkloadRecord, spec: WorkloadSpec): Promise<WorkloadStatus> {
+    if (this.tendering.has(spec.id)) throw new InvalidWorkloadError(`${spec.id} is being placed right now; try again when that finishes`)
+    const from = record.spec.replicas
+    const updated: WorkloadRecord = {
+      ...record,
+      spec: { ...spec, createdAt: record.spec.createdAt },
+      epoch: record.epoch + 1,
+      placement: record.placement.filter(p => p.replica < spec.replicas),
+      events: from !== spec.replicas ? pushEvent(record.events, event('Normal', 'Scaled', `replicas ${from} → ${spec.replicas}`)) : record.events,
+      updatedAt: Date.now(),
+      updatedBy: this.selfId
+    }
+    this.updateRecord(updated)
+    // A guardian tenders the new ordinals once the record has spread (see guard).
+    return this.statusOf(updated)
   }
 
   /** This node and the peers it hears heartbeats from (dead ones shown not ready until forgotten). */
@@ -1033,6 +1070,9 @@ export class WorkloadRuntime {
       if (record.spec.kind === 'stateful') void this.machines.stop(record.spec.id, { erase: true })
       return
     }
+    // Scaled down: the ordinals at or above the count stop.
+    for (const local of this.host.of(record.spec.id)) if (local.replica >= record.spec.replicas) void this.host.stop(local.workloadId, local.replica)
+    for (const pod of this.containers.of(record.spec.id)) if (pod.replica >= record.spec.replicas) void this.containers.stop(pod.workloadId, pod.replica)
     // A replica from an older generation (different artifact or spec) is stopped once a newer one is placed.
     for (const local of this.host.of(record.spec.id)) {
       if (!sameSpec(local.spec, record.spec) && record.status === 'Running') void this.host.stop(local.workloadId, local.replica)
@@ -1067,7 +1107,8 @@ export class WorkloadRuntime {
     if (owned != null) local.set(0, { epoch: owned.epoch, status: owned.status === 'running' ? 'running' : 'starting', handled: 0, failures: 0 })
     for (const r of this.containers.reports()) if (r.workloadId === record.spec.id) local.set(r.replica, r)
     const remote = this.view.remoteReplicas(record.spec.id)
-    const ordinals = new Set([...record.placement.map(p => p.replica), ...local.keys(), ...remote.map(r => r.replica)])
+    // Ordinals at or above the count are being stopped (scaled down): not shown.
+    const ordinals = new Set([...record.placement.map(p => p.replica), ...local.keys(), ...remote.map(r => r.replica)].filter(r => r < record.spec.replicas))
     for (const replica of [...ordinals].sort((a, b) => a - b)) {
       // How a container replica ended is final: it wins over heartbeats that may lag behind it.
       const ended = record.placement.find(p => p.replica === replica && p.outcome != null)
@@ -1104,7 +1145,10 @@ export class WorkloadRuntime {
       createdAt: record.spec.createdAt,
       updatedAt: record.updatedAt,
       ...(record.output !== undefined ? { output: record.output } : {}),
-      ...(record.spec.durability != null ? { durability: record.spec.durability } : {})
+      ...(record.spec.durability != null ? { durability: record.spec.durability } : {}),
+      ...(record.spec.labels != null ? { labels: record.spec.labels } : {}),
+      ...(record.spec.kubeKind != null ? { kubeKind: record.spec.kubeKind } : {}),
+      ...(record.spec.manifest != null ? { manifest: record.spec.manifest } : {})
     }
   }
 }
@@ -1160,8 +1204,9 @@ function mergeOutcomes (newer: WorkloadRecord, other: WorkloadRecord): WorkloadR
   return status != null ? { ...merged, status } : merged
 }
 
+/** Same generation: what a replica runs is alike (the replica count and the manifest text do not matter). */
 function sameSpec (a: WorkloadSpec, b: WorkloadSpec): boolean {
-  const { createdAt: _a, source: _sa, ...x } = a
-  const { createdAt: _b, source: _sb, ...y } = b
+  const { createdAt: _a, source: _sa, replicas: _ra, manifest: _ma, ...x } = a
+  const { createdAt: _b, source: _sb, replicas: _rb, manifest: _mb, ...y } = b
   return JSON.stringify(x) === JSON.stringify(y)
 }

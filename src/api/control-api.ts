@@ -12,6 +12,7 @@ import { EventNotHandledError, InvalidEventError, InvalidWorkloadError, MachineF
 import { traceTopic, type TransitionRecord } from '../actors/state-protocol.js'
 import { ArtifactError } from '../transport/errors.js'
 import { decodeEnvelope } from '../actors/protocol.js'
+import { isKubePath, KubeApi } from './kube/server.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
 export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics'>
@@ -50,14 +51,23 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
  *   GET  /v1/workloads/:ns/:name       spec, placement, epoch, scheduling events
  *   DELETE /v1/workloads/:ns/:name     stop every replica and tombstone the record
  *   GET  /v1/workloads/:ns/:name/logs  ?tail=N&since=<ms>: log lines from every replica
+ *   /version, /api/…, /apis/…          the Kubernetes-compatible API kubectl drives (src/api/kube/)
  */
 export class ControlApi {
   private readonly init: ControlApiInit
   private readonly server: Server
   private readonly streams = new Set<ServerResponse>()
+  private readonly kube: KubeApi
 
   constructor (init: ControlApiInit) {
     this.init = init
+    this.kube = new KubeApi({
+      workloads: () => init.node.workloads,
+      logger: init.logger,
+      url: () => this.url,
+      // esbuild loads only when an Actor or Machine is first posted.
+      bundle: async (entry, opts) => await (await import('../actors/bundler.js')).bundleWorkload(entry, opts)
+    })
     this.server = createServer((req, res) => { void this.handle(req, res) })
     this.server.keepAliveTimeout = 1_000
   }
@@ -83,6 +93,7 @@ export class ControlApi {
 
   async close (): Promise<void> {
     for (const res of this.streams) res.end()
+    this.kube.close()
     this.server.closeAllConnections()
     await new Promise<void>(resolve => this.server.close(() => { resolve() }))
   }
@@ -104,6 +115,8 @@ export class ControlApi {
     const method = req.method ?? 'GET'
     const { node } = this.init
 
+    // The Kubernetes-compatible API (kubectl): src/api/kube/.
+    if (isKubePath(path)) { await this.kube.handle(req, res, url); return }
     if (path === '/healthz' && method === 'GET') {
       const status = node.status()
       sendJson(res, status.state.startsWith('running') ? 200 : 503, { status: status.state.startsWith('running') ? 'ok' : 'unavailable', state: status.state, peerId: status.peerId })

@@ -12,6 +12,7 @@ import { availableParallelism, totalmem } from 'node:os'
 import { InvalidArgumentError } from '../errors.js'
 import { LOG_LEVELS } from './logging.js'
 import { OUTPUT_FORMATS, parseOutputFormat } from './output.js'
+import { printKubeconfig } from './commands/kubeconfig.js'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
 
@@ -167,6 +168,13 @@ bad event, or no owner reachable in time (nothing was acknowledged).`)
     .description('list the peers the node is connected to')
     .addOption(outputOption())
     .action(async (_opts: unknown, cmd: Command) => { await peers(clientOptions(cmd)) })
+
+  program.command('kubeconfig')
+    .description('print a kubeconfig for kubectl: cluster = the node\'s API URL (--api), context beemesh')
+    .option('--write <file>', 'write it to this file (mode 0600) instead of printing it')
+    .action(async (opts: { write?: string }, cmd: Command) => {
+      await printKubeconfig(resolveApiUrl(cmd.optsWithGlobals<{ api?: string }>().api), opts)
+    })
 
   const record = program.command('record').description('read and write signed DHT records (/beemesh/<kind>/<id>)')
   record.command('put <key> <value>')

@@ -221,6 +221,12 @@ export interface WorkloadSpec {
   /** Where the module came from, for `describe`. */
   source: string
   createdAt: number
+  /** Labels of the Kubernetes manifest it came from (a Deployment's pod template labels): `kubectl get -l` selects on them. */
+  labels?: Record<string, string>
+  /** Created through the Kubernetes API as this kind (container workloads are shown as Deployments otherwise). */
+  kubeKind?: 'Pod' | 'Deployment' | 'Actor' | 'Machine'
+  /** The object as posted to the Kubernetes API (JSON, without status): GET shows it, PATCH applies to it. */
+  manifest?: string
 }
 
 /** The bundled module of an actor workload (stateless or stateful); container workloads have none. */

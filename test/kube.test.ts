@@ -1,0 +1,230 @@
+/**
+ * The Kubernetes-compatible API driven by the real kubectl (on PATH; CI
+ * installs Debian's kubernetes-client) against 3 node processes (a node runs one replica of a workload) and the test
+ * container engine: discovery, nodes and namespaces; a busybox Deployment
+ * applied, rolled out, listed, logged, re-applied unchanged, scaled and
+ * deleted; and each class of bad input answered with the right Status.
+ */
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { ContainerEngine } from '../src/actors/container-engine.js'
+import { removeContainersOf, requireEngine } from './helpers/engine.js'
+import { cli, startMesh, tempDir, waitUntil, type NodeProcess } from './helpers/processes.js'
+
+const FIXTURES = 'test/fixtures/kube'
+let nodes: NodeProcess[] = []
+let engine: ContainerEngine
+let kubeconfig = ''
+
+interface Run { code: number, stdout: string, stderr: string }
+
+async function kubectl (args: string[], timeoutMs = 60_000): Promise<Run> {
+  return await new Promise(resolve => {
+    execFile('kubectl', ['--kubeconfig', kubeconfig, ...args], { timeout: timeoutMs, cwd: process.cwd() }, (err, stdout, stderr) => {
+      resolve({ code: err == null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr })
+    })
+  })
+}
+
+async function ok (args: string[], timeoutMs?: number): Promise<string> {
+  const r = await kubectl(args, timeoutMs)
+  assert.is(r.code, 0, `kubectl ${args.join(' ')} failed: ${r.stderr}`)
+  return r.stdout
+}
+
+/** A raw request to the API, for the Status objects kubectl only summarises. */
+async function request (method: string, path: string, body?: string, contentType = 'application/json'): Promise<{ code: number, status: { kind: string, code: number, reason: string, message: string, details?: { causes?: Array<{ field: string }> } } }> {
+  const res = await fetch(`${nodes[1]!.apiUrl}${path}`, { method, ...(body != null ? { body, headers: { 'content-type': contentType } } : {}), signal: AbortSignal.timeout(10_000) })
+  return { code: res.status, status: await res.json() as never }
+}
+
+const DEPLOYMENTS = '/apis/apps/v1/namespaces/default/deployments'
+const deployment = (name: string, spec: Record<string, unknown>): string => JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name }, spec })
+const good = (replicas: unknown = 1): Record<string, unknown> => ({ replicas, selector: { matchLabels: { app: 'x' } }, template: { metadata: { labels: { app: 'x' } }, spec: { containers: [{ name: 'c', image: 'busybox', command: ['sleep', '3600'] }] } } })
+
+async function runningPods (): Promise<string[]> {
+  const pods = JSON.parse(await ok(['get', 'pods', '-o', 'json'])) as { items: Array<{ metadata: { name: string }, status: { phase: string } }> }
+  return pods.items.filter(p => p.status.phase === 'Running').map(p => p.metadata.name).sort()
+}
+
+test.before(async () => {
+  const which = await new Promise<string>(resolve => { execFile('sh', ['-c', 'command -v kubectl'], (_e, out) => { resolve(out.trim()) }) })
+  if (which === '') throw new Error('kubectl is not on PATH: the Kubernetes API tests need the real kubectl (apt-get install kubernetes-client)')
+  engine = (await requireEngine()).engine
+  nodes = await startMesh(3)
+  await waitUntil(async () => {
+    const status = await Promise.all(nodes.map(async n => await n.status()))
+    return status.every(s => (s as { containers?: { available: boolean } }).containers?.available === true) || undefined
+  }, { what: 'every node to reach its container engine', timeoutMs: 15_000 })
+  kubeconfig = join(await tempDir('beemesh-kube-'), 'kubeconfig')
+  const r = await cli(['kubeconfig', '--api', nodes[0]!.apiUrl, '--write', kubeconfig])
+  assert.is(r.code, 0, r.stderr)
+})
+
+test.after(async () => {
+  await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
+  await removeContainersOf(engine, nodes.map(n => n.peerId))
+})
+
+test('beemesh kubeconfig prints a kubeconfig for the node with context beemesh', async () => {
+  const r = await cli(['kubeconfig', '--api', nodes[1]!.apiUrl])
+  assert.is(r.code, 0, r.stderr)
+  assert.match(r.stdout, `server: ${nodes[1]!.apiUrl}`)
+  assert.match(r.stdout, 'current-context: beemesh')
+  const bad = await cli(['kubeconfig', '--api', 'not a url'])
+  assert.is.not(bad.code, 0)
+  assert.match(bad.stderr, '--api must be a URL')
+})
+
+test('kubectl version, api-resources, get nodes (-o wide|json|yaml) and get namespaces', async () => {
+  assert.match(await ok(['version']), /Server Version: v1\.32\.0-beemesh/)
+  const resources = await ok(['api-resources'])
+  for (const r of ['nodes', 'namespaces', 'pods', 'deployments']) assert.match(resources, new RegExp(`^${r}\\s`, 'm'))
+  const table = await ok(['get', 'nodes'])
+  assert.match(table, /^NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION/)
+  for (const n of nodes) assert.match(table, new RegExp(`^${n.peerId}\\s+Ready\\s`, 'm'))
+  assert.match(await ok(['get', 'nodes', '-o', 'wide']), /\sCPU\s+MEMORY/)
+  const list = JSON.parse(await ok(['get', 'nodes', '-o', 'json'])) as { kind: string, items: Array<{ metadata: { name: string }, status: { capacity: { cpu: string, memory: string }, conditions: Array<{ type: string, status: string }> } }> }
+  assert.is(list.kind, 'List')
+  assert.equal(list.items.map(i => i.metadata.name).sort(), nodes.map(n => n.peerId).sort())
+  for (const i of list.items) {
+    assert.ok(i.status.conditions.some(c => c.type === 'Ready' && c.status === 'True'))
+    assert.match(i.status.capacity.cpu, /^\d+m$/)
+  }
+  assert.match(await ok(['get', 'node', nodes[0]!.peerId, '-o', 'yaml']), `name: ${nodes[0]!.peerId}`)
+  assert.match(await ok(['get', 'namespaces']), /^default\s+Active\s/m)
+  const missing = await kubectl(['get', 'node', 'no-such-node'])
+  assert.is.not(missing.code, 0)
+  assert.match(missing.stderr, /NotFound.*nodes "no-such-node" not found/)
+})
+
+test('a busybox Deployment: apply, rollout status, 2 Running pods, logs, events, watch, unchanged re-apply, scale to 3 and 1, delete -f', async () => {
+  assert.match(await ok(['apply', '-f', `${FIXTURES}/ticker.yaml`]), 'deployment.apps/ticker created')
+  await ok(['rollout', 'status', 'deployment/ticker', '--timeout=90s'], 100_000)
+  await waitUntil(async () => { const p = await runningPods(); return p.length === 2 ? p : undefined }, { what: '2 Running pods', timeoutMs: 30_000 })
+  const pods = await ok(['get', 'pods', '-l', 'app=ticker', '-o', 'wide'])
+  assert.match(pods, /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE/)
+  assert.match(pods, /^ticker-0\s+1\/1\s+Running\s+0\s/m)
+  assert.match(pods, /^ticker-1\s+1\/1\s+Running\s+0\s/m)
+  assert.match(await kubectl(['get', 'pods', '-l', 'app=other']).then(r => r.stdout + r.stderr), 'No resources found')
+  assert.match(await ok(['get', 'deployments']), /^ticker\s+2\/2\s+2\s+2\s/m)
+  // Every node shows the same mesh-wide state.
+  const other = await (await fetch(`${nodes[1]!.apiUrl}/api/v1/namespaces/default/pods`)).json() as { items: unknown[] }
+  assert.is(other.items.length, 2)
+  await waitUntil(async () => (await kubectl(['logs', 'ticker-0'])).stdout.includes('hello from ticker') || undefined, { what: 'the logs of ticker-0', timeoutMs: 15_000 })
+  assert.match(await ok(['apply', '-f', `${FIXTURES}/ticker.yaml`]), 'deployment.apps/ticker unchanged')
+  // Events: the scheduler's on the Deployment, the node's on each pod.
+  assert.match(await ok(['describe', 'deployment', 'ticker']), /Normal\s+Scheduled\s+.*beemesh-scheduler\s+replica 0 →/)
+  assert.match(await ok(['describe', 'pod', 'ticker-0']), /Normal\s+Started\s/)
+  assert.match(await ok(['get', 'events']), /Scheduled\s+deployment\/ticker/)
+  // A watch streams the current objects as ADDED.
+  const watch = await kubectl(['get', 'pods', '--watch', '--output-watch-events', '--request-timeout=2s'], 10_000)
+  assert.match(watch.stdout, /ADDED\s+ticker-0\s/)
+
+  const before = JSON.parse(await ok(['get', 'pod', 'ticker-0', '-o', 'json'])) as { spec: { nodeName: string } }
+  assert.match(await ok(['scale', 'deployment', 'ticker', '--replicas=3']), 'deployment.apps/ticker scaled')
+  await ok(['rollout', 'status', 'deployment/ticker', '--timeout=90s'], 100_000)
+  await waitUntil(async () => { const p = await runningPods(); return p.length === 3 ? p : undefined }, { what: '3 Running pods', timeoutMs: 30_000 })
+  // Scaling does not restart the pods that ran.
+  const after = JSON.parse(await ok(['get', 'pod', 'ticker-0', '-o', 'json'])) as { spec: { nodeName: string }, status: { containerStatuses: Array<{ restartCount: number }> } }
+  assert.is(after.spec.nodeName, before.spec.nodeName)
+  assert.is(after.status.containerStatuses[0]!.restartCount, 0)
+  assert.match(await ok(['get', 'deployment', 'ticker', '-o', 'jsonpath={.spec.replicas}']), '3')
+  // Scaling down stops the highest ordinals only.
+  await ok(['scale', 'deployment', 'ticker', '--replicas=1'])
+  await waitUntil(async () => { const p = await runningPods(); return p.length === 1 && p[0] === 'ticker-0' ? p : undefined }, { what: 'only ticker-0 to run', timeoutMs: 30_000 })
+  const last = JSON.parse(await ok(['get', 'pod', 'ticker-0', '-o', 'json'])) as { spec: { nodeName: string } }
+  assert.is(last.spec.nodeName, before.spec.nodeName)
+
+  assert.match(await ok(['delete', '-f', `${FIXTURES}/ticker.yaml`]), 'deployment.apps "ticker" deleted')
+  await waitUntil(async () => (await runningPods()).length === 0 || undefined, { what: 'the pods to go', timeoutMs: 30_000 })
+  assert.match((await kubectl(['get', 'deployments'])).stderr, 'No resources found')
+})
+
+test('a beemesh.io/v1 Machine: kubectl apply starts it, get -o yaml shows its state, an event moves it, delete stops it', async () => {
+  assert.match(await ok(['apply', '-f', `${FIXTURES}/turnstile-machine.yaml`]), 'machine.beemesh.io/turnstile created')
+  const running = await waitUntil(async () => {
+    const r = await kubectl(['get', 'machine', 'turnstile', '-o', 'yaml'])
+    return /state: locked/.test(r.stdout) && /phase: Running/.test(r.stdout) ? r.stdout : undefined
+  }, { what: 'the turnstile to run', timeoutMs: 30_000 })
+  assert.match(running, /owner: 12D3KooW/)
+  assert.match(await ok(['get', 'machines']), /^turnstile\s+1\/1\s+Running\s/m)
+  const sent = await cli(['send', 'turnstile', 'coin', '--api', nodes[2]!.apiUrl])
+  assert.is(sent.code, 0, sent.stderr)
+  await waitUntil(async () => (await ok(['get', 'machine', 'turnstile', '-o', 'jsonpath={.status.state}'])) === 'unlocked' || undefined, { what: 'the state to be unlocked', timeoutMs: 10_000 })
+  const noModule = await request('POST', '/apis/beemesh.io/v1/namespaces/default/machines', JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Machine', metadata: { name: 'nowhere' }, spec: { module: 'no/such/module.ts' } }))
+  assert.is(noModule.code, 422)
+  assert.equal(noModule.status.details?.causes?.map(c => c.field), ['spec.module'])
+  assert.match(await ok(['delete', 'machine', 'turnstile']), 'machine.beemesh.io "turnstile" deleted')
+  assert.match((await kubectl(['get', 'machines'])).stderr, 'No resources found')
+})
+
+test('bad input: each class gets its Status code and names the field; nothing is created', async () => {
+  const malformed = await request('POST', DEPLOYMENTS, '{"apiVersion": ')
+  assert.is(malformed.code, 400)
+  assert.is(malformed.status.kind, 'Status')
+  assert.is(malformed.status.reason, 'BadRequest')
+  assert.match(malformed.status.message, 'not valid JSON')
+
+  const wrongVersion = await request('POST', DEPLOYMENTS, JSON.stringify({ apiVersion: 'apps/v9', kind: 'Deployment', metadata: { name: 'v' }, spec: good() }))
+  assert.is(wrongVersion.code, 400)
+  assert.match(wrongVersion.status.message, 'apiVersion')
+
+  const wrongKind = await request('POST', DEPLOYMENTS, JSON.stringify({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'k' }, spec: good() }))
+  assert.is(wrongKind.code, 400)
+  assert.match(wrongKind.status.message, 'kind')
+
+  const wrongType = await request('POST', DEPLOYMENTS, deployment('typed', good('two')))
+  assert.is(wrongType.code, 422)
+  assert.is(wrongType.status.reason, 'Invalid')
+  assert.equal(wrongType.status.details?.causes?.map(c => c.field), ['spec.replicas'])
+
+  const missing = await request('POST', DEPLOYMENTS, deployment('missing', { selector: { matchLabels: { app: 'x' } }, template: { metadata: { labels: { app: 'x' } }, spec: { containers: [{ name: 'c' }] } } }))
+  assert.is(missing.code, 422)
+  assert.match(missing.status.message, 'spec.template.spec.containers[0].image')
+
+  const badName = await request('POST', DEPLOYMENTS, deployment('Not_DNS', good()))
+  assert.is(badName.code, 422)
+  assert.match(badName.status.message, 'metadata.name')
+
+  const huge = await request('POST', DEPLOYMENTS, deployment('huge', { ...good(), pad: 'x'.repeat(4 * 1024 * 1024) }))
+  assert.is(huge.code, 413)
+
+  const notFound = await request('GET', `${DEPLOYMENTS}/nothing`)
+  assert.is(notFound.code, 404)
+  assert.is(notFound.status.reason, 'NotFound')
+  assert.is((await request('GET', '/apis/example.com/v1/widgets')).code, 404)
+
+  // Through kubectl: its stderr names the field.
+  const applied = await kubectl(['apply', '-f', `${FIXTURES}/bad-replicas.yaml`])
+  assert.is.not(applied.code, 0)
+  assert.match(applied.stderr, /is invalid: spec\.replicas/)
+
+  // Nothing was half-created.
+  assert.match((await kubectl(['get', 'deployments'])).stderr, 'No resources found')
+
+  // Duplicates and stale updates are conflicts.
+  assert.is((await request('POST', DEPLOYMENTS, deployment('once', good()))).code, 201)
+  const twice = await request('POST', DEPLOYMENTS, deployment('once', good()))
+  assert.is(twice.code, 409)
+  assert.is(twice.status.reason, 'AlreadyExists')
+  const stale = await request('PUT', `${DEPLOYMENTS}/once`, JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'once', resourceVersion: '1' }, spec: good(2) }))
+  assert.is(stale.code, 409)
+  assert.is(stale.status.reason, 'Conflict')
+  const scaleZero = await request('PATCH', `${DEPLOYMENTS}/once/scale`, JSON.stringify({ spec: { replicas: -1 } }), 'application/merge-patch+json')
+  assert.is(scaleZero.code, 422)
+  assert.equal(scaleZero.status.details?.causes?.map(c => c.field), ['spec.replicas'])
+  const dryRun = await request('POST', `${DEPLOYMENTS}?dryRun=All`, deployment('dry', good()))
+  assert.is(dryRun.code, 400)
+  assert.match(dryRun.status.message, 'dryRun')
+  const protobuf = await request('POST', DEPLOYMENTS, 'k8s\u0000', 'application/vnd.kubernetes.protobuf')
+  assert.is(protobuf.code, 415)
+  const jsonPatch = await request('PATCH', `${DEPLOYMENTS}/once`, '[]', 'application/json-patch+json')
+  assert.is(jsonPatch.code, 415)
+  assert.is((await request('DELETE', `${DEPLOYMENTS}/once`)).code, 200)
+  assert.is((await request('DELETE', `${DEPLOYMENTS}/once`)).code, 404)
+})
+
+test.run()
