@@ -101,7 +101,7 @@ test('kubectl version, api-resources, get nodes (-o wide|json|yaml) and get name
   assert.match(missing.stderr, /NotFound.*nodes "no-such-node" not found/)
 })
 
-test('a busybox Deployment: apply, rollout status, 2 Running pods, logs, events, watch, unchanged re-apply, scale to 3 and 1, delete -f', async () => {
+test('a busybox Deployment: apply, rollout status, 2 Running pods, logs, events, watch, unchanged re-apply, scale to 3, delete of one pod (replaced), scale to 1, delete -f', async () => {
   assert.match(await ok(['apply', '-f', `${FIXTURES}/ticker.yaml`]), 'deployment.apps/ticker created')
   await ok(['rollout', 'status', 'deployment/ticker', '--timeout=90s'], 100_000)
   await waitUntil(async () => { const p = await runningPods(); return p.length === 2 ? p : undefined }, { what: '2 Running pods', timeoutMs: 30_000 })
@@ -133,6 +133,14 @@ test('a busybox Deployment: apply, rollout status, 2 Running pods, logs, events,
   assert.is(after.spec.nodeName, before.spec.nodeName)
   assert.is(after.status.containerStatuses[0]!.restartCount, 0)
   assert.match(await ok(['get', 'deployment', 'ticker', '-o', 'jsonpath={.spec.replicas}']), '3')
+  // Deleting one pod of the Deployment: its replica stops and the mesh replaces it under the same name.
+  const replica2 = async (): Promise<Array<{ id: string, running: boolean, labels: Record<string, string> }>> => await engine.list({ 'beemesh.workload': 'default/ticker', 'beemesh.replica': '2' })
+  const old = (await replica2()).find(c => c.running)!
+  assert.match(await ok(['delete', 'pod', 'ticker-2']), 'pod "ticker-2" deleted')
+  const fresh = await waitUntil(async () => (await replica2()).find(c => c.running && c.id !== old.id), { what: 'a new container for ticker-2', timeoutMs: 40_000 })
+  assert.ok(Number(fresh.labels['beemesh.epoch']) > Number(old.labels['beemesh.epoch']), 'replaced at a higher epoch')
+  assert.ok((await replica2()).every(c => c.id !== old.id), 'the deleted pod\'s container is removed')
+  await waitUntil(async () => { const p = await runningPods(); return p.length === 3 ? p : undefined }, { what: '3 Running pods again', timeoutMs: 30_000 })
   // Scaling down stops the highest ordinals only.
   await ok(['scale', 'deployment', 'ticker', '--replicas=1'])
   await waitUntil(async () => { const p = await runningPods(); return p.length === 1 && p[0] === 'ticker-0' ? p : undefined }, { what: 'only ticker-0 to run', timeoutMs: 30_000 })

@@ -8,6 +8,8 @@ export const SCHEDULER_TOPIC = 'beemesh.scheduler.v1'
 export const HEARTBEAT_TOPIC = 'beemesh.heartbeat.v1'
 export const BID_PROTOCOL = '/beemesh/bid/1.0.0'
 export const LOGS_PROTOCOL = '/beemesh/logs/1.0.0'
+/** Asks the node hosting a replica to stop it (a deleted pod): the guardian then replaces it. */
+export const REPLICA_PROTOCOL = '/beemesh/replica/1.0.0'
 
 const peerId = z.string().min(10).max(128)
 const workloadId = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/)
@@ -192,6 +194,8 @@ export const BidRequest = z.discriminatedUnion('type', [
   })
 ])
 export type BidRequest = z.infer<typeof BidRequest>
+
+export const ReplicaStopRequest = z.object({ workloadId, replica: z.number().int().min(0).max(1000) })
 
 export const LogsRequest = z.object({ workloadId, tail: z.number().int().min(1).max(100_000).optional(), since: z.number().optional(), events: z.boolean().optional() })
 

@@ -11,7 +11,7 @@ import type { Resources, TopicEvent, WorkloadSpec } from '../workloads/types.js'
 import { InvalidWorkloadError, NoSubscribersError, OwnerUnavailableError, UnschedulableError, WorkloadNotFoundError } from './errors.js'
 import { MeshView } from './mesh-view.js'
 import {
-  BID_PROTOCOL, BidRequest, decodeEnvelope, decodeMessage, encodeMessage, Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
+  BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, decodeEnvelope, decodeMessage, encodeMessage, Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
   SCHEDULER_TOPIC, SchedulerMessage, WorkloadRecordSchema, WorkloadSpecSchema, workloadKey,
   type LogLine, type PodReport, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
 } from './protocol.js'
@@ -375,6 +375,11 @@ export class WorkloadRuntime {
       if (req.data.events === true) return { result: this.containers.events(req.data.workloadId) }
       return { result: [...this.host.logLines(req.data.workloadId, req.data), ...await this.containers.logLines(req.data.workloadId, req.data)] }
     }, this.log)
+    await serveRpc(this.mesh, REPLICA_PROTOCOL, async request => {
+      const req = ReplicaStopRequest.safeParse(request)
+      if (!req.success) throw new Error('malformed replica stop request')
+      return { result: { stopped: await this.stopLocalReplica(req.data.workloadId, req.data.replica) } }
+    }, this.log)
     await this.containers.open()
     // Containers from before a restart: adopted or removed once the mesh says where they belong.
     void this.adoptContainers()
@@ -513,6 +518,28 @@ export class WorkloadRuntime {
     this.updateRecord(updated)
     // A guardian tenders the new ordinals once the record has spread (see guard).
     return this.statusOf(updated)
+  }
+
+  /**
+   * Stops one replica wherever it runs (`kubectl delete pod web-1`): its host
+   * stops it, and the workload's guardian tenders it again, as a ReplicaSet
+   * replaces a deleted pod.
+   */
+  async stopReplica (id: string, replica: number): Promise<{ peerId: string }> {
+    const record = this.catalog.get(id) ?? await this.fetchRecord(id)
+    if (record == null || record.status === 'Deleted') throw new WorkloadNotFoundError(id)
+    const placed = this.statusOf(record).placement.find(p => p.replica === replica && p.status !== 'lost')
+    if (placed == null) throw new WorkloadNotFoundError(`${id} replica ${replica}`)
+    if (placed.peerId === this.selfId) await this.stopLocalReplica(id, replica)
+    else await callRpc(this.mesh, placed.peerId, REPLICA_PROTOCOL, { workloadId: id, replica }, { timeoutMs: 15_000 })
+    return { peerId: placed.peerId }
+  }
+
+  private async stopLocalReplica (id: string, replica: number): Promise<number> {
+    const n = this.containers.of(id).filter(p => p.replica === replica).length + this.host.of(id).filter(r => r.replica === replica).length
+    this.log.info({ workload: id, replica }, 'replica stopped on request; the guardian replaces it')
+    await Promise.all([this.containers.stop(id, replica), this.host.stop(id, replica)])
+    return n
   }
 
   /** This node and the peers it hears heartbeats from (dead ones shown not ready until forgotten). */

@@ -25,7 +25,7 @@ import { successStatus, toStatus } from './status.js'
 import { buildTable, tableVersion, wantsTable, type KubeObject, type TableColumn } from './table.js'
 
 /** What the Kubernetes API reads and changes: the node's workload runtime. */
-export type KubeWorkloads = Pick<WorkloadRuntime, 'nodes' | 'list' | 'describe' | 'logs' | 'delete' | 'submit' | 'scale' | 'machineState'>
+export type KubeWorkloads = Pick<WorkloadRuntime, 'nodes' | 'list' | 'describe' | 'logs' | 'delete' | 'submit' | 'scale' | 'machineState' | 'stopReplica'>
 
 export interface KubeApiComponents {
   /** Read at each request: the node's runtime exists only once it started. */
@@ -262,7 +262,8 @@ export class KubeApi {
 
   /**
    * DELETE of a Deployment, or of a Pod created as a Pod, removes its workload
-   * (every replica stops). A Deployment's pods cannot be deleted one by one.
+   * (every replica stops). DELETE of one of a Deployment's pods stops that
+   * replica; the mesh replaces it (same name), as a ReplicaSet would.
    */
   private async remove (t: Target, res: ServerResponse): Promise<void> {
     if (!t.resource.verbs.includes('delete') || t.name == null || t.sub != null) throw methodNotSupported('DELETE', `${t.resource.name}${t.name != null ? `/${t.name}` : ''}`)
@@ -270,7 +271,12 @@ export class KubeApi {
     if (found == null) throw notFound(t.resource.name, t.name, t.group)
     const id = `${t.namespace ?? 'default'}/${t.name}`
     if (t.resource.name === 'pods' && !this.c.workloads().list().some(w => w.id === id && w.kubeKind === 'Pod')) {
-      throw new KubeStatusError(405, 'MethodNotAllowed', `pod "${t.name}" is a replica of deployment "${(found.metadata.ownerReferences as Array<{ name: string }> | undefined)?.[0]?.name ?? ''}"; delete or scale the deployment instead`, { kind: 'pods', name: t.name })
+      const owner = (found.metadata.ownerReferences as Array<{ name: string }> | undefined)?.[0]?.name ?? ''
+      const ordinal = Number(t.name.slice(owner.length + 1))
+      if (owner === '' || !Number.isInteger(ordinal)) throw new KubeStatusError(405, 'MethodNotAllowed', `pod "${t.name}" belongs to no deployment BeeMesh knows`, { kind: 'pods', name: t.name })
+      await this.c.workloads().stopReplica(`${t.namespace ?? 'default'}/${owner}`, ordinal)
+      send(res, 200, successStatus({ name: t.name, kind: t.resource.name, group: t.group }))
+      return
     }
     await this.c.workloads().delete(id)
     send(res, 200, successStatus({ name: t.name, kind: t.resource.name, group: t.group }))
