@@ -1,0 +1,169 @@
+/**
+ * Signed, fresh messages: the envelope every scheduler, heartbeat and state
+ * message will travel in (the zero-trust issue). The sender signs a domain
+ * (what kind of message this is), its id, a timestamp, a random nonce and the
+ * body; a receiver checks the signature against the key inlined in the
+ * sender's id, that the domain is the one it expects, that the message is
+ * neither stale nor from the future, and that it has not seen the nonce before.
+ */
+import { randomBytes } from 'node:crypto'
+import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
+import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
+import { z } from 'zod'
+import { BeeMeshError } from '../errors.js'
+
+export type EnvelopeRefusal = 'malformed' | 'wrong-domain' | 'bad-signature' | 'stale' | 'future' | 'replayed'
+
+/** A message refused by `open`: `reason` says which check failed, the message names the problem. */
+export class EnvelopeError extends BeeMeshError {
+  constructor (readonly reason: EnvelopeRefusal, message: string) {
+    super(message)
+    this.name = 'EnvelopeError'
+  }
+}
+
+const SIGNING_PREFIX = 'beemesh-envelope/v1\n'
+/** Largest envelope accepted, before parsing. */
+export const MAX_ENVELOPE_BYTES = 1024 * 1024
+
+export interface SignedEnvelope {
+  v: 1
+  /** What the message is (`scheduler`, `heartbeat`, `state` …): a signature for one domain is no good in another. */
+  domain: string
+  /** The signer's peer id (an Ed25519 key inlined: no lookup needed to check the signature). */
+  signer: string
+  /** Sender's clock, ms since the epoch. */
+  ts: number
+  /** 16 random bytes, hex: with `signer`, what makes a replay recognisable. */
+  nonce: string
+  /** The message, as JSON text (signed as is, so no canonical form is needed). */
+  body: string
+  /** base64 Ed25519 signature over the prefix and the fields above. */
+  sig: string
+}
+
+const EnvelopeSchema = z.object({
+  v: z.literal(1),
+  domain: z.string().min(1).max(64),
+  signer: z.string().min(10).max(128),
+  ts: z.number().int().min(0),
+  nonce: z.string().regex(/^[0-9a-f]{32}$/),
+  body: z.string().max(MAX_ENVELOPE_BYTES),
+  sig: z.string().min(1).max(200)
+}).strict()
+
+function signingBytes (e: Omit<SignedEnvelope, 'v' | 'sig'>): Uint8Array {
+  return uint8ArrayFromString(SIGNING_PREFIX + JSON.stringify([e.domain, e.signer, e.ts, e.nonce, e.body]))
+}
+
+/** Signs `body` for `domain` as `signer` (the peer id of `privateKey`). */
+export async function seal (privateKey: PrivateKey, signer: string, domain: string, body: unknown, { now = Date.now(), nonce = randomBytes(16).toString('hex') }: { now?: number, nonce?: string } = {}): Promise<SignedEnvelope> {
+  const unsigned = { domain, signer, ts: now, nonce, body: JSON.stringify(body) }
+  const sig = await privateKey.sign(signingBytes(unsigned))
+  return { v: 1, ...unsigned, sig: uint8ArrayToString(sig, 'base64') }
+}
+
+/**
+ * Remembers (signer, nonce) pairs for `windowMs`: anything older is refused as
+ * stale anyway, so memory stays bounded by the message rate times the window
+ * (and by `maxEntries`, oldest dropped first).
+ */
+export class ReplayGuard {
+  private readonly seen = new Map<string, number>()
+
+  constructor (private readonly windowMs: number, private readonly maxEntries = 200_000) {}
+
+  /** True the first time a (signer, nonce) is offered within the window; false for a replay. */
+  accept (signer: string, nonce: string, ts: number, now: number): boolean {
+    this.prune(now)
+    const key = `${signer}|${nonce}`
+    if (this.seen.has(key)) return false
+    this.seen.set(key, ts)
+    if (this.seen.size > this.maxEntries) {
+      const oldest = this.seen.keys().next().value
+      if (oldest != null) this.seen.delete(oldest)
+    }
+    return true
+  }
+
+  get size (): number {
+    return this.seen.size
+  }
+
+  private prune (now: number): void {
+    // Insertion order is close to timestamp order; stop at the first fresh entry.
+    for (const [key, ts] of this.seen) {
+      if (ts >= now - this.windowMs) break
+      this.seen.delete(key)
+    }
+  }
+}
+
+export interface OpenOptions {
+  /** The domain this receiver expects. */
+  domain: string
+  now?: number
+  /** Older than this is stale. Default 30 s. */
+  maxAgeMs?: number
+  /** Further in the future than this is refused (clock skew). Default 5 s. */
+  maxSkewMs?: number
+  /** Shared by every message of the domain; omit to skip replay checks (tests of signatures alone). */
+  replay?: ReplayGuard
+}
+
+export interface Opened<T> {
+  signer: string
+  ts: number
+  body: T
+}
+
+/**
+ * Checks an envelope (bytes or parsed JSON) and returns its body. Throws
+ * EnvelopeError with a `reason` of malformed, wrong-domain, bad-signature,
+ * stale, future or replayed, and a message naming the problem.
+ */
+export async function open<T = unknown> (input: Uint8Array | unknown, options: OpenOptions): Promise<Opened<T>> {
+  const { domain, now = Date.now(), maxAgeMs = 30_000, maxSkewMs = 5_000, replay } = options
+  let value = input
+  if (input instanceof Uint8Array) {
+    if (input.byteLength > MAX_ENVELOPE_BYTES) throw new EnvelopeError('malformed', `envelope of ${input.byteLength} bytes exceeds ${MAX_ENVELOPE_BYTES}`)
+    try {
+      value = JSON.parse(uint8ArrayToString(input))
+    } catch {
+      throw new EnvelopeError('malformed', 'envelope is not JSON')
+    }
+  }
+  const parsed = EnvelopeSchema.safeParse(value)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new EnvelopeError('malformed', `envelope ${issue?.path.join('.') || ''}: ${issue?.message ?? 'invalid'}`.replace(/ :/, ':'))
+  }
+  const e = parsed.data
+  if (e.domain !== domain) throw new EnvelopeError('wrong-domain', `envelope signed for "${e.domain}", expected "${domain}"`)
+  let publicKey
+  try {
+    publicKey = peerIdFromString(e.signer).publicKey
+  } catch {
+    throw new EnvelopeError('malformed', `signer "${e.signer.slice(0, 60)}" is not a peer id`)
+  }
+  if (publicKey == null) throw new EnvelopeError('malformed', `signer ${e.signer} has no inlined public key`)
+  let sig: Uint8Array
+  try {
+    sig = uint8ArrayFromString(e.sig, 'base64')
+  } catch {
+    throw new EnvelopeError('malformed', 'signature is not base64')
+  }
+  if (!await publicKey.verify(signingBytes(e), sig)) throw new EnvelopeError('bad-signature', `signature of ${e.signer} does not verify (forged or tampered)`)
+  if (e.ts < now - maxAgeMs) throw new EnvelopeError('stale', `message from ${e.signer} is ${now - e.ts} ms old (limit ${maxAgeMs} ms)`)
+  if (e.ts > now + maxSkewMs) throw new EnvelopeError('future', `message from ${e.signer} is ${e.ts - now} ms in the future (limit ${maxSkewMs} ms)`)
+  if (replay != null && !replay.accept(e.signer, e.nonce, e.ts, now)) throw new EnvelopeError('replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`)
+  let body: T
+  try {
+    body = JSON.parse(e.body) as T
+  } catch {
+    throw new EnvelopeError('malformed', `body signed by ${e.signer} is not JSON`)
+  }
+  return { signer: e.signer, ts: e.ts, body }
+}
