@@ -160,8 +160,13 @@ async function failovers (nodes: NodeProcess[]): Promise<{ samples: number[], ac
   let acknowledged = 0
   let counter = 0
   for (let i = 0; i < FAILOVERS; i++) {
-    const ownerId = (await stateOf(nodes[0]!, name)).owner
-    const owner = nodes.find(n => n.peerId === ownerId)!
+    // The owner as the owner itself reports it: a node that just restarted may still name the previous one
+    // (killing that node would measure a holder's replacement, not a failover).
+    const owner = await waitUntil(async () => {
+      for (const n of nodes) if ((await stateOf(n, name).catch(() => undefined))?.owner === n.peerId) return n
+      return undefined
+    }, { what: 'the owner to report itself', timeoutMs: 20_000 })
+    const ownerId = owner.peerId
     const via = nodes.find(n => n !== owner)!
     let stop = false
     let firstNew = 0
