@@ -12,17 +12,9 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { z } from 'zod'
-import { BeeMeshError } from '../errors.js'
+import { EnvelopeError } from './errors.js'
 
-export type EnvelopeRefusal = 'malformed' | 'wrong-domain' | 'bad-signature' | 'stale' | 'future' | 'replayed'
-
-/** A message refused by `open`: `reason` says which check failed, the message names the problem. */
-export class EnvelopeError extends BeeMeshError {
-  constructor (readonly reason: EnvelopeRefusal, message: string) {
-    super(message)
-    this.name = 'EnvelopeError'
-  }
-}
+export { EnvelopeError, type EnvelopeRefusal } from './errors.js'
 
 const SIGNING_PREFIX = 'beemesh-envelope/v1\n'
 /** Largest envelope accepted, before parsing. */

@@ -1,0 +1,22 @@
+import { BeeMeshError } from '../errors.js'
+
+/**
+ * A policy document that cannot be parsed, does not validate, or replays an old
+ * version. The message is `<source>:<line>:<column>: <field>: <problem>`.
+ */
+export class PolicyError extends BeeMeshError {
+  constructor (readonly source: string, readonly detail: string, options?: ErrorOptions) {
+    super(`${source}:${detail}`, options)
+    this.name = 'PolicyError'
+  }
+}
+
+export type EnvelopeRefusal = 'malformed' | 'wrong-domain' | 'bad-signature' | 'stale' | 'future' | 'replayed'
+
+/** A signed message refused by `open` (envelope.ts): `reason` says which check failed, the message names the problem. */
+export class EnvelopeError extends BeeMeshError {
+  constructor (readonly reason: EnvelopeRefusal, message: string) {
+    super(message)
+    this.name = 'EnvelopeError'
+  }
+}
