@@ -135,15 +135,17 @@ export class ContainerHost {
     let cpuMillis = 0
     let memoryBytes = 0
     for (const p of this.pods.values()) {
-      if (statusOf(p) === 'failed' || statusOf(p) === 'exited') continue
+      const status = statusOf(p)
+      if (status === 'failed' || status === 'exited') continue
       cpuMillis += p.spec.resources.cpuMillis
       memoryBytes += p.spec.resources.memoryBytes
     }
     return { cpuMillis, memoryBytes }
   }
 
-  reports (): ReplicaReport[] {
-    return this.list().map(p => {
+  /** What the heartbeat says of each pod here (of one workload's, with `workloadId`). */
+  reports (workloadId?: string): ReplicaReport[] {
+    return (workloadId != null ? this.of(workloadId) : this.list()).map(p => {
       const phase = podPhase(p.actor.getSnapshot())
       const ctx = p.actor.getSnapshot().context
       return {

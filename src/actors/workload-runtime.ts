@@ -1043,7 +1043,7 @@ export class WorkloadRuntime {
       if (cur == null || epoch > cur.epoch) out.set(replica, { peerId, replica, epoch })
     }
     for (const r of this.host.of(id)) if (r.status !== 'failed') add(this.selfId, r.replica, r.epoch)
-    for (const r of this.containers.reports()) if (r.workloadId === id && r.status !== 'failed') add(this.selfId, r.replica, r.epoch)
+    for (const r of this.containers.reports(id)) if (r.status !== 'failed') add(this.selfId, r.replica, r.epoch)
     const owned = this.machines.get(id)
     if (owned != null) add(this.selfId, 0, owned.epoch)
     for (const r of this.view.remoteReplicas(id)) if (r.status !== 'failed') add(r.peerId, r.replica, r.epoch)
@@ -1132,7 +1132,7 @@ export class WorkloadRuntime {
     const local = new Map<number, { epoch: number, status: ReplicaPlacement['status'], handled: number, failures: number, pod?: PodReport }>(this.host.of(record.spec.id).map(r => [r.replica, r]))
     const owned = this.machines.get(record.spec.id)
     if (owned != null) local.set(0, { epoch: owned.epoch, status: owned.status === 'running' ? 'running' : 'starting', handled: 0, failures: 0 })
-    for (const r of this.containers.reports()) if (r.workloadId === record.spec.id) local.set(r.replica, r)
+    for (const r of this.containers.reports(record.spec.id)) local.set(r.replica, r)
     const remote = this.view.remoteReplicas(record.spec.id)
     // Ordinals at or above the count are being stopped (scaled down): not shown.
     const ordinals = new Set([...record.placement.map(p => p.replica), ...local.keys(), ...remote.map(r => r.replica)].filter(r => r < record.spec.replicas))

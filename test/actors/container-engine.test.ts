@@ -4,7 +4,6 @@
  * loud failure, never a skip. Every container made here carries the label
  * beemesh.test=1 and is removed at the end.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -14,6 +13,7 @@ import * as assert from 'uvu/assert'
 import { ContainerEngine, portInUse, resolveEngineSocket, type CreateContainerOptions, type LogStream } from '../../src/actors/container-engine.js'
 import { ContainerNameConflictError, EngineUnavailableError, ImagePullError, PortInUseError } from '../../src/actors/container-errors.js'
 import { InvalidArgumentError } from '../../src/errors.js'
+import { startPrivateEngine } from '../helpers/engine.js'
 
 const TEST_LABEL = { 'beemesh.test': '1' }
 const RUN = `${process.pid}-${Date.now().toString(36)}`
@@ -287,25 +287,10 @@ test('an unreachable socket is an EngineUnavailableError naming it', async () =>
 
 test('the engine going away mid-wait rejects the wait at once with EngineUnavailableError', async () => {
   // A second service on a private socket (same storage), so the shared one stays up.
-  const dir = await mkdtemp(join(tmpdir(), 'beemesh-engine-'))
-  const socket = join(dir, 'engine.sock')
-  const child: ChildProcess = spawn('podman', ['system', 'service', '--time=0', `unix://${socket}`], { cwd: '/', stdio: 'ignore' })
-  const exited = new Promise<void>(resolve => child.once('exit', () => { resolve() }))
-  cleanups.push(async () => {
-    if (child.exitCode == null && child.signalCode == null) child.kill('SIGKILL')
-    await rm(dir, { recursive: true, force: true })
-  })
-  const spawnError = new Promise<never>((_resolve, reject) => child.once('error', reject))
+  const service = await startPrivateEngine()
+  cleanups.push(async () => { await service.close() })
+  const socket = service.socket
   const privateEngine = new ContainerEngine({ socketPath: socket })
-  await within(20_000, 'the private podman service', Promise.race([spawnError, (async () => {
-    for (;;) {
-      try {
-        return await privateEngine.ping(1_000)
-      } catch {
-        await new Promise(resolve => setTimeout(resolve, 50))
-      }
-    }
-  })()]))
 
   const id = await privateEngine.create(spec('engine-dies', { command: ['sleep', '1000'] }))
   await privateEngine.start(id)
@@ -315,7 +300,7 @@ test('the engine going away mid-wait rejects the wait at once with EngineUnavail
   await privateEngine.inspect(id)
   assert.is(settled, false, 'the wait is still pending while the container runs')
   const t0 = performance.now()
-  child.kill('SIGTERM')
+  const exited = service.stop()
   const err = await within(10_000, 'the wait after the engine died', rejection(waiting))
   timings['wait-rejects-after-engine-death'] = Math.round(performance.now() - t0)
   assert.instance(err, EngineUnavailableError)

@@ -79,7 +79,10 @@ async function settleContainers (client: ApiClient, placed: WorkloadStatus, prog
     const settled = status.placement.length >= status.replicas && status.placement.every(p => p.pod != null && SETTLED.has(p.pod.phase))
     if (settled || Date.now() > deadline) return status
     await new Promise(resolve => setTimeout(resolve, 200))
-    status = await client.request<WorkloadStatus>(`/v1/workloads/${status.id}`, { timeoutMs: 10_000 })
+    // The list carries each workload's status without describe's pod-event round trips to the hosts.
+    const id = status.id
+    status = (await client.request<WorkloadStatus[]>('/v1/workloads', { timeoutMs: 10_000 })).find(w => w.id === id) ??
+      await client.request<WorkloadStatus>(`/v1/workloads/${id}`, { timeoutMs: 10_000 })
   }
 }
 
