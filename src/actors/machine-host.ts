@@ -7,6 +7,7 @@ import type { ArtifactService } from '../transport/artifacts.js'
 import type { Logger } from '../transport/logger.js'
 import type { MeshNode } from '../transport/mesh-node.js'
 import { callRpc } from '../transport/rpc.js'
+import { TrustError } from '../policy/errors.js'
 import { artifactOf, type WorkloadSpec } from '../workloads/types.js'
 import { EventNotHandledError, InvalidEventError, MachineFailedError, OwnerUnavailableError, WorkloadCompletedError } from './errors.js'
 import { WorkloadNotFoundError } from './errors.js'
@@ -105,6 +106,8 @@ export interface MachineHostInit {
   onLocation?: (loc: LocationRecord) => void
   /** Counts persisted transitions. */
   onPersisted?: (workloadId: string, count: number) => void
+  /** The policy's word on a send: a reason when `sender` may not send to the workload. */
+  forbidSend?: (spec: WorkloadSpec, sender: string | undefined) => string | undefined
 }
 
 export class FencedError extends Error {
@@ -423,6 +426,8 @@ export class MachineHost {
       if (o.status !== 'running' || o.last == null) return { ok: false, refusal: { code: 'unavailable', message: `${req.workloadId} is starting on ${this.selfId}` } }
       return { ok: true, state: this.report(o) }
     }
+    const forbidden = this.init.forbidSend?.(o.spec, req.sender)
+    if (forbidden != null) return { ok: false, refusal: { code: 'forbidden', message: forbidden } }
     const dup = o.dedup.get(req.id)
     if (dup != null) return { ok: true, ack: { ...dup, duplicate: true } }
     if (o.completed) return { ok: false, refusal: { code: 'completed', message: `${req.workloadId} has completed`, output: o.last?.output } }
@@ -740,6 +745,7 @@ export class MachineHost {
           case 'unknown-workload': throw new WorkloadNotFoundError(workloadId)
           case 'bad-event': throw new InvalidEventError(r.message)
           case 'machine-error': throw new MachineFailedError(workloadId, r.message)
+          case 'forbidden': throw new TrustError('denied', r.message)
         }
       }
       if (Date.now() + delay > deadline) throw new OwnerUnavailableError(workloadId, `no owner answered within ${timeoutMs} ms (${lastProblem})`)

@@ -18,6 +18,9 @@ export class NodeMetrics {
   readonly tenders: Counter<'outcome'>
   readonly tenderSeconds: Histogram<'outcome'>
   readonly replicaStarts: Counter<'outcome'>
+  readonly refusals: Counter<'what' | 'reason'>
+  readonly decisions: Counter<'action' | 'decision' | 'rule'>
+  readonly bans: Counter
 
   constructor (gauges: NodeGauges) {
     const registers = [this.registry]
@@ -28,6 +31,9 @@ export class NodeMetrics {
     this.tenders = new Counter({ name: 'beemesh_tenders_total', help: 'Tenders this node ran, by outcome (placed, unschedulable, failed, cancelled)', labelNames: ['outcome'], registers })
     this.tenderSeconds = new Histogram({ name: 'beemesh_tender_duration_seconds', help: 'Time from tender to every awardee confirmed (or the tender failing)', labelNames: ['outcome'], buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers })
     this.replicaStarts = new Counter({ name: 'beemesh_replica_starts_total', help: 'Replica starts on this node, by outcome (started, failed)', labelNames: ['outcome'], registers })
+    this.refusals = new Counter({ name: 'beemesh_security_refusals_total', help: 'Messages, manifests and API calls refused, by what (gossip topic, stream protocol, manifest, api) and reason (bad-signature, replayed, stale, not-a-member, denied …)', labelNames: ['what', 'reason'], registers })
+    this.decisions = new Counter({ name: 'beemesh_policy_decisions_total', help: 'Policy decisions, by action, decision (allow, deny) and the rule that decided (default-deny when none did)', labelNames: ['action', 'decision', 'rule'], registers })
+    this.bans = new Counter({ name: 'beemesh_peers_banned_total', help: 'Peers disconnected and refused because gossipsub scored them below the graylist threshold', registers })
     new Gauge({ name: 'beemesh_peers', help: 'Connected peers', registers, collect () { this.set(gauges.peers()) } })
     new Gauge({ name: 'beemesh_workloads', help: 'Workloads this node knows of (not deleted)', registers, collect () { this.set(gauges.workloads()) } })
     new Gauge({ name: 'beemesh_replicas', help: 'Replicas running on this node', registers, collect () { this.set(gauges.replicas()) } })

@@ -3,6 +3,7 @@ import { describeError } from '../errors.js'
 import { nodeMachine, nodeStateName } from '../machines/node-machine.js'
 import { NodeStore } from '../store/node-store.js'
 import { loadOrCreateIdentity } from '../transport/identity.js'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { silentLogger, type Logger } from '../transport/logger.js'
 import { NotStartedError } from '../transport/errors.js'
 import { MeshNode, type MeshMessage, type MeshPeer, type PutResult } from '../transport/mesh-node.js'
@@ -14,6 +15,32 @@ import type { Resources } from '../workloads/types.js'
 import { WorkloadRuntime } from './workload-runtime.js'
 import { NodeMetrics } from './metrics.js'
 import { ContainerEngine } from './container-engine.js'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { PrivateKey } from '@libp2p/interface'
+import { issueCredential, SignedCredentialSchema, verifyCredential, type MeshTrust, type SignedCredential } from '../policy/credentials.js'
+import { RefusedMessage, Trust } from '../policy/trust.js'
+import { setRpcGuard } from '../transport/rpc.js'
+import { HEARTBEAT_TOPIC, SCHEDULER_TOPIC } from './protocol.js'
+import { POLICY_TOPIC, PolicySync } from './policy-sync.js'
+
+/** Where a node keeps the membership credential it issued itself with `issueWith`. */
+export const CREDENTIAL_FILE = 'credential.json'
+
+/** Whom a node trusts and how it proves it belongs (docs/security.md). */
+export interface NodeTrustConfig {
+  /** The mesh's trust file (`beemesh init`): the root key id and the starting policy. */
+  mesh: MeshTrust
+  /** This node's membership credential, issued by the root (`beemesh credential issue`). */
+  credential?: SignedCredential
+  /**
+   * The root key, to issue this node its own credential at start (`beemesh up`
+   * and tests): used once, then dropped. Production nodes get theirs offline.
+   */
+  issueWith?: PrivateKey
+  /** Anonymous API access from loopback (`beemesh up`). */
+  dev?: boolean
+}
 
 export interface NodeRuntimeInit {
   dataDir: string
@@ -28,6 +55,7 @@ export interface NodeRuntimeInit {
   tenderWindowMs?: number
   /** Path of a Docker Engine API socket (dockerd or Podman's service): container workloads run there. */
   containerSocket?: string
+  trust: NodeTrustConfig
 }
 
 export interface NodeStatus {
@@ -45,6 +73,8 @@ export interface NodeStatus {
   dataDir: string
   pid: number
   version: string
+  /** Membership and the policy in force. */
+  trust: { root: string, member: boolean, labels: Record<string, string>, policy: { name: string, version: number }, dev: boolean }
 }
 
 export const VERSION = '0.1.0'
@@ -60,6 +90,8 @@ export class NodeRuntime {
   private store?: NodeStore
   private actor?: ActorRefFrom<typeof nodeMachine>
   private runtime?: WorkloadRuntime
+  private trustService?: Trust
+  private policySync?: PolicySync
   /** Prometheus metrics of this node (`GET /metrics`). */
   readonly metrics = new NodeMetrics({
     peers: () => this.mesh?.started === true ? this.mesh.peers().length : 0,
@@ -79,9 +111,26 @@ export class NodeRuntime {
     const store = await NodeStore.open(this.init.dataDir)
     this.store = store
     const known = await store.knownPeers().catch(() => [])
+    let trust: Trust
+    try {
+      trust = await this.openTrust(identity.privateKey)
+    } catch (err) {
+      await store.close()
+      throw err
+    }
+    this.trustService = trust
     let mesh: MeshNode
     try {
       mesh = new MeshNode({
+        guard: {
+          seal: async (topic, data, as) => await trust.seal(topic, new TextDecoder().decode(data), as as never),
+          open: async (topic, data) => {
+            const { body, sender } = await trust.open(topic, data)
+            return { data: new TextEncoder().encode(body), sender }
+          },
+          onBanned: () => { this.metrics.bans.inc() }
+        },
+        scoredTopics: [SCHEDULER_TOPIC, HEARTBEAT_TOPIC, POLICY_TOPIC],
         privateKey: identity.privateKey,
         listen: this.init.listen,
         announce: this.init.announce,
@@ -102,10 +151,19 @@ export class NodeRuntime {
         startNode: fromPromise(async () => {
           try {
             await mesh.start()
+            setRpcGuard(mesh, {
+              seal: async (protocol, request) => await trust.sealValue(protocol, JSON.stringify(request)),
+              open: async (protocol, request, from) => JSON.parse((await trust.open(protocol, request, { from })).body)
+            })
+            const policySync = new PolicySync(mesh, trust, store, this.log)
+            const persisted = await policySync.stored()
+            if (persisted != null) await trust.applyPolicy(persisted, 'the node store').catch(err => { if (!(err instanceof Error && /not newer/.test(err.message))) this.log.warn({ err: describeError(err) }, 'persisted policy refused') })
+            await policySync.start()
+            this.policySync = policySync
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
             await artifacts.start()
             const engine = this.init.containerSocket != null ? new ContainerEngine({ socketPath: this.init.containerSocket, log: this.log }) : undefined
-            const runtime = new WorkloadRuntime({ mesh, artifacts, store, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(engine != null ? { engine } : {}) })
+            const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(engine != null ? { engine } : {}) })
             await runtime.start()
             this.runtime = runtime
           } catch (err) {
@@ -115,6 +173,7 @@ export class NodeRuntime {
         }),
         stopNode: fromPromise(async () => {
           try {
+            this.policySync?.stop()
             await this.runtime?.stop()
             await mesh.stop()
           } finally {
@@ -163,6 +222,53 @@ export class NodeRuntime {
     await done
   }
 
+  /**
+   * The node's trust service: its own credential (given, read from the data
+   * dir, or issued with the root key in `issueWith`) checked against the root,
+   * and the starting policy in force.
+   */
+  private async openTrust (key: PrivateKey): Promise<Trust> {
+    const cfg = this.init.trust
+    const peerId = peerIdFromPrivateKey(key).toString()
+    let credential = cfg.credential
+    const file = join(this.init.dataDir, CREDENTIAL_FILE)
+    if (credential == null) {
+      const saved = await readFile(file, 'utf8').then(t => SignedCredentialSchema.parse(JSON.parse(t)), () => undefined)
+      if (saved != null && await verifyCredential(saved, { issuer: cfg.mesh.root, subject: peerId, kind: 'node', now: Date.now() + 24 * 3600_000 }).then(() => true, () => false)) credential = saved
+    }
+    if (credential == null && cfg.issueWith != null) {
+      credential = await issueCredential(cfg.issueWith, peerId, { labels: this.init.labels ?? {} })
+      await writeFile(file, JSON.stringify(credential, null, 2) + '\n', { mode: 0o600 })
+      this.log.info({ path: file }, 'issued this node its membership credential with the root key (dev mode)')
+    }
+    const metrics = this.metrics
+    const trust = new Trust({
+      root: cfg.mesh.root,
+      key,
+      ...(credential != null ? { credential } : {}),
+      policies: cfg.mesh.policy != null ? [cfg.mesh.policy] : [],
+      dev: cfg.dev ?? false,
+      log: this.log,
+      metrics: {
+        refused: (what, reason) => { metrics.refusals.inc({ what, reason }) },
+        decided: (action, allowed, rule) => { metrics.decisions.inc({ action, decision: allowed ? 'allow' : 'deny', rule }) }
+      }
+    })
+    await trust.start()
+    return trust
+  }
+
+  /** Whom this node trusts and what it allows; throws until started. */
+  get trust (): Trust {
+    if (this.trustService == null) throw new NotStartedError()
+    return this.trustService
+  }
+
+  get policies (): PolicySync {
+    if (this.policySync == null) throw new NotStartedError()
+    return this.policySync
+  }
+
   get peerId (): string {
     return this.meshNode().peerId
   }
@@ -181,6 +287,13 @@ export class NodeRuntime {
       replicas: (this.runtime?.host.list().length ?? 0) + (this.runtime?.containers.list().length ?? 0) + (this.runtime?.machines.list().length ?? 0),
       ...(this.init.containerSocket != null ? { containers: { socket: this.init.containerSocket, available: this.runtime?.containers.available ?? false } } : {}),
       dataDir: this.init.dataDir,
+      trust: {
+        root: this.init.trust.mesh.root,
+        member: this.trustService?.isMember ?? false,
+        labels: { ...this.trustService?.labels },
+        policy: { name: this.trustService?.policy.name ?? 'empty', version: this.trustService?.policy.version ?? -1 },
+        dev: this.init.trust.dev ?? false
+      },
       pid: process.pid,
       version: VERSION
     }

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import type { MeshMessage } from '../transport/mesh-node.js'
 import type { WorkloadSpec } from '../workloads/types.js'
 import { LocationRecord } from './state-protocol.js'
+import { ProvenanceSchema } from '../policy/credentials.js'
 
 /** Gossip topics and stream protocols of the workload plane. */
 export const SCHEDULER_TOPIC = 'beemesh.scheduler.v1'
@@ -37,7 +38,8 @@ export const WorkloadSpecSchema: z.ZodType<WorkloadSpec> = z.object({
   createdAt: z.number(),
   labels: z.record(z.string().max(317), z.string().max(63)).optional(),
   kubeKind: z.enum(['Pod', 'Deployment', 'Actor', 'Machine']).optional(),
-  manifest: z.string().max(256 * 1024).optional()
+  manifest: z.string().max(256 * 1024).optional(),
+  provenance: ProvenanceSchema.optional()
 }).refine(s => s.id === `${s.namespace}/${s.name}`, { message: 'id must be <namespace>/<name>' })
   .refine(s => s.kind === 'stateful' ? s.replicas === 1 && s.topics.length === 0 : s.kind === 'container' || s.topics.length > 0, { message: 'a stateless workload needs topics; a stateful one has exactly 1 replica and no topics' })
   .refine(s => s.kind === 'container' ? s.container != null && s.topics.length === 0 : s.artifact != null && s.container == null, { message: 'a container workload needs container and no topics; the others need an artifact' })
@@ -93,7 +95,9 @@ export const Heartbeat = z.object({
   uptimeMs: z.number().min(0),
   /** What the node can run beyond actors: `container` while its engine answers. */
   capabilities: z.array(z.string().max(40)).max(16).default([]),
-  replicas: z.array(ReplicaReport).max(10_000)
+  replicas: z.array(ReplicaReport).max(10_000),
+  /** The version of the policy the node enforces: peers behind pull the newer one. */
+  policy: z.number().int().optional()
 })
 export type Heartbeat = z.infer<typeof Heartbeat>
 

@@ -25,7 +25,8 @@ export interface ReplicaHostInit {
   artifacts: ArtifactService
   log: Logger
   /** Publishes a JSON value on the mesh (and to local replicas). */
-  publish: (topic: string, data: unknown) => Promise<void>
+  /** `from`: the replica publishing (its workload identity signs the message); absent for the node's own messages. */
+  publish: (topic: string, data: unknown, from?: LocalReplica) => Promise<void>
   /** Called whenever the set of topics local replicas need changes. */
   onTopicsChanged: (topics: Set<string>) => void
   metrics?: NodeMetrics
@@ -101,7 +102,7 @@ export class ReplicaHost {
         identity: { id: spec.id, name: spec.name, namespace: spec.namespace, replica, nodeId: this.init.selfId, epoch },
         timeoutMs: spec.timeoutMs,
         memoryLimitMb: spec.memoryLimitMb,
-        onPublish: async (topic, data) => { await this.init.publish(topic, data) },
+        onPublish: async (topic, data) => { await this.init.publish(topic, data, local) },
         onLog: line => { this.appendLog({ ts: line.ts, workloadId: spec.id, replica, nodeId: this.init.selfId, stream: line.stream, message: line.message, fields: line.fields as Record<string, unknown> | undefined }) }
       })
       await sandbox.start()

@@ -51,7 +51,7 @@ export type Ack = z.infer<typeof Ack>
 
 /** Why a send was not applied. `not-owner` and `unavailable` are worth retrying (after re-resolving the owner). */
 export const Refusal = z.object({
-  code: z.enum(['not-owner', 'not-handled', 'completed', 'unknown-workload', 'unavailable', 'bad-event', 'machine-error']),
+  code: z.enum(['not-owner', 'not-handled', 'completed', 'unknown-workload', 'unavailable', 'bad-event', 'machine-error', 'forbidden']),
   message: z.string().max(4000),
   owner: peerId.optional(),
   epoch: epoch.optional(),

@@ -24,6 +24,16 @@ import { StateHolder } from './state-holder.js'
 import { LocationRecord, SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from './state-protocol.js'
 import { WorkloadJournal } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
+import { TrustError } from '../policy/errors.js'
+import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
+import { currentPrincipal } from '../policy/request-context.js'
+import type { Resource } from '../policy/engine.js'
+import type { PolicySync } from './policy-sync.js'
+
+/** A workload as a policy resource. */
+export function workloadResource (spec: Pick<WorkloadSpec, 'namespace' | 'name' | 'labels'>): Resource {
+  return { kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} }
+}
 
 export interface WorkloadRuntimeInit {
   mesh: MeshNode
@@ -42,6 +52,10 @@ export interface WorkloadRuntimeInit {
   metrics?: NodeMetrics
   /** The container engine (Docker Engine API) this node runs container workloads on, if any. */
   engine?: ContainerEngine
+  /** Whom this node trusts and what the policy allows (src/policy/trust.ts). */
+  trust: Trust
+  /** Spreads policies: heartbeats say which version each node enforces. */
+  policySync?: PolicySync
 }
 
 export interface ReplicaPlacement {
@@ -181,7 +195,7 @@ export class WorkloadRuntime {
       selfId: this.mesh.peerId,
       artifacts: init.artifacts,
       log: this.log,
-      publish: async (topic, data) => { await this.publish(topic, data, { requireListeners: false }) },
+      publish: async (topic, data, from) => { await this.publish(topic, data, { requireListeners: false, ...(from != null ? { from } : {}) }) },
       onTopicsChanged: topics => { this.syncSubscriptions(topics) },
       metrics: init.metrics
     })
@@ -214,7 +228,11 @@ export class WorkloadRuntime {
       },
       onLocation: loc => { void this.gossip({ type: 'location', location: loc }) },
       onTransition: (id, t) => { for (const l of this.transitionListeners) l(id, t) },
-      onPersisted: (id, n) => { this.init.metrics?.eventsHandled.inc({ workload: id }, n) }
+      onPersisted: (id, n) => { this.init.metrics?.eventsHandled.inc({ workload: id }, n) },
+      forbidSend: (spec, sender) => {
+        const d = this.init.trust.decide(principalOfSender(sender ?? ''), 'send', workloadResource(spec))
+        return d.allowed ? undefined : `forbidden: ${d.reason}`
+      }
     })
   }
 
@@ -246,9 +264,10 @@ export class WorkloadRuntime {
   }
 
   /** Sends an event to a stateful workload (routed to its owner); resolves with the acknowledgement. */
-  async sendEvent (id: string, event: unknown, opts: { id?: string, timeoutMs?: number } = {}): Promise<import('./state-protocol.js').Ack> {
+  async sendEvent (id: string, event: unknown, opts: { id?: string, timeoutMs?: number, sender?: string } = {}): Promise<import('./state-protocol.js').Ack> {
     if (!this.catalog.has(id)) await this.fetchRecord(id)
-    return await this.machines.send(id, event, opts)
+    const caller = currentPrincipal()
+    return await this.machines.send(id, event, { ...opts, ...(opts.sender == null && caller != null ? { sender: senderOf(caller) } : {}) })
   }
 
   /** A stateful workload's state, from its owner. */
@@ -434,7 +453,9 @@ export class WorkloadRuntime {
       const issue = parsed.error.issues[0]
       throw new InvalidWorkloadError(`${issue?.path.join('.') || 'spec'}: ${issue?.message ?? 'invalid'}`)
     }
-    const spec = parsed.data
+    const spec = await this.attest(parsed.data)
+    await this.init.trust.checkManifest(spec as never)
+    for (const topic of spec.topics) this.init.trust.authorize({ kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} }, 'subscribe', { kind: 'topic', name: topic })
     // Announced as a DHT provider after placement: awardees fetch from the tenderer
     // first, and the provider query would compete with the tender for every node's time.
     if (spec.artifact != null) {
@@ -506,9 +527,11 @@ export class WorkloadRuntime {
   private async rescale (record: WorkloadRecord, spec: WorkloadSpec): Promise<WorkloadStatus> {
     if (this.tendering.has(spec.id)) throw new InvalidWorkloadError(`${spec.id} is being placed right now; try again when that finishes`)
     const from = record.spec.replicas
+    const signed = await this.attest({ ...spec, createdAt: record.spec.createdAt, provenance: undefined }, spec.provenance?.deployer ?? record.spec.provenance?.deployer)
+    await this.init.trust.checkManifest(signed as never)
     const updated: WorkloadRecord = {
       ...record,
-      spec: { ...spec, createdAt: record.spec.createdAt },
+      spec: signed,
       epoch: record.epoch + 1,
       placement: record.placement.filter(p => p.replica < spec.replicas),
       events: from !== spec.replicas ? pushEvent(record.events, event('Normal', 'Scaled', `replicas ${from} → ${spec.replicas}`)) : record.events,
@@ -651,14 +674,35 @@ export class WorkloadRuntime {
    * Publishes a JSON value to a topic: to the mesh, and to this node's own
    * replicas (gossip never loops back). Refuses a topic nobody listens on.
    */
-  async publish (topic: string, data: unknown, { requireListeners = true } = {}): Promise<PublishOutcome> {
+  async publish (topic: string, data: unknown, { requireListeners = true, from }: { requireListeners?: boolean, from?: LocalReplica } = {}): Promise<PublishOutcome> {
+    let identity: WorkloadIdentity | undefined
+    if (from != null) {
+      // A replica publishes as its own workload identity, and only where the policy lets it.
+      const spec = from.spec
+      this.init.trust.authorize({ kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} }, 'publish', { kind: 'topic', name: topic })
+      identity = await this.identityOf(from)
+    }
     const localReplicas = this.host.list().filter(r => r.spec.topics.includes(topic) && r.status !== 'failed')
     if (requireListeners && localReplicas.length === 0 && this.mesh.topicPeers(topic).length === 0) throw new NoSubscribersError(topic)
     const id = `${this.selfId.slice(-10)}-${this.startedAt.toString(36)}-${(this.eventCounter++).toString(36)}`
     const envelope = { id, data, ts: Date.now() }
-    const { recipients } = await this.mesh.publish(topic, encodeMessage(envelope))
+    const { recipients } = await this.mesh.publish(topic, encodeMessage(envelope), identity != null ? { as: identity } : {})
     if (localReplicas.length > 0) this.dispatch(topic, { topic, data, from: this.selfId, id, attempt: 1 })
     return { id, topic, recipients, localReplicas: localReplicas.length }
+  }
+
+  private readonly identities = new Map<string, Promise<WorkloadIdentity>>()
+
+  /** Each workload instance (replica at an epoch) gets its own key, with a credential from this node. */
+  private async identityOf (local: LocalReplica): Promise<WorkloadIdentity> {
+    const key = `${local.workloadId}#${local.replica}@${local.epoch}`
+    let id = this.identities.get(key)
+    if (id == null) {
+      for (const k of this.identities.keys()) if (k.startsWith(`${local.workloadId}#${local.replica}@`)) this.identities.delete(k)
+      id = this.init.trust.workloadIdentity(local.workloadId, local.replica, local.spec.labels ?? {})
+      this.identities.set(key, id)
+    }
+    return await id
   }
 
   /** Offers an event to each local replica subscribed to its topic; queue groups pick one replica mesh-wide. */
@@ -702,6 +746,7 @@ export class WorkloadRuntime {
       const hb = decodeMessage(Heartbeat, msg.data)
       if (hb == null || hb.peerId !== msg.from) { this.log.debug({ from: msg.from }, 'dropped a malformed heartbeat'); return }
       this.view.onHeartbeat(hb)
+      this.init.policySync?.noteVersion(hb.peerId, hb.policy)
       for (const r of hb.replicas) {
         if (!this.catalog.has(r.workloadId)) this.lookUpRecord(r.workloadId)
         this.fenceAgainst(r.workloadId, r.replica, r.epoch, hb.peerId)
@@ -715,6 +760,12 @@ export class WorkloadRuntime {
       return
     }
     if (!this.subscribedTopics.has(msg.topic)) return
+    const sender = msg.sender as import('../policy/trust.js').Sender | undefined
+    if (sender?.principal.kind === 'workload') {
+      // The publishing node checked the grant; every receiver checks it again.
+      const d = this.init.trust.decide(sender.principal, 'publish', { kind: 'topic', name: msg.topic })
+      if (!d.allowed) { this.init.trust.noteRefusal(msg.topic, 'denied', `dropped a message on ${msg.topic}: ${d.reason}`); return }
+    }
     const envelope = decodeEnvelope(msg)
     this.dispatch(msg.topic, { topic: msg.topic, data: envelope.data, from: msg.from, id: envelope.id, attempt: 1 })
   }
@@ -820,7 +871,10 @@ export class WorkloadRuntime {
     if (owned != null && owned.epoch >= tender.epoch) offer.hosts.push(tender.spec.id)
     // A replica of an older generation (another spec, being replaced) does not count as already hosting it.
     offer.hosts = offer.hosts.filter(id => id !== tender.spec.id || live.some(r => sameSpec(r.spec, tender.spec)))
-    const evaluated = evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
+    const refusal = await this.admissible(tender.spec)
+    const evaluated: ReturnType<typeof evaluate> = refusal != null
+      ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'policy', reason: refusal.slice(0, 500) }] }
+      : evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
     // Containers of it from before a restart are being adopted or removed here: a new one would race them.
     const result: typeof evaluated = this.containers.isSorting(tender.spec.id)
       ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'already-hosting', reason: 'sorting out its containers from before a restart (adopt or remove)' }] }
@@ -846,6 +900,58 @@ export class WorkloadRuntime {
     }
   }
 
+  /**
+   * A spec as the API caller deploys it: signed already by the deployer's own
+   * key (which must be the caller's), or signed here by this node vouching
+   * for the deployer it authenticated.
+   */
+  private async attest (spec: WorkloadSpec, fallbackDeployer?: string): Promise<WorkloadSpec> {
+    const caller = currentPrincipal()
+    const deployer = caller?.kind === 'deployer' ? caller.key : fallbackDeployer
+    if (spec.provenance != null) {
+      if (caller?.kind === 'deployer' && spec.provenance.deployer !== caller.key) throw new TrustError('wrong-subject', `manifest of ${spec.id} is signed for deployer ${spec.provenance.deployer}, but the request is authenticated as ${caller.key}`)
+      return spec
+    }
+    if (deployer == null) throw new TrustError('unsigned', `manifest of ${spec.id} is not signed and no deployer is authenticated for it`)
+    const { provenance: _drop, ...unsigned } = spec
+    const body = WorkloadSpecSchema.parse(unsigned)
+    return { ...body, provenance: await this.init.trust.attest(body as never, deployer) }
+  }
+
+  private readonly admitted = new Map<string, string | null>()
+
+  /**
+   * Whether this node may run a workload: the manifest's signature and
+   * deployer check out under the policy in force, the policy lets this node
+   * host it, and (stateless) the workload subscribe to its topics. Undefined
+   * when admissible, else the reason, logged and counted once per spec and policy version.
+   */
+  async admissible (spec: WorkloadSpec): Promise<string | undefined> {
+    const key = `${this.init.trust.policy.version}|${spec.id}|${spec.provenance?.sig ?? 'unsigned'}`
+    const known = this.admitted.get(key)
+    if (known !== undefined) return known ?? undefined
+    let reason: string | undefined
+    let kind = 'denied'
+    try {
+      await this.init.trust.checkManifest(spec as never)
+      const resource = workloadResource(spec)
+      const host = this.init.trust.decide(this.init.trust.nodePrincipal(this.selfId), 'host', resource)
+      if (!host.allowed) reason = `this node may not host ${spec.id}: ${host.reason}`
+      for (const topic of spec.topics) {
+        if (reason != null) break
+        const sub = this.init.trust.decide({ kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} }, 'subscribe', { kind: 'topic', name: topic })
+        if (!sub.allowed) reason = `${spec.id} may not subscribe to ${topic}: ${sub.reason}`
+      }
+    } catch (err) {
+      reason = describeError(err)
+      if (err instanceof TrustError) kind = err.reason
+    }
+    if (this.admitted.size > 2_000) this.admitted.clear()
+    this.admitted.set(key, reason ?? null)
+    if (reason != null) this.init.trust.noteRefusal('manifest', kind, `refused to run ${spec.id}: ${reason}`)
+    return reason
+  }
+
   private routeBid (bid: BidRequest): void {
     const actor = this.tenders.get(bid.tenderId)
     if (actor == null) return
@@ -861,9 +967,11 @@ export class WorkloadRuntime {
       if (a.peerId !== this.selfId) this.view.announce({ workloadId: award.workloadId, peerId: a.peerId, replica: a.replica, epoch: award.epoch, status: 'starting', handled: 0, failures: 0 })
     }
     const mine = award.awards.filter(a => a.peerId === this.selfId)
+    const refusal = mine.length > 0 ? await this.admissible(award.spec) : undefined
     await Promise.all(mine.map(async a => {
       const t0 = Date.now()
       try {
+        if (refusal != null) throw new TrustError('denied', refusal)
         if (award.spec.kind === 'stateful') await this.machines.start(award.spec, award.epoch, [award.tenderer])
         else if (award.spec.kind === 'container') await this.containers.start(award.spec, a.replica, award.epoch)
         else await this.host.start(award.spec, a.replica, award.epoch, [award.tenderer])
@@ -966,7 +1074,8 @@ export class WorkloadRuntime {
       allocated: this.allocated(),
       uptimeMs: Date.now() - this.startedAt,
       capabilities: this.capabilities(),
-      replicas: [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()]
+      replicas: [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()],
+      policy: this.init.trust.policy.version
     }
     this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).catch(err => { this.log.debug({ err: describeError(err) }, 'heartbeat publish failed') })
   }
@@ -1233,7 +1342,7 @@ function mergeOutcomes (newer: WorkloadRecord, other: WorkloadRecord): WorkloadR
 
 /** Same generation: what a replica runs is alike (the replica count and the manifest text do not matter). */
 function sameSpec (a: WorkloadSpec, b: WorkloadSpec): boolean {
-  const { createdAt: _a, source: _sa, replicas: _ra, manifest: _ma, ...x } = a
-  const { createdAt: _b, source: _sb, replicas: _rb, manifest: _mb, ...y } = b
+  const { createdAt: _a, source: _sa, replicas: _ra, manifest: _ma, provenance: _pa, ...x } = a
+  const { createdAt: _b, source: _sb, replicas: _rb, manifest: _mb, provenance: _pb, ...y } = b
   return JSON.stringify(x) === JSON.stringify(y)
 }

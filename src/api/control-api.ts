@@ -13,9 +13,13 @@ import { traceTopic, type TransitionRecord } from '../actors/state-protocol.js'
 import { ArtifactError } from '../transport/errors.js'
 import { decodeEnvelope } from '../actors/protocol.js'
 import { isKubePath, KubeApi } from './kube/server.js'
+import { evaluate, type Action, type Principal, type Resource } from '../policy/engine.js'
+import { PolicyError, TrustError } from '../policy/errors.js'
+import { asPrincipal } from '../policy/request-context.js'
+import { SYSTEM_NAMESPACE } from '../policy/defaults.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
-export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics'>
+export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics' | 'trust' | 'policies' | 'peerId'>
 
 export interface ControlApiInit {
   node: NodeControl
@@ -115,14 +119,52 @@ export class ControlApi {
     const method = req.method ?? 'GET'
     const { node } = this.init
 
-    // The Kubernetes-compatible API (kubectl): src/api/kube/.
-    if (isKubePath(path)) { await this.kube.handle(req, res, url); return }
     if (path === '/healthz' && method === 'GET') {
       const status = node.status()
       sendJson(res, status.state.startsWith('running') ? 200 : 503, { status: status.state.startsWith('running') ? 'ok' : 'unavailable', state: status.state, peerId: status.peerId })
       return
     }
+    // Everything else needs a caller: a deployer's bearer token, or anonymous loopback on a --dev node.
+    let principal: Principal
+    try {
+      principal = await node.trust.authenticate(req.headers.authorization, req.socket.remoteAddress)
+    } catch (err) {
+      if (!(err instanceof TrustError)) throw err
+      node.trust.noteRefusal('api', err.reason, `refused an API request to ${method} ${path}: ${err.message}`)
+      if (isKubePath(path)) { this.kube.unauthorized(res, err.message); return }
+      throw new HttpError(401, err.message, 'Unauthorized')
+    }
+    await asPrincipal(principal, async () => { await this.serve(req, res, url, principal) })
+  }
+
+  private async serve (req: IncomingMessage, res: ServerResponse, url: URL, principal: Principal): Promise<void> {
+    const path = url.pathname
+    const method = req.method ?? 'GET'
+    const { node } = this.init
+    const authorize = (action: Action, resource: Resource): void => { node.trust.authorize(principal, action, resource) }
+    const workload = (id: string): Resource => {
+      const [namespace = '', name = ''] = id.split('/')
+      const known = node.workloads.list().find(w => w.id === id)
+      return { kind: 'workload', namespace, name, labels: known?.labels ?? {} }
+    }
+
+    // The Kubernetes-compatible API (kubectl): src/api/kube/.
+    if (isKubePath(path)) { await this.kube.handle(req, res, url, (action, resource) => { authorize(action, resource) }); return }
     if (path === '/v1/status' && method === 'GET') { sendJson(res, 200, node.status()); return }
+    if (path === '/v1/policy') {
+      if (method === 'GET') {
+        const p = node.trust.currentSignedPolicy
+        sendJson(res, 200, { name: node.trust.policy.name, version: node.trust.policy.version, signer: p?.signer ?? null, signedAt: p?.signedAt ?? null, text: p?.text ?? '', peerId: node.peerId })
+        return
+      }
+      if (method === 'PUT') {
+        // The root's signature is the authority over policies, not the policy itself (no lock-out).
+        await node.policies.apply(await readJson(req, 1024 * 1024), `PUT /v1/policy from ${principal.kind === 'deployer' ? principal.key : 'a caller'}`)
+        sendJson(res, 200, { name: node.trust.policy.name, version: node.trust.policy.version, peerId: node.peerId })
+        return
+      }
+      throw methodNotAllowed(method, path)
+    }
     if (path === '/metrics' && method === 'GET') {
       const { contentType, body } = await node.metrics.render()
       res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) })
@@ -132,6 +174,7 @@ export class ControlApi {
     if (path === '/v1/peers' && method === 'GET') { sendJson(res, 200, node.peers()); return }
 
     if (path === '/v1/records') {
+      authorize('admin', { kind: 'namespace', name: SYSTEM_NAMESPACE })
       if (method === 'PUT') {
         const body = parse(RecordPut, await readJson(req))
         if (!isBeeMeshKey(body.key)) throw new HttpError(400, `key "${body.key}" must have the form /beemesh/<kind>/<id>`, 'BadRequest')
@@ -162,18 +205,27 @@ export class ControlApi {
       const topic = decodeURIComponent(topicMatch[1]!)
       if (!TOPIC.test(topic)) throw new HttpError(400, `invalid topic name "${topic}"`, 'BadRequest')
       if (method === 'POST') {
+        authorize('publish', { kind: 'topic', name: topic })
         const body = parse(Publish, await readJson(req))
         sendJson(res, 200, await node.workloads.publish(topic, body.data ?? null))
         return
       }
-      if (method === 'GET') { this.streamTopic(topic, req, res); return }
+      if (method === 'GET') { authorize('subscribe', { kind: 'topic', name: topic }); this.streamTopic(topic, req, res); return }
       throw methodNotAllowed(method, path)
     }
 
     if (path === '/v1/nodes' && method === 'GET') { sendJson(res, 200, node.workloads.nodes()); return }
 
     if (path === '/v1/workloads') {
-      if (method === 'GET') { sendJson(res, 200, node.workloads.list()); return }
+      if (method === 'GET') {
+        // Only what the caller may read (decided without logging a denial for each hidden workload);
+        // a caller who may read none of them is refused outright, as kubectl's users expect.
+        const all = node.workloads.list()
+        const readable = all.filter(w => evaluate(node.trust.policy, { principal, action: 'read', resource: { kind: 'workload', namespace: w.namespace, name: w.name, labels: w.labels ?? {} } }).allowed)
+        if (readable.length === 0 && all.length > 0) authorize('read', workload(all[0]!.id))
+        sendJson(res, 200, readable)
+        return
+      }
       if (method === 'POST') {
         const apply = parse(Apply, await readJson(req, MAX_APPLY_BYTES))
         const { placed } = await node.workloads.submit(apply.spec, apply.artifact != null ? Buffer.from(apply.artifact, 'base64') : undefined)
@@ -192,6 +244,7 @@ export class ControlApi {
     const workloadMatch = WORKLOAD_PATH.exec(path)
     if (workloadMatch != null) {
       const id = `${workloadMatch[1]!}/${workloadMatch[3]!}`
+      authorize(method === 'DELETE' ? 'delete' : workloadMatch[5] === '/events' ? 'send' : 'read', workload(id))
       if (workloadMatch[5] === '/events') {
         if (method !== 'POST') throw methodNotAllowed(method, path)
         const body = parse(SendEvent, await readJson(req))
@@ -296,6 +349,8 @@ function positiveInt (value: string, name: string): number {
 
 function toHttpError (err: unknown): HttpError {
   if (err instanceof HttpError) return err
+  if (err instanceof TrustError) return new HttpError(403, err.message, 'Forbidden')
+  if (err instanceof PolicyError) return new HttpError(400, err.message, 'BadRequest')
   if (err instanceof WorkloadNotFoundError) return new HttpError(404, err.message, 'NotFound')
   if (err instanceof EventNotHandledError) return new HttpError(422, err.message, 'NotHandled')
   if (err instanceof InvalidEventError) return new HttpError(400, err.message, 'BadRequest')

@@ -9,6 +9,48 @@ export function resolveApiUrl (flag?: string): string {
   return url.replace(/\/+$/, '')
 }
 
+/**
+ * Who the CLI speaks as: a bearer token (`--token`, BEEMESH_TOKEN), or a token
+ * made for each run from a deployer key file (`--key`, BEEMESH_KEY, or
+ * ~/.config/beemesh/deployer.key when it exists). None: anonymous, which only
+ * a --dev node accepts, and only from loopback.
+ */
+export interface CliCredentials {
+  token?: string
+  keyPath?: string
+}
+
+let credentials: CliCredentials = {}
+let token: Promise<string | undefined> | undefined
+
+export function useCredentials (c: CliCredentials): void {
+  credentials = c
+  token = undefined
+}
+
+/** The deployer key file the CLI signs with, if any. */
+export async function deployerKey (): Promise<{ key: import('@libp2p/interface').PrivateKey, id: string } | undefined> {
+  const { existsSync } = await import('node:fs')
+  const { DEFAULT_KEY_PATH } = await import('./commands/trust.js')
+  const explicit = credentials.keyPath ?? process.env.BEEMESH_KEY
+  const path = explicit ?? DEFAULT_KEY_PATH()
+  if (explicit == null && !existsSync(path)) return undefined
+  const { readKeyFile } = await import('../policy/credentials.js')
+  return await readKeyFile(path)
+}
+
+async function bearer (): Promise<string | undefined> {
+  const given = credentials.token ?? process.env.BEEMESH_TOKEN
+  if (given != null && given !== '') return given
+  token ??= (async () => {
+    const key = await deployerKey()
+    if (key == null) return undefined
+    const { issueToken } = await import('../policy/credentials.js')
+    return await issueToken(key.key, { ttlMs: 10 * 60 * 1000 })
+  })()
+  return await token
+}
+
 export interface RequestOptions {
   method?: string
   body?: unknown
@@ -40,10 +82,15 @@ export class ApiClient {
   async fetch (path: string, options: RequestOptions = {}): Promise<Response> {
     const url = this.baseUrl + path
     const signals = [options.signal, options.timeoutMs != null ? AbortSignal.timeout(options.timeoutMs) : undefined].filter((s): s is AbortSignal => s != null)
+    const auth = await bearer()
+    const headers: Record<string, string> = {
+      ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(auth != null ? { authorization: `Bearer ${auth}` } : {})
+    }
     try {
       return await fetch(url, {
         method: options.method ?? 'GET',
-        headers: options.body !== undefined ? { 'content-type': 'application/json' } : undefined,
+        headers,
         body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
         signal: signals.length > 0 ? AbortSignal.any(signals) : undefined
       })

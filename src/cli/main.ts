@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import { BeeMeshError, describeError } from '../errors.js'
 import { VERSION } from '../actors/node-runtime.js'
-import { resolveApiUrl } from './api-client.js'
+import { resolveApiUrl, useCredentials } from './api-client.js'
 import { peers, publish, recordGet, recordPut, status, subscribe, type ClientOptions } from './commands/client.js'
 import { DEFAULT_DATA_DIR, nodeStart } from './commands/node-start.js'
 import { up } from './commands/up.js'
@@ -13,6 +13,8 @@ import { InvalidArgumentError } from '../errors.js'
 import { LOG_LEVELS } from './logging.js'
 import { OUTPUT_FORMATS, parseOutputFormat } from './output.js'
 import { printKubeconfig } from './commands/kubeconfig.js'
+import { credentialIssue, DEFAULT_CREDENTIAL_TTL, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, DEFAULT_TRUST_DIR, identity, init, keygen, nodeId, policyApply, policyGet, policySign, token } from './commands/trust.js'
+import type { OutputFormat } from './output.js'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
 
@@ -54,6 +56,12 @@ export function buildProgram (): Command {
     .description('BeeMesh: run workloads on a peer-to-peer mesh of equal nodes, with no control plane.')
     .version(VERSION)
     .option('--api <url>', 'control API of the node to talk to (env BEEMESH_API)', undefined)
+    .option('--key <file>', 'deployer key to sign manifests and API requests with (env BEEMESH_KEY; default ~/.config/beemesh/deployer.key when it exists)')
+    .option('--token <token>', 'bearer token to send instead (env BEEMESH_TOKEN; make one with `beemesh token`)')
+    .hook('preAction', (_cmd, action) => {
+      const g = action.optsWithGlobals<{ key?: string, token?: string }>()
+      useCredentials({ ...(g.token != null ? { token: g.token } : {}), ...(g.key != null && action.name() !== 'keygen' && action.name() !== 'identity' && action.name() !== 'token' ? { keyPath: g.key } : {}) })
+    })
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', `
 Examples:
@@ -79,8 +87,12 @@ Examples:
     .option('--tender-window-ms <ms>', 'longest time a tender waits for bids (it closes early once every live peer answered)', '250')
     .option('--container-socket <path>', 'Docker Engine API socket (dockerd, or podman system service) for container workloads (default: $DOCKER_HOST)')
     .option('--no-containers', 'take no container workloads, even with DOCKER_HOST set')
+    .option('--trust <file>', 'the mesh\'s trust file, mesh.json from `beemesh init` (env BEEMESH_TRUST)')
+    .option('--credential <file>', 'this node\'s membership credential (`beemesh credential issue`)')
+    .option('--issue-with <root.key>', 'dev/test: issue this node its own credential with the root key at start (kept as <data dir>/credential.json)')
+    .option('--dev', 'allow anonymous API requests from loopback (as the "anonymous" deployer)', false)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, containerSocket?: string, containers: boolean }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })
@@ -196,6 +208,75 @@ bad event, or no owner reachable in time (nothing was acknowledged).`)
     .option('--count <n>', 'exit after n messages')
     .action(async (topic: string, opts: { count?: string }, cmd: Command) => {
       await subscribe(topic, { ...clientOptions(cmd), output: 'json', count: opts.count })
+    })
+
+  // ---- trust: deployer keys, the mesh's trust root, credentials, tokens, policies
+  program.command('keygen')
+    .description('create an Ed25519 deployer key file (mode 0600); its id is the principal policies name')
+    .option('--out <file>', 'where to write it (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
+    .option('--force', 'replace an existing key file (its old id stops working)', false)
+    .addOption(outputOption())
+    .action(async (opts: { out?: string, force: boolean, output: OutputFormat }) => { await keygen(opts) })
+
+  program.command('identity')
+    .description('print the deployer key id of a key file')
+    .option('--key <file>', 'deployer key file (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
+    .addOption(outputOption())
+    // --key is also a global option, which takes the value: read both
+    .action(async (_opts: unknown, cmd: Command) => { await identity(cmd.optsWithGlobals<{ key?: string, output: OutputFormat }>()) })
+
+  program.command('init')
+    .description('create a mesh trust root: root key, default policy and the mesh file nodes start with')
+    .option('--dir <dir>', 'where root.key, policy.yaml and mesh.json go', DEFAULT_TRUST_DIR)
+    .option('--name <name>', 'the mesh\'s name', DEFAULT_MESH_NAME)
+    .option('--deployer-key <file>', 'the admin\'s deployer key, created if missing (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
+    .option('--dev', 'the policy also lets anonymous loopback access to --dev nodes do everything', false)
+    .option('--force', 'replace an existing root key in <dir> (everything it signed stops being valid)', false)
+    .addOption(outputOption())
+    .action(async (opts: { dir: string, name: string, deployerKey?: string, dev: boolean, force: boolean, output: OutputFormat }, cmd: Command) => {
+      const deployerKeyPath = opts.deployerKey ?? cmd.optsWithGlobals<{ key?: string }>().key
+      await init({ dir: opts.dir, name: opts.name, deployerKeyPath, dev: opts.dev, force: opts.force, output: opts.output })
+    })
+
+  const credential = program.command('credential').description('membership credentials signed by the mesh root')
+  credential.command('issue')
+    .description('sign a node\'s membership credential with the root key; prints the JSON (or writes --out)')
+    .requiredOption('--root <root.key>', 'the mesh\'s root key file (from `beemesh init`)')
+    .requiredOption('--node <peer id>', 'the node\'s peer id (`beemesh node id` on the node)')
+    .option('--label <key=value>', 'node label the policy can match (repeatable)', parseLabel, {})
+    .option('--ttl <duration>', 'lifetime: 30d, 12h, 90m, 3600s', DEFAULT_CREDENTIAL_TTL)
+    .option('--out <file>', 'write it to this file instead of printing it')
+    .action(async (opts: { root: string, node: string, label: Record<string, string>, ttl: string, out?: string }) => { await credentialIssue(opts) })
+
+  node.command('id')
+    .description('print this node\'s peer id, creating its identity key if needed')
+    .option('--data-dir <dir>', 'where the identity key lives', DEFAULT_DATA_DIR)
+    .action(async (opts: { dataDir: string }) => { await nodeId(opts) })
+
+  program.command('token')
+    .description('print a bearer token for the control API, signed by the deployer key (only the token goes to stdout)')
+    .option('--key <file>', 'deployer key file (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
+    .option('--ttl <duration>', 'lifetime, at most 30d: 30d, 12h, 90m, 3600s', DEFAULT_TOKEN_TTL)
+    .action(async (_opts: unknown, cmd: Command) => { await token(cmd.optsWithGlobals<{ key?: string, ttl: string }>()) })
+
+  const policy = program.command('policy').description('root-signed policies: who may deploy, host, publish and send')
+  policy.command('sign <file>')
+    .description('check a policy (errors name line and column) and sign it with the root key; prints the SignedPolicy JSON')
+    .requiredOption('--root <root.key>', 'the mesh\'s root key file')
+    .option('--out <file>', 'write it to this file instead of printing it')
+    .action(async (file: string, opts: { root: string, out?: string }) => { await policySign(file, opts) })
+  policy.command('apply <file>')
+    .description('put a policy in force on the mesh through the node (--api): a SignedPolicy as is, or a policy signed with --root')
+    .option('--root <root.key>', 'sign <file> with this root key first (needed unless <file> is a SignedPolicy)')
+    .action(async (file: string, opts: { root?: string }, cmd: Command) => {
+      await policyApply(file, { root: opts.root, api: resolveApiUrl(cmd.optsWithGlobals<{ api?: string }>().api) })
+    })
+  policy.command('get')
+    .description('show the policy in force on the node: name, version, signer and text')
+    .addOption(outputOption())
+    .action(async (_opts: unknown, cmd: Command) => {
+      const all = cmd.optsWithGlobals<{ api?: string, output: OutputFormat }>()
+      await policyGet({ api: resolveApiUrl(all.api), output: all.output })
     })
 
   return program

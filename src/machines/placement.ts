@@ -39,7 +39,7 @@ export interface PlacementRequest {
   requires?: string[]
 }
 
-export type FilterName = 'cpu' | 'memory' | 'labels' | 'already-hosting' | 'excluded' | 'capability'
+export type FilterName = 'cpu' | 'memory' | 'labels' | 'already-hosting' | 'excluded' | 'capability' | 'policy'
 
 /** Why one node cannot host a replica; data, not an exception. */
 export interface Rejection {

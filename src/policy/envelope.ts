@@ -51,8 +51,13 @@ function signingBytes (e: Omit<SignedEnvelope, 'v' | 'sig'>): Uint8Array {
 }
 
 /** Signs `body` for `domain` as `signer` (the peer id of `privateKey`). */
-export async function seal (privateKey: PrivateKey, signer: string, domain: string, body: unknown, { now = Date.now(), nonce = randomBytes(16).toString('hex') }: { now?: number, nonce?: string } = {}): Promise<SignedEnvelope> {
-  const unsigned = { domain, signer, ts: now, nonce, body: JSON.stringify(body) }
+export async function seal (privateKey: PrivateKey, signer: string, domain: string, body: unknown, options: { now?: number, nonce?: string } = {}): Promise<SignedEnvelope> {
+  return await sealText(privateKey, signer, domain, JSON.stringify(body), options)
+}
+
+/** Signs a body that is JSON text already, as is. */
+export async function sealText (privateKey: PrivateKey, signer: string, domain: string, text: string, { now = Date.now(), nonce = randomBytes(16).toString('hex') }: { now?: number, nonce?: string } = {}): Promise<SignedEnvelope> {
+  const unsigned = { domain, signer, ts: now, nonce, body: text }
   const sig = await privateKey.sign(signingBytes(unsigned))
   return { v: 1, ...unsigned, sig: uint8ArrayToString(sig, 'base64') }
 }
@@ -112,11 +117,11 @@ export interface Opened<T> {
 }
 
 /**
- * Checks an envelope (bytes or parsed JSON) and returns its body. Throws
- * EnvelopeError with a `reason` of malformed, wrong-domain, bad-signature,
- * stale, future or replayed, and a message naming the problem.
+ * Checks an envelope (bytes or parsed JSON) and returns it, body still JSON
+ * text. Throws EnvelopeError with a `reason` of malformed, wrong-domain,
+ * bad-signature, stale, future or replayed, and a message naming the problem.
  */
-export async function open<T = unknown> (input: Uint8Array | unknown, options: OpenOptions): Promise<Opened<T>> {
+export async function verifyEnvelope (input: Uint8Array | unknown, options: OpenOptions): Promise<SignedEnvelope> {
   const { domain, now = Date.now(), maxAgeMs = 30_000, maxSkewMs = 5_000, replay } = options
   let value = input
   if (input instanceof Uint8Array) {
@@ -132,7 +137,7 @@ export async function open<T = unknown> (input: Uint8Array | unknown, options: O
     const issue = parsed.error.issues[0]
     throw new EnvelopeError('malformed', `envelope ${issue?.path.join('.') || ''}: ${issue?.message ?? 'invalid'}`.replace(/ :/, ':'))
   }
-  const e = parsed.data
+  const e = parsed.data as SignedEnvelope
   if (e.domain !== domain) throw new EnvelopeError('wrong-domain', `envelope signed for "${e.domain}", expected "${domain}"`)
   let publicKey
   try {
@@ -147,10 +152,22 @@ export async function open<T = unknown> (input: Uint8Array | unknown, options: O
   } catch {
     throw new EnvelopeError('malformed', 'signature is not base64')
   }
-  if (!await publicKey.verify(signingBytes(e), sig)) throw new EnvelopeError('bad-signature', `signature of ${e.signer} does not verify (forged or tampered)`)
+  let good = false
+  try {
+    good = await publicKey.verify(signingBytes(e), sig)
+  } catch {
+    good = false
+  }
+  if (!good) throw new EnvelopeError('bad-signature', `signature of ${e.signer} does not verify (forged or tampered)`)
   if (e.ts < now - maxAgeMs) throw new EnvelopeError('stale', `message from ${e.signer} is ${now - e.ts} ms old (limit ${maxAgeMs} ms)`)
   if (e.ts > now + maxSkewMs) throw new EnvelopeError('future', `message from ${e.signer} is ${e.ts - now} ms in the future (limit ${maxSkewMs} ms)`)
   if (replay != null && !replay.accept(e.signer, e.nonce, e.ts, now)) throw new EnvelopeError('replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`)
+  return e
+}
+
+/** Checks an envelope like `verifyEnvelope` and returns its parsed body. */
+export async function open<T = unknown> (input: Uint8Array | unknown, options: OpenOptions): Promise<Opened<T>> {
+  const e = await verifyEnvelope(input, options)
   let body: T
   try {
     body = JSON.parse(e.body) as T

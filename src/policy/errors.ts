@@ -20,3 +20,13 @@ export class EnvelopeError extends BeeMeshError {
     this.name = 'EnvelopeError'
   }
 }
+
+export type TrustRefusal = 'malformed' | 'key-file' | 'unknown-issuer' | 'bad-signature' | 'expired' | 'not-yet-valid' | 'wrong-subject' | 'unsigned' | 'not-a-member' | 'denied'
+
+/** A key, credential, token, signed policy or manifest signature that does not hold: `reason` says which check failed. */
+export class TrustError extends BeeMeshError {
+  constructor (readonly reason: TrustRefusal, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'TrustError'
+  }
+}

@@ -1,7 +1,8 @@
 import '../polyfills.js'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { gossipsub, TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
+import type { TopicScoreParams } from '@libp2p/gossipsub/score'
 import { identify, type Identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
@@ -43,6 +44,54 @@ export interface MeshNodeInit {
    */
   privateAddresses?: boolean
   logger?: Logger
+  /** Seals what this node publishes and validates what it receives (src/policy/trust.ts); without one, gossip is plain. */
+  guard?: GossipGuard
+  /** Topics on which gossipsub scores peers down for invalid messages. */
+  scoredTopics?: string[]
+}
+
+/** Who signed a delivered message, as the guard established it (opaque to the transport). */
+export type MessageSender = unknown
+
+/**
+ * Gossip through a guard: `seal` wraps what this node publishes; `open` checks
+ * a received message (as a gossipsub topic validator, before the message is
+ * forwarded or delivered) and returns the payload. `open` throws an error with
+ * `verdict` 'reject' (the relaying peer is scored down) or 'ignore'.
+ */
+export interface GossipGuard {
+  seal: (topic: string, data: Uint8Array, as?: unknown) => Promise<Uint8Array>
+  open: (topic: string, data: Uint8Array) => Promise<{ data: Uint8Array, sender: MessageSender }>
+  /** Called when gossipsub's score of a peer fell below the graylist threshold and the node hung up on it. */
+  onBanned?: (peerId: string, score: number) => void
+}
+
+/** Peer scoring: invalid messages (P4, squared, weight -100) on BeeMesh topics drive a peer below the graylist threshold after 4 of them. */
+export const SCORE_THRESHOLDS = { gossipThreshold: -100, publishThreshold: -500, graylistThreshold: -1_000, acceptPXThreshold: 10, opportunisticGraftThreshold: 1 }
+/** How long a peer hung up on for its score stays refused by the connection gater. */
+export const BAN_MS = 10 * 60 * 1000
+
+function topicScore (): TopicScoreParams {
+  // Only invalid deliveries count: quiet topics must not score honest peers down.
+  return {
+    topicWeight: 1,
+    timeInMeshWeight: 0,
+    timeInMeshQuantum: 1_000,
+    timeInMeshCap: 1,
+    firstMessageDeliveriesWeight: 0,
+    firstMessageDeliveriesDecay: 0.5,
+    firstMessageDeliveriesCap: 1,
+    meshMessageDeliveriesWeight: 0,
+    meshMessageDeliveriesDecay: 0.5,
+    meshMessageDeliveriesCap: 1,
+    meshMessageDeliveriesThreshold: 1,
+    meshMessageDeliveriesWindow: 10,
+    meshMessageDeliveriesActivation: 5_000,
+    meshFailurePenaltyWeight: 0,
+    meshFailurePenaltyDecay: 0.5,
+    invalidMessageDeliveriesWeight: -100,
+    invalidMessageDeliveriesDecay: 0.9
+  }
 }
 
 export interface MeshPeer {
@@ -57,6 +106,8 @@ export interface MeshMessage {
   from: string
   data: Uint8Array
   sequenceNumber: bigint
+  /** With a guard: who signed the message (the guard's Sender). */
+  sender?: MessageSender
 }
 
 export interface MeshNodeEvents extends BootstrapEvents {
@@ -121,6 +172,11 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   private discoveryTimer?: NodeJS.Timeout
   private discoveryInterval?: NodeJS.Timeout
   private discovering = false
+  /** Payloads opened by the topic validator, delivered with the message event. */
+  private readonly opened = new WeakMap<Uint8Array, { data: Uint8Array, sender: MessageSender }>()
+  /** Peers hung up on for their gossip score, until when. */
+  private readonly banned = new Map<string, number>()
+  private scoreTimer?: NodeJS.Timeout
 
   constructor (init: MeshNodeInit) {
     super()
@@ -154,7 +210,12 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      connectionGater: keepPrivate ? { denyDialMultiaddr: () => false } : undefined,
+      connectionGater: {
+        ...(keepPrivate ? { denyDialMultiaddr: () => false } : {}),
+        denyDialPeer: peerId => this.isBanned(peerId.toString()),
+        denyInboundEncryptedConnection: peerId => this.isBanned(peerId.toString()),
+        denyOutboundEncryptedConnection: peerId => this.isBanned(peerId.toString())
+      },
       services: {
         identify: identify(),
         ping: ping(),
@@ -170,7 +231,14 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
         pubsub: gossipsub({
           globalSignaturePolicy: 'StrictSign',
           allowPublishToZeroTopicPeers: true,
-          emitSelf: false
+          emitSelf: false,
+          scoreParams: {
+            // Meshes on one host (tests, `beemesh up`, the scale bench) share an IP:
+            // membership credentials, not IP diversity, keep Sybils out.
+            IPColocationFactorWeight: 0,
+            topics: Object.fromEntries((this.init.scoredTopics ?? []).map(t => [t, topicScore()]))
+          },
+          scoreThresholds: SCORE_THRESHOLDS
         })
       }
     })
@@ -189,7 +257,16 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     node.services.pubsub.addEventListener('message', evt => {
       const msg = evt.detail
       if (msg.type !== 'signed') return // StrictSign: unsigned messages are never delivered
-      this.safeDispatch('message', { topic: msg.topic, from: msg.from.toString(), data: msg.data, sequenceNumber: msg.sequenceNumber })
+      let data = msg.data
+      let sender: MessageSender | undefined
+      if (this.init.guard != null) {
+        const opened = this.opened.get(msg.data)
+        if (opened == null) return // not validated (a topic subscribed without the guard's validator): never delivered
+        this.opened.delete(msg.data)
+        data = opened.data
+        sender = opened.sender
+      }
+      this.safeDispatch('message', { topic: msg.topic, from: msg.from.toString(), data, sequenceNumber: msg.sequenceNumber, ...(sender !== undefined ? { sender } : {}) })
     })
 
     try {
@@ -205,6 +282,10 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     this.startedAt = Date.now()
     this.discoveryInterval = setInterval(() => { this.scheduleDiscovery(0) }, DISCOVERY_INTERVAL_MS)
     this.discoveryInterval.unref()
+    if (this.init.guard != null) {
+      this.scoreTimer = setInterval(() => { this.dropLowScorers() }, 1_000)
+      this.scoreTimer.unref()
+    }
     this.log.info({ peerId: this.peerId, addrs: this.addresses() }, 'mesh node started')
 
     for (const address of this.init.knownPeers ?? []) {
@@ -242,6 +323,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     this.bootstrapper = undefined
     clearTimeout(this.discoveryTimer)
     clearInterval(this.discoveryInterval)
+    clearInterval(this.scoreTimer)
     this.libp2p = undefined
     await node.stop()
     this.log.info({ peerId: this.peerId }, 'mesh node stopped')
@@ -382,18 +464,59 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
 
   private readonly subscriptions = new Map<string, number>()
 
+  isBanned (peerId: string): boolean {
+    const until = this.banned.get(peerId)
+    if (until == null) return false
+    if (until > Date.now()) return true
+    this.banned.delete(peerId)
+    return false
+  }
+
+  /** gossipsub only stops listening to a graylisted peer; this also hangs up on it and refuses it for BAN_MS. */
+  private dropLowScorers (): void {
+    const node = this.libp2p
+    if (node == null) return
+    for (const peer of node.getPeers()) {
+      // The implementation scores peers; the service's interface type does not show it.
+      const score = (node.services.pubsub as unknown as { getScore: (id: string) => number }).getScore(peer.toString())
+      if (score >= SCORE_THRESHOLDS.graylistThreshold) continue
+      const id = peer.toString()
+      this.banned.set(id, Date.now() + BAN_MS)
+      this.log.warn({ peer: id, score: Math.round(score) }, 'peer sent invalid gossip: scored below the graylist threshold, disconnected and refused for 10 minutes')
+      this.init.guard?.onBanned?.(id, score)
+      node.hangUp(peer).catch(() => {})
+    }
+  }
+
   /** Subscribes to a topic; subscriptions are reference counted, so each subscribe needs one unsubscribe. */
   subscribe (topic: string): void {
     const count = (this.subscriptions.get(topic) ?? 0) + 1
     this.subscriptions.set(topic, count)
-    if (count === 1) this.node.services.pubsub.subscribe(topic)
+    if (count !== 1) return
+    const guard = this.init.guard
+    const pubsub = this.node.services.pubsub
+    if (guard != null) {
+      pubsub.topicValidators.set(topic, async (_from, msg) => {
+        try {
+          this.opened.set(msg.data, await guard.open(topic, msg.data))
+          return TopicValidatorResult.Accept
+        } catch (err) {
+          this.log.debug({ topic, from: msg.type === 'signed' ? msg.from.toString() : undefined, err: describeError(err) }, 'gossip refused')
+          return (err as { verdict?: string }).verdict === 'ignore' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
+        }
+      })
+    }
+    pubsub.subscribe(topic)
   }
 
   unsubscribe (topic: string): void {
     const count = (this.subscriptions.get(topic) ?? 0) - 1
     if (count > 0) { this.subscriptions.set(topic, count); return }
     if (!this.subscriptions.delete(topic)) return
-    if (this.started) this.node.services.pubsub.unsubscribe(topic)
+    if (this.started) {
+      this.node.services.pubsub.unsubscribe(topic)
+      this.node.services.pubsub.topicValidators.delete(topic)
+    }
   }
 
   /** Peers known to be subscribed to a topic. */
@@ -401,8 +524,10 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     return this.node.services.pubsub.getSubscribers(topic).map(String)
   }
 
-  async publish (topic: string, data: Uint8Array): Promise<PublishResult> {
-    const { recipients } = await this.node.services.pubsub.publish(topic, data)
+  /** Publishes `data` (sealed by the guard, as this node or as `as`, a workload identity). */
+  async publish (topic: string, data: Uint8Array, { as }: { as?: unknown } = {}): Promise<PublishResult> {
+    const payload = this.init.guard != null ? await this.init.guard.seal(topic, data, as) : data
+    const { recipients } = await this.node.services.pubsub.publish(topic, payload)
     return { topic, recipients: recipients.map(String) }
   }
 

@@ -19,6 +19,23 @@ export interface RpcReply {
 
 export type RpcHandler = (request: unknown, from: string, options: AbortOptions) => Promise<RpcReply>
 
+/**
+ * Seals requests and opens them again on the far side (src/policy/trust.ts):
+ * with a guard set on a mesh node, every RPC request it sends is signed,
+ * fresh and carries the sender's membership credential, and every request it
+ * serves is refused unless it opens. `open` throws with the reason.
+ */
+export interface RpcGuard {
+  seal: (protocol: string, request: unknown) => Promise<unknown>
+  open: (protocol: string, request: unknown, from: string) => Promise<unknown>
+}
+
+const guards = new WeakMap<MeshNode, RpcGuard>()
+
+export function setRpcGuard (mesh: MeshNode, guard: RpcGuard): void {
+  guards.set(mesh, guard)
+}
+
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
@@ -44,6 +61,8 @@ export async function serveRpc (mesh: MeshNode, protocol: string, handler: RpcHa
       }
       let reply: RpcReply
       try {
+        const guard = guards.get(mesh)
+        if (guard != null) request = await guard.open(protocol, request, from)
         reply = await handler(request, from, { signal })
       } catch (err) {
         await lp.write(enc.encode(JSON.stringify({ ok: false, error: describeError(err) })), { signal })
@@ -69,7 +88,8 @@ export async function callRpc (mesh: MeshNode, peer: string, protocol: string, r
     // (optimistic multistream-select) instead of costing a round trip of its own.
     stream = await mesh.dialProtocol(peer, protocol, { signal, negotiateFully: false })
     const lp = lpStream(stream, { maxDataLength: MAX_BLOB_FRAME })
-    await lp.write(enc.encode(JSON.stringify(request)), { signal })
+    const guard = guards.get(mesh)
+    await lp.write(enc.encode(JSON.stringify(guard != null ? await guard.seal(protocol, request) : request)), { signal })
     const header = JSON.parse(dec.decode((await lp.read({ signal })).subarray())) as { ok: boolean, result?: unknown, error?: string, blob?: boolean }
     if (!header.ok) throw new RpcError(peer, protocol, header.error ?? 'unknown error')
     const blob = header.blob === true ? (await lp.read({ signal })).subarray() : undefined

@@ -227,6 +227,8 @@ export interface WorkloadSpec {
   kubeKind?: 'Pod' | 'Deployment' | 'Actor' | 'Machine'
   /** The object as posted to the Kubernetes API (JSON, without status): GET shows it, PATCH applies to it. */
   manifest?: string
+  /** Who deployed it, signed over the rest of the spec (src/policy/credentials.ts): every node checks it before it bids or runs. */
+  provenance?: { deployer: string, signer: string, signedAt: number, sig: string }
 }
 
 /** The bundled module of an actor workload (stateless or stateful); container workloads have none. */

@@ -7,11 +7,14 @@
  * so signals reach node itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp } from 'node:fs/promises'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import type { PrivateKey } from '@libp2p/interface'
+import { generateKey, keyId, signPolicy, writeKeyFile } from '../../src/policy/credentials.js'
+import { defaultPolicyText } from '../../src/policy/defaults.js'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as assert from 'uvu/assert'
-import { ApiClient } from '../../src/cli/api-client.js'
+import { ApiClient, useCredentials } from '../../src/cli/api-client.js'
 import type { NodeStatus } from '../../src/actors/node-runtime.js'
 import type { MeshPeer } from '../../src/transport/mesh-node.js'
 
@@ -31,6 +34,48 @@ function command (args: string[], netns?: string): [string, string[]] {
 
 export async function tempDir (prefix = 'beemesh-test-'): Promise<string> {
   return await mkdtemp(join(tmpdir(), prefix))
+}
+
+/** A mesh trust root for tests: its files, the root key, and an admin deployer key. */
+export interface TestTrust { dir: string, meshFile: string, rootKeyFile: string, root: string, rootKey: PrivateKey, deployerKeyFile: string, deployer: string }
+
+let sharedTrust: Promise<TestTrust> | undefined
+
+/**
+ * Makes a trust root as `beemesh init` does, with an admin deployer key. The
+ * policy is `policy(deployer)` (default: the deployer and, on --dev nodes,
+ * the anonymous loopback caller may do anything).
+ */
+export async function makeTrust (policy: (deployer: string) => string = deployer => defaultPolicyText({ admins: [deployer], dev: true, name: 'test' })): Promise<TestTrust> {
+  const dir = await tempDir('beemesh-trust-')
+  const rootKey = await generateKey()
+  const rootKeyFile = join(dir, 'root.key')
+  await writeKeyFile(rootKeyFile, rootKey)
+  const deployerKeyFile = join(dir, 'deployer.key')
+  const deployer = await writeKeyFile(deployerKeyFile, await generateKey())
+  const meshFile = join(dir, 'mesh.json')
+  const root = keyId(rootKey)
+  await writeFile(meshFile, JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Mesh', name: 'test', root, policy: await signPolicy(rootKey, policy(deployer)) }))
+  return { dir, meshFile, rootKeyFile, root, rootKey, deployerKeyFile, deployer }
+}
+
+/**
+ * The trust root every test node joins unless told otherwise (one per test
+ * process). The test's API clients and CLI runs speak as its admin deployer
+ * (a bearer token from its key), as a user with `beemesh keygen` would.
+ */
+export async function testTrust (): Promise<TestTrust> {
+  sharedTrust ??= makeTrust().then(t => {
+    process.env.BEEMESH_KEY = t.deployerKeyFile
+    useCredentials({ keyPath: t.deployerKeyFile })
+    return t
+  })
+  return await sharedTrust
+}
+
+/** `node start` flags joining `trust` as a member that issues its own credential, with anonymous loopback API access. */
+export function trustFlags (trust: TestTrust, { member = true, dev = true } = {}): string[] {
+  return ['--trust', trust.meshFile, ...(member ? ['--issue-with', trust.rootKeyFile] : []), ...(dev ? ['--dev'] : [])]
 }
 
 /** Resolves when `check` returns a truthy value; rejects after `timeoutMs` with `what` and the last value. */
@@ -121,10 +166,12 @@ export interface NodeProcess extends Running {
  * on the namespace's address (reachable from the root namespace through the
  * test bridge), with private addresses kept so peers may dial them.
  */
-export async function startNode ({ dataDir, bootstrap = [], extra = [], netns }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost } = {}): Promise<NodeProcess> {
+export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, trust }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost, trust?: string[] } = {}): Promise<NodeProcess> {
   const dir = dataDir ?? await tempDir()
+  // Default: a member of the test process's mesh, in dev mode (anonymous loopback API).
+  const trustArgs = trust ?? trustFlags(await testTrust())
   const where = netns == null ? ['--listen', '/ip4/127.0.0.1/tcp/0'] : ['--listen', `/ip4/${netns.ip}/tcp/0`, '--api-host', netns.ip, '--private-addresses']
-  const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...extra]
+  const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...trustArgs, ...extra]
   for (const b of bootstrap) args.push('--bootstrap', b)
   const running = startCli(args, { netns: netns?.name })
   const m = await running.waitForOutput(/node (\S+) running\n\s+listening\s+(\S+)[\s\S]*?api\s+(\S+)\n/)

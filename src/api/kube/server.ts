@@ -27,6 +27,8 @@ import { buildTable, tableVersion, wantsTable, type KubeObject, type TableColumn
 /** What the Kubernetes API reads and changes: the node's workload runtime. */
 export type KubeWorkloads = Pick<WorkloadRuntime, 'nodes' | 'list' | 'describe' | 'logs' | 'delete' | 'submit' | 'scale' | 'machineState' | 'stopReplica'>
 
+import type { Action, Resource } from '../../policy/engine.js'
+
 export interface KubeApiComponents {
   /** Read at each request: the node's runtime exists only once it started. */
   workloads: () => KubeWorkloads
@@ -42,6 +44,8 @@ export interface KubeApiComponents {
 export function isKubePath (path: string): boolean {
   return path === '/version' || path === '/api' || path === '/apis' || path.startsWith('/api/') || path.startsWith('/apis/') || path.startsWith('/openapi/')
 }
+
+export type Authorize = (action: Action, resource: Resource) => void
 
 interface Target { group: string, version: string, namespace?: string, resource: ApiResource, name?: string, sub?: string }
 
@@ -71,9 +75,18 @@ export class KubeApi {
     for (const res of this.streams) res.end()
   }
 
-  async handle (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  /** A 401 Status for a request without valid credentials. */
+  unauthorized (res: ServerResponse, message: string): void {
+    send(res, 401, toStatus(new KubeStatusError(401, 'Unauthorized', message)))
+  }
+
+  /**
+   * `authorize` throws (a TrustError: 403 Forbidden) when the caller may not
+   * do `action` on the resource; the control API binds it to the caller.
+   */
+  async handle (req: IncomingMessage, res: ServerResponse, url: URL, authorize: Authorize = () => {}): Promise<void> {
     try {
-      await this.route(req, res, url)
+      await this.route(req, res, url, authorize)
     } catch (err) {
       const status = toStatus(err)
       if (status.code >= 500) this.c.logger.error({ err: describeError(err), url: req.url }, 'kubernetes API request failed')
@@ -82,7 +95,7 @@ export class KubeApi {
     }
   }
 
-  private async route (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  private async route (req: IncomingMessage, res: ServerResponse, url: URL, authorize: Authorize): Promise<void> {
     const path = url.pathname.replace(/\/+$/, '') || '/'
     const method = req.method ?? 'GET'
     if (path === '/version') { send(res, 200, versionInfo()); return }
@@ -108,6 +121,12 @@ export class KubeApi {
     const target = this.target(group, version, rest.slice(1), path)
     // A dry run must change nothing: refused rather than carried out.
     if (method !== 'GET' && url.searchParams.has('dryRun')) throw badRequest('dryRun: server-side dry runs are not supported by BeeMesh; use --dry-run=client')
+    if (target.resource.namespaced) {
+      const action = method === 'GET' ? 'read' : method === 'DELETE' ? 'delete' : 'deploy'
+      const namespace = target.namespace ?? '*'
+      // A POST names its object in the body: the manifest's own check (every node's) decides on the name.
+      authorize(action, target.name != null ? { kind: 'workload', namespace, name: target.name } : { kind: 'namespace', name: namespace })
+    }
     if (method === 'GET') { await this.get(target, req, res, url); return }
     if (method === 'DELETE') { await this.remove(target, res); return }
     if (method === 'POST') { await this.create(target, req, res); return }

@@ -17,6 +17,8 @@ export interface KubeStatus {
 }
 
 /** The Status a failed request answers with; errors of the runtime map to their Kubernetes reasons. */
+import { TrustError } from '../../policy/errors.js'
+
 export function toStatus (err: unknown): KubeStatus {
   const e = toKubeError(err)
   const details = { ...stripEmpty(e.target), ...(e.causes.length > 0 ? { causes: e.causes } : {}) }
@@ -41,6 +43,7 @@ export function toKubeError (err: unknown): KubeStatusError {
   if (err instanceof KubeStatusError) return err
   if (err instanceof HttpError) return new KubeStatusError(err.status, err.status === 413 ? 'RequestEntityTooLarge' : err.reason, err.message)
   if (err instanceof WorkloadNotFoundError) return new KubeStatusError(404, 'NotFound', err.message)
+  if (err instanceof TrustError) return new KubeStatusError(403, 'Forbidden', err.message)
   // A tender in flight for the same workload: try again later, as for a conflicting write.
   if (err instanceof InvalidWorkloadError && err.message.includes('being placed right now')) return new KubeStatusError(409, 'Conflict', err.message)
   if (err instanceof InvalidWorkloadError) return new KubeStatusError(422, 'Invalid', err.message)

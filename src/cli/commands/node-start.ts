@@ -1,6 +1,7 @@
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { NodeRuntime } from '../../actors/node-runtime.js'
+import { NodeRuntime, type NodeTrustConfig } from '../../actors/node-runtime.js'
+import { keyId, MeshTrustSchema, readJsonFile, readKeyFile, SignedCredentialSchema } from '../../policy/credentials.js'
 import { resolveEngineSocket } from '../../actors/container-engine.js'
 import { ControlApi } from '../../api/control-api.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
@@ -22,6 +23,22 @@ export interface NodeStartOptions {
   tenderWindowMs: string
   /** `--container-socket`; DOCKER_HOST when absent; `false` with --no-containers. */
   containerSocket?: string | false
+  /** The mesh's trust file (`beemesh init`). */
+  trust?: string
+  credential?: string
+  issueWith?: string
+  dev?: boolean
+}
+
+/** Reads the trust material named by the flags; every problem names the file and the flag. */
+export async function loadTrustConfig (opts: Pick<NodeStartOptions, 'trust' | 'credential' | 'issueWith' | 'dev'>): Promise<NodeTrustConfig> {
+  const trustFile = opts.trust ?? process.env.BEEMESH_TRUST
+  if (trustFile == null) throw new InvalidArgumentError('a node needs its mesh\'s trust file: pass --trust <mesh.json> (made by `beemesh init`), or run `beemesh up` for a local mesh')
+  const mesh = await readJsonFile(trustFile, MeshTrustSchema, 'mesh trust file (--trust)')
+  const credential = opts.credential != null ? await readJsonFile(opts.credential, SignedCredentialSchema, 'membership credential (--credential)') : undefined
+  const issueWith = opts.issueWith != null ? (await readKeyFile(opts.issueWith)).key : undefined
+  if (issueWith != null && keyId(issueWith) !== mesh.root) throw new InvalidArgumentError(`--issue-with ${opts.issueWith}: that key is not the root of mesh ${mesh.name} (${mesh.root})`)
+  return { mesh, ...(credential != null ? { credential } : {}), ...(issueWith != null ? { issueWith } : {}), dev: opts.dev ?? false }
 }
 
 export const DEFAULT_DATA_DIR = join(homedir(), '.beemesh')
@@ -61,8 +78,10 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   const tenderWindowMs = Number(opts.tenderWindowMs)
   if (!Number.isInteger(tenderWindowMs) || tenderWindowMs < 1 || tenderWindowMs > 60_000) throw new InvalidArgumentError(`--tender-window-ms must be a whole number from 1 to 60000, got "${opts.tenderWindowMs}"`)
   const containerSocket = opts.containerSocket === false ? undefined : resolveSocket(opts.containerSocket)
+  const trust = await loadTrustConfig(opts)
   const log = createLogger(opts.logLevel, { component: 'node' })
   const runtime = new NodeRuntime({
+    trust,
     dataDir,
     listen: opts.listen,
     announce: opts.announce,
@@ -95,6 +114,8 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   process.stdout.write(`  api        ${api.url}\n`)
   process.stdout.write(`  data dir   ${dataDir}\n`)
   process.stdout.write(`  offers     cpu ${formatCpu(capacity.cpuMillis)}, memory ${formatMemory(capacity.memoryBytes)}${Object.keys(opts.label).length > 0 ? `, labels ${Object.entries(opts.label).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}\n`)
+  process.stdout.write(`  mesh       ${trust.mesh.name} (root ${trust.mesh.root}); ${status.trust.member ? 'member' : 'NOT a member: no valid credential, the mesh ignores this node'}; policy ${status.trust.policy.name} v${status.trust.policy.version}\n`)
+  if (trust.dev) process.stdout.write(`  dev mode   anonymous API access from loopback (${api.url}) acts as the "anonymous" deployer\n`)
   if (status.containers != null) process.stdout.write(`  containers ${status.containers.socket} (${status.containers.available ? 'engine answers' : 'engine does not answer yet: no container workloads until it does'})\n`)
   if (opts.bootstrap.length > 0) process.stdout.write(`  joining    ${opts.bootstrap.join(', ')}\n`)
 

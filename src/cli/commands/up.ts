@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdir, open, readFile } from 'node:fs/promises'
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { NodeStatus } from '../../actors/node-runtime.js'
 import { BeeMeshError, InvalidArgumentError, describeError } from '../../errors.js'
-import { ApiClient } from '../api-client.js'
+import { ApiClient, deployerKey } from '../api-client.js'
+import { generateKey, keyId, readKeyFile, signPolicy, writeKeyFile } from '../../policy/credentials.js'
+import { defaultPolicyText } from '../../policy/defaults.js'
 import { DEFAULT_DATA_DIR, parsePort } from './node-start.js'
 
 export interface UpOptions {
@@ -67,6 +69,8 @@ export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: strin
 
   try {
     process.stderr.write(`starting ${count} node(s) on loopback; data in ${baseDir}\n`)
+    const trust = await devTrust(baseDir)
+    process.stderr.write(`dev mode: the nodes accept anonymous API requests from loopback; mesh trust root ${trust.root} in ${trust.dir}${trust.admin != null ? `; deployer ${trust.admin} is admin` : ''}\n`)
     const first = await startNode(0, [], basePort, baseDir, opts.logLevel, nodes)
     const firstStatus = await waitFor(nodes[0]!, deadline, s => s.addresses.length > 0)
     const bootstrap = firstStatus.addresses.find(a => a.startsWith('/ip4/127.0.0.1/')) ?? firstStatus.addresses[0]!
@@ -107,7 +111,8 @@ async function startNode (i: number, bootstrap: string[], basePort: number, base
   const logFile = join(dataDir, 'node.log')
   const log = await open(logFile, 'a')
   const apiPort = basePort + i
-  const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel]
+  const trustDir = join(baseDir, 'trust')
+  const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel, '--trust', join(trustDir, 'mesh.json'), '--issue-with', join(trustDir, 'root.key'), '--dev']
   for (const b of bootstrap) args.push('--bootstrap', b)
   const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd, 'ipc'] })
   await log.close()
@@ -156,4 +161,27 @@ async function stopAll (nodes: LocalNode[]): Promise<void> {
     await exited
     clearTimeout(timer)
   }))
+}
+
+/**
+ * The local mesh's trust root (kept in <data dir>/trust and reused): nodes
+ * issue their own credentials with it, and its policy lets the anonymous
+ * loopback caller, and the CLI's deployer key if there is one, do anything.
+ * A fresh policy version on each start supersedes what the nodes persisted.
+ */
+async function devTrust (baseDir: string): Promise<{ root: string, dir: string, admin?: string }> {
+  const dir = join(baseDir, 'trust')
+  const rootFile = join(dir, 'root.key')
+  let rootKey
+  try {
+    rootKey = (await readKeyFile(rootFile)).key
+  } catch {
+    rootKey = await generateKey()
+    await writeKeyFile(rootFile, rootKey, { overwrite: true })
+  }
+  const admin = await deployerKey().then(k => k?.id, () => undefined)
+  const policy = await signPolicy(rootKey, defaultPolicyText({ admins: admin != null ? [admin] : [], dev: true, name: 'local-dev', version: Math.floor(Date.now() / 1000) }))
+  const mesh = { apiVersion: 'beemesh.io/v1', kind: 'Mesh', name: 'local', root: keyId(rootKey), policy }
+  await writeFile(join(dir, 'mesh.json'), JSON.stringify(mesh, null, 2) + '\n', { mode: 0o600 })
+  return { root: mesh.root, dir, ...(admin != null ? { admin } : {}) }
 }

@@ -1,10 +1,12 @@
 import { relative } from 'node:path'
-import type { LogLine } from '../../actors/protocol.js'
+import { WorkloadSpecSchema, type LogLine } from '../../actors/protocol.js'
+import { signManifest } from '../../policy/credentials.js'
+import type { WorkloadSpec } from '../../workloads/types.js'
 import type { NodeSummary, WorkloadDescription, WorkloadStatus } from '../../actors/workload-runtime.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
 import { loadWorkload } from '../../actors/bundler.js'
 import { formatCpu, formatMemory, formatMemoryApprox } from '../../workloads/quantities.js'
-import { ApiClient } from '../api-client.js'
+import { ApiClient, deployerKey } from '../api-client.js'
 import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'
 
 export interface WorkloadCliOptions {
@@ -25,6 +27,14 @@ function short (peerId: string): string {
   return peerId.length > 16 ? `…${peerId.slice(-8)}` : peerId
 }
 
+/** Signs a spec with the CLI's deployer key, when it has one: every node then checks the deployer's own signature. */
+async function signSpec (spec: WorkloadSpec): Promise<WorkloadSpec> {
+  const key = await deployerKey()
+  if (key == null) return spec
+  const parsed = WorkloadSpecSchema.parse(spec)
+  return { ...parsed, provenance: await signManifest(key.key, parsed as never) }
+}
+
 /** `beemesh apply <file>`: bundle, send to a node, wait until every replica runs (unless --no-wait). */
 export async function apply (file: string, opts: WorkloadCliOptions & { wait: boolean }): Promise<void> {
   const started = Date.now()
@@ -35,7 +45,9 @@ export async function apply (file: string, opts: WorkloadCliOptions & { wait: bo
   else if (spec.container != null) progress(`${spec.id}: ${spec.replicas} × container ${spec.container.image} (restartPolicy ${spec.container.restartPolicy})`)
   progress(`tendering ${spec.replicas} replica(s) on the mesh via ${opts.api}…`)
   const client = new ApiClient(opts.api)
-  const body = { spec: { ...spec, createdAt: Date.now() }, ...(bundle != null ? { artifact: Buffer.from(bundle.code).toString('base64') } : {}) }
+  const signed = await signSpec({ ...spec, createdAt: Date.now() })
+  if (signed.provenance != null) progress(`signed the manifest as deployer ${signed.provenance.deployer}`)
+  const body = { spec: signed, ...(bundle != null ? { artifact: Buffer.from(bundle.code).toString('base64') } : {}) }
   if (!opts.wait) {
     await client.request('/v1/workloads?wait=false', { method: 'POST', body, timeoutMs: 30_000 })
     process.stdout.write(`workload ${spec.id} accepted; placing it in the background (see: beemesh get workloads)\n`)
