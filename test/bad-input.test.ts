@@ -11,7 +11,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { MeshNode } from '../src/transport/mesh-node.js'
 import { KAD_PROTOCOL } from '../src/transport/mesh-node.js'
-import { cli, startNode, tempDir, waitUntil } from './helpers/processes.js'
+import { cli, startNode, tempDir, waitUntil, makeTrust, testTrust, trustFlags } from './helpers/processes.js'
 
 /** A one-line error: exactly one `beemesh: error:` line on stderr. */
 function assertOneLineError (stderr: string, pattern: RegExp): void {
@@ -29,14 +29,30 @@ async function occupiedPort (): Promise<{ port: number, server: Server }> {
   return { port: addr.port, server }
 }
 
+test('a node without the mesh\'s trust file, or with a root key that is not the mesh\'s', async () => {
+  const none = await cli(['node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', '0'], { env: { BEEMESH_TRUST: '' } })
+  assert.is(none.code, 2)
+  assertOneLineError(none.stderr, /needs its mesh's trust file: pass --trust <mesh.json>/)
+  const trust = await testTrust()
+  const other = await makeTrust()
+  const wrongRoot = await cli(['node', 'start', '--trust', trust.meshFile, '--issue-with', other.rootKeyFile, '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', '0'])
+  assert.is(wrongRoot.code, 2)
+  assertOneLineError(wrongRoot.stderr, /--issue-with .*root\.key: that key is not the root of mesh test/)
+  const corrupt = join(await tempDir(), 'mesh.json')
+  await writeFile(corrupt, '{"apiVersion":"beemesh.io/v1","kind":"Mesh"}')
+  const bad = await cli(['node', 'start', '--trust', corrupt, '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', '0'])
+  assert.is(bad.code, 1)
+  assertOneLineError(bad.stderr, /mesh\.json: not a valid mesh trust file \(--trust\): name/)
+})
+
 test('invalid --listen multiaddr', async () => {
-  const r = await cli(['node', 'start', '--listen', 'tcp://localhost:4001', '--data-dir', await tempDir(), '--api-port', '0'])
+  const r = await cli(['node', 'start', ...trustFlags(await testTrust()), '--listen', 'tcp://localhost:4001', '--data-dir', await tempDir(), '--api-port', '0'])
   assert.is(r.code, 2)
   assertOneLineError(r.stderr, /invalid multiaddr "tcp:\/\/localhost:4001"/)
 })
 
 test('--bootstrap without a peer id', async () => {
-  const r = await cli(['node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--bootstrap', '/ip4/127.0.0.1/tcp/4001', '--data-dir', await tempDir(), '--api-port', '0'])
+  const r = await cli(['node', 'start', ...trustFlags(await testTrust()), '--listen', '/ip4/127.0.0.1/tcp/0', '--bootstrap', '/ip4/127.0.0.1/tcp/4001', '--data-dir', await tempDir(), '--api-port', '0'])
   assert.is(r.code, 2)
   assertOneLineError(r.stderr, /invalid multiaddr "\/ip4\/127\.0\.0\.1\/tcp\/4001": it must end in \/p2p\/<peer id>/)
 })
@@ -44,7 +60,7 @@ test('--bootstrap without a peer id', async () => {
 test('listen port in use', async () => {
   const { port, server } = await occupiedPort()
   try {
-    const r = await cli(['node', 'start', '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--data-dir', await tempDir(), '--api-port', '0', '--log-level', 'silent'])
+    const r = await cli(['node', 'start', ...trustFlags(await testTrust()), '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--data-dir', await tempDir(), '--api-port', '0', '--log-level', 'silent'])
     assert.is(r.code, 1)
     assertOneLineError(r.stderr, new RegExp(`cannot listen on /ip4/127\\.0\\.0\\.1/tcp/${port}: address already in use`))
   } finally {
@@ -55,7 +71,7 @@ test('listen port in use', async () => {
 test('API port in use', async () => {
   const { port, server } = await occupiedPort()
   try {
-    const r = await cli(['node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', String(port)])
+    const r = await cli(['node', 'start', ...trustFlags(await testTrust()), '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', String(port)])
     assert.is(r.code, 1)
     assertOneLineError(r.stderr, new RegExp(`cannot serve the API on 127\\.0\\.0\\.1:${port}: address already in use`))
   } finally {
@@ -64,7 +80,7 @@ test('API port in use', async () => {
 })
 
 test('invalid --api-port', async () => {
-  const r = await cli(['node', 'start', '--api-port', 'seventy'])
+  const r = await cli(['node', 'start', ...trustFlags(await testTrust()), '--api-port', 'seventy'])
   assert.is(r.code, 2)
   assertOneLineError(r.stderr, /--api-port must be a port number/)
 })
@@ -72,7 +88,7 @@ test('invalid --api-port', async () => {
 test('corrupt identity key file', async () => {
   const dir = await tempDir()
   await writeFile(join(dir, 'identity.key'), 'not a key')
-  const r = await cli(['node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dir, '--api-port', '0'])
+  const r = await cli(['node', 'start', ...trustFlags(await testTrust()), '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dir, '--api-port', '0'])
   assert.is(r.code, 1)
   assertOneLineError(r.stderr, /identity key file .*identity\.key: corrupt key/)
 })

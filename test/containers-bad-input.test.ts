@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import type { ContainerEngine } from '../src/actors/container-engine.js'
 import type { WorkloadDescription } from '../src/actors/workload-runtime.js'
 import { removeContainersOf, requireEngine, startPrivateEngine } from './helpers/engine.js'
-import { cli, startNode, tempDir, waitUntil, type NodeProcess } from './helpers/processes.js'
+import { cli, startNode, tempDir, waitUntil, type NodeProcess, testTrust, trustFlags } from './helpers/processes.js'
 
 const FIXTURES = 'test/fixtures/containers'
 let engine: ContainerEngine
@@ -65,7 +65,7 @@ test('a node whose engine socket is absent says so, and takes no container workl
   assert.equal(status.containers, { socket: '/nonexistent/engine.sock', available: false })
   assert.match(nodes[2]!.stderr(), /container engine does not answer/)
   assert.match(nodes[2]!.stderr(), /\/nonexistent\/engine\.sock/)
-  const r = await cli(['node', 'start', '--container-socket', 'tcp://10.0.0.1:2375', '--data-dir', await tempDir(), '--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0'])
+  const r = await cli(['node', 'start', ...trustFlags(await testTrust()), '--container-socket', 'tcp://10.0.0.1:2375', '--data-dir', await tempDir(), '--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0'])
   assert.is(r.code, 2, 'a usage error')
   assert.match(r.stderr, /--container-socket: .*only unix sockets are supported/)
 })

@@ -32,7 +32,7 @@ export interface NodeStartOptions {
 
 /** Reads the trust material named by the flags; every problem names the file and the flag. */
 export async function loadTrustConfig (opts: Pick<NodeStartOptions, 'trust' | 'credential' | 'issueWith' | 'dev'>): Promise<NodeTrustConfig> {
-  const trustFile = opts.trust ?? process.env.BEEMESH_TRUST
+  const trustFile = opts.trust ?? (process.env.BEEMESH_TRUST !== '' ? process.env.BEEMESH_TRUST : undefined)
   if (trustFile == null) throw new InvalidArgumentError('a node needs its mesh\'s trust file: pass --trust <mesh.json> (made by `beemesh init`), or run `beemesh up` for a local mesh')
   const mesh = await readJsonFile(trustFile, MeshTrustSchema, 'mesh trust file (--trust)')
   const credential = opts.credential != null ? await readJsonFile(opts.credential, SignedCredentialSchema, 'membership credential (--credential)') : undefined
