@@ -113,8 +113,18 @@ async function verifyBy (principal: string, domain: string, payload: string, sig
   }
 }
 
+/** Latest timestamp a Date can show (ms): anything later is malformed. */
+const MAX_TIME = 8.64e15
+const time = z.number().int().min(0).max(MAX_TIME)
+
 function canonical (value: unknown): string {
-  const text = canonicalize(value)
+  let text: string | undefined
+  try {
+    text = canonicalize(value)
+  } catch (err) {
+    // e.g. a lone surrogate in a string: not representable in canonical JSON.
+    throw new TrustError('malformed', `value cannot be put in canonical JSON: ${describeError(err)}`)
+  }
   if (text == null) throw new TrustError('malformed', 'value cannot be put in canonical JSON')
   return text
 }
@@ -137,8 +147,8 @@ export const CredentialSchema = z.strictObject({
   /** For workload credentials: `<namespace>/<name>` and the replica it runs. */
   workload: z.string().max(200).optional(),
   replica: z.number().int().min(0).max(1000).optional(),
-  issuedAt: z.number().int().min(0),
-  expiresAt: z.number().int().min(0)
+  issuedAt: time,
+  expiresAt: time
 })
 export type Credential = z.infer<typeof CredentialSchema>
 export const SignedCredentialSchema = z.strictObject({ credential: CredentialSchema, sig })
@@ -200,7 +210,7 @@ export async function verifyCredential (value: unknown, options: VerifyCredentia
 
 const TOKEN_PREFIX = 'bm1'
 const TOKEN_DOMAIN = 'beemesh-token/v1'
-const TokenClaims = z.strictObject({ sub: id, iat: z.number().int().min(0), exp: z.number().int().min(0), aud: z.literal('beemesh') })
+const TokenClaims = z.strictObject({ sub: id, iat: time, exp: time, aud: z.literal('beemesh') })
 export type TokenClaims = z.infer<typeof TokenClaims>
 /** Longest lifetime a token may claim: a leaked token expires. */
 export const MAX_TOKEN_TTL_MS = 30 * DAY
@@ -246,7 +256,7 @@ export const SignedPolicySchema = z.strictObject({
   /** The policy document as the operator wrote it (YAML or JSON): errors point into it. */
   text: z.string().min(1).max(512 * 1024),
   signer: id,
-  signedAt: z.number().int().min(0),
+  signedAt: time,
   sig
 })
 export type SignedPolicy = z.infer<typeof SignedPolicySchema>
@@ -274,7 +284,7 @@ export const ProvenanceSchema = z.strictObject({
   deployer: z.string().min(1).max(128),
   /** Who signed: the deployer's own key, or a member node that authenticated the deployer's bearer token. */
   signer: id,
-  signedAt: z.number().int().min(0),
+  signedAt: time,
   sig
 })
 export type Provenance = z.infer<typeof ProvenanceSchema>

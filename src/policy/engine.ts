@@ -14,7 +14,7 @@
  * here and test thoroughly; its semantics (default deny, deny wins) match
  * Cedar's so a later switch stays possible.
  */
-import { LineCounter, parseDocument, isNode } from 'yaml'
+import { LineCounter, parseDocument, isNode, isAlias, visit } from 'yaml'
 import { z } from 'zod'
 import { PolicyError } from './errors.js'
 
@@ -156,6 +156,11 @@ export function parsePolicy (text: string, source: string): PolicySet {
   if (e != null) {
     throw new PolicyError(source, `${at(e.pos[0])}: yaml: ${e.message.split('\n')[0]}`)
   }
+  // Policies need no anchors: refusing aliases outright also rules out alias bombs
+  // (a self-referencing anchor makes yaml's toJS take cubic time despite maxAliasCount).
+  let alias: number | undefined
+  visit(doc, { Alias (_key, node) { if (isAlias(node)) { alias = node.range?.[0] ?? 0; return visit.BREAK } } })
+  if (alias != null) throw new PolicyError(source, `${at(alias)}: yaml: aliases (*name) are not allowed in a policy`)
   let value: unknown
   try {
     value = doc.toJS({ maxAliasCount: 100 })

@@ -10,20 +10,11 @@ import * as assert from 'uvu/assert'
 import { BidRequest, decodeEnvelope, decodeMessage, Heartbeat, LogsRequest, SchedulerMessage, WorkloadRecordSchema } from '../../src/actors/protocol.js'
 import { InvalidRecordError } from '../../src/transport/errors.js'
 import { decodeRecord, encodeRecord, selectRecord } from '../../src/transport/records.js'
+import { prng } from '../helpers/fuzz.js'
 
 const ROUNDS = 20_000
 const enc = new TextEncoder()
 
-/** xorshift32: a tiny seeded PRNG. */
-function prng (seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13; x >>>= 0
-    x ^= x >> 17
-    x ^= x << 5; x >>>= 0
-    return x / 2 ** 32
-  }
-}
 
 const key = await generateKeyPair('Ed25519')
 const publisher = peerIdFromPrivateKey(key).toString()

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert'
 import { ACTIONS, evaluate, parsePolicy, PolicyStore, type Action, type Labels, type Principal, type Request, type Resource } from '../../src/policy/engine.js'
 import { PolicyError } from '../../src/policy/errors.js'
 import { oneLineError } from '../helpers/expect.js'
+import { exampleRules } from '../helpers/fuzz.js'
 
 const SRC = 'policies/base.yaml'
 const KEY = 'ed25519:AAAA'
@@ -19,28 +20,7 @@ metadata: { name: base, version: ${version} }
 rules:${rules === '' ? ' []' : '\n' + rules}`
 }
 
-const BASE = doc(3, `  - id: ops-deploy
-    effect: allow
-    principals: [{ kind: deployer, key: "${KEY}" }]
-    actions: [deploy, delete]
-    resources: [{ kind: namespace, name: shop }]
-  - id: eu-nodes-host
-    effect: allow
-    principals: [{ kind: node, labels: { zone: eu } }]
-    actions: [host]
-    resources: [{ kind: workload, name: "*" }]
-  - id: shop-publish
-    effect: allow
-    principals: [{ kind: workload, namespace: shop, name: "*" }]
-    actions: [publish, subscribe]
-    resources: [{ kind: topic, name: "orders.*" }]
-  - id: no-prod-for-eu
-    effect: deny
-    principals: [{ kind: node, labels: { zone: eu } }]
-    actions: [host]
-    resources: [{ kind: workload }]
-    when: { resource.labels.tier: prod, principal.labels.class: small }
-`)
+const BASE = doc(3, exampleRules(KEY))
 
 const deployer: Principal = { kind: 'deployer', key: KEY }
 const euNode: Principal = { kind: 'node', id: 'n1', labels: { zone: 'eu', class: 'small' } }
