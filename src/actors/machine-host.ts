@@ -11,7 +11,7 @@ import { TrustError } from '../policy/errors.js'
 import { artifactOf, type WorkloadSpec } from '../workloads/types.js'
 import { EventNotHandledError, InvalidEventError, MachineFailedError, OwnerUnavailableError, WorkloadCompletedError } from './errors.js'
 import { WorkloadNotFoundError } from './errors.js'
-import { InvalidMachineEventError } from './sandbox/errors.js'
+import { InvalidMachineEventError, SandboxStoppedError } from './sandbox/errors.js'
 import { MachineSandbox, type MachineState, type Transition } from './sandbox/machine-sandbox.js'
 import type { StateHolder, HolderReply } from './state-holder.js'
 import {
@@ -527,6 +527,12 @@ export class MachineHost {
       await o.sandbox!.sendMany(toApply.map(p => p.event), (i, t) => {
         takeSpontaneous()
         const p = toApply[i]!
+        if (t instanceof SandboxStoppedError) {
+          // Stopped under the send (deposed by a newer epoch, or stopping): nothing was
+          // applied here, so the sender re-routes to the owner and retries with the same id.
+          refuse(p, this.notOwner(o.spec.id))
+          return
+        }
         if (t instanceof Error) {
           const code = t instanceof InvalidMachineEventError ? 'bad-event' : o.completed || o.last?.status === 'done' ? 'completed' : 'machine-error'
           refuse(p, { code, message: describeError(t), ...(code === 'completed' ? { output: o.last?.output } : {}) })
