@@ -118,8 +118,7 @@ export class Trust {
     } else {
       this.log.warn({ peerId: this.selfId }, 'no membership credential: the mesh will ignore this node (issue one with `beemesh credential issue`)')
     }
-    const sorted = [...this.initialPolicies]
-    for (const p of sorted) {
+    for (const p of this.initialPolicies) {
       try {
         await this.applyPolicy(p, 'start')
       } catch (err) {

@@ -1,4 +1,5 @@
 import { describeError } from '../../errors.js'
+import { TrustError } from '../../policy/errors.js'
 import { InvalidWorkloadError, UnschedulableError, WorkloadNotFoundError, OwnerUnavailableError } from '../../actors/errors.js'
 import { NotStartedError } from '../../transport/errors.js'
 import { HttpError } from '../http.js'
@@ -17,8 +18,6 @@ export interface KubeStatus {
 }
 
 /** The Status a failed request answers with; errors of the runtime map to their Kubernetes reasons. */
-import { TrustError } from '../../policy/errors.js'
-
 export function toStatus (err: unknown): KubeStatus {
   const e = toKubeError(err)
   const details = { ...stripEmpty(e.target), ...(e.causes.length > 0 ? { causes: e.causes } : {}) }
