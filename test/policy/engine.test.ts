@@ -115,7 +115,7 @@ test('JSON documents are accepted', () => {
 
 test('malformed YAML is reported with line and column', () => {
   policyError('apiVersion: beemesh.io/v1\nkind: Policy\nmetadata: { name: base\n', /^policies\/base\.yaml:\d+:\d+: yaml: /)
-  policyError('a: &a [1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n', /^policies\/base\.yaml:1:1: yaml: .*alias/i)
+  policyError('a: &a [1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n', /^policies\/base\.yaml:2:8: yaml: aliases .*not allowed/i)
   policyError('a: 1\na: 2\n', /^policies\/base\.yaml:2:1: yaml: /)
 })
 
