@@ -16,6 +16,13 @@ import type { NodeStore } from './node-store.js'
  *                   epoch written, seq of the stored snapshot if any
  * - `<id>!s`        the latest snapshot record (only one is kept)
  *
+ * and in the nested `trace` sublevel (root keys `!journal!!trace!<key>`), the
+ * workload's trace, which compaction does not touch:
+ *
+ * - `<id>!<seq>`    one TraceRecord: the event, its sender, the state value
+ *                   and context it led to; seq 0 is the workload's start. The
+ *                   newest `traceLimit` records are kept.
+ *
  * Every value is utf8 text `<checksum> <json>`: `json` is the canonical JSON of
  * the record (object keys sorted, no whitespace) and `checksum` the first 16
  * hex digits of the SHA-256 of `<key>\n<json>` (the key is covered so that a
@@ -56,6 +63,39 @@ export interface JournalEntry {
   timers?: unknown
   /** The transition failed the machine (an action or guard threw): the error, so a replay ends failed too. */
   error?: string
+  /**
+   * Trace fields: given on an append, the entry's TraceRecord is written in
+   * the same batch (the entry itself keeps none of them). `context`: the
+   * machine's context after the event; `owner`: the node that applied it.
+   */
+  context?: unknown
+  owner?: string
+  status?: TraceRecord['status']
+  output?: unknown
+}
+
+/**
+ * One step of a stateful workload's trace (`beemesh trace export`): an event
+ * in, with its sender and place in the journal, and the state it led to.
+ * Seq 0 is the workload's start (event `xstate.init`, the initial state).
+ */
+export interface TraceRecord {
+  workloadId: string
+  seq: number
+  epoch: number
+  ts: number
+  /** Peer id of the owner that applied the event. */
+  owner: string
+  event: unknown
+  sender?: string
+  id?: string
+  /** State value after the event. */
+  value: unknown
+  /** JSON copy of the context after the event. */
+  context: unknown
+  status: 'active' | 'done' | 'error'
+  output?: unknown
+  error?: string
 }
 
 /** An XState persisted snapshot (`actor.getPersistedSnapshot()`) and the last journal entry it includes. */
@@ -86,6 +126,8 @@ export interface WorkloadJournalOptions {
    * event survives a power loss, not only a process crash. Default true.
    */
   sync?: boolean
+  /** Trace records kept per workload: older ones are dropped as new ones come. Default 10,000. */
+  traceLimit?: number
 }
 
 interface Meta {
@@ -94,7 +136,16 @@ interface Meta {
   snapshotSeq?: number
 }
 
-type BatchOp = { type: 'put', key: string, value: string } | { type: 'del', key: string }
+type TraceDatabase = ReturnType<typeof traceSublevel>
+type BatchOp = { type: 'put', key: string, value: string, sublevel?: TraceDatabase } | { type: 'del', key: string, sublevel?: TraceDatabase }
+
+function traceSublevel (db: JournalDatabase) {
+  return db.sublevel<string, string>(TRACE_SUBLEVEL, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+}
+
+/** Name of the journal's nested sublevel that holds traces. */
+const TRACE_SUBLEVEL = 'trace'
+const DEFAULT_TRACE_LIMIT = 10_000
 
 const SEP = '!'
 /** The character right after SEP: `<id>"` is the exclusive upper bound of `<id>`'s keys. */
@@ -118,6 +169,39 @@ function metaKey (id: string): string {
 
 function snapshotKey (id: string): string {
   return `${id}${SEP}s`
+}
+
+function traceKey (id: string, seq: number): string {
+  return `${id}${SEP}${String(seq).padStart(SEQ_DIGITS, '0')}`
+}
+
+function encodeTrace (workloadId: string, r: TraceRecord): string {
+  const record: TraceRecord = { workloadId, seq: r.seq, epoch: r.epoch, ts: r.ts, owner: r.owner, event: r.event, value: r.value, context: r.context, status: r.status }
+  if (r.sender !== undefined) record.sender = r.sender
+  if (r.id !== undefined) record.id = r.id
+  if (r.output !== undefined) record.output = r.output
+  if (r.error !== undefined) record.error = String(r.error)
+  return encode(workloadId, traceKey(workloadId, r.seq), `trace record at seq ${r.seq}`, record)
+}
+
+/** The trace record of an entry that carries trace fields (`owner` and `context`), else undefined. */
+function traceOfEntry (workloadId: string, e: JournalEntry): TraceRecord | undefined {
+  if (e.owner === undefined || e.context === undefined) return undefined
+  return {
+    workloadId,
+    seq: e.seq,
+    epoch: e.epoch,
+    ts: e.ts,
+    owner: e.owner,
+    event: e.event,
+    value: e.state,
+    context: e.context,
+    status: e.status ?? (e.error !== undefined ? 'error' : 'active'),
+    ...(e.sender !== undefined ? { sender: e.sender } : {}),
+    ...(e.id !== undefined ? { id: e.id } : {}),
+    ...(e.output !== undefined ? { output: e.output } : {}),
+    ...(e.error !== undefined ? { error: e.error } : {})
+  }
 }
 
 /** First 16 hex digits of SHA-256 over `<key>\n<json>`: a value copied under another key fails too. */
@@ -325,7 +409,9 @@ function checkRun (workloadId: string, entries: JournalEntry[], from: number, mi
  */
 export class WorkloadJournal {
   private readonly db: JournalDatabase
+  private readonly traces: TraceDatabase
   private readonly sync: boolean
+  private readonly traceLimit: number
   private readonly queues = new Map<string, Promise<void>>()
   /** Heads this instance wrote, so a write need not read the head back first (it is the only writer). */
   private readonly heads = new Map<string, Meta>()
@@ -333,7 +419,9 @@ export class WorkloadJournal {
   /** `db` is the journal's own keyspace, normally `store.sublevel('journal')` (see `fromStore`). */
   constructor (db: JournalDatabase, options: WorkloadJournalOptions = {}) {
     this.db = db
+    this.traces = traceSublevel(db)
     this.sync = options.sync ?? true
+    this.traceLimit = options.traceLimit ?? DEFAULT_TRACE_LIMIT
   }
 
   /** The journal in the node database's `journal` sublevel. */
@@ -354,10 +442,12 @@ export class WorkloadJournal {
    * snapshot. The snapshot's seq may not be below the stored snapshot's nor
    * past the last entry once `entries` are applied.
    */
-  async append (workloadId: string, entries: JournalEntry[], snapshot?: SnapshotRecord): Promise<void> {
+  async append (workloadId: string, entries: JournalEntry[], snapshot?: SnapshotRecord, start?: TraceRecord): Promise<void> {
     checkWorkloadId(workloadId)
     if (!Array.isArray(entries)) throw new JournalError(workloadId, 'entries must be an array')
     const encoded = entries.map((e, i) => encodeEntry(workloadId, e, i))
+    const traced = [...(start != null ? [{ ...start, seq: 0 }] : []), ...entries.map(e => traceOfEntry(workloadId, e)).filter(r => r != null)]
+      .map(r => ({ seq: r.seq, value: encodeTrace(workloadId, r) }))
     const snap = snapshot !== undefined ? encodeSnapshot(workloadId, snapshot) : undefined
     if (encoded.length === 0 && snap === undefined) return
     // The lock covers checking and issuing the write, not waiting for it: LevelDB
@@ -382,6 +472,10 @@ export class WorkloadJournal {
       const covered = snap?.seq ?? 0
       for (const e of encoded) {
         if (e.seq > covered) ops.push({ type: 'put', key: entryKey(workloadId, e.seq), value: e.value })
+      }
+      for (const t of traced) {
+        ops.push({ type: 'put', key: traceKey(workloadId, t.seq), value: t.value, sublevel: this.traces })
+        if (t.seq >= this.traceLimit) ops.push({ type: 'del', key: traceKey(workloadId, t.seq - this.traceLimit), sublevel: this.traces })
       }
       return { done: this.commit(workloadId, meta, ops, seq, epoch, snap) }
     })
@@ -473,35 +567,49 @@ export class WorkloadJournal {
     return snapshot !== undefined ? { snapshot, entries } : { entries }
   }
 
-  /** Removes every key of the workload (entries, snapshot, head) in one batch. */
-  async erase (workloadId: string): Promise<void> {
+  /**
+   * The workload's trace records with seq > `afterSeq`, in order (seq 0 is
+   * the start). Records are checked like entries: CorruptJournalError on a
+   * bad checksum or a value under the wrong key.
+   */
+  async trace (workloadId: string, afterSeq = -1): Promise<TraceRecord[]> {
+    checkWorkloadId(workloadId)
+    const records: TraceRecord[] = []
+    const gte = afterSeq < 0 ? `${workloadId}${SEP}` : traceKey(workloadId, afterSeq + 1)
+    for await (const [key, raw] of this.traces.iterator({ gte, lt: `${workloadId}${AFTER_SEP}` })) {
+      const digits = key.slice(workloadId.length + 1)
+      if (!PADDED_SEQ.test(digits)) throw new CorruptJournalError(workloadId, key, undefined, 'unexpected key in the trace')
+      const seq = Number(digits)
+      const r = decode(workloadId, key, seq, raw)
+      if (r.seq !== seq) throw new CorruptJournalError(workloadId, key, seq, `trace record holds seq ${String(r.seq)}`)
+      records.push(r as unknown as TraceRecord)
+    }
+    return records
+  }
+
+  /** Removes every key of the workload (entries, snapshot, head and, unless `keepTrace`, its trace) in one batch. */
+  async erase (workloadId: string, { keepTrace = false } = {}): Promise<void> {
     checkWorkloadId(workloadId)
     await this.exclusive(workloadId, async () => {
       const ops: BatchOp[] = []
       for await (const key of this.db.keys({ gte: `${workloadId}${SEP}`, lt: `${workloadId}${AFTER_SEP}` })) {
         ops.push({ type: 'del', key })
       }
+      if (!keepTrace) {
+        for await (const key of this.traces.keys({ gte: `${workloadId}${SEP}`, lt: `${workloadId}${AFTER_SEP}` })) {
+          ops.push({ type: 'del', key, sublevel: this.traces })
+        }
+      }
       this.heads.delete(workloadId)
       if (ops.length > 0) await this.write(ops)
     })
   }
 
-  /** Ids of the workloads that have any journal key, in key order. */
+  /** Ids of the workloads that have any journal or trace key, in key order. */
   async list (): Promise<string[]> {
-    const ids: string[] = []
-    const it = this.db.keys()
-    try {
-      for (let key = await it.next(); key !== undefined; key = await it.next()) {
-        const end = key.indexOf(SEP)
-        if (end <= 0) continue
-        const id = key.slice(0, end)
-        ids.push(id)
-        it.seek(`${id}${AFTER_SEP}`)
-      }
-    } finally {
-      await it.close()
-    }
-    return ids
+    // the journal's keyspace also holds the trace sublevel's keys, which start with the separator: left out by the range
+    const ids = new Set([...await workloadIds(this.db.keys({ gte: AFTER_SEP })), ...await workloadIds(this.traces.keys({ gte: AFTER_SEP }))])
+    return [...ids].sort()
   }
 
   /** Adds the snapshot (with compaction) and the new head to `ops` and writes them in one batch. */
@@ -579,6 +687,23 @@ export class WorkloadJournal {
       if (this.queues.get(workloadId) === settled) this.queues.delete(workloadId)
     }
   }
+}
+
+/** The workload ids of the keys `it` walks (`<id>!…`), seeking past each workload's keys. */
+async function workloadIds (it: { next: () => Promise<string | undefined>, seek: (target: string) => void, close: () => Promise<void> }): Promise<string[]> {
+  const ids: string[] = []
+  try {
+    for (let key = await it.next(); key !== undefined; key = await it.next()) {
+      const end = key.indexOf(SEP)
+      if (end <= 0) continue
+      const id = key.slice(0, end)
+      ids.push(id)
+      it.seek(`${id}${AFTER_SEP}`)
+    }
+  } finally {
+    await it.close()
+  }
+  return ids
 }
 
 function checkWorkloadId (workloadId: string): void {

@@ -4,7 +4,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { assign, createActor, setup, SimulatedClock, type AnyMachineSnapshot, type EventObject } from 'xstate'
 import { CorruptJournalError, JournalError } from '../../src/store/errors.js'
-import { JOURNAL_SUBLEVEL, WorkloadJournal, type JournalEntry, type SnapshotRecord } from '../../src/store/journal.js'
+import { JOURNAL_SUBLEVEL, WorkloadJournal, type JournalEntry, type SnapshotRecord, type TraceRecord } from '../../src/store/journal.js'
 import { NodeStore } from '../../src/store/node-store.js'
 import { tempDir } from '../helpers/processes.js'
 
@@ -426,6 +426,47 @@ test('appends issued back to back, without waiting, are written in order and sha
   await rejects(journal.append('ns/pipelined', range(102, 102)), JournalError, /next entry must be seq 101/)
   await journal.append('ns/pipelined', range(101, 101))
   assert.equal(await journal.head('ns/pipelined'), { seq: 101, epoch: 1 })
+})
+
+function traced (seq: number, epoch = 1, owner = 'owner-a'): JournalEntry {
+  return { ...entry(seq, epoch), owner, context: { count: seq, log: [seq] } }
+}
+
+test('the trace: written with its entries, kept through compaction, bounded, erased with the workload unless kept', async () => {
+  const { store, journal: unbounded } = await open()
+  const journal = new WorkloadJournal(store.sublevel(JOURNAL_SUBLEVEL), { traceLimit: 5 })
+  const start: TraceRecord = { workloadId: ID, seq: 0, epoch: 1, ts: T0, owner: 'owner-a', event: { type: 'xstate.init' }, value: { count: 0 }, context: { count: 0, log: [] }, status: 'active' }
+  await journal.append(ID, [traced(1), traced(2)], undefined, start)
+  assert.equal(await journal.trace(ID), [
+    start,
+    { workloadId: ID, seq: 1, epoch: 1, ts: T0 + 1, owner: 'owner-a', event: { type: 'inc', by: 1 }, sender: 'peer-a', value: { count: 1 }, context: { count: 1, log: [1] }, status: 'active' },
+    { workloadId: ID, seq: 2, epoch: 1, ts: T0 + 2, owner: 'owner-a', event: { type: 'inc', by: 2 }, sender: 'peer-a', value: { count: 2 }, context: { count: 2, log: [2] }, status: 'active' }
+  ])
+  // The journal entry itself keeps none of the trace fields.
+  assert.equal((await journal.restore(ID))?.entries, range(1, 2))
+  // A snapshot compacts entries, never the trace; past the limit the oldest records go.
+  await journal.append(ID, [traced(3), traced(4, 2, 'owner-b')], snap(4, 2))
+  assert.equal((await journal.restore(ID))?.entries, [])
+  assert.equal((await journal.trace(ID)).map(r => [r.seq, r.epoch, r.owner]), [[0, 1, 'owner-a'], [1, 1, 'owner-a'], [2, 1, 'owner-a'], [3, 1, 'owner-a'], [4, 2, 'owner-b']])
+  await journal.append(ID, [traced(5, 2, 'owner-b'), { ...traced(6, 2, 'owner-b'), status: 'done', output: { total: 6 } }])
+  const kept = await journal.trace(ID)
+  assert.equal(kept.map(r => r.seq), [2, 3, 4, 5, 6])
+  assert.equal(kept.at(-1)?.status, 'done')
+  assert.equal(kept.at(-1)?.output, { total: 6 })
+  assert.equal((await journal.trace(ID, 4)).map(r => r.seq), [5, 6])
+  // Entries without trace fields (older writers, installs) leave no record.
+  await unbounded.append('default/plain', range(1, 3))
+  assert.equal(await unbounded.trace('default/plain'), [])
+  // The trace keys stay out of the journal's own key range, and list() names trace-only workloads too.
+  assert.equal((await rawKeys(store)).filter(k => !/![ems](!|$)/.test(k.slice(ID.length))), [])
+  await journal.erase(ID, { keepTrace: true })
+  assert.equal(await journal.restore(ID), undefined)
+  assert.equal((await journal.trace(ID)).length, 5)
+  assert.equal(await journal.list(), ['default/counter', 'default/plain'])
+  await journal.erase(ID)
+  assert.equal(await journal.trace(ID), [])
+  assert.equal(await journal.list(), ['default/plain'])
+  await store.close()
 })
 
 test.run()
