@@ -5,6 +5,7 @@ import type { Logger } from '../transport/logger.js'
 import type { Resources, WorkloadSpec } from '../workloads/types.js'
 import { EngineUnavailableError } from './container-errors.js'
 import type { ContainerEngine } from './container-engine.js'
+import type { Inspection } from './inspection.js'
 import type { LogLine, ReplicaReport } from './protocol.js'
 
 /** Labels every BeeMesh container carries: how a restarted node finds, adopts or removes its own. */
@@ -54,6 +55,8 @@ export interface ContainerHostInit {
   onEnded: (workloadId: string, replica: number, epoch: number, outcome: PodOutcome) => void
   /** Engine health: how often it is pinged. Default 2000 ms. */
   pingEveryMs?: number
+  /** The node's inspector: pod machines show as `pod:<workload id>#<replica>@<node>`. */
+  inspection?: Inspection
 }
 
 const EVENTS_PER_POD = 50
@@ -207,7 +210,8 @@ export class ContainerHost {
         removeContainer: fromPromise<void, ContainerRef>(async ({ input }) => { await engine.remove(input.containerId, { force: true }) })
       }
     })
-    const actor = createActor(logic, { input: { spec: container, name: containerName, ...(adopt != null ? { adopt } : {}) }, id: `pod:${spec.id}#${replica}` })
+    const id = `pod:${spec.id}#${replica}`
+    const actor = createActor(logic, { input: { spec: container, name: containerName, ...(adopt != null ? { adopt } : {}) }, id, ...(this.init.inspection != null ? { inspect: this.init.inspection.observer(id) } : {}) })
     const pod: LocalPod = { workloadId: spec.id, spec, replica, epoch, containerName, actor, events: [], startedAt: Date.now(), stopping: false }
     this.pods.set(key, pod)
     actor.on('pod.event', (e: PodEvent) => {

@@ -67,3 +67,11 @@ export class OwnerUnavailableError extends BeeMeshError {
     this.name = 'OwnerUnavailableError'
   }
 }
+
+/** A workload has no trace to export: it is not stateful, it completed (and its trace was erased), or nothing was recorded. */
+export class NoTraceError extends BeeMeshError {
+  constructor (readonly workloadId: string, reason: string) {
+    super(`no trace of ${workloadId}: ${reason}`)
+    this.name = 'NoTraceError'
+  }
+}

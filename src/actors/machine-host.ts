@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describeError } from '../errors.js'
 import { guardians } from '../machines/placement.js'
-import type { JournalEntry, SnapshotRecord, WorkloadJournal } from '../store/journal.js'
+import { SPONTANEOUS_SENDER, type JournalEntry, type SnapshotRecord, type TraceRecord, type WorkloadJournal } from '../store/journal.js'
 import type { ArtifactService } from '../transport/artifacts.js'
 import type { Logger } from '../transport/logger.js'
 import type { MeshNode } from '../transport/mesh-node.js'
@@ -13,6 +13,7 @@ import { EventNotHandledError, InvalidEventError, MachineFailedError, OwnerUnava
 import { WorkloadNotFoundError } from './errors.js'
 import { InvalidMachineEventError, SandboxStoppedError } from './sandbox/errors.js'
 import { MachineSandbox, type MachineState, type Transition } from './sandbox/machine-sandbox.js'
+import type { Inspection } from './inspection.js'
 import type { StateHolder, HolderReply } from './state-holder.js'
 import {
   Ack, LocationRecord, MachineEvent, SEND_PROTOCOL, SendReply, STATE_PROTOCOL, snapshotRecordKey, locationKey, traceTopic,
@@ -84,6 +85,8 @@ interface Owned {
   lastSnapshotSeq: number
   completed: boolean
   ready: Promise<void>
+  /** The trace's seq 0 (the machine's initial state), written with the workload's first batch. */
+  start?: TraceRecord
 }
 
 export interface MachineHostInit {
@@ -96,7 +99,7 @@ export interface MachineHostInit {
   livePeers: () => string[]
   /** Where a workload's owner is believed to be, and whether the workload ended. */
   locate: (workloadId: string) => { owner?: string, epoch?: number, status?: string, output?: unknown, kind?: string } | undefined
-  /** The workload's machine reached a final state; its state is already erased here and on its holders. */
+  /** The workload's machine reached a final state (its state is erased here and on its holders right after). */
   onCompleted: (spec: WorkloadSpec, epoch: number, output: unknown) => void
   /** The machine failed (an action or guard threw); its last state stays readable. */
   onFailed?: (spec: WorkloadSpec, epoch: number, error: string) => void
@@ -108,6 +111,8 @@ export interface MachineHostInit {
   onPersisted?: (workloadId: string, count: number) => void
   /** The policy's word on a send: a reason when `sender` may not send to the workload. */
   forbidSend?: (spec: WorkloadSpec, sender: string | undefined) => string | undefined
+  /** The node's inspector (`--inspect`): every machine's inspection events go to it. */
+  inspection?: Inspection
 }
 
 export class FencedError extends Error {
@@ -188,13 +193,16 @@ export class MachineHost {
       const { snapshot, entries, heads } = await this.recover(spec, epoch)
       mark('recovered')
       const stored = snapshot?.snapshot as StoredSnapshot | undefined
+      // the node's inspector, if any: the machine shows as <workload id>@<node>
+      const inspection = this.init.inspection
       const sandbox = new MachineSandbox({
         artifactPath,
         identity: { id: spec.id, name: spec.name, namespace: spec.namespace, replica: 0, nodeId: this.selfId, epoch },
         memoryLimitMb: spec.memoryLimitMb,
         timeoutMs: spec.timeoutMs,
         onSpontaneous: (event, t) => { this.onSpontaneous(o, event, t) },
-        onLog: line => { this.log.info({ workload: spec.id, stream: line.stream }, line.message) }
+        onLog: line => { this.log.info({ workload: spec.id, stream: line.stream }, line.message) },
+        ...(inspection != null ? { onInspect: inspection.forward(spec.id) } : {})
       })
       const lastTimers = entries.at(-1)?.timers as MachineState['timers'] | undefined
       const restore = stored != null || entries.length > 0
@@ -206,6 +214,11 @@ export class MachineHost {
       o.seq = entries.at(-1)?.seq ?? snapshot?.seq ?? 0
       o.applied = o.seq
       o.lastSnapshotSeq = snapshot?.seq ?? 0
+      if (o.seq === 0) {
+        // seq 0 of the trace: here now, on the holders with the first batch
+        o.start = { workloadId: spec.id, seq: 0, epoch, ts: Date.now(), owner: this.selfId, event: { type: 'xstate.init' }, value: o.last.value, context: o.last.context, status: traceStatus(o.last) }
+        await this.init.journal.append(spec.id, [], undefined, o.start)
+      }
       for (const [id, seq, value] of stored?.recent ?? []) this.remember(o, { workloadId: spec.id, id, seq, epoch: snapshot?.epoch ?? epoch, owner: this.selfId, value, status: 'active' })
       for (const e of entries) {
         if (e.id != null) this.remember(o, { workloadId: spec.id, id: e.id, seq: e.seq, epoch: e.epoch, owner: this.selfId, value: e.state, status: 'active' })
@@ -308,7 +321,7 @@ export class MachineHost {
         this.log.warn({ workload: id, peer: c.peer, err: describeError(err) }, 'could not read a copy; trying the next')
       }
     }
-    if (own.head.corrupt != null) await this.init.holder.erase(id)
+    if (own.head.corrupt != null) await this.init.holder.erase(id, { keepTrace: true })
     const fromDht = await this.snapshotFromDht(id, epoch)
     if (fromDht != null) {
       await this.adopt(id, fromDht, [])
@@ -332,7 +345,7 @@ export class MachineHost {
 
   /** Replaces this node's copy with `snapshot` + `entries` (fetched from a holder). */
   private async adopt (id: string, snapshot: SnapshotRecord | undefined, entries: JournalEntry[]): Promise<void> {
-    await this.init.journal.erase(id)
+    await this.init.journal.erase(id, { keepTrace: true })
     if (snapshot != null) await this.init.journal.putSnapshot(id, snapshot)
     if (entries.length > 0) await this.init.journal.append(id, entries)
   }
@@ -401,6 +414,11 @@ export class MachineHost {
     if (o.dedup.size > DEDUP_WINDOW) o.dedup.delete(o.dedup.keys().next().value as string)
   }
 
+  /** What a journal entry carries for the trace (the entry itself does not keep it). */
+  private traceFields (t: Transition): Pick<JournalEntry, 'owner' | 'context' | 'status' | 'output'> {
+    return { owner: this.selfId, context: t.context, status: traceStatus(t), ...(t.output !== undefined ? { output: t.output } : {}) }
+  }
+
   private pushRecent (o: Owned, t: TransitionRecord): void {
     o.recent.push(t)
     if (o.recent.length > RECENT) o.recent.splice(0, o.recent.length - RECENT)
@@ -413,7 +431,7 @@ export class MachineHost {
   private onSpontaneous (o: Owned, event: unknown, t: Transition): void {
     if (o.status === 'stopped' || o.completed) return
     o.last = t
-    o.spontaneous.push({ seq: 0, epoch: o.epoch, ts: Date.now(), event, sender: 'machine', state: t.value, timers: t.state.timers, ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}) })
+    o.spontaneous.push({ seq: 0, epoch: o.epoch, ts: Date.now(), event, sender: SPONTANEOUS_SENDER, state: t.value, timers: t.state.timers, ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}), ...this.traceFields(t) })
     void this.drain(o)
   }
 
@@ -421,9 +439,10 @@ export class MachineHost {
   async handleSend (req: SendRequest): Promise<SendReply> {
     const o = this.owned.get(req.workloadId)
     if (o == null || o.status === 'stopped') return { ok: false, refusal: this.notOwner(req.workloadId) }
-    if (req.op === 'state') {
+    if (req.op === 'state' || req.op === 'machine') {
       await o.ready.catch(() => {})
       if (o.status !== 'running' || o.last == null) return { ok: false, refusal: { code: 'unavailable', message: `${req.workloadId} is starting on ${this.selfId}` } }
+      if (req.op === 'machine') return { ok: true, machine: { workloadId: req.workloadId, definition: o.sandbox?.definition ?? null } }
       return { ok: true, state: this.report(o) }
     }
     const forbidden = this.init.forbidSend?.(o.spec, req.sender)
@@ -543,7 +562,7 @@ export class MachineHost {
           return
         }
         o.last = t
-        const entry: JournalEntry = { seq: o.applied + entries.length + 1, epoch: o.epoch, ts: Date.now(), event: p.event, id: p.id, state: t.value, timers: t.state.timers, ...(p.sender != null ? { sender: p.sender } : {}), ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}) }
+        const entry: JournalEntry = { seq: o.applied + entries.length + 1, epoch: o.epoch, ts: Date.now(), event: p.event, id: p.id, state: t.value, timers: t.state.timers, ...(p.sender != null ? { sender: p.sender } : {}), ...(t.status === 'error' ? { error: t.error ?? 'the machine failed' } : {}), ...this.traceFields(t) }
         entries.push(entry)
         waiting.push({ p, entry, t })
         if (t.status === 'done') o.completed = true
@@ -603,15 +622,19 @@ export class MachineHost {
     const snapshot: SnapshotRecord | undefined = snapshotDue
       ? { seq: lastSeq, epoch: o.epoch, ts: Date.now(), snapshot: { machine: last.state, recent: [...[...o.dedup.values()].slice(-256).map((a): [string, number, unknown] => [a.id, a.seq, a.value]), ...entries.filter(e => e.id != null).map((e): [string, number, unknown] => [e.id!, e.seq, e.state])] } satisfies StoredSnapshot }
       : undefined
-    const local = this.init.journal.append(o.spec.id, entries, snapshot)
-    if (o.spec.durability === 'local') { await local; if (snapshot != null) this.putDhtSnapshot(o, snapshot); return }
-    const remote = this.replicate(o, entries, snapshot)
+    const start = first === 1 ? o.start : undefined
+    const local = this.init.journal.append(o.spec.id, entries, snapshot, start)
+    // a final state's snapshot stays out of the DHT: every node is about to drop the workload's records
+    const toDht = snapshot != null && last.status !== 'done'
+    if (o.spec.durability === 'local') { await local; if (toDht) this.putDhtSnapshot(o, snapshot); return }
+    const remote = this.replicate(o, entries, snapshot, start)
     await Promise.all([local, remote])
-    if (snapshot != null) { o.lastSnapshotSeq = snapshot.seq; this.putDhtSnapshot(o, snapshot) }
+    o.start = undefined
+    if (snapshot != null) { o.lastSnapshotSeq = snapshot.seq; if (toDht) this.putDhtSnapshot(o, snapshot) }
   }
 
-  private async replicate (o: Owned, entries: JournalEntry[], snapshot: SnapshotRecord | undefined): Promise<void> {
-    const req: StateRequest = { op: 'append', workloadId: o.spec.id, epoch: o.epoch, owner: this.selfId, entries, ...(snapshot != null ? { snapshot } : {}) }
+  private async replicate (o: Owned, entries: JournalEntry[], snapshot: SnapshotRecord | undefined, start: TraceRecord | undefined): Promise<void> {
+    const req: StateRequest = { op: 'append', workloadId: o.spec.id, epoch: o.epoch, owner: this.selfId, entries, ...(snapshot != null ? { snapshot } : {}), ...(start != null ? { start } : {}) }
     const results = await Promise.all(o.holders.map(async peer => await this.appendTo(o, peer, req)))
     let ok = results.filter(Boolean).length
     if (ok >= REPLICATION_FACTOR) return
@@ -671,11 +694,14 @@ export class MachineHost {
     const output = o.last?.output
     this.log.info({ workload: o.spec.id, seq: o.seq }, 'machine reached a final state')
     const holders = o.holders
+    await this.dhtPut // a snapshot put still in flight would land after the records are dropped
+    // The record says Completed before this node's heartbeats stop reporting the machine: else a
+    // guardian could take the missing replica for a failure and start the machine afresh elsewhere.
+    this.init.onCompleted(o.spec, o.epoch, output)
     await this.stop(o.spec.id, { erase: true })
     await Promise.all(holders.map(async peer => {
       await callRpc(this.init.mesh, peer, STATE_PROTOCOL, { op: 'erase', workloadId: o.spec.id, epoch: o.epoch } satisfies StateRequest, { timeoutMs: 5_000 }).catch(() => {})
     }))
-    this.init.onCompleted(o.spec, o.epoch, output)
   }
 
   // ---------------------------------------------------------------- routing (sender side)
@@ -694,9 +720,38 @@ export class MachineHost {
     throw new Error('unexpected reply')
   }
 
+  /**
+   * A workload's whole trace, gathered from this node and every live peer
+   * (the owner and holders of each epoch each keep what they journaled), so
+   * it continues across failovers: see mergeTraces.
+   */
+  async trace (workloadId: string, { timeoutMs = 5_000 } = {}): Promise<{ records: TraceRecord[], sources: number }> {
+    const lists: TraceRecord[][] = [await this.init.journal.trace(workloadId)]
+    const peers = this.init.livePeers().slice(0, 64)
+    const replies = await Promise.all(peers.map(async peer => {
+      try {
+        const { result } = await callRpc(this.init.mesh, peer, STATE_PROTOCOL, { op: 'trace', workloadId } satisfies StateRequest, { timeoutMs })
+        const reply = result as HolderReply
+        return reply.ok ? reply.trace ?? [] : []
+      } catch (err) {
+        this.log.debug({ workload: workloadId, peer, err: describeError(err) }, 'a peer did not return its trace records')
+        return []
+      }
+    }))
+    lists.push(...replies)
+    return { records: mergeTraces(lists.flat()), sources: lists.filter(l => l.length > 0).length }
+  }
+
   async state (workloadId: string, { timeoutMs = 10_000 } = {}): Promise<MachineStateReport> {
     const reply = await this.route(workloadId, { op: 'state', workloadId }, timeoutMs)
     if ('state' in reply) return reply.state
+    throw new Error('unexpected reply')
+  }
+
+  /** The machine's definition (statechart JSON, `machine.toJSON()`), from its owner; null if it has none to show. */
+  async definition (workloadId: string, { timeoutMs = 10_000 } = {}): Promise<{ workloadId: string, definition: unknown }> {
+    const reply = await this.route(workloadId, { op: 'machine', workloadId }, timeoutMs)
+    if ('machine' in reply) return reply.machine
     throw new Error('unexpected reply')
   }
 
@@ -768,4 +823,34 @@ async function sleepUntilLocal (journal: WorkloadJournal, id: string, seq: numbe
     if ((head?.seq ?? 0) >= seq) return
     await sleep(5)
   }
+}
+
+function traceStatus (t: Transition): TraceRecord['status'] {
+  return t.status === 'done' || t.status === 'error' ? t.status : 'active'
+}
+
+/**
+ * One trace from the records several nodes hold. For each seq the record of
+ * the highest epoch wins (an owner deposed mid-batch may have journaled a
+ * step its successor redid), and the trace ends where epochs would go down
+ * or a seq is missing after the newest epoch's first record (steps only a
+ * deposed owner wrote after its successor took over were never acknowledged).
+ * A gap before that point cuts the trace to what follows it: a trace starts
+ * wherever its records are contiguous up to the newest one.
+ */
+export function mergeTraces (records: TraceRecord[]): TraceRecord[] {
+  const best = new Map<number, TraceRecord>()
+  for (const r of records) {
+    const have = best.get(r.seq)
+    if (have == null || r.epoch > have.epoch) best.set(r.seq, r)
+  }
+  const sorted = [...best.values()].sort((a, b) => a.seq - b.seq)
+  const out: TraceRecord[] = []
+  for (const r of sorted) {
+    const prev = out.at(-1)
+    if (prev != null && r.epoch < prev.epoch) break
+    if (prev != null && r.seq !== prev.seq + 1) out.length = 0
+    out.push(r)
+  }
+  return out
 }

@@ -23,6 +23,7 @@ import { Trust } from '../policy/trust.js'
 import { setRpcGuard } from '../transport/rpc.js'
 import { HEARTBEAT_TOPIC, SCHEDULER_TOPIC } from './protocol.js'
 import { POLICY_TOPIC, PolicySync } from './policy-sync.js'
+import { connectInspector, type Inspection } from './inspection.js'
 
 /** Where a node keeps the membership credential it issued itself with `issueWith`. */
 export const CREDENTIAL_FILE = 'credential.json'
@@ -56,6 +57,8 @@ export interface NodeRuntimeInit {
   /** Path of a Docker Engine API socket (dockerd or Podman's service): container workloads run there. */
   containerSocket?: string
   trust: NodeTrustConfig
+  /** The Stately inspector relay (`beemesh inspect`) every actor of this node reports to; absent: no inspection. */
+  inspectUrl?: string
 }
 
 export interface NodeStatus {
@@ -92,6 +95,7 @@ export class NodeRuntime {
   private runtime?: WorkloadRuntime
   private trustService?: Trust
   private policySync?: PolicySync
+  private inspection?: Inspection
   /** Prometheus metrics of this node (`GET /metrics`). */
   readonly metrics = new NodeMetrics({
     peers: () => this.mesh?.started === true ? this.mesh.peers().length : 0,
@@ -144,6 +148,9 @@ export class NodeRuntime {
       throw err
     }
     this.mesh = mesh
+    // never fails: an unreachable relay or a refused URL is a warning, and the node runs without it
+    const inspection = this.init.inspectUrl != null ? await connectInspector({ url: this.init.inspectUrl, peerId: mesh.peerId, log: this.log }) : undefined
+    this.inspection = inspection
 
     let startError: unknown
     const logic = nodeMachine.provide({
@@ -163,7 +170,7 @@ export class NodeRuntime {
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
             await artifacts.start()
             const engine = this.init.containerSocket != null ? new ContainerEngine({ socketPath: this.init.containerSocket, log: this.log }) : undefined
-            const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(engine != null ? { engine } : {}) })
+            const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(engine != null ? { engine } : {}), ...(inspection != null ? { inspection } : {}) })
             await runtime.start()
             this.runtime = runtime
           } catch (err) {
@@ -182,7 +189,7 @@ export class NodeRuntime {
         })
       }
     })
-    const actor = createActor(logic, { id: `node:${mesh.peerId}` })
+    const actor = createActor(logic, { id: `node:${mesh.peerId}`, ...(inspection != null ? { inspect: inspection.observer('node') } : {}) })
     this.actor = actor
     const peerCount = (): number => mesh.started ? mesh.peers().length : 0
     mesh.addEventListener('peer:connect', () => { actor.send({ type: 'node.peerConnected', peerCount: peerCount() }) })
@@ -204,6 +211,7 @@ export class NodeRuntime {
       await settled
     } catch (err) {
       await store.close().catch(() => {})
+      inspection?.stop()
       throw err
     }
   }
@@ -220,6 +228,7 @@ export class NodeRuntime {
     })
     actor.send({ type: 'node.stopRequested' })
     await done
+    this.inspection?.stop()
   }
 
   /**

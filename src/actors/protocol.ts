@@ -97,7 +97,9 @@ export const Heartbeat = z.object({
   capabilities: z.array(z.string().max(40)).max(16).default([]),
   replicas: z.array(ReplicaReport).max(10_000),
   /** The version of the policy the node enforces: peers behind pull the newer one. */
-  policy: z.number().int().optional()
+  policy: z.number().int().optional(),
+  /** Peers the node has a connection to (the mesh's links, for the web view). */
+  links: z.array(peerId).max(1_000).optional()
 })
 export type Heartbeat = z.infer<typeof Heartbeat>
 

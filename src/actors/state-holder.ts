@@ -1,6 +1,6 @@
 import { describeError } from '../errors.js'
 import { CorruptJournalError } from '../store/errors.js'
-import type { JournalEntry, SnapshotRecord, WorkloadJournal } from '../store/journal.js'
+import type { JournalEntry, SnapshotRecord, TraceRecord, WorkloadJournal } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import type { Logger } from '../transport/logger.js'
 import type { HolderHead, StateRequest } from './state-protocol.js'
@@ -9,7 +9,7 @@ import type { HolderHead, StateRequest } from './state-protocol.js'
 interface Fence { epoch: number, owner: string }
 
 export type HolderReply =
-  | { ok: true, head: HolderHead, snapshot?: SnapshotRecord, entries?: JournalEntry[] }
+  | { ok: true, head: HolderHead, snapshot?: SnapshotRecord, entries?: JournalEntry[], trace?: TraceRecord[] }
   | { ok: false, code: 'fenced' | 'gap' | 'corrupt' | 'invalid', message: string, head?: HolderHead }
 
 const FENCE_SUBLEVEL = 'fence'
@@ -100,7 +100,7 @@ export class StateHolder {
           return { ok: false, code: 'gap', message: `holding up to seq ${have}; got seq ${entries[0].seq}`, head: { seq: have, epoch: head?.epoch ?? 0, fence: req.epoch } }
         }
         const snapshot = req.snapshot != null && req.snapshot.seq > have ? req.snapshot as SnapshotRecord : undefined
-        await this.journal.append(req.workloadId, entries as JournalEntry[], snapshot)
+        await this.journal.append(req.workloadId, entries as JournalEntry[], snapshot, have === 0 ? req.start as TraceRecord | undefined : undefined)
         const last = entries.at(-1)
         return { ok: true, head: { seq: last?.seq ?? have, epoch: last?.epoch ?? head?.epoch ?? 0, fence: req.epoch } }
       }
@@ -108,7 +108,7 @@ export class StateHolder {
         if (req.owner !== from) return { ok: false, code: 'invalid', message: 'a copy must come from the owner itself' }
         const refused = await this.admit(req.workloadId, req.epoch, req.owner)
         if (refused != null) return { ok: false, code: 'fenced', message: refused }
-        await this.journal.erase(req.workloadId)
+        await this.journal.erase(req.workloadId, { keepTrace: true })
         if (req.snapshot != null) await this.journal.putSnapshot(req.workloadId, req.snapshot as SnapshotRecord)
         if (req.entries.length > 0) await this.journal.append(req.workloadId, req.entries as JournalEntry[])
         return { ok: true, head: await this.head(req.workloadId) }
@@ -131,12 +131,20 @@ export class StateHolder {
         await this.erase(req.workloadId)
         return { ok: true, head: { seq: 0, epoch: 0, fence: 0 } }
       }
+      case 'trace': {
+        try {
+          return { ok: true, head: { seq: 0, epoch: 0, fence: 0 }, trace: await this.journal.trace(req.workloadId, req.afterSeq ?? -1) }
+        } catch (err) {
+          if (!(err instanceof CorruptJournalError)) throw err
+          return { ok: false, code: 'corrupt', message: describeError(err) }
+        }
+      }
     }
   }
 
-  /** Removes this node's copy and fence of a workload. */
-  async erase (workloadId: string): Promise<void> {
-    await this.journal.erase(workloadId)
+  /** Removes this node's copy, fence and (unless `keepTrace`) trace of a workload. */
+  async erase (workloadId: string, { keepTrace = false } = {}): Promise<void> {
+    await this.journal.erase(workloadId, { keepTrace })
     await this.fences.del(workloadId)
   }
 

@@ -30,7 +30,9 @@ export type MachineEvent = z.infer<typeof MachineEvent>
 
 export const SendRequest = z.discriminatedUnion('op', [
   z.object({ op: z.literal('send'), workloadId, id: eventId, event: MachineEvent, sender: z.string().max(128).optional() }),
-  z.object({ op: z.literal('state'), workloadId })
+  z.object({ op: z.literal('state'), workloadId }),
+  /** The machine's definition (statechart JSON), for diagrams. */
+  z.object({ op: z.literal('machine'), workloadId })
 ])
 export type SendRequest = z.infer<typeof SendRequest>
 
@@ -96,6 +98,7 @@ export type MachineStateReport = z.infer<typeof MachineStateReport>
 export const SendReply = z.union([
   z.object({ ok: z.literal(true), ack: Ack }),
   z.object({ ok: z.literal(true), state: MachineStateReport }),
+  z.object({ ok: z.literal(true), machine: z.object({ workloadId, definition: z.unknown() }) }),
   z.object({ ok: z.literal(false), refusal: Refusal })
 ])
 export type SendReply = z.infer<typeof SendReply>
@@ -109,21 +112,44 @@ const JournalEntryWire = z.object({
   id: z.string().optional(),
   state: z.unknown(),
   timers: z.unknown().optional(),
-  error: z.string().optional()
+  error: z.string().optional(),
+  /** Trace fields (see JournalEntry): the context after the event and who applied it. */
+  context: z.unknown().optional(),
+  owner: peerId.optional(),
+  status: z.enum(['active', 'done', 'error']).optional(),
+  output: z.unknown().optional()
 })
 const SnapshotWire = z.object({ seq, epoch, ts: z.number(), snapshot: z.unknown() })
+/** One step of a workload's trace (TraceRecord). */
+export const TraceRecordWire = z.object({
+  workloadId,
+  seq,
+  epoch,
+  ts: z.number(),
+  owner: peerId,
+  event: z.unknown(),
+  sender: z.string().max(128).optional(),
+  id: z.string().max(128).optional(),
+  value: z.unknown(),
+  context: z.unknown(),
+  status: z.enum(['active', 'done', 'error']),
+  output: z.unknown().optional(),
+  error: z.string().optional()
+})
 
 export const StateRequest = z.discriminatedUnion('op', [
   /** The owner of `epoch` takes the workload: the holder refuses older epochs from now on and reports what it holds. */
   z.object({ op: z.literal('claim'), workloadId, epoch, owner: peerId }),
   /** A journal batch; `snapshot` when the batch crosses a snapshot boundary. */
-  z.object({ op: z.literal('append'), workloadId, epoch, owner: peerId, entries: z.array(JournalEntryWire).min(1).max(10_000), snapshot: SnapshotWire.optional() }),
+  z.object({ op: z.literal('append'), workloadId, epoch, owner: peerId, entries: z.array(JournalEntryWire).min(1).max(10_000), snapshot: SnapshotWire.optional(), start: TraceRecordWire.optional() }),
   /** A whole copy (snapshot plus the entries after it) for a holder that is new or behind. */
   z.object({ op: z.literal('install'), workloadId, epoch, owner: peerId, snapshot: SnapshotWire.optional(), entries: z.array(JournalEntryWire).max(100_000) }),
   /** The holder's copy, for an owner that resumes the workload. */
   z.object({ op: z.literal('fetch'), workloadId }),
   /** The workload ended (final state or deleted): remove every trace of its state. */
-  z.object({ op: z.literal('erase'), workloadId, epoch })
+  z.object({ op: z.literal('erase'), workloadId, epoch }),
+  /** The trace records this node has of a workload, after `afterSeq` (`beemesh trace export` gathers them from every node). */
+  z.object({ op: z.literal('trace'), workloadId, afterSeq: z.number().int().min(-1).optional() })
 ])
 export type StateRequest = z.infer<typeof StateRequest>
 

@@ -8,7 +8,7 @@ import type { Logger } from '../transport/logger.js'
 import type { MeshMessage, MeshNode } from '../transport/mesh-node.js'
 import { callRpc, serveRpc } from '../transport/rpc.js'
 import type { Resources, TopicEvent, WorkloadSpec } from '../workloads/types.js'
-import { InvalidWorkloadError, NoSubscribersError, OwnerUnavailableError, UnschedulableError, WorkloadNotFoundError } from './errors.js'
+import { InvalidWorkloadError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from './errors.js'
 import { MeshView } from './mesh-view.js'
 import {
   BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, decodeEnvelope, decodeMessage, encodeMessage, Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
@@ -22,13 +22,14 @@ import type { NodeMetrics } from './metrics.js'
 import { MachineHost } from './machine-host.js'
 import { StateHolder } from './state-holder.js'
 import { LocationRecord, SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from './state-protocol.js'
-import { WorkloadJournal } from '../store/journal.js'
+import { WorkloadJournal, type TraceRecord } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import { TrustError } from '../policy/errors.js'
 import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
 import { currentPrincipal } from '../policy/request-context.js'
 import type { Resource } from '../policy/engine.js'
 import type { PolicySync } from './policy-sync.js'
+import type { Inspection } from './inspection.js'
 
 /** A workload as a policy resource. */
 export function workloadResource (spec: Pick<WorkloadSpec, 'namespace' | 'name' | 'labels'>): Resource {
@@ -56,6 +57,8 @@ export interface WorkloadRuntimeInit {
   trust: Trust
   /** Spreads policies: heartbeats say which version each node enforces. */
   policySync?: PolicySync
+  /** The node's inspector (`node start --inspect`): schedulers, pods and stateful workloads' machines show there. */
+  inspection?: Inspection
 }
 
 export interface ReplicaPlacement {
@@ -113,6 +116,8 @@ export interface NodeSummary {
   uptimeMs: number
   /** Milliseconds since its last heartbeat arrived (0 for this node). */
   lastSeenMs: number
+  /** Peers it is connected to (from its heartbeat). */
+  links: string[]
 }
 
 export interface PublishOutcome {
@@ -203,7 +208,8 @@ export class WorkloadRuntime {
       selfId: this.mesh.peerId,
       ...(init.engine != null ? { engine: init.engine } : {}),
       log: this.log,
-      onEnded: (id, replica, epoch, outcome) => { this.onPodEnded(id, replica, epoch, outcome) }
+      onEnded: (id, replica, epoch, outcome) => { this.onPodEnded(id, replica, epoch, outcome) },
+      ...(init.inspection != null ? { inspection: init.inspection } : {})
     })
     const journal = WorkloadJournal.fromStore(init.store)
     this.holder = new StateHolder(journal, init.store, this.log, (id, epoch, owner) => {
@@ -232,7 +238,8 @@ export class WorkloadRuntime {
       forbidSend: (spec, sender) => {
         const d = this.init.trust.decide(principalOfSender(sender ?? ''), 'send', workloadResource(spec))
         return d.allowed ? undefined : `forbidden: ${d.reason}`
-      }
+      },
+      ...(init.inspection != null ? { inspection: init.inspection } : {})
     })
   }
 
@@ -266,8 +273,33 @@ export class WorkloadRuntime {
   /** Sends an event to a stateful workload (routed to its owner); resolves with the acknowledgement. */
   async sendEvent (id: string, event: unknown, opts: { id?: string, timeoutMs?: number, sender?: string } = {}): Promise<import('./state-protocol.js').Ack> {
     if (!this.catalog.has(id)) await this.fetchRecord(id)
+    const record = this.catalog.get(id)
+    if (record?.status === 'Completed') throw new WorkloadCompletedError(id, record.output)
     const caller = currentPrincipal()
     return await this.machines.send(id, event, { ...opts, ...(opts.sender == null && caller != null ? { sender: senderOf(caller) } : {}) })
+  }
+
+  /**
+   * A stateful workload's whole trace (`beemesh trace export`), gathered from
+   * every node that recorded part of it, so it runs on across failovers.
+   */
+  async exportTrace (id: string): Promise<{ records: TraceRecord[], sources: number }> {
+    if (!this.catalog.has(id)) await this.fetchRecord(id)
+    const record = this.catalog.get(id)
+    if (record != null && record.spec.kind !== 'stateful') throw new NoTraceError(id, `it is a ${record.spec.kind} workload; only stateful (machine) workloads record traces`)
+    if (record?.status === 'Completed') throw new NoTraceError(id, 'it completed, and its state and trace were erased everywhere with it (export before the final event, or follow it with `beemesh trace -f`)')
+    const trace = await this.machines.trace(id)
+    if (trace.records.length === 0) throw new NoTraceError(id, 'no node has recorded any of it yet')
+    return trace
+  }
+
+  /** A stateful workload's machine definition (statechart JSON), from its owner: what the web view draws. */
+  async machineDefinition (id: string): Promise<{ workloadId: string, definition: unknown }> {
+    if (!this.catalog.has(id)) await this.fetchRecord(id)
+    const record = this.catalog.get(id)
+    if (record != null && record.spec.kind !== 'stateful') throw new InvalidWorkloadError(`${id} is a ${record.spec.kind} workload; only stateful workloads have a machine`)
+    if (record?.status === 'Completed') throw new WorkloadCompletedError(id, record.output)
+    return await this.machines.definition(id, { timeoutMs: 5_000 })
   }
 
   /** A stateful workload's state, from its owner. */
@@ -568,7 +600,7 @@ export class WorkloadRuntime {
   /** This node and the peers it hears heartbeats from (dead ones shown not ready until forgotten). */
   nodes (): NodeSummary[] {
     const now = Date.now()
-    const self: NodeSummary = { peerId: this.selfId, self: true, ready: true, labels: this.init.labels, capacity: this.init.capacity, allocated: this.host.allocated(), replicas: this.host.list().length, uptimeMs: now - this.startedAt, lastSeenMs: 0 }
+    const self: NodeSummary = { peerId: this.selfId, self: true, ready: true, labels: this.init.labels, capacity: this.init.capacity, allocated: this.host.allocated(), replicas: this.host.list().length, uptimeMs: now - this.startedAt, lastSeenMs: 0, links: this.links() }
     const others = this.view.knownPeers().map(({ heartbeat: hb, seenAt }) => ({
       peerId: hb.peerId,
       self: false,
@@ -578,7 +610,8 @@ export class WorkloadRuntime {
       allocated: hb.allocated,
       replicas: hb.replicas.length,
       uptimeMs: hb.uptimeMs + (now - seenAt),
-      lastSeenMs: now - seenAt
+      lastSeenMs: now - seenAt,
+      links: hb.links ?? []
     }))
     return [self, ...others].sort((a, b) => a.peerId.localeCompare(b.peerId))
   }
@@ -1024,6 +1057,7 @@ export class WorkloadRuntime {
       })
       const actor = createActor(logic, {
         id: `scheduler:${spec.id}:${epoch}`,
+        ...(this.init.inspection != null ? { inspect: this.init.inspection.observer(`scheduler:${spec.id}`) } : {}),
         input: {
           tenderId,
           workloadId: spec.id,
@@ -1063,6 +1097,11 @@ export class WorkloadRuntime {
 
   // ---------------------------------------------------------------- heartbeats and guardians
 
+  /** Peer ids this node has an open connection to, sorted. */
+  private links (): string[] {
+    return [...new Set(this.mesh.peers().map(p => p.peerId))].sort()
+  }
+
   private heartbeat (): void {
     if (this.stopped || !this.mesh.started) return
     const hb: Heartbeat = {
@@ -1075,7 +1114,8 @@ export class WorkloadRuntime {
       uptimeMs: Date.now() - this.startedAt,
       capabilities: this.capabilities(),
       replicas: [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()],
-      policy: this.init.trust.policy.version
+      policy: this.init.trust.policy.version,
+      links: this.links()
     }
     this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).catch(err => { this.log.debug({ err: describeError(err) }, 'heartbeat publish failed') })
   }

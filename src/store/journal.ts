@@ -143,6 +143,9 @@ function traceSublevel (db: JournalDatabase) {
   return db.sublevel<string, string>(TRACE_SUBLEVEL, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
 }
 
+/** The `sender` of a journal entry for a step the machine took by itself. */
+export const SPONTANEOUS_SENDER = 'machine'
+
 /** Name of the journal's nested sublevel that holds traces. */
 const TRACE_SUBLEVEL = 'trace'
 const DEFAULT_TRACE_LIMIT = 10_000
@@ -197,7 +200,8 @@ function traceOfEntry (workloadId: string, e: JournalEntry): TraceRecord | undef
     value: e.state,
     context: e.context,
     status: e.status ?? (e.error !== undefined ? 'error' : 'active'),
-    ...(e.sender !== undefined ? { sender: e.sender } : {}),
+    // a step the machine took by itself (a timer, a delayed raise, an invoked actor's completion) has neither
+    ...(e.sender !== undefined && e.sender !== SPONTANEOUS_SENDER ? { sender: e.sender } : {}),
     ...(e.id !== undefined ? { id: e.id } : {}),
     ...(e.output !== undefined ? { output: e.output } : {}),
     ...(e.error !== undefined ? { error: e.error } : {})
@@ -449,7 +453,11 @@ export class WorkloadJournal {
     const traced = [...(start != null ? [{ ...start, seq: 0 }] : []), ...entries.map(e => traceOfEntry(workloadId, e)).filter(r => r != null)]
       .map(r => ({ seq: r.seq, value: encodeTrace(workloadId, r) }))
     const snap = snapshot !== undefined ? encodeSnapshot(workloadId, snapshot) : undefined
-    if (encoded.length === 0 && snap === undefined) return
+    if (encoded.length === 0 && snap === undefined) {
+      // only a trace start (an owner records it as the workload starts): no entry, no head
+      if (traced.length > 0) await this.exclusive(workloadId, async () => { await this.write(traced.map(t => ({ type: 'put', key: traceKey(workloadId, t.seq), value: t.value, sublevel: this.traces }))) })
+      return
+    }
     // The lock covers checking and issuing the write, not waiting for it: LevelDB
     // applies writes in the order they are issued and syncs a queue of them at
     // once, so back-to-back appends share an fsync (group commit).

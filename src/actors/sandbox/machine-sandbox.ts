@@ -108,12 +108,20 @@
  *   converted to the injected clock (its offset from Date.now()), and back
  *   when timers are re-armed.
  *
+ * - **Inspection.** With `onInspect`, each worker posts an InspectionRecord
+ *   (../inspection.ts) for every inspection event of the machine's actors,
+ *   as JSON with ids relative to the root, and the host hands them to
+ *   `onInspect` in order. Records of a retired thread are dropped. Replayed
+ *   events (restore) are applied with pure `transition()` and not shown;
+ *   a resumed thread shows its root again, from its restored state.
+ *
  * This is fault isolation, not a security boundary (see sandbox.ts).
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describeError } from '../../errors.js'
 import type { WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, InvalidMachineEventError, MachineNotActiveError, MachineRestoreError, SandboxStoppedError, TransitionFailedError } from './errors.js'
+import type { InspectionRecord } from '../inspection.js'
 import type { FromMachineWorker, MachineWorkerInit, ToMachineWorker, WireTimer, WireTransition } from './machine-worker.js'
 import { describeExit, isOutOfMemory, remoteError, restartDelay, spawnThread, type SandboxLogLine, type Thread, type ThreadExit } from './sandbox.js'
 
@@ -177,6 +185,12 @@ export interface MachineSandboxInit {
   clock?: () => number
   /** How long loading the module and starting the machine may take, at start and after each restart. Default 30 s. */
   loadTimeoutMs?: number
+  /**
+   * Inspection: when set, every worker (and its replacements) reports each
+   * inspection event of the machine's actors, called here in the worker's
+   * order. A throw is ignored. Unset, the worker does no inspection at all.
+   */
+  onInspect?: (record: InspectionRecord) => void
 }
 
 const DEFAULT_LOAD_TIMEOUT_MS = 30_000
@@ -255,6 +269,8 @@ export class MachineSandbox {
   private readonly threads = new Set<Live>()
   /** The state after the last transition the machine completed. */
   private last?: Transition
+  /** The machine's statechart as JSON (`machine.toJSON()`), once a thread has loaded it; for diagrams. */
+  definition?: unknown
   private readonly queue: Job[] = []
   private draining = false
   private nextId = 0
@@ -676,7 +692,7 @@ export class MachineSandbox {
     const start = this.startMessage(++this.nextId, restore)
 
     const where = `${this.label} from ${this.init.artifactPath}`
-    const init: MachineWorkerInit = { artifactPath: this.init.artifactPath }
+    const init: MachineWorkerInit = { artifactPath: this.init.artifactPath, ...(this.init.onInspect != null ? { inspect: true } : {}) }
     // assigned below, before the thread can deliver its first message
     let self!: Live
     let thread: Thread
@@ -737,6 +753,7 @@ export class MachineSandbox {
   private onMessage (live: Live, msg: FromMachineWorker): void {
     switch (msg.type) {
       case 'loaded':
+        if (msg.definition !== undefined) this.definition = msg.definition
         live.onLoad?.()
         break
       case 'load-failed':
@@ -753,6 +770,15 @@ export class MachineSandbox {
         live.inflight.onResult(msg, t)
         break
       }
+      case 'inspect':
+        // a retired thread's steps are not the machine's (it resumes from the last good state)
+        if (live.retired || this.init.onInspect == null) break
+        try {
+          this.init.onInspect(msg.record)
+        } catch {
+          // inspection is best effort
+        }
+        break
       case 'busy':
         if (live.retired || !live.started) break
         live.busy.push(msg.event)

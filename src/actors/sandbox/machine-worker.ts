@@ -19,6 +19,12 @@
  *
  * Times on the wire (`dueWall`) are `Date.now()` times; the parent converts
  * them to and from its own clock.
+ *
+ * Started with `inspect` (MachineWorkerInit), the worker also posts each
+ * inspection event of the machine's actors (root and children) as an
+ * `inspect` message: a JSON InspectionRecord (../inspection.ts), made and
+ * posted synchronously, never throwing into the transition. Without it,
+ * nothing of inspection is loaded or posted.
  */
 import { format } from 'node:util'
 import { pathToFileURL } from 'node:url'
@@ -26,11 +32,14 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { createActor, initialTransition, transition, type Actor, type AnyMachineSnapshot, type AnyStateMachine, type InspectionEvent, type Snapshot } from 'xstate'
 import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import { isMachine } from '../../workloads/machine.js'
+import type { InspectionRecord } from '../inspection.js'
 import type { WorkerErrorInfo } from './worker.js'
 
 /** `workerData` of a machine worker. */
 export interface MachineWorkerInit {
   artifactPath: string
+  /** Post an `inspect` message for each inspection event of the machine's actors (see ../inspection.ts). */
+  inspect?: boolean
 }
 
 /** A pending delayed event the root actor sent to itself, due at `dueWall` (a `Date.now()` time). */
@@ -79,7 +88,8 @@ export type MachineFailureCode = 'restore' | 'not-active' | 'failed'
 
 /** Worker → parent. */
 export type FromMachineWorker =
-  | { type: 'loaded' }
+  /** `definition`: the machine's statechart as JSON (`machine.toJSON()`), for diagrams; absent when it is too big or not JSON. */
+  | { type: 'loaded', definition?: unknown }
   | { type: 'load-failed', error: WorkerErrorInfo }
   /** `index`: the event's position in its `send` (0 for `start`). */
   | { type: 'result', id: number, index: number, ok: true, transition: WireTransition }
@@ -88,6 +98,8 @@ export type FromMachineWorker =
   /** An event nobody sent reached the root: its step (`spontaneous`) follows, unless it hangs or crashes the thread. */
   | { type: 'busy', event: unknown }
   | { type: 'log', stream: 'log' | 'error', message: string }
+  /** Only when started with `inspect`: an inspection event of the root actor or one of its descendants. */
+  | { type: 'inspect', record: InspectionRecord }
 
 /** Longer log messages are cut, so one runaway line cannot flood the parent. */
 const MAX_LOG_CHARS = 64 * 1024
@@ -256,6 +268,19 @@ function finishRequest (id: number, index: number, a: MachineActor): void {
   for (const s of r?.later ?? []) post({ type: 'spontaneous', ...s })
 }
 
+/** Turns an inspection event into a record to post; set by load() when the sandbox inspects. */
+let toRecord: ((ev: InspectionEvent) => InspectionRecord | undefined) | undefined
+
+/** Posts the record of `ev`, never throwing: inspection must not disturb the machine. */
+function forwardInspection (record: (ev: InspectionEvent) => InspectionRecord | undefined, ev: InspectionEvent): void {
+  try {
+    const r = record(ev)
+    if (r != null) post({ type: 'inspect', record: r })
+  } catch {
+    // not inspectable (a value structured clone refuses): the inspector misses this one
+  }
+}
+
 /**
  * Inspection is XState's public window on the actor system: `@xstate.event`
  * when an event is relayed to an actor (queued), `@xstate.snapshot` after the
@@ -263,6 +288,7 @@ function finishRequest (id: number, index: number, a: MachineActor): void {
  * actions ran and delayed events were scheduled or cancelled).
  */
 function inspect (ev: InspectionEvent): void {
+  if (toRecord != null) forwardInspection(toRecord, ev)
   try {
     const a = actor
     if (a == null || ev.actorRef !== a) return
@@ -485,6 +511,11 @@ port.on('message', (msg: ToMachineWorker) => {
 
 async function load (): Promise<void> {
   try {
+    if (init.inspect === true) {
+      const { inspectionRecord } = await import('../inspection.js')
+      const definitions = new WeakMap<object, string | null>()
+      toRecord = ev => inspectionRecord(ev, definitions)
+    }
     const mod = await import(pathToFileURL(init.artifactPath).href) as Record<string, unknown>
     if (!('default' in mod)) throw new Error(NO_DEFAULT_EXPORT)
     const def = mod.default as { kind?: unknown, machine?: unknown } | null
@@ -496,7 +527,20 @@ async function load (): Promise<void> {
     post({ type: 'load-failed', error: errorInfo(err) })
     return
   }
-  post({ type: 'loaded' })
+  post({ type: 'loaded', definition: definitionOf(machine) })
+}
+
+/** Most characters of a machine definition sent to the host (a statechart, not a data dump). */
+const MAX_DEFINITION_CHARS = 512 * 1024
+
+function definitionOf (m: AnyStateMachine): unknown {
+  try {
+    // functions (inline actions, guards) have no JSON: they are left out, as JSON.stringify does
+    const text = JSON.stringify(m.toJSON())
+    return text.length <= MAX_DEFINITION_CHARS ? JSON.parse(text) : undefined
+  } catch {
+    return undefined
+  }
 }
 
 captureConsole()

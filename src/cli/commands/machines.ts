@@ -86,3 +86,23 @@ export async function trace (name: string, opts: WorkloadCliOptions & { follow: 
     if (event === 'transition' && data != null) printTransition(JSON.parse(data) as TransitionRecord, opts.output)
   }
 }
+
+/** `beemesh trace export <name>`: the whole trace as JSONL on stdout (for `replayTrace` in tests), a summary on stderr. */
+export async function exportTrace (name: string, opts: WorkloadCliOptions): Promise<void> {
+  const id = workloadId(name)
+  const res = await new ApiClient(opts.api).fetch(`/v1/workloads/${id}/trace/export`)
+  const text = await res.text()
+  if (!res.ok) {
+    let message = `HTTP ${res.status}`
+    try { message = (JSON.parse(text) as { error?: string }).error ?? message } catch {}
+    throw new BeeMeshError(`cannot export the trace of ${id}: ${message}`)
+  }
+  process.stdout.write(text)
+  const records = text.split('\n').filter(line => line !== '').map(line => JSON.parse(line) as { seq: number, epoch: number })
+  const first = records[0]
+  const last = records.at(-1)
+  const sources = res.headers.get('x-beemesh-trace-sources')
+  if (first != null && last != null) {
+    process.stderr.write(`exported ${records.length} steps of ${id}: seq ${first.seq}..${last.seq}, epoch ${first.epoch}${last.epoch !== first.epoch ? `..${last.epoch}` : ''}${sources != null ? `, gathered from ${sources} node${sources === '1' ? '' : 's'}` : ''}\n`)
+  }
+}
