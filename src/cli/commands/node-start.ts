@@ -6,6 +6,7 @@ import { resolveEngineSocket } from '../../actors/container-engine.js'
 import { ControlApi } from '../../api/control-api.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
 import { createLogger } from '../logging.js'
+import { DEFAULT_INSPECT_URL, nodeSuffix } from '../../actors/inspection.js'
 import { formatCpu, formatMemory, parseCpu, parseMemory } from '../../workloads/quantities.js'
 
 export interface NodeStartOptions {
@@ -28,6 +29,8 @@ export interface NodeStartOptions {
   credential?: string
   issueWith?: string
   dev?: boolean
+  /** `--inspect [ws-url]`: true without a URL (the default relay). */
+  inspect?: string | boolean
 }
 
 /** Reads the trust material named by the flags; every problem names the file and the flag. */
@@ -61,6 +64,20 @@ function resolveSocket (flag: string | undefined): string | undefined {
   }
 }
 
+/** The relay URL of `--inspect [ws-url]`, or undefined without the flag. */
+export function parseInspectUrl (value: string | boolean | undefined): string | undefined {
+  if (value == null || value === false) return undefined
+  if (value === true) return DEFAULT_INSPECT_URL
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new InvalidArgumentError(`--inspect must be a WebSocket URL such as ${DEFAULT_INSPECT_URL}, got "${value}"`)
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new InvalidArgumentError(`--inspect must be a ws:// or wss:// URL (the relay of \`beemesh inspect\`), got "${value}"`)
+  return value
+}
+
 export function parsePort (value: string, flag: string): number {
   const port = Number(value)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`${flag} must be a port number from 0 to 65535, got "${value}"`)
@@ -78,6 +95,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   const tenderWindowMs = Number(opts.tenderWindowMs)
   if (!Number.isInteger(tenderWindowMs) || tenderWindowMs < 1 || tenderWindowMs > 60_000) throw new InvalidArgumentError(`--tender-window-ms must be a whole number from 1 to 60000, got "${opts.tenderWindowMs}"`)
   const containerSocket = opts.containerSocket === false ? undefined : resolveSocket(opts.containerSocket)
+  const inspectUrl = parseInspectUrl(opts.inspect)
   const trust = await loadTrustConfig(opts)
   const log = createLogger(opts.logLevel, { component: 'node' })
   const runtime = new NodeRuntime({
@@ -91,7 +109,8 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     capacity,
     labels: opts.label,
     tenderWindowMs,
-    ...(containerSocket != null ? { containerSocket } : {})
+    ...(containerSocket != null ? { containerSocket } : {}),
+    ...(inspectUrl != null ? { inspectUrl } : {})
   })
   const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log })
 
@@ -118,6 +137,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   if (trust.dev) process.stdout.write(`  dev mode   anonymous API access from loopback (${api.url}) acts as the "anonymous" deployer\n`)
   if (status.containers != null) process.stdout.write(`  containers ${status.containers.socket} (${status.containers.available ? 'engine answers' : 'engine does not answer yet: no container workloads until it does'})\n`)
   if (opts.bootstrap.length > 0) process.stdout.write(`  joining    ${opts.bootstrap.join(', ')}\n`)
+  if (inspectUrl != null) process.stdout.write(`  inspector  ${inspectUrl} (this node's actors show as <name>@${nodeSuffix(status.peerId)})\n`)
 
   await new Promise<void>(resolveStop => {
     let stopping = false
