@@ -1,13 +1,18 @@
-// Transpiles src/**/*.ts to dist/ (one file each, ESM, source maps) with esbuild.
+// Transpiles src/**/*.ts to dist/ (one file each, ESM, source maps) with esbuild,
+// except the web view's browser code (src/ui/web), which is bundled into
+// dist/ui/ with its page and style sheet (served by every node at /ui).
 // Type checking is separate (`npm run typecheck`, part of `npm test`).
-import { readdir, rm } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { build } from 'esbuild'
+
+const WEB = join('src', 'ui', 'web')
 
 async function sources (dir) {
   const out = []
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name)
+    if (path === WEB) continue
     if (entry.isDirectory()) out.push(...await sources(path))
     else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) out.push(path)
   }
@@ -27,4 +32,18 @@ await build({
   sourcemap: 'linked',
   logLevel: 'warning'
 })
+// The web view: one browser bundle (elkjs included, nothing fetched from elsewhere).
+await build({
+  entryPoints: [join(WEB, 'app.ts')],
+  outfile: join('dist', 'ui', 'app.js'),
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  minify: true,
+  sourcemap: 'linked',
+  logLevel: 'warning'
+})
+await mkdir(join('dist', 'ui'), { recursive: true })
+for (const file of ['index.html', 'style.css']) await copyFile(join(WEB, file), join('dist', 'ui', file))
 if (process.env.npm_lifecycle_event === 'build') console.error(`built ${entryPoints.length} files into dist/ in ${Date.now() - started} ms`)

@@ -8,11 +8,12 @@ import type { Logger } from '../transport/logger.js'
 import { isBeeMeshKey } from '../transport/records.js'
 import { ApiListenError } from './errors.js'
 import { HttpError, readJson, sendError, sendJson } from './http.js'
-import { EventNotHandledError, InvalidEventError, InvalidWorkloadError, MachineFailedError, NoSubscribersError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from '../actors/errors.js'
+import { EventNotHandledError, InvalidEventError, InvalidWorkloadError, MachineFailedError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from '../actors/errors.js'
 import { traceTopic, type TransitionRecord } from '../actors/state-protocol.js'
 import { ArtifactError } from '../transport/errors.js'
 import { decodeEnvelope } from '../actors/protocol.js'
 import { isKubePath, KubeApi } from './kube/server.js'
+import { serveUi } from './ui.js'
 import { evaluate, type Action, type Principal, type Resource } from '../policy/engine.js'
 import { PolicyError, TrustError } from '../policy/errors.js'
 import { asPrincipal } from '../policy/request-context.js'
@@ -34,7 +35,7 @@ const Apply = z.object({ spec: z.unknown(), artifact: z.string().min(1).optional
 const SendEvent = z.object({ event: z.unknown(), id: z.string().min(1).max(128).optional(), timeoutMs: z.number().int().min(100).max(120_000).optional() })
 const MAX_APPLY_BYTES = 48 * 1024 * 1024
 const NAME = '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
-const WORKLOAD_PATH = new RegExp(`^/v1/workloads/(${NAME})/(${NAME})(/logs|/events|/state|/trace)?$`)
+const WORKLOAD_PATH = new RegExp(`^/v1/workloads/(${NAME})/(${NAME})(/logs|/events|/state|/trace/export|/trace|/machine)?$`)
 const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
 
 /**
@@ -55,6 +56,12 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
  *   GET  /v1/workloads/:ns/:name       spec, placement, epoch, scheduling events
  *   DELETE /v1/workloads/:ns/:name     stop every replica and tombstone the record
  *   GET  /v1/workloads/:ns/:name/logs  ?tail=N&since=<ms>: log lines from every replica
+ *   POST /v1/workloads/:ns/:name/events       {event, id?} → acknowledgement, once durable (stateful)
+ *   GET  /v1/workloads/:ns/:name/state        state value, context, owner, epoch, seq (stateful)
+ *   GET  /v1/workloads/:ns/:name/trace        recent transitions; ?follow=true: server-sent events
+ *   GET  /v1/workloads/:ns/:name/trace/export the whole trace as JSONL, gathered across owners
+ *   GET  /v1/workloads/:ns/:name/machine      the machine's definition (statechart JSON)
+ *   GET  /ui/                                 the built-in web view (static; its data calls authenticate)
  *   /version, /api/…, /apis/…          the Kubernetes-compatible API kubectl drives (src/api/kube/)
  */
 export class ControlApi {
@@ -124,6 +131,8 @@ export class ControlApi {
       sendJson(res, status.state.startsWith('running') ? 200 : 503, { status: status.state.startsWith('running') ? 'ok' : 'unavailable', state: status.state, peerId: status.peerId })
       return
     }
+    // The web view's static files (no data in them: the page calls the API below with its token).
+    if (method === 'GET' && (path === '/ui' || path.startsWith('/ui/')) && await serveUi(path, res)) return
     // Everything else needs a caller: a deployer's bearer token, or anonymous loopback on a --dev node.
     let principal: Principal
     try {
@@ -256,6 +265,18 @@ export class ControlApi {
         sendJson(res, 200, await node.workloads.machineState(id))
         return
       }
+      if (workloadMatch[5] === '/machine') {
+        if (method !== 'GET') throw methodNotAllowed(method, path)
+        sendJson(res, 200, await node.workloads.machineDefinition(id))
+        return
+      }
+      if (workloadMatch[5] === '/trace/export') {
+        if (method !== 'GET') throw methodNotAllowed(method, path)
+        const { records, sources } = await node.workloads.exportTrace(id)
+        res.writeHead(200, { 'content-type': 'application/x-ndjson', 'x-beemesh-trace-sources': String(sources) })
+        res.end(records.map(r => JSON.stringify(r) + '\n').join(''))
+        return
+      }
       if (workloadMatch[5] === '/trace') {
         if (method !== 'GET') throw methodNotAllowed(method, path)
         const state = await node.workloads.machineState(id)
@@ -358,6 +379,7 @@ function toHttpError (err: unknown): HttpError {
   if (err instanceof MachineFailedError) return new HttpError(409, err.message, 'MachineFailed')
   if (err instanceof OwnerUnavailableError) return new HttpError(503, err.message, 'Unavailable')
   if (err instanceof NoSubscribersError) return new HttpError(404, err.message, 'NoSubscribers')
+  if (err instanceof NoTraceError) return new HttpError(404, err.message, 'NoTrace')
   if (err instanceof InvalidWorkloadError) return new HttpError(422, err.message, 'Invalid')
   if (err instanceof UnschedulableError) return new HttpError(409, err.message, 'Unschedulable')
   if (err instanceof ArtifactError) return new HttpError(422, err.message, 'Invalid')

@@ -5,14 +5,16 @@ import { resolveApiUrl, useCredentials } from './api-client.js'
 import { peers, publish, recordGet, recordPut, status, subscribe, type ClientOptions } from './commands/client.js'
 import { DEFAULT_DATA_DIR, nodeStart } from './commands/node-start.js'
 import { up } from './commands/up.js'
+import { registerInspect } from './commands/inspect.js'
 import { runExample } from './commands/example.js'
-import { send, state, trace } from './commands/machines.js'
+import { exportTrace, send, state, trace } from './commands/machines.js'
 import { apply, deleteWorkload, describeWorkload, getNodes, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
 import { availableParallelism, totalmem } from 'node:os'
 import { InvalidArgumentError } from '../errors.js'
 import { LOG_LEVELS } from './logging.js'
 import { OUTPUT_FORMATS, parseOutputFormat } from './output.js'
 import { printKubeconfig } from './commands/kubeconfig.js'
+import { registerUi } from './commands/ui.js'
 import { credentialIssue, DEFAULT_CREDENTIAL_TTL, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, DEFAULT_TRUST_DIR, identity, init, keygen, nodeId, policyApply, policyGet, policySign, token } from './commands/trust.js'
 import type { OutputFormat } from './output.js'
 
@@ -98,6 +100,9 @@ Examples:
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })
     })
 
+  // `beemesh inspect`, and `--inspect [ws-url]` on `node start` (docs/inspect.md)
+  registerInspect(program, node)
+
   program.command('up')
     .description('start a local mesh of N node processes on loopback (the embedded default)')
     .option('-n, --nodes <count>', 'how many nodes', '3')
@@ -163,13 +168,17 @@ bad event, or no owner reachable in time (nothing was acknowledged).`)
     .addOption(outputOption())
     .action(async (name: string, _opts: unknown, cmd: Command) => { await state(name, workloadOptions(cmd)) })
 
-  program.command('trace <name>')
-    .description('print a stateful workload\'s recent transitions; -f keeps printing them as they happen')
+  const traceCommand = program.command('trace')
+    .argument('<name>')
+    .description('print a stateful workload\'s recent transitions; -f keeps printing them as they happen; `trace export` writes its whole trace')
     .option('-f, --follow', 'keep printing transitions as they become durable', false)
     .addOption(new Option('-o, --output <format>', 'text or json (one JSON object per line)').choices(['text', 'json']).default('text'))
     .action(async (name: string, opts: { follow: boolean, output: string }, cmd: Command) => {
       await trace(name, { ...workloadOptions(cmd), output: opts.output === 'json' ? 'json' : 'table', follow: opts.follow })
     })
+  traceCommand.command('export <name>')
+    .description('write a stateful workload\'s whole trace as JSONL (events in, sender, seq, epoch, state value and context), across failovers: beemesh trace export counter > trace.jsonl')
+    .action(async (name: string, _opts: unknown, cmd: Command) => { await exportTrace(name, workloadOptions(cmd)) })
 
   program.command('status')
     .description('show the node\'s peer id, state, addresses, uptime and peer count')
@@ -187,6 +196,8 @@ bad event, or no owner reachable in time (nothing was acknowledged).`)
     .action(async (opts: { write?: string }, cmd: Command) => {
       await printKubeconfig(resolveApiUrl(cmd.optsWithGlobals<{ api?: string }>().api), opts)
     })
+
+  registerUi(program)
 
   const record = program.command('record').description('read and write signed DHT records (/beemesh/<kind>/<id>)')
   record.command('put <key> <value>')
