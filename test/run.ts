@@ -1,5 +1,5 @@
 /**
- * Runs every `*.test.ts` under test/ (or those matching argv filters), each in
+ * Runs every `*.test.ts` under test/ and examples/ (or those matching argv filters), each in
  * its own Node process through uvu, and ends with one `N passed, N failed`
  * line. A file that crashes or reports no test counts as a failure.
  */
@@ -40,7 +40,7 @@ async function runFile (file: string): Promise<FileResult> {
   return { file: relative(root, file), total: num('Total'), passed: num('Passed'), skipped: num('Skipped'), code, ms: Date.now() - started }
 }
 
-const files = (await find(join(root, 'test'))).filter(f => filters.length === 0 || filters.some(x => f.includes(x)))
+const files = [...await find(join(root, 'test')), ...await find(join(root, 'examples'))].filter(f => filters.length === 0 || filters.some(x => f.includes(x)))
 
 /**
  * The container tests need a real engine. With no DOCKER_HOST, the runner
