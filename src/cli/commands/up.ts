@@ -86,6 +86,7 @@ export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: strin
     process.stdout.write(`mesh ready: ${count} nodes in ${seconds}s\n`)
     const ready = nodes.map((n, i) => ({ name: n.name, url: n.api.baseUrl, peerId: statuses[i]!.peerId }))
     for (const n of ready) process.stdout.write(`  ${n.name}  ${n.peerId}  ${n.url}\n`)
+    process.stdout.write(`web view: ${ready[0]!.url}/ui/   (or: beemesh ui)\n`)
     process.stdout.write(`try: beemesh peers --api ${ready[0]!.url}   (Ctrl-C stops the mesh)\n`)
 
     for (const node of nodes) {
