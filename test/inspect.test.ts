@@ -254,4 +254,25 @@ test('beemesh inspect on a port in use exits non-zero, naming the port', async (
   }
 })
 
+test('a relay that restarts: the nodes reconnect by themselves and the next events reach it', async () => {
+  const { port } = new URL(url)
+  listener?.close()
+  relay!.child.kill('SIGTERM')
+  await relay!.exited
+  relay = startCli(['inspect', '--port', port])
+  await relay.waitForOutput(new RegExp(`listening on ws://127\\.0\\.0\\.1:${port}`))
+  const l = await Listener.connect(url)
+  listener = l
+  const report = await nodes[0]!.api.request<MachineStateReport>('/v1/workloads/default/turnstile/state', { timeoutMs: 10_000 })
+  const machineId = `default/turnstile@${nodeSuffix(report.owner)}`
+  const pushed = await cli(['send', 'turnstile', 'push', '--api', nodes[1]!.apiUrl])
+  assert.is(pushed.code, 0, pushed.stderr)
+  const got = await l.until(() => l.received.find(r => r.sessionId === machineId && r.type === '@xstate.event' && r.event?.type === 'push'), `the push on ${machineId} after the relay restarted`)
+  assert.ok(got != null)
+  // every node is back, not only the owner: their node machines report again as they change (heartbeats do not), so ask for a new actor
+  const applied = await cli(['apply', COUNTER, '--api', nodes[2]!.apiUrl], { timeoutMs: 60_000 })
+  assert.is(applied.code, 0, applied.stderr)
+  await l.until(() => l.received.some(r => r.sessionId === `scheduler:default/counter@${nodeSuffix(nodes[2]!.peerId)}`), 'the new scheduler of the node the counter was applied through')
+})
+
 test.run()

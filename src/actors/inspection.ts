@@ -13,14 +13,14 @@
  * the relay (`beemesh inspect`) through one WebSocket inspector.
  *
  * Inspection is best effort: nothing here throws into a transition, and
- * nothing waits on the network (the inspector's socket buffers; while the
- * relay is unreachable it keeps the last 200 events and retries).
+ * nothing waits on the network (RelaySocket buffers; while the relay is
+ * unreachable it keeps the last 200 events and reconnects).
  *
- * This module is loaded by machine workers when inspection is on, so it
- * imports `@statelyai/inspect` (and its WebSocket client) only when a node
- * connects an inspector.
+ * This module is loaded by machine workers when inspection is on; the
+ * events follow `@statelyai/inspect`'s protocol (its relay, `beemesh
+ * inspect`, passes them to the Stately inspector).
  */
-import { connect as tcpConnect } from 'node:net'
+import WebSocket from 'ws'
 import type { StatelyActorEvent, StatelyEventEvent, StatelyInspectionEvent, StatelySnapshotEvent } from '@statelyai/inspect'
 import type { AnyEventObject, InspectionEvent, Observer, Snapshot } from 'xstate'
 import type { Logger } from '../transport/logger.js'
@@ -247,61 +247,102 @@ export interface ConnectInspectorInit {
 }
 
 /**
- * The node's Inspection over `@statelyai/inspect`'s WebSocket inspector, to
- * the relay at `url`. Never rejects: a URL the inspector refuses gives no
- * inspection and a warning. An unreachable relay gives one warning; the
- * inspector keeps trying every 5 s and sends what it kept once connected.
+ * The node's Inspection, sent to the relay at `url` (`beemesh inspect`) over
+ * a RelaySocket. Never rejects: a URL that is not ws:// or wss:// gives no
+ * inspection and a warning.
  */
 export async function connectInspector ({ url, peerId, log }: ConnectInspectorInit): Promise<Inspection | undefined> {
-  let inspector: { adapter: { send: (e: StatelyInspectionEvent) => void }, stop: () => void }
+  let socket: RelaySocket
   try {
-    const { createWebSocketInspector } = await import('@statelyai/inspect')
-    inspector = createWebSocketInspector({ url })
+    socket = new RelaySocket(url, log)
   } catch (err) {
     log.warn({ url, err: err instanceof Error ? err.message : String(err) }, 'cannot start the inspector; the node runs without it')
     return undefined
   }
-  probe(url, log)
   const inspection_ = inspection({
     peerId,
-    send: event => { inspector.adapter.send(event) },
+    send: event => { socket.send(event) },
     onError: err => { log.warn({ url, err: err instanceof Error ? err.message : String(err) }, 'sending to the inspector failed; inspection may be incomplete') }
   })
-  return {
-    ...inspection_,
-    stop: () => {
-      inspection_.stop()
-      try {
-        inspector.stop()
-      } catch {
-        // already closed
-      }
-    }
-  }
+  return { ...inspection_, stop: () => { inspection_.stop(); socket.stop() } }
 }
 
-/** Tells, once, whether the relay answers: the inspector's own socket reports nothing. */
-function probe (url: string, log: Logger): void {
-  let host: string
-  let port: number
-  try {
+/** Events kept while the relay is unreachable (the oldest go first), as `@statelyai/inspect` keeps 200. */
+const MAX_BUFFERED = 200
+const RECONNECT_MIN_MS = 1_000
+const RECONNECT_MAX_MS = 10_000
+
+/**
+ * A WebSocket to the relay that stays connected: it reconnects with backoff
+ * whenever the relay goes away (a relay restarted by the user included), and
+ * keeps the newest events while disconnected, sending each of them once.
+ * `@statelyai/inspect`'s own WebSocket inspector (0.7.2) retries only after a
+ * connection error, never after a relay that closed, and re-sends its whole
+ * buffer on every reconnect; the events are the same Stately inspection
+ * events either way. Nothing here throws or blocks the caller.
+ */
+export class RelaySocket {
+  private ws?: WebSocket
+  private open = false
+  private stopped = false
+  private buffered: string[] = []
+  private delay = RECONNECT_MIN_MS
+  private retry?: NodeJS.Timeout
+  /** Whether this connection attempt should log its failure (the first, and the first after a drop). */
+  private announceFailure = true
+
+  constructor (private readonly url: string, private readonly log: Logger) {
     const u = new URL(url)
-    host = u.hostname.replace(/^\[|\]$/g, '')
-    port = u.port !== '' ? Number(u.port) : u.protocol === 'wss:' ? 443 : 80
-  } catch {
-    return
+    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new Error(`the inspector URL must be ws:// or wss://, got ${url}`)
+    this.connect()
   }
-  const socket = tcpConnect({ host, port })
-  socket.setTimeout(5_000)
-  socket.unref()
-  const unreachable = (why: string): void => {
-    socket.destroy()
-    log.warn({ url, err: why }, 'the inspector relay is not reachable; the node runs normally and the inspector retries every 5 s (start one with `beemesh inspect`)')
+
+  send (event: StatelyInspectionEvent): void {
+    const text = JSON.stringify(event)
+    if (this.open && this.ws != null) {
+      this.ws.send(text, err => { if (err != null) this.keep(text) })
+      return
+    }
+    this.keep(text)
   }
-  socket.once('connect', () => {
-    socket.destroy()
-    log.info({ url }, 'inspection events of this node\'s actors go to the inspector relay')
-  })
-  socket.once('timeout', () => { unreachable('no answer within 5 s') })
-  socket.once('error', err => { unreachable((err as NodeJS.ErrnoException).code ?? err.message) })
+
+  stop (): void {
+    this.stopped = true
+    clearTimeout(this.retry)
+    this.ws?.terminate()
+  }
+
+  private keep (text: string): void {
+    this.buffered.push(text)
+    if (this.buffered.length > MAX_BUFFERED) this.buffered.shift()
+  }
+
+  private connect (): void {
+    if (this.stopped) return
+    const ws = new WebSocket(this.url)
+    this.ws = ws
+    ws.on('open', () => {
+      this.open = true
+      this.delay = RECONNECT_MIN_MS
+      this.announceFailure = true
+      this.log.info({ url: this.url }, 'inspection events of this node\'s actors go to the inspector relay')
+      const pending = this.buffered
+      this.buffered = []
+      for (const text of pending) ws.send(text, err => { if (err != null) this.keep(text) })
+    })
+    ws.on('error', err => {
+      if (!this.open && this.announceFailure) {
+        this.announceFailure = false
+        this.log.warn({ url: this.url, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'the inspector relay is not reachable; the node runs normally and keeps trying (start one with `beemesh inspect`)')
+      }
+    })
+    ws.on('close', () => {
+      if (this.open) this.log.warn({ url: this.url }, 'the inspector relay went away; reconnecting')
+      this.open = false
+      if (this.stopped) return
+      this.retry = setTimeout(() => { this.connect() }, this.delay)
+      this.retry.unref()
+      this.delay = Math.min(this.delay * 2, RECONNECT_MAX_MS)
+    })
+  }
 }
