@@ -164,13 +164,15 @@ export interface NodeProcess extends Running {
  * Starts `beemesh node start` on loopback with an ephemeral API port; resolves once it runs.
  * With `netns`, the node runs in that namespace, listening and serving its API
  * on the namespace's address (reachable from the root namespace through the
- * test bridge), with private addresses kept so peers may dial them.
+ * test bridge), with private addresses kept so peers may dial them. `listen`
+ * replaces the listen addresses (announce others through `extra`).
  */
-export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, trust }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost, trust?: string[] } = {}): Promise<NodeProcess> {
+export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, trust, listen }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost, trust?: string[], listen?: string[] } = {}): Promise<NodeProcess> {
   const dir = dataDir ?? await tempDir()
   // Default: a member of the test process's mesh, in dev mode (anonymous loopback API).
   const trustArgs = trust ?? trustFlags(await testTrust())
-  const where = netns == null ? ['--listen', '/ip4/127.0.0.1/tcp/0'] : ['--listen', `/ip4/${netns.ip}/tcp/0`, '--api-host', netns.ip, '--private-addresses']
+  const listenArgs = (fallback: string): string[] => (listen ?? [fallback]).flatMap(a => ['--listen', a])
+  const where = netns == null ? listenArgs('/ip4/127.0.0.1/tcp/0') : [...listenArgs(`/ip4/${netns.ip}/tcp/0`), '--api-host', netns.ip, '--private-addresses']
   const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...trustArgs, ...extra]
   for (const b of bootstrap) args.push('--bootstrap', b)
   const running = startCli(args, { netns: netns?.name })
