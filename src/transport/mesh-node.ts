@@ -300,9 +300,13 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       })
     }
 
-    if (this.bootstrapAddrs.length > 0) {
+    // One bootstrap list for every node of a mesh (seeds included) is the easy way to deploy: a node skips itself in it.
+    const self = node.peerId.toString()
+    const bootstrapAddrs = this.bootstrapAddrs.filter(ma => ma.getComponents().findLast(c => c.name === 'p2p')?.value !== self)
+    if (bootstrapAddrs.length < this.bootstrapAddrs.length) this.log.info({ peerId: self }, 'this node is in its own bootstrap list: skipping that entry')
+    if (bootstrapAddrs.length > 0) {
       this.bootstrapper = new Bootstrapper({
-        addrs: this.bootstrapAddrs,
+        addrs: bootstrapAddrs,
         dial: async (ma, options) => { await node.dial(ma, options) },
         connectedTo: peerId => node.getConnections().some(c => c.remotePeer.toString() === peerId),
         peerCount: () => node.getPeers().length,
