@@ -113,6 +113,8 @@ export interface MachineHostInit {
   forbidSend?: (spec: WorkloadSpec, sender: string | undefined) => string | undefined
   /** The node's inspector (`--inspect`): every machine's inspection events go to it. */
   inspection?: Inspection
+  /** Whether the workload is known (from its record or heartbeats) to have been placed at an epoch before `epoch`. */
+  placedBefore?: (workloadId: string, epoch: number) => boolean
 }
 
 export class FencedError extends Error {
@@ -293,7 +295,22 @@ export class MachineHost {
       if (!reply.ok && reply.code === 'fenced') throw new FencedError(id, `${peer} refused epoch ${epoch}: ${reply.message}`)
       if (reply.ok) heads.set(peer, reply.head)
     }
+    if (spec.durability !== 'local' && previous == null && epoch > 1 && (own.head.seq > 0 || [...heads.values()].some(h => h.seq > 0) || this.init.placedBefore?.(id, epoch) === true)) {
+      // Taking over a workload that has run (copies exist, or it was placed before) with no word of who
+      // held it last (neither gossip nor the DHT answered, e.g. just restarted, or cut off): the copies at
+      // hand may be stale or none, and acknowledged events would be lost.
+      throw new OwnerUnavailableError(id, `no location record of ${id} before epoch ${epoch}: its last replica set is unknown here, so it cannot be taken over safely yet`)
+    }
     if (spec.durability !== 'local' && previous != null && previous.holders.length > 0 && previous.epoch < epoch) {
+      // A majority of the last replica set (its owner and holders) must take this epoch's fence.
+      // The old owner changes its holders only with one of them still answering (see
+      // replicate), so any majority of the set it last told the mesh about includes a node that
+      // knows every acknowledged event, and is fenced now: across a partition, the side without
+      // such a majority cannot take over while the old owner may still acknowledge events.
+      const group = [...new Set([previous.owner, ...previous.holders])]
+      const fenced = group.filter(p => p === this.selfId || heads.has(p))
+      const needed = Math.floor(group.length / 2) + 1
+      if (fenced.length < needed) throw new OwnerUnavailableError(id, `reached ${fenced.length} of the ${group.length} nodes of epoch ${previous.epoch}'s replica set (${group.join(', ')}), ${needed} needed: taking over without a majority of it could run the workload twice`)
       // Every acknowledged event is on every holder of the last holder set: one sound copy
       // among them is needed (a holder that answers with a corrupt copy does not count).
       const sound = previous.holders.filter(p => p === this.selfId ? own.head.corrupt == null : heads.has(p) && heads.get(p)!.corrupt == null)
@@ -641,6 +658,9 @@ export class MachineHost {
     // A holder is gone: replace it with the next live peer, which gets a whole copy.
     const lost = o.holders.filter((_, i) => !results[i])
     const keep = o.holders.filter((_, i) => results[i])
+    // Only with one of the holders still taking batches: with none, this node may be the cut-off
+    // side of a partition, where the others can take over with those holders (see recover).
+    if (keep.length === 0) throw new OwnerUnavailableError(o.spec.id, `no holder of ${o.spec.id} (${o.holders.join(', ')}) took the batch: this owner may be cut off from them, so it cannot choose new ones`)
     await this.init.journal.head(o.spec.id) // the local append of this batch runs in parallel; install reads after it
     const candidates = guardians(o.spec.id, this.init.livePeers(), MAX_CLAIMS).filter(p => p !== this.selfId && !o.holders.includes(p))
     for (const peer of candidates) {

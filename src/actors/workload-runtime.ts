@@ -239,7 +239,8 @@ export class WorkloadRuntime {
         const d = this.init.trust.decide(principalOfSender(sender ?? ''), 'send', workloadResource(spec))
         return d.allowed ? undefined : `forbidden: ${d.reason}`
       },
-      ...(init.inspection != null ? { inspection: init.inspection } : {})
+      ...(init.inspection != null ? { inspection: init.inspection } : {}),
+      placedBefore: (id, epoch) => (this.catalog.get(id)?.placement.some(p => p.replica === 0 && p.epoch < epoch) ?? false) || this.view.remoteReplicas(id).some(r => r.replica === 0 && r.epoch < epoch)
     })
   }
 
