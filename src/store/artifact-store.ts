@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ArtifactError } from '../transport/errors.js'
@@ -44,7 +44,8 @@ export class ArtifactStore {
     const path = this.path(actual)
     if (await this.has(actual)) return actual
     await mkdir(this.dir, { recursive: true, mode: 0o700 })
-    const tmp = `${path}.${process.pid}.${Date.now()}.tmp`
+    // a name of its own per write: two stores of the same bundle at once must not share a temp file
+    const tmp = `${path}.${process.pid}.${randomUUID()}.tmp`
     await writeFile(tmp, bytes, { mode: 0o600 })
     await rename(tmp, path)
     return actual

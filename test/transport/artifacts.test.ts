@@ -86,4 +86,11 @@ test('the store refuses bytes under the wrong hash', async () => {
   assert.ok(await store.has(sha))
 })
 
+test('the same bundle stored many times at once: every store succeeds (each write has a temp file of its own)', async () => {
+  const store = new ArtifactStore(await tempDir())
+  const results = await Promise.all(Array.from({ length: 32 }, async () => await store.put(bytes)))
+  assert.equal(new Set(results), new Set([sha]))
+  assert.is(sha256Hex(await store.get(sha)), sha)
+})
+
 test.run()
