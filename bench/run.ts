@@ -6,7 +6,8 @@
 const all: Record<string, () => Promise<void>> = {
   scheduler: async () => { await (await import('./scheduler.js')).run() },
   state: async () => { await (await import('./state.js')).run() },
-  containers: async () => { await (await import('./containers.js')).run() }
+  containers: async () => { await (await import('./containers.js')).run() },
+  scale: async () => { await (await import('./scale.js')).run() }
 }
 
 const wanted = process.argv.slice(2)

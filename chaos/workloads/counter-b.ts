@@ -1,0 +1,5 @@
+// A replicated chaos counter (see counter-machine.ts); chaos/run.ts applies three of them.
+import { defineWorkload } from 'beemesh'
+import { counterMachine } from './counter-machine.js'
+
+export default defineWorkload({ name: 'chaos-counter-b', kind: 'stateful', machine: counterMachine, durability: 'replicated', snapshotEvery: 100 })
