@@ -191,7 +191,7 @@ class MachineDetail {
     ])
     if (signal.aborted) return
     if (definition.status === 'fulfilled' && typeof definition.value?.definition?.id !== 'string') {
-      page.chart.replaceChildren(h('p', { class: 'muted' }, 'this node does not serve machine definitions yet, so there is no diagram'))
+      page.chart.replaceChildren(h('p', { class: 'muted' }, 'the owner has no definition of this machine to draw (larger than 512 KiB as JSON, or not JSON), so there is no diagram'))
     } else if (definition.status === 'fulfilled') {
       try {
         this.view = await StatechartView.render(this.id, definition.value.definition)
@@ -203,7 +203,7 @@ class MachineDetail {
     } else {
       const err = definition.reason
       const missing = err instanceof ApiError && (err.status === 404 || err.status === 400) && !/workload/i.test(err.reason ?? '')
-      page.chart.replaceChildren(h('p', { class: 'muted' }, missing ? 'this node does not serve machine definitions yet, so there is no diagram' : `no statechart: ${explain(err)}`))
+      page.chart.replaceChildren(h('p', { class: 'muted' }, missing ? 'this node does not serve machine definitions (an older version), so there is no diagram' : `no statechart: ${explain(err)}`))
     }
     if (state.status === 'fulfilled') this.applyState(state.value)
     else page.facts.replaceChildren(h('p', { class: 'muted' }, `state unavailable: ${explain(state.reason)}`))
