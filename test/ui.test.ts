@@ -23,7 +23,7 @@ const TURNSTILE = 'examples/turnstile/turnstile.ts'
 const SCREENSHOT = join(ROOT, 'test/artifacts/ui-turnstile.png')
 const DOCS_IMAGE = join(ROOT, 'docs/images/web-view.png')
 /** Bound on every wait for the page (event-driven waits, never sleeps). */
-const WAIT_MS = 20_000
+const WAIT_MS = 30_000
 
 let nodes: NodeProcess[] = []
 let trust: TestTrust
