@@ -23,7 +23,8 @@ import { Trust } from '../policy/trust.js'
 import { setRpcGuard } from '../transport/rpc.js'
 import { HEARTBEAT_TOPIC, SCHEDULER_TOPIC } from './protocol.js'
 import { POLICY_TOPIC, PolicySync } from './policy-sync.js'
-import { connectInspector, type Inspection } from './inspection.js'
+import type { Inspection } from './inspection.js'
+import { connectInspector } from './inspector-relay.js'
 
 /** Where a node keeps the membership credential it issued itself with `issueWith`. */
 export const CREDENTIAL_FILE = 'credential.json'

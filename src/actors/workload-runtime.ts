@@ -271,10 +271,15 @@ export class WorkloadRuntime {
     return { ...(owner != null ? { owner } : {}), epoch: live?.epoch ?? record.epoch, status: record.status, output: record.output, kind: record.spec.kind }
   }
 
+  /** The workload's record: this node's copy, else the mesh's (DHT), else undefined. */
+  private async knownRecord (id: string): Promise<WorkloadRecord | undefined> {
+    if (!this.catalog.has(id)) await this.fetchRecord(id)
+    return this.catalog.get(id)
+  }
+
   /** Sends an event to a stateful workload (routed to its owner); resolves with the acknowledgement. */
   async sendEvent (id: string, event: unknown, opts: { id?: string, timeoutMs?: number, sender?: string } = {}): Promise<import('./state-protocol.js').Ack> {
-    if (!this.catalog.has(id)) await this.fetchRecord(id)
-    const record = this.catalog.get(id)
+    const record = await this.knownRecord(id)
     if (record?.status === 'Completed') throw new WorkloadCompletedError(id, record.output)
     const caller = currentPrincipal()
     return await this.machines.send(id, event, { ...opts, ...(opts.sender == null && caller != null ? { sender: senderOf(caller) } : {}) })
@@ -285,8 +290,7 @@ export class WorkloadRuntime {
    * every node that recorded part of it, so it runs on across failovers.
    */
   async exportTrace (id: string): Promise<{ records: TraceRecord[], sources: number }> {
-    if (!this.catalog.has(id)) await this.fetchRecord(id)
-    const record = this.catalog.get(id)
+    const record = await this.knownRecord(id)
     if (record != null && record.spec.kind !== 'stateful') throw new NoTraceError(id, `it is a ${record.spec.kind} workload; only stateful (machine) workloads record traces`)
     if (record?.status === 'Completed') throw new NoTraceError(id, 'it completed, and its state and trace were erased everywhere with it (export before the final event, or follow it with `beemesh trace -f`)')
     const trace = await this.machines.trace(id)
@@ -296,8 +300,7 @@ export class WorkloadRuntime {
 
   /** A stateful workload's machine definition (statechart JSON), from its owner: what the web view draws. */
   async machineDefinition (id: string): Promise<{ workloadId: string, definition: unknown }> {
-    if (!this.catalog.has(id)) await this.fetchRecord(id)
-    const record = this.catalog.get(id)
+    const record = await this.knownRecord(id)
     if (record != null && record.spec.kind !== 'stateful') throw new InvalidWorkloadError(`${id} is a ${record.spec.kind} workload; only stateful workloads have a machine`)
     if (record?.status === 'Completed') throw new WorkloadCompletedError(id, record.output)
     return await this.machines.definition(id, { timeoutMs: 5_000 })
@@ -305,8 +308,7 @@ export class WorkloadRuntime {
 
   /** A stateful workload's state, from its owner. */
   async machineState (id: string): Promise<import('./state-protocol.js').MachineStateReport> {
-    if (!this.catalog.has(id)) await this.fetchRecord(id)
-    const record = this.catalog.get(id)
+    const record = await this.knownRecord(id)
     if (record?.status === 'Completed') {
       return { workloadId: id, owner: record.updatedBy, epoch: record.epoch, seq: 0, value: null, context: null, status: 'done', output: record.output, durability: record.spec.durability ?? 'replicated', holders: [], recent: [], startedAt: record.spec.createdAt }
     }

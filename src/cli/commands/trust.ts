@@ -106,10 +106,16 @@ export async function identity ({ key, output = 'table' }: { key?: string, outpu
   else printObject({ id, path }, output)
 }
 
-/** `beemesh token`: a bearer token for the control API, signed by the deployer key; only the token is printed. */
-export async function token ({ key, ttl = DEFAULT_TOKEN_TTL }: { key?: string, ttl?: string }): Promise<void> {
+/** A bearer token's `--ttl` in ms: a duration no longer than tokens may live. */
+export function tokenTtl (ttl: string): number {
   const ttlMs = parseDuration(ttl)
   if (ttlMs > MAX_TOKEN_TTL_MS) throw new InvalidArgumentError(`--ttl ${ttl}: a token may live at most ${MAX_TOKEN_TTL_MS / UNITS.d!}d`)
+  return ttlMs
+}
+
+/** `beemesh token`: a bearer token for the control API, signed by the deployer key; only the token is printed. */
+export async function token ({ key, ttl = DEFAULT_TOKEN_TTL }: { key?: string, ttl?: string }): Promise<void> {
+  const ttlMs = tokenTtl(ttl)
   const { key: deployerKey } = await readKeyFile(resolve(key ?? DEFAULT_KEY_PATH()))
   process.stdout.write(`${await issueToken(deployerKey, { ttlMs })}\n`)
 }

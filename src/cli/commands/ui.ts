@@ -8,9 +8,9 @@ import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import type { Command } from 'commander'
 import { InvalidArgumentError } from '../../errors.js'
-import { issueToken, MAX_TOKEN_TTL_MS } from '../../policy/credentials.js'
+import { issueToken } from '../../policy/credentials.js'
 import { deployerKey, resolveApiUrl } from '../api-client.js'
-import { parseDuration } from './trust.js'
+import { tokenTtl } from './trust.js'
 
 export const DEFAULT_UI_TOKEN_TTL = '8h'
 
@@ -46,9 +46,7 @@ async function pageToken ({ token, ttl = DEFAULT_UI_TOKEN_TTL }: Pick<UiOptions,
   if (token != null && token !== '') return token
   const key = await deployerKey()
   if (key == null) return undefined
-  const ttlMs = parseDuration(ttl)
-  if (ttlMs > MAX_TOKEN_TTL_MS) throw new InvalidArgumentError(`--ttl ${ttl}: a token may live at most ${MAX_TOKEN_TTL_MS / 86_400_000}d`)
-  return await issueToken(key.key, { ttlMs })
+  return await issueToken(key.key, { ttlMs: tokenTtl(ttl) })
 }
 
 /** The first executable named `name` on PATH, if any. */
