@@ -2,11 +2,20 @@ import type { Heartbeat, PodReport, ReplicaReport } from './protocol.js'
 
 export interface PeerView {
   heartbeat: Heartbeat
+  /** The heartbeat as its author sealed it (with a guard): what a newcomer is handed to check for itself. */
+  sealed?: Uint8Array
   /** Local receive time of the newest heartbeat (never the sender's clock). */
   seenAt: number
-  /** Set when the connection to the peer dropped after its last heartbeat. */
+  /** Set when the connection to the peer dropped after its last heartbeat, or a peer reported it down. */
   disconnectedAt?: number
+  /** Who reported it down (absent: this node saw the connection drop). */
+  reportedBy?: string
+  /** When some peer last reported it down (whether or not this node took the report). */
+  reportedAt?: number
 }
+
+/** How many of a peer's heartbeat intervals may pass before it counts as gone. */
+export const MISSED_HEARTBEATS = 3.5
 
 export interface ReplicaLocation {
   peerId: string
@@ -26,8 +35,10 @@ const STATUS_ORDER: Record<ReplicaReport['status'], number> = { starting: 0, run
 /**
  * What this node knows of the rest of the mesh, from heartbeats and scheduler
  * gossip: which peers are alive, their capacity and labels, and which replicas
- * they run. A peer is live while its newest heartbeat is younger than the
- * timeout and no disconnect was seen since.
+ * they run. A peer is live while its newest heartbeat is younger than its
+ * timeout and no disconnect (here, or reported by a peer) was seen since. A
+ * peer's timeout is the larger of this node's and 3.5 of the intervals the
+ * peer says it heartbeats at (that interval grows with the mesh).
  */
 export class MeshView {
   private readonly peers = new Map<string, PeerView>()
@@ -42,9 +53,14 @@ export class MeshView {
 
   constructor (private readonly selfId: string, readonly heartbeatTimeoutMs: number, private readonly now: () => number = Date.now) {}
 
-  onHeartbeat (hb: Heartbeat): void {
+  /**
+   * Takes a peer's heartbeat, heard at `seenAt` (local time; earlier for one
+   * relayed by a peer). An older one than the view has is ignored.
+   */
+  onHeartbeat (hb: Heartbeat, { sealed, seenAt = this.now() }: { sealed?: Uint8Array, seenAt?: number } = {}): void {
     if (hb.peerId === this.selfId) return
     const previous = this.peers.get(hb.peerId)
+    if (previous != null && (previous.seenAt > seenAt || previous.heartbeat.ts > hb.ts)) return
     for (const r of previous?.heartbeat.replicas ?? []) this.reported.get(r.workloadId)?.delete(`${hb.peerId}|${r.replica}`)
     for (const r of hb.replicas) {
       let forWorkload = this.reported.get(r.workloadId)
@@ -52,18 +68,57 @@ export class MeshView {
       forWorkload.set(`${hb.peerId}|${r.replica}`, { peerId: hb.peerId, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures, ...(r.pod != null ? { pod: r.pod } : {}) })
     }
     for (const r of previous?.heartbeat.replicas ?? []) if (this.reported.get(r.workloadId)?.size === 0) this.reported.delete(r.workloadId)
-    this.peers.set(hb.peerId, { heartbeat: hb, seenAt: this.now() })
-    // Announcements older than a heartbeat timeout are covered by heartbeats by now.
-    const horizon = this.now() - this.heartbeatTimeoutMs
+    this.peers.set(hb.peerId, { heartbeat: hb, seenAt, ...(sealed != null ? { sealed } : {}) })
+    // Announcements older than their host's heartbeat timeout are covered by its heartbeats by now.
+    const now = this.now()
     for (const [workloadId, locs] of this.announced) {
-      for (const [key, loc] of locs) if (loc.at < horizon) locs.delete(key)
+      for (const [key, loc] of locs) if (loc.at < now - this.timeoutOf(loc.peerId)) locs.delete(key)
       if (locs.size === 0) this.announced.delete(workloadId)
     }
   }
 
-  onDisconnect (peerId: string): void {
+  /** How long the peer may stay silent before it counts as gone. */
+  timeoutOf (peerId: string): number {
+    const interval = this.peers.get(peerId)?.heartbeat.intervalMs ?? 0
+    return Math.max(this.heartbeatTimeoutMs, MISSED_HEARTBEATS * interval)
+  }
+
+  /** The connection to the peer dropped here, or (`reporter`) a peer reported it down. */
+  onDisconnect (peerId: string, reporter?: string): void {
     const view = this.peers.get(peerId)
-    if (view != null) view.disconnectedAt = this.now()
+    if (view == null) return
+    view.disconnectedAt = this.now()
+    if (reporter != null) { view.reportedBy = reporter; view.reportedAt = this.now() } else delete view.reportedBy
+  }
+
+  /** A peer reported it down (this node had its own evidence either way). */
+  noteReport (peerId: string, _reporter: string): void {
+    const view = this.peers.get(peerId)
+    if (view != null) view.reportedAt = this.now()
+  }
+
+  /** Some peer reported it down since its last heartbeat. */
+  reportedDown (peerId: string): boolean {
+    const view = this.peers.get(peerId)
+    return view?.reportedAt != null && view.reportedAt >= view.seenAt
+  }
+
+  /** Connected to it again: alive, whatever the drop or a report said. */
+  onReconnect (peerId: string): void {
+    const view = this.peers.get(peerId)
+    if (view == null) return
+    delete view.disconnectedAt
+    delete view.reportedBy
+    delete view.reportedAt
+  }
+
+  /** Why the peer counts as gone, in words. */
+  lossReason (peerId: string): string {
+    const view = this.peers.get(peerId)
+    if (view?.disconnectedAt != null && view.disconnectedAt >= view.seenAt) {
+      return view.reportedBy != null ? `reported down by ${view.reportedBy}` : 'its connection dropped'
+    }
+    return `no heartbeat for ${this.timeoutOf(peerId)} ms`
   }
 
   /** Records that a replica was awarded or started on a peer, ahead of its next heartbeat. */
@@ -88,7 +143,7 @@ export class MeshView {
     const view = this.peers.get(peerId)
     if (view == null) return false
     if (view.disconnectedAt != null && view.disconnectedAt >= view.seenAt) return false
-    return this.now() - view.seenAt <= this.heartbeatTimeoutMs
+    return this.now() - view.seenAt <= this.timeoutOf(peerId)
   }
 
   /** Every peer heard from (live or not), other than this node. */

@@ -68,6 +68,11 @@ export interface NodeStatus {
   addresses: string[]
   uptimeMs: number
   peerCount: number
+  /** Peers in the DHT routing table, and mesh peers per gossip topic (absent while the mesh is down). */
+  dht?: { routingTable: number }
+  topicMesh?: Record<string, number>
+  /** How often this node heartbeats now (it grows with the mesh). */
+  heartbeatMs?: number
   capacity: Resources
   allocated: Resources
   labels: Record<string, string>
@@ -291,6 +296,8 @@ export class NodeRuntime {
       addresses: mesh.started ? mesh.addresses() : [],
       uptimeMs: mesh.uptimeMs,
       peerCount: mesh.started ? mesh.peers().length : 0,
+      ...(mesh.started ? (({ routingTable, topicMesh }) => ({ dht: { routingTable }, topicMesh }))(mesh.stats()) : {}),
+      ...(this.runtime != null ? { heartbeatMs: this.runtime.heartbeatInterval() } : {}),
       capacity: this.init.capacity,
       allocated: this.runtime?.allocated() ?? { cpuMillis: 0, memoryBytes: 0 },
       labels: this.init.labels ?? {},

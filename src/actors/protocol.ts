@@ -11,6 +11,8 @@ export const BID_PROTOCOL = '/beemesh/bid/1.0.0'
 export const LOGS_PROTOCOL = '/beemesh/logs/1.0.0'
 /** Asks the node hosting a replica to stop it (a deleted pod): the guardian then replaces it. */
 export const REPLICA_PROTOCOL = '/beemesh/replica/1.0.0'
+/** A newcomer's first view of the mesh: a peer hands over the newest sealed heartbeat of every node it knows live. */
+export const VIEW_PROTOCOL = '/beemesh/view/1.0.0'
 
 const peerId = z.string().min(10).max(128)
 const workloadId = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/)
@@ -99,9 +101,33 @@ export const Heartbeat = z.object({
   /** The version of the policy the node enforces: peers behind pull the newer one. */
   policy: z.number().int().optional(),
   /** Peers the node has a connection to (the mesh's links, for the web view). */
-  links: z.array(peerId).max(1_000).optional()
+  links: z.array(peerId).max(1_000).optional(),
+  /** How often the node heartbeats now (it grows with the mesh): peers wait 3.5 of these before counting it gone. */
+  intervalMs: z.number().int().min(100).max(600_000).optional()
 })
 export type Heartbeat = z.infer<typeof Heartbeat>
+
+/**
+ * A node whose connection to `peerId` dropped and that could not dial it back
+ * says so on the heartbeat topic: peers with no connection of their own to it
+ * count it gone at once, not after its heartbeat timeout (which grows with the
+ * mesh). The peer itself, if alive, answers with a heartbeat.
+ */
+export const PeerDown = z.object({
+  type: z.literal('peer-down'),
+  peerId,
+  reporter: peerId,
+  ts: z.number()
+})
+export type PeerDown = z.infer<typeof PeerDown>
+
+export const HeartbeatTopicMessage = z.discriminatedUnion('type', [Heartbeat, PeerDown])
+
+/** The reply on VIEW_PROTOCOL: each heartbeat as its author sealed it (base64), and how long ago the peer heard it. */
+export const ViewReply = z.object({
+  heartbeats: z.array(z.object({ sealed: z.string().max(512 * 1024), ageMs: z.number().int().min(0) })).max(10_000)
+})
+export type ViewReply = z.infer<typeof ViewReply>
 
 export const Award = z.object({ peerId, replica: z.number().int().min(0) })
 

@@ -11,7 +11,7 @@ import type { Resources, TopicEvent, WorkloadSpec } from '../workloads/types.js'
 import { InvalidWorkloadError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from './errors.js'
 import { MeshView } from './mesh-view.js'
 import {
-  BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, decodeEnvelope, decodeMessage, encodeMessage, Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
+  BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, VIEW_PROTOCOL, ViewReply, decodeEnvelope, decodeMessage, encodeMessage, type Heartbeat, HeartbeatTopicMessage, HEARTBEAT_TOPIC, type PeerDown, LOGS_PROTOCOL, LogsRequest,
   SCHEDULER_TOPIC, SchedulerMessage, WorkloadRecordSchema, WorkloadSpecSchema, workloadKey,
   type LogLine, type PodReport, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
 } from './protocol.js'
@@ -148,6 +148,22 @@ const BACKUP_GUARDIAN_SLOW_MS = 1_500
 const RECORD_LOOKUP_BACKOFF_MS = 10_000
 /** The first retry of a failed lookup comes sooner (a node that just joined has a thin routing table). */
 const RECORD_LOOKUP_FIRST_RETRY_MS = 1_000
+/**
+ * The heartbeat interval grows with the mesh: `heartbeatMs` up to this many
+ * live nodes, then in proportion, so the mesh as a whole sends about this many
+ * heartbeats per `heartbeatMs` (every node relays every heartbeat, so a fixed
+ * interval costs each node O(n) and the mesh O(n²)). Losses are seen sooner
+ * through dropped connections and peer-down reports than through timeouts.
+ */
+export const HEARTBEAT_NODES_PER_INTERVAL = 3
+/** A node whose replicas changed heartbeats early, at most 4 times per interval. */
+const EARLY_HEARTBEAT_GAP = 0.25
+/** A newcomer asks a peer for its view of the mesh (VIEW_PROTOCOL) rather than waiting a heartbeat interval: again after this long if that failed. */
+const VIEW_SYNC_RETRY_MS = 2_000
+/** What one view reply may carry (a frame is at most 1 MiB). */
+const VIEW_REPLY_MAX_BYTES = 900 * 1024
+/** How long a node that lost its connection to a peer tries to dial it back (see checkDown). */
+const PEER_DOWN_CHECK_MS = 3_000
 
 /**
  * The workload plane of one node. Every node runs the same code: it bids on
@@ -185,6 +201,21 @@ export class WorkloadRuntime {
   private subscribedTopics = new Set<string>()
   private eventCounter = 0
   private stopped = false
+  private lastHeartbeatAt = 0
+  /** The interval the last heartbeat announced: the next one comes no later, whatever the interval has grown to since. */
+  private announcedInterval = Infinity
+  /** The last heartbeat reached no peer (published before the topic had any): send the next one as soon as it can. */
+  private lastHeartbeatUnheard = true
+  /** What the last heartbeat said of this node's replicas and resources: a change is sent early. */
+  private lastFingerprint = ''
+  /** This node's last heartbeat as sealed, handed to newcomers with the others it knows. */
+  private lastSealedHeartbeat?: Uint8Array
+  /** Set once a peer handed over its view of the mesh (or nothing is left to ask); retried until then. */
+  private viewSynced = false
+  private nextViewSyncAt = 0
+  private viewSyncAttempts = 0
+  /** Peers being checked after their connection dropped. */
+  private readonly checkingDown = new Set<string>()
 
   constructor (private readonly init: WorkloadRuntimeInit) {
     this.mesh = init.mesh
@@ -429,6 +460,7 @@ export class WorkloadRuntime {
       if (req.data.events === true) return { result: this.containers.events(req.data.workloadId) }
       return { result: [...this.host.logLines(req.data.workloadId, req.data), ...await this.containers.logLines(req.data.workloadId, req.data)] }
     }, this.log)
+    await serveRpc(this.mesh, VIEW_PROTOCOL, async () => ({ result: this.viewReply() }), this.log)
     await serveRpc(this.mesh, REPLICA_PROTOCOL, async request => {
       const req = ReplicaStopRequest.safeParse(request)
       if (!req.success) throw new Error('malformed replica stop request')
@@ -442,7 +474,7 @@ export class WorkloadRuntime {
     const sweep = setTimeout(() => { void this.sweepHeldState() }, 5_000)
     sweep.unref()
     this.timers.push(sweep)
-    this.every(this.cfg.heartbeatMs, () => { this.heartbeat() })
+    this.every(Math.min(250, this.cfg.heartbeatMs), () => { this.heartbeatTick() })
     this.every(this.cfg.heartbeatMs, () => { this.guard() })
     this.heartbeat()
   }
@@ -771,22 +803,63 @@ export class WorkloadRuntime {
   // ---------------------------------------------------------------- gossip in
 
   private readonly onDisconnect = (evt: CustomEvent<string>): void => {
-    this.view.onDisconnect(evt.detail)
-    // A lost owner of a machine is re-tendered at once, not at the next guard round.
+    const peer = evt.detail
+    if (this.view.isLive(peer)) void this.checkDown(peer)
+  }
+
+  /**
+   * After a dropped connection, dial the peer back. Refused (its host is up but
+   * nothing listens: the process is gone): it counts as gone here at once, and
+   * the mesh is told, since peers not connected to it would otherwise wait out
+   * its heartbeat timeout, which grows with the mesh. Anything else proves
+   * nothing (a busy peer, a pruned connection, a partition): its heartbeats
+   * decide. Of the peers that saw the drop, one report is enough: each waits a
+   * random moment and stays quiet if another reported it first.
+   */
+  private async checkDown (peer: string): Promise<void> {
+    if (this.checkingDown.has(peer)) return
+    this.checkingDown.add(peer)
+    try {
+      const reachable = await this.mesh.reachable(peer, PEER_DOWN_CHECK_MS)
+      if (this.stopped || reachable !== 'refused' || !this.view.isLive(peer)) return
+      this.view.onDisconnect(peer)
+      // A lost owner of a machine is re-tendered at once, not at the next guard round.
+      if (this.catalog.size > 0) setImmediate(() => { try { this.guard() } catch {} })
+      await new Promise(resolve => setTimeout(resolve, Math.random() * 300).unref())
+      if (this.stopped || !this.view.hasDisconnected(peer) || this.view.reportedDown(peer)) return
+      const down: PeerDown = { type: 'peer-down', peerId: peer, reporter: this.selfId, ts: Date.now() }
+      this.log.warn({ peer }, 'connection dropped and dialling the peer back was refused: reporting it down')
+      await this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(down))
+    } catch (err) {
+      this.log.debug({ peer, err: describeError(err) }, 'peer-down report failed')
+    } finally {
+      this.checkingDown.delete(peer)
+    }
+  }
+
+  private onPeerDown (m: PeerDown, from: string): void {
+    if (m.reporter !== from) return
+    if (m.peerId === this.selfId) {
+      // Reported down but alive: say so at once (at most one such heartbeat per early gap).
+      if (Date.now() - this.lastHeartbeatAt >= EARLY_HEARTBEAT_GAP * this.cfg.heartbeatMs) this.heartbeat()
+      return
+    }
+    if (this.mesh.isConnected(m.peerId) || !this.view.isLive(m.peerId)) {
+      this.view.noteReport(m.peerId, m.reporter)
+      return
+    }
+    this.log.info({ peer: m.peerId, reporter: m.reporter }, 'a peer reported another down')
+    this.view.onDisconnect(m.peerId, m.reporter)
     if (this.catalog.size > 0) setImmediate(() => { try { this.guard() } catch {} })
   }
 
   private readonly onMessage = (evt: CustomEvent<MeshMessage>): void => {
     const msg = evt.detail
     if (msg.topic === HEARTBEAT_TOPIC) {
-      const hb = decodeMessage(Heartbeat, msg.data)
-      if (hb == null || hb.peerId !== msg.from) { this.log.debug({ from: msg.from }, 'dropped a malformed heartbeat'); return }
-      this.view.onHeartbeat(hb)
-      this.init.policySync?.noteVersion(hb.peerId, hb.policy)
-      for (const r of hb.replicas) {
-        if (!this.catalog.has(r.workloadId)) this.lookUpRecord(r.workloadId)
-        this.fenceAgainst(r.workloadId, r.replica, r.epoch, hb.peerId)
-      }
+      const m = decodeMessage(HeartbeatTopicMessage, msg.data)
+      if (m?.type === 'peer-down') { this.onPeerDown(m, msg.from); return }
+      if (m == null || m.peerId !== msg.from) { this.log.debug({ from: msg.from }, 'dropped a malformed heartbeat'); return }
+      this.takeHeartbeat(m, msg.sealed)
       return
     }
     if (msg.topic === SCHEDULER_TOPIC) {
@@ -804,6 +877,78 @@ export class WorkloadRuntime {
     }
     const envelope = decodeEnvelope(msg)
     this.dispatch(msg.topic, { topic: msg.topic, data: envelope.data, from: msg.from, id: envelope.id, attempt: 1 })
+  }
+
+  private takeHeartbeat (hb: Heartbeat, sealed?: Uint8Array, seenAt?: number): void {
+    this.view.onHeartbeat(hb, { ...(sealed != null ? { sealed } : {}), ...(seenAt != null ? { seenAt } : {}) })
+    this.init.policySync?.noteVersion(hb.peerId, hb.policy)
+    for (const r of hb.replicas) {
+      if (!this.catalog.has(r.workloadId)) this.lookUpRecord(r.workloadId)
+      this.fenceAgainst(r.workloadId, r.replica, r.epoch, hb.peerId)
+    }
+  }
+
+  /** VIEW_PROTOCOL, answering: this node's heartbeat and every live peer's, newest first, as sealed by their authors. */
+  private viewReply (): ViewReply {
+    const now = Date.now()
+    const entries = [
+      ...(this.lastSealedHeartbeat != null ? [{ sealed: this.lastSealedHeartbeat, ageMs: now - this.lastHeartbeatAt }] : []),
+      ...this.view.livePeers().filter(p => p.sealed != null).map(p => ({ sealed: p.sealed!, ageMs: Math.max(0, now - p.seenAt) })).sort((a, b) => a.ageMs - b.ageMs)
+    ]
+    const heartbeats: ViewReply['heartbeats'] = []
+    let bytes = 0
+    for (const e of entries) {
+      const sealed = Buffer.from(e.sealed).toString('base64')
+      bytes += sealed.length + 32
+      if (bytes > VIEW_REPLY_MAX_BYTES) break
+      heartbeats.push({ sealed, ageMs: Math.round(e.ageMs) })
+    }
+    return { heartbeats }
+  }
+
+  /**
+   * A newcomer (or a restarted node) asks one connected peer for its view: the
+   * heartbeats it holds, each checked here as if it came by gossip (author's
+   * signature and credential, replay window). Heartbeats come every interval,
+   * which grows with the mesh; this makes a new node see the mesh at once.
+   */
+  private async syncView (): Promise<void> {
+    const peers = this.mesh.peers().map(p => p.peerId)
+    if (peers.length === 0) return
+    this.nextViewSyncAt = Date.now() + VIEW_SYNC_RETRY_MS
+    // Two peers, in case one joined just before this node and knows little yet.
+    const asked = peers.sort(() => Math.random() - 0.5).slice(0, 2)
+    await Promise.all(asked.map(async peer => { await this.syncViewFrom(peer) }))
+    // Done once every peer this node is connected to is in its view (they are alive, so some
+    // peer has their heartbeats); asked again otherwise, at most five rounds.
+    const unknown = this.mesh.peers().filter(p => !this.view.isLive(p.peerId)).length
+    if (unknown === 0 || ++this.viewSyncAttempts >= 5) this.viewSynced = true
+  }
+
+  private async syncViewFrom (peer: string): Promise<void> {
+    try {
+      const reply = ViewReply.safeParse((await callRpc(this.mesh, peer, VIEW_PROTOCOL, {}, { timeoutMs: 5_000 })).result)
+      if (!reply.success) throw new Error('malformed view reply')
+      const received = Date.now()
+      let taken = 0
+      for (const { sealed, ageMs } of reply.data.heartbeats) {
+        const bytes = new Uint8Array(Buffer.from(sealed, 'base64'))
+        let opened: { data: Uint8Array, sender?: unknown }
+        try {
+          opened = await this.mesh.openSealed(HEARTBEAT_TOPIC, bytes)
+        } catch {
+          continue // stale, replayed (already heard by gossip) or not genuine: the next heartbeat will do
+        }
+        const hb = decodeMessage(HeartbeatTopicMessage, opened.data)
+        const signer = (opened.sender as { node?: string } | undefined)?.node
+        if (hb?.type !== 'heartbeat' || (signer != null && signer !== hb.peerId) || hb.peerId === this.selfId) continue
+        this.takeHeartbeat(hb, bytes, received - ageMs)
+        taken++
+      }
+      this.log.debug({ peer, offered: reply.data.heartbeats.length, taken }, 'took a peer\'s view of the mesh')
+    } catch (err) {
+      this.log.debug({ peer, err: describeError(err) }, 'view sync failed; asking again shortly')
+    }
   }
 
   private onSchedulerMessage (m: SchedulerMessage, from: string): void {
@@ -1105,22 +1250,56 @@ export class WorkloadRuntime {
     return [...new Set(this.mesh.peers().map(p => p.peerId))].sort()
   }
 
+  /** This node's heartbeat interval now: see HEARTBEAT_NODES_PER_INTERVAL. */
+  heartbeatInterval (): number {
+    const nodes = this.view.livePeerIds().length
+    return Math.round(this.cfg.heartbeatMs * Math.max(1, nodes / HEARTBEAT_NODES_PER_INTERVAL))
+  }
+
+  /** What peers must hear of soon: this node's replicas (not their counters) and resources. */
+  private fingerprint (replicas: Heartbeat['replicas'], allocated: Heartbeat['allocated'], capabilities: string[]): string {
+    return JSON.stringify([replicas.map(r => [r.workloadId, r.replica, r.epoch, r.status, r.pod?.phase, r.pod?.restarts]), allocated, capabilities, this.init.trust.policy.version])
+  }
+
+  private heartbeatTick (): void {
+    if (this.stopped || !this.mesh.started) return
+    const now = Date.now()
+    if (!this.viewSynced && now >= this.nextViewSyncAt) void this.syncView()
+    const since = now - this.lastHeartbeatAt
+    const interval = Math.min(this.heartbeatInterval(), this.announcedInterval)
+    if (since >= interval) { this.heartbeat(); return }
+    if (this.lastHeartbeatUnheard && this.mesh.topicPeers(HEARTBEAT_TOPIC).length > 0) { this.heartbeat(); return }
+    if (since < EARLY_HEARTBEAT_GAP * interval) return
+    const replicas = [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()]
+    if (this.fingerprint(replicas, this.allocated(), this.capabilities()) !== this.lastFingerprint) this.heartbeat()
+  }
+
   private heartbeat (): void {
     if (this.stopped || !this.mesh.started) return
+    const replicas = [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()]
+    const allocated = this.allocated()
+    const capabilities = this.capabilities()
+    this.lastHeartbeatAt = Date.now()
+    this.lastFingerprint = this.fingerprint(replicas, allocated, capabilities)
     const hb: Heartbeat = {
       type: 'heartbeat',
       peerId: this.selfId,
       ts: Date.now(),
       labels: this.init.labels,
       capacity: this.init.capacity,
-      allocated: this.allocated(),
+      allocated,
       uptimeMs: Date.now() - this.startedAt,
-      capabilities: this.capabilities(),
-      replicas: [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()],
+      capabilities,
+      replicas,
       policy: this.init.trust.policy.version,
-      links: this.links()
+      links: this.links(),
+      intervalMs: this.heartbeatInterval()
     }
-    this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).catch(err => { this.log.debug({ err: describeError(err) }, 'heartbeat publish failed') })
+    this.announcedInterval = hb.intervalMs!
+    this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).then(r => {
+      this.lastSealedHeartbeat = r.sealed
+      this.lastHeartbeatUnheard = r.recipients.length === 0
+    }, err => { this.log.debug({ err: describeError(err) }, 'heartbeat publish failed') })
   }
 
   /**
@@ -1208,7 +1387,7 @@ export class WorkloadRuntime {
     const why = record.status === 'Pending'
       ? `tenderer ${record.updatedBy} stopped answering during the tender; replicas ${missing.join(', ')} not running`
       : lost.length > 0
-        ? lost.map(p => `replica ${p.replica} on ${p.peerId} lost (${this.view.hasDisconnected(p.peerId) ? 'its connection dropped' : `no heartbeat for ${this.cfg.heartbeatTimeoutMs} ms`})`).join('; ')
+        ? lost.map(p => `replica ${p.replica} on ${p.peerId} lost (${this.view.lossReason(p.peerId)})`).join('; ')
         : `replicas ${missing.join(', ')} not running`
     this.log.warn({ workload: record.spec.id, missing, epoch }, `re-tendering: ${why}`)
     const unplaced = record.status === 'Unschedulable' || record.status === 'Failed' || record.status === 'Pending'

@@ -4,7 +4,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
 import type { TopicScoreParams } from '@libp2p/gossipsub/score'
 import { identify, type Identify } from '@libp2p/identify'
-import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT, type SingleKadDHT } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { TypedEventEmitter, type PrivateKey, type Startable, type AbortOptions, type Connection, type Stream, type StreamHandler } from '@libp2p/interface'
@@ -25,7 +25,9 @@ import { decodeRecord, encodeRecord, RECORD_NAMESPACE, selectRecord, validateRec
 export const KAD_PROTOCOL = '/beemesh/kad/1.0.0'
 /** Below this many peers a node keeps looking for more through the DHT. */
 export const DISCOVERY_TARGET = 16
+/** The first periodic lookup comes this long after start; each that finds no new peer doubles the wait, up to the max. */
 const DISCOVERY_INTERVAL_MS = 5_000
+const DISCOVERY_MAX_INTERVAL_MS = 5 * 60_000
 
 export interface MeshNodeInit {
   privateKey: PrivateKey
@@ -65,6 +67,14 @@ export interface GossipGuard {
   /** Called when gossipsub's score of a peer fell below the graylist threshold and the node hung up on it. */
   onBanned?: (peerId: string, score: number) => void
 }
+
+/**
+ * Gossip mesh degree: 4 peers per topic (3–6) rather than gossipsub's 6
+ * (4–12). Every message reaches each node about D times, so this cuts the
+ * duplicates a node decodes and forwards by a third; with 50 nodes a message
+ * still crosses the mesh in about three hops.
+ */
+export const GOSSIP_DEGREES = { D: 4, Dlo: 3, Dhi: 6, Dscore: 2, Dout: 1, Dlazy: 4 }
 
 /** Peer scoring: invalid messages (P4, squared, weight -100) on BeeMesh topics drive a peer below the graylist threshold after 4 of them. */
 export const SCORE_THRESHOLDS = { gossipThreshold: -100, publishThreshold: -500, graylistThreshold: -1_000, acceptPXThreshold: 10, opportunisticGraftThreshold: 1 }
@@ -108,6 +118,8 @@ export interface MeshMessage {
   sequenceNumber: bigint
   /** With a guard: who signed the message (the guard's Sender). */
   sender?: MessageSender
+  /** With a guard: the message as sealed by its author, which a peer can check again (`openSealed`) if relayed. */
+  sealed?: Uint8Array
 }
 
 export interface MeshNodeEvents extends BootstrapEvents {
@@ -128,6 +140,8 @@ export interface PutResult {
 export interface PublishResult {
   topic: string
   recipients: string[]
+  /** What went out: the payload as the guard sealed it (the payload itself without a guard). */
+  sealed: Uint8Array
 }
 
 type Services = { identify: Identify, ping: Ping, dht: KadDHT, pubsub: GossipSub }
@@ -171,6 +185,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   private startedAt = 0
   private discoveryTimer?: NodeJS.Timeout
   private discoveryInterval?: NodeJS.Timeout
+  private discoveryWaitMs = DISCOVERY_INTERVAL_MS
   private discovering = false
   /** Payloads opened by the topic validator, delivered with the message event. */
   private readonly opened = new WeakMap<Uint8Array, { data: Uint8Array, sender: MessageSender }>()
@@ -207,6 +222,10 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
         listen: this.listen.map(String),
         announce: this.announce.map(String)
       },
+      // Every connection is pinged both ways: at libp2p's 10 s that is 10 ping streams a second
+      // per node at rest with 50 peers. Dead peers are found by refused dials and heartbeats;
+      // this only clears out connections that went silent without a reset.
+      connectionMonitor: { pingInterval: 120_000 },
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
@@ -229,6 +248,16 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
           allowQueryWithZeroPeers: true
         }),
         pubsub: gossipsub({
+          ...GOSSIP_DEGREES,
+          // What a message costs each node is mostly per frame (noise, yamux, a syscall),
+          // not per byte: a node's own messages go to its topic mesh like any other
+          // (not flooded to every subscribed peer), and no IDONTWANT is sent for
+          // BeeMesh's small messages (docs/benchmarks.md#scale).
+          floodPublish: false,
+          idontwantMinDataSize: 64 * 1024,
+          // IHAVE gossip each gossipsub heartbeat goes to max(Dlazy, gossipFactor × non-mesh peers):
+          // at 0.25, 12 peers a second with 50 connections; 0.1 keeps it at about 5.
+          gossipFactor: 0.1,
           globalSignaturePolicy: 'StrictSign',
           allowPublishToZeroTopicPeers: true,
           emitSelf: false,
@@ -249,6 +278,11 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     })
     node.addEventListener('peer:disconnect', evt => {
       this.safeDispatch('peer:disconnect', evt.detail.toString())
+      // Fewer peers than wanted again: look soon, not after a long backoff.
+      if (node.getPeers().length < DISCOVERY_TARGET && this.discoveryWaitMs > DISCOVERY_INTERVAL_MS) {
+        this.discoveryWaitMs = DISCOVERY_INTERVAL_MS
+        this.schedulePeriodicDiscovery()
+      }
     })
     node.addEventListener('peer:identify', evt => {
       const peerId = evt.detail.peerId.toString()
@@ -266,7 +300,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
         data = opened.data
         sender = opened.sender
       }
-      this.safeDispatch('message', { topic: msg.topic, from: msg.from.toString(), data, sequenceNumber: msg.sequenceNumber, ...(sender !== undefined ? { sender } : {}) })
+      this.safeDispatch('message', { topic: msg.topic, from: msg.from.toString(), data, sequenceNumber: msg.sequenceNumber, ...(sender !== undefined ? { sender, sealed: msg.data } : {}) })
     })
 
     try {
@@ -280,8 +314,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     }
     this.libp2p = node
     this.startedAt = Date.now()
-    this.discoveryInterval = setInterval(() => { this.scheduleDiscovery(0) }, DISCOVERY_INTERVAL_MS)
-    this.discoveryInterval.unref()
+    this.schedulePeriodicDiscovery()
     if (this.init.guard != null) {
       this.scoreTimer = setInterval(() => { this.dropLowScorers() }, 1_000)
       this.scoreTimer.unref()
@@ -326,7 +359,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     this.bootstrapper?.stop()
     this.bootstrapper = undefined
     clearTimeout(this.discoveryTimer)
-    clearInterval(this.discoveryInterval)
+    clearTimeout(this.discoveryInterval)
     clearInterval(this.scoreTimer)
     this.libp2p = undefined
     await node.stop()
@@ -343,8 +376,25 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
    * id dials the peers closest to it. kad-dht runs such a self-query once at
    * start, often before the rest of the mesh has joined; this repeats it
    * (debounced) whenever a peer connects and periodically, while the node has
-   * fewer than DISCOVERY_TARGET peers.
+   * fewer than DISCOVERY_TARGET peers. A periodic lookup that finds no new
+   * peer doubles the wait for the next (5 s up to 5 min): a small mesh where
+   * everyone knows everyone stops asking; losing a peer starts over at 5 s.
    */
+  private schedulePeriodicDiscovery (): void {
+    clearTimeout(this.discoveryInterval)
+    if (this.libp2p == null) return
+    this.discoveryInterval = setTimeout(() => {
+      void (async () => {
+        const before = this.libp2p?.getPeers().length ?? 0
+        await this.discover()
+        const after = this.libp2p?.getPeers().length ?? 0
+        this.discoveryWaitMs = after > before ? DISCOVERY_INTERVAL_MS : Math.min(DISCOVERY_MAX_INTERVAL_MS, this.discoveryWaitMs * 2)
+        this.schedulePeriodicDiscovery()
+      })()
+    }, this.discoveryWaitMs)
+    this.discoveryInterval.unref()
+  }
+
   private scheduleDiscovery (delayMs: number): void {
     if (this.libp2p == null || this.discoveryTimer != null) return
     this.discoveryTimer = setTimeout(() => {
@@ -366,6 +416,41 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       this.log.debug({ err: describeError(err) }, 'peer discovery lookup ended early')
     } finally {
       this.discovering = false
+    }
+  }
+
+  /** An open connection to the peer exists now. */
+  isConnected (peerId: string): boolean {
+    return this.libp2p?.getConnections().some(c => c.status === 'open' && c.remotePeer.toString() === peerId) ?? false
+  }
+
+  /**
+   * Dials the peer (an open connection counts): `yes`; `refused` when every
+   * address it is known by refused the connection (its host is up and nothing
+   * listens there: the process is gone); `unknown` for a timeout or anything
+   * else (a slow or busy peer, or a partition, looks the same).
+   */
+  async reachable (peerId: string, timeoutMs: number): Promise<'yes' | 'refused' | 'unknown'> {
+    if (this.isConnected(peerId)) return 'yes'
+    const node = this.libp2p
+    if (node == null) return 'unknown'
+    try {
+      await node.dial(peerIdFromString(peerId), { signal: AbortSignal.timeout(timeoutMs) })
+      return 'yes'
+    } catch (err) {
+      const causes = flattenErrors(err)
+      return causes.length > 0 && causes.every(e => /ECONNREFUSED/.test(`${(e as NodeJS.ErrnoException).code ?? ''} ${e.message}`)) ? 'refused' : 'unknown'
+    }
+  }
+
+  /** What the node's DHT and gossip look like from here (for status and the scale bench). */
+  stats (): { routingTable: number, topicMesh: Record<string, number> } {
+    const node = this.node
+    const pubsub = node.services.pubsub
+    return {
+      routingTable: (node.services.dht as KadDHT & Partial<Pick<SingleKadDHT, 'routingTable'>>).routingTable?.size ?? 0,
+      // The implementation has getMeshPeers; @libp2p/gossipsub's GossipSub interface does not declare it.
+      topicMesh: Object.fromEntries(pubsub.getTopics().map(t => [t, (pubsub as GossipSub & { getMeshPeers?: (topic: string) => string[] }).getMeshPeers?.(t).length ?? 0]))
     }
   }
 
@@ -532,7 +617,17 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   async publish (topic: string, data: Uint8Array, { as }: { as?: unknown } = {}): Promise<PublishResult> {
     const payload = this.init.guard != null ? await this.init.guard.seal(topic, data, as) : data
     const { recipients } = await this.node.services.pubsub.publish(topic, payload)
-    return { topic, recipients: recipients.map(String) }
+    return { topic, recipients: recipients.map(String), sealed: payload }
+  }
+
+  /**
+   * Checks a message sealed for `topic` that reached this node some other way
+   * than gossip (relayed by a peer), as the topic validator would: the guard
+   * verifies the author's signature and credential and refuses a replay.
+   */
+  async openSealed (topic: string, sealed: Uint8Array): Promise<{ data: Uint8Array, sender?: MessageSender }> {
+    if (this.init.guard == null) return { data: sealed }
+    return await this.init.guard.open(topic, sealed)
   }
 
   /** Serves a `/beemesh/<name>/1.0.0` stream protocol. */
@@ -554,6 +649,14 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       this.log.error({ type, err: describeError(err) }, 'mesh event listener failed')
     }
   }
+}
+
+/** The leaf errors under an error (AggregateError members, causes). */
+function flattenErrors (err: unknown, depth = 0): Error[] {
+  if (!(err instanceof Error) || depth > 4) return []
+  if (err instanceof AggregateError && err.errors.length > 0) return err.errors.flatMap(e => flattenErrors(e, depth + 1))
+  if (err.cause instanceof Error) return flattenErrors(err.cause, depth + 1)
+  return [err]
 }
 
 function peerIdOf (privateKey: PrivateKey): string {

@@ -68,4 +68,53 @@ test('a replica missing from a peer\'s next heartbeat is gone from the view; oth
   assert.equal(view.remoteReplicas('default/b').map(r => r.handled), [3])
 })
 
+test('a peer\'s timeout is 3.5 of the heartbeat interval it announces, never less than this node\'s', () => {
+  let now = 1_000
+  const view = new MeshView(SELF, 3_500, () => now)
+  view.onHeartbeat({ ...heartbeat([]), intervalMs: 10_000 })
+  assert.is(view.timeoutOf(PEER), 35_000)
+  now += 30_000
+  assert.ok(view.isLive(PEER), 'a 50-node mesh heartbeats every ~17 s: silence shorter than 3.5 intervals is not death')
+  now += 5_001
+  assert.not.ok(view.isLive(PEER))
+  assert.match(view.lossReason(PEER), /no heartbeat for 35000 ms/)
+  view.onHeartbeat({ ...heartbeat([]), intervalMs: 500 })
+  assert.is(view.timeoutOf(PEER), 3_500)
+})
+
+test('a peer-down report makes a peer dead until its next heartbeat, and says who reported it', () => {
+  let now = 1_000
+  const REPORTER = '12D3KooWRepoRepoRepoRepoRepoRepoRepoRepoRepoRepo'
+  const view = new MeshView(SELF, 3_500, () => now)
+  view.onHeartbeat({ ...heartbeat([{ workloadId: 'default/a', replica: 0, epoch: 1, status: 'running', handled: 0, failures: 0 }]), intervalMs: 10_000 })
+  assert.not.ok(view.reportedDown(PEER))
+  now += 5
+  view.onDisconnect(PEER, REPORTER)
+  assert.not.ok(view.isLive(PEER))
+  assert.ok(view.reportedDown(PEER))
+  assert.is(view.lossReason(PEER), `reported down by ${REPORTER}`)
+  assert.equal(view.remoteReplicas('default/a'), [])
+  now += 5
+  view.onHeartbeat({ ...heartbeat([]), ts: 1 })
+  assert.ok(view.isLive(PEER), 'its own heartbeat refutes the report')
+  assert.not.ok(view.reportedDown(PEER))
+  view.onDisconnect(PEER)
+  assert.is(view.lossReason(PEER), 'its connection dropped')
+  view.onReconnect(PEER)
+  assert.ok(view.isLive(PEER))
+})
+
+test('a relayed heartbeat older than the one held is ignored; a newer one is taken with its sealed bytes', () => {
+  let now = 10_000
+  const view = new MeshView(SELF, 3_500, () => now)
+  view.onHeartbeat({ ...heartbeat([]), ts: 500 })
+  view.onHeartbeat({ ...heartbeat([{ workloadId: 'default/a', replica: 0, epoch: 1, status: 'running', handled: 0, failures: 0 }]), ts: 400 }, { seenAt: now - 2_000 })
+  assert.equal(view.remoteReplicas('default/a'), [], 'older (by the author\'s clock and by when it was heard) than what is held')
+  const sealed = new Uint8Array([1, 2, 3])
+  now += 100
+  view.onHeartbeat({ ...heartbeat([]), ts: 600 }, { sealed, seenAt: now - 50 })
+  assert.is(view.livePeers()[0]?.sealed, sealed)
+  assert.is(view.lastSeen(PEER), now - 50)
+})
+
 test.run()
