@@ -15,7 +15,7 @@ export interface ScaleResults {
   at?: string
   sizes: Array<{
     nodes: number
-    formation: { spawnMs: number, dhtMs: number, meshMs: number }
+    formation: { spawnMs: number, dhtMs: number, meshMs: number, joinMs?: { p50: number, max: number } }
     dht: { getMs: { p50: number, p99: number }, rawGetMs: { p50: number, p99: number } }
     apply: { latencyMs: { p50: number, p99: number }, workloads: number }
     rssMb: { idle: { p50: number, max: number }, afterWorkloads: { p50: number, max: number }, rawIdle: number }
@@ -32,7 +32,15 @@ const PANELS: Array<{ title: string, unit: string, series: Array<[string, (s: Sc
     series: [
       ['all spawned', s => s.formation.spawnMs / 1000],
       ['DHT neighbours', s => s.formation.dhtMs / 1000],
-      ['heartbeat mesh', s => s.formation.meshMs / 1000]
+      ['everyone hears everyone', s => s.formation.meshMs / 1000]
+    ]
+  },
+  {
+    title: 'A node joins',
+    unit: 's after it starts',
+    series: [
+      ['p50', s => (s.formation.joinMs?.p50 ?? NaN) / 1000],
+      ['max', s => (s.formation.joinMs?.max ?? NaN) / 1000]
     ]
   },
   {

@@ -1,10 +1,12 @@
 /**
  * Scale: fresh meshes of 10, 25 and 50 `beemesh node start` processes on
  * loopback (`BENCH_SCALE_SIZES=10,25,50`), each measured, then torn down:
- *  - formation: spawn → every node has DHT neighbours (connected peers ≥
- *    min(n-1, DISCOVERY_TARGET)) and → every node hears every other's heartbeat
- *    (`/v1/nodes`: n-1 peers ready, i.e. the heartbeat topic's gossip mesh
- *    reaches everyone);
+ *  - formation, polled from the first spawn on: each node's join time (from
+ *    its process printing "running" to having DHT neighbours, connected peers
+ *    ≥ min(n-1, DISCOVERY_TARGET), and a place in the heartbeat topic's gossip
+ *    mesh, ≥ min(n-1, 3) mesh peers); the whole mesh's: spawn → every node has
+ *    DHT neighbours, and → every node hears every other's heartbeat
+ *    (`/v1/nodes`: n-1 peers ready);
  *  - DHT get p50/p99: signed records put through random nodes, each read
  *    through another random node's API, beside the same get by a plain
  *    libp2p kad-dht node (MeshNode, no BeeMesh layer) in its own process,
@@ -42,7 +44,7 @@ const RECORDS = env('BENCH_SCALE_RECORDS', 50)
 const WORKLOADS = env('BENCH_SCALE_WORKLOADS', 500)
 const CONCURRENCY = env('BENCH_SCALE_CONCURRENCY', 16)
 /** Node processes starting at once: each takes ~1 s of CPU to load, on 2 shared cores. */
-const SPAWN_CONCURRENCY = env('BENCH_SCALE_SPAWN_CONCURRENCY', 4)
+const SPAWN_CONCURRENCY = env('BENCH_SCALE_SPAWN_CONCURRENCY', 3)
 const SETTLE_MS = env('BENCH_SCALE_SETTLE_S', 10) * 1000
 const CPU_WINDOW_MS = env('BENCH_SCALE_CPU_WINDOW_S', 10) * 1000
 /** No new apply is issued after this long: a mesh that places slowly still ends in bounded time. */
@@ -53,8 +55,10 @@ const APPLY_DEADLINE_MS = env('BENCH_SCALE_APPLY_DEADLINE_S', 120) * 1000
  */
 const MAX_RSS_BYTES = env('BENCH_SCALE_MAX_RSS_GB', 12) * 2 ** 30
 const BOOTSTRAP_NODES = 3
-/** What drives CPU at rest: every node publishes a heartbeat this often (WorkloadRuntime's default). */
-const HEARTBEAT_MS = 1_000
+/** The heartbeat topic, whose gossip mesh a node must join (status.topicMesh). */
+const HEARTBEAT_TOPIC = 'beemesh.heartbeat.v1'
+/** A node is in the topic mesh with this many mesh peers (gossipsub's Dlo in mesh-node.ts), or all n-1 in smaller meshes. */
+const TOPIC_MESH_MIN = 3
 const CLK_TCK = 100
 const PLOT = join(ROOT, 'docs', 'images', 'scale.svg')
 
@@ -249,7 +253,7 @@ async function pool<T, R> (items: T[], limit: number, fn: (item: T, i: number) =
 
 export interface ScaleSizeResult {
   nodes: number
-  formation: { spawnMs: number, dhtMs: number, meshMs: number, dhtPeerTarget: number, peersAtMeshReady: Spread }
+  formation: { spawnMs: number, dhtMs: number, meshMs: number, fullViewAfterSpawnMs: number, joinMs: Spread, dhtPeerTarget: number, topicMeshTarget: number, peersAtMeshReady: Spread, heartbeatMs: number }
   dht: { records: number, putMs: ReturnType<typeof summary>, getMs: ReturnType<typeof summary>, rawGetMs: ReturnType<typeof summary>, ratioP50: number, ratioP99: number, failedGets: number, failedRawGets: number }
   apply: { workloads: number, issued: number, stoppedBy: string | null, concurrency: number, latencyMs: ReturnType<typeof summary>, seconds: number, placementsPerSecond: number, running: number, failed: number, replicasPerNode: Spread, replicasInAll: number }
   rssMb: { idle: Spread, afterWorkloads: Spread, rawIdle: number, rawAfterWorkloads: number }
@@ -270,47 +274,67 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
   let raw: RawNode | undefined
   let watch: NodeJS.Timeout | undefined
   try {
-    // 1. formation
+    // 1. formation: spawning, with a poller watching every node that runs from the start
     const t0 = performance.now()
+    const dhtTarget = Math.min(n - 1, DISCOVERY_TARGET)
+    const topicTarget = Math.min(n - 1, TOPIC_MESH_MIN)
+    const runningAt = new Map<NodeProc, number>()
+    const joinedAt = new Map<NodeProc, number>()
+    const dhtAt = new Map<NodeProc, number>()
+    const meshAt = new Map<NodeProc, number>()
+    const last = new Map<NodeProc, { peers: number, topic: number, ready: number }>()
+    const peersAtMesh: number[] = []
     const spawn = async (i: number, bootstrap: string[]): Promise<NodeProc> => {
       const node = await startNodeProcess(app, i, join(base, `node-${i}`), bootstrap, trustFlags(trust))
+      runningAt.set(node, performance.now() - t0)
       nodes.push(node)
       return node
     }
-    const first = await spawn(0, [])
-    const seeds = [first.address]
-    for (let i = 1; i < Math.min(BOOTSTRAP_NODES, n); i++) seeds.push((await spawn(i, [first.address])).address)
-    await pool(Array.from({ length: Math.max(0, n - BOOTSTRAP_NODES) }, (_, k) => k + BOOTSTRAP_NODES), SPAWN_CONCURRENCY, async i => await spawn(i, seeds))
-    const spawnMs = performance.now() - t0
-    log(`spawned ${n} node processes in ${fmt(spawnMs / 1000, 1)} s (${SPAWN_CONCURRENCY} at a time, bootstrap: the first ${seeds.length})`)
-
-    const dhtTarget = Math.min(n - 1, DISCOVERY_TARGET)
-    const formTimeoutMs = 60_000 + 2_000 * n
-    const dhtAt = new Map<NodeProc, number>()
-    const meshAt = new Map<NodeProc, number>()
-    const last = new Map<NodeProc, { peers: number, ready: number }>()
-    const peersAtMesh: number[] = []
-    const deadline = Date.now() + formTimeoutMs
-    while (meshAt.size < n || dhtAt.size < n) {
-      if (Date.now() > deadline) {
-        const behind = nodes.filter(p => !meshAt.has(p) || !dhtAt.has(p)).map(p => `${p.peerId.slice(-8)} (peers ${last.get(p)?.peers ?? '?'}/${dhtTarget}, heartbeats ready ${last.get(p)?.ready ?? '?'}/${n - 1})`)
-        throw new Error(`the ${n}-node mesh did not form within ${formTimeoutMs / 1000} s: ${behind.length} node(s) behind: ${behind.slice(0, 10).join(', ')}${behind.length > 10 ? ', …' : ''}`)
-      }
-      await pool(nodes.filter(p => !meshAt.has(p) || !dhtAt.has(p)), 8, async p => {
+    let spawning = true
+    const pollOnce = async (): Promise<void> => {
+      await pool(nodes.filter(p => !meshAt.has(p) || !dhtAt.has(p) || !joinedAt.has(p)), 8, async p => {
         try {
           const [status, seen] = await Promise.all([p.status(), p.api.request<NodeSummary[]>('/v1/nodes', { timeoutMs: 5_000 })])
           const ready = seen.filter(s => !s.self && s.ready).length
-          last.set(p, { peers: status.peerCount, ready })
+          const topic = status.topicMesh?.[HEARTBEAT_TOPIC] ?? 0
+          last.set(p, { peers: status.peerCount, topic, ready })
           const now = performance.now() - t0
           if (!dhtAt.has(p) && status.peerCount >= dhtTarget) dhtAt.set(p, now)
-          if (!meshAt.has(p) && ready >= n - 1) { meshAt.set(p, now); peersAtMesh.push(status.peerCount) }
+          if (!joinedAt.has(p) && status.peerCount >= dhtTarget && topic >= topicTarget) joinedAt.set(p, now)
+          // The whole mesh hears every node only once all are spawned.
+          if (!spawning && !meshAt.has(p) && ready >= n - 1) { meshAt.set(p, now); peersAtMesh.push(status.peerCount) }
         } catch { /* a busy node answers next round */ }
       })
+    }
+    const poller = (async () => { while (spawning) { await pollOnce(); await sleep(500) } })()
+    let spawnMs: number
+    const seeds: string[] = []
+    try {
+      const first = await spawn(0, [])
+      seeds.push(first.address)
+      for (let i = 1; i < Math.min(BOOTSTRAP_NODES, n); i++) seeds.push((await spawn(i, [first.address])).address)
+      await pool(Array.from({ length: Math.max(0, n - BOOTSTRAP_NODES) }, (_, k) => k + BOOTSTRAP_NODES), SPAWN_CONCURRENCY, async i => await spawn(i, seeds))
+      spawnMs = performance.now() - t0
+      log(`spawned ${n} node processes in ${fmt(spawnMs / 1000, 1)} s (${SPAWN_CONCURRENCY} at a time, bootstrap: the first ${seeds.length})`)
+    } finally {
+      spawning = false
+      await poller
+    }
+    const formTimeoutMs = 60_000 + 2_000 * n
+    const deadline = Date.now() + formTimeoutMs
+    while (meshAt.size < n || dhtAt.size < n || joinedAt.size < n) {
+      if (Date.now() > deadline) {
+        const behind = nodes.filter(p => !meshAt.has(p) || !dhtAt.has(p) || !joinedAt.has(p)).map(p => `${p.peerId.slice(-8)} (peers ${last.get(p)?.peers ?? '?'}/${dhtTarget}, topic mesh ${last.get(p)?.topic ?? '?'}/${topicTarget}, heartbeats ready ${last.get(p)?.ready ?? '?'}/${n - 1})`)
+        throw new Error(`the ${n}-node mesh did not form within ${formTimeoutMs / 1000} s: ${behind.length} node(s) behind: ${behind.slice(0, 10).join(', ')}${behind.length > 10 ? ', …' : ''}`)
+      }
+      await pollOnce()
       await sleep(200)
     }
     const dhtMs = Math.max(...dhtAt.values())
     const meshMs = Math.max(...meshAt.values())
-    log(`formed: every node has ≥ ${dhtTarget} DHT peers at ${fmt(dhtMs / 1000, 1)} s, hears all ${n - 1} others' heartbeats at ${fmt(meshMs / 1000, 1)} s (connected peers when formed: ${JSON.stringify(spread(peersAtMesh))})`)
+    const joinMs = spread(nodes.map(p => joinedAt.get(p)! - runningAt.get(p)!))
+    const heartbeatMs = (await nodes[0]!.status()).heartbeatMs ?? NaN
+    log(`formed: a node joins (≥ ${dhtTarget} DHT peers and ≥ ${topicTarget} heartbeat-mesh peers) ${fmt(joinMs.p50 / 1000, 1)} s after it starts (p50; max ${fmt(joinMs.max / 1000, 1)} s); every node has its DHT peers at ${fmt(dhtMs / 1000, 1)} s and hears all ${n - 1} others' heartbeats at ${fmt(meshMs / 1000, 1)} s, ${fmt((meshMs - spawnMs) / 1000, 1)} s after the last started (connected peers then: ${JSON.stringify(spread(peersAtMesh))}; heartbeat interval ${heartbeatMs} ms)`)
 
     // The plain libp2p node joins too: raw DHT gets, and the idle baseline process.
     raw = await startRawNode(app, seeds)
@@ -440,7 +464,7 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
 
     return {
       nodes: n,
-      formation: { spawnMs, dhtMs, meshMs, dhtPeerTarget: dhtTarget, peersAtMeshReady: spread(peersAtMesh) },
+      formation: { spawnMs, dhtMs, meshMs, fullViewAfterSpawnMs: meshMs - spawnMs, joinMs, dhtPeerTarget: dhtTarget, topicMeshTarget: topicTarget, peersAtMeshReady: spread(peersAtMesh), heartbeatMs },
       dht: { records: RECORDS, putMs, getMs, rawGetMs, ratioP50: getMs.p50 / rawGetMs.p50, ratioP99: getMs.p99 / rawGetMs.p99, failedGets, failedRawGets },
       apply: { workloads: WORKLOADS, issued, stoppedBy: memoryStop ?? (issued < WORKLOADS ? 'deadline' : null), concurrency: CONCURRENCY, latencyMs, seconds, placementsPerSecond: latencies.length / seconds, running, failed: failedApplies, replicasPerNode, replicasInAll: perNode.filter(Number.isFinite).reduce((a, b) => a + b, 0) },
       rssMb: { idle: spread(rssIdle), afterWorkloads: spread(rssAfter), rawIdle: rawRssIdle, rawAfterWorkloads: rawRssAfter },
@@ -462,8 +486,12 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
 function table (results: ScaleSizeResult[]): string {
   const rows: Array<[string, (r: ScaleSizeResult) => number, number]> = [
     ['spawn all processes (s)', r => r.formation.spawnMs / 1000, 1],
-    ['formation: DHT neighbours (s)', r => r.formation.dhtMs / 1000, 1],
-    ['formation: heartbeat mesh (s)', r => r.formation.meshMs / 1000, 1],
+    ['a node joins, p50 (s after it starts)', r => r.formation.joinMs.p50 / 1000, 1],
+    ['a node joins, max (s)', r => r.formation.joinMs.max / 1000, 1],
+    ['every node has DHT peers (s from 1st spawn)', r => r.formation.dhtMs / 1000, 1],
+    ['everyone hears everyone (s from 1st spawn)', r => r.formation.meshMs / 1000, 1],
+    ['… after the last node started (s)', r => r.formation.fullViewAfterSpawnMs / 1000, 1],
+    ['heartbeat interval (s)', r => r.formation.heartbeatMs / 1000, 1],
     ['DHT get p50 (ms)', r => r.dht.getMs.p50, 1],
     ['DHT get p99 (ms)', r => r.dht.getMs.p99, 1],
     ['plain kad-dht get p50 (ms)', r => r.dht.rawGetMs.p50, 1],
@@ -519,11 +547,11 @@ export async function run (): Promise<void> {
     }
     const wallSeconds = (performance.now() - wall) / 1000
     if (results.length > 0) process.stdout.write(`\n${table(results)}`)
-    process.stdout.write(`heartbeat interval (what drives CPU at rest): ${HEARTBEAT_MS} ms per node; wall time ${fmt(wallSeconds, 0)} s\n`)
+    process.stdout.write(`wall time ${fmt(wallSeconds, 0)} s\n`)
     const result = {
       sizes: results,
       failures,
-      settings: { sizes: SIZES, records: RECORDS, workloads: WORKLOADS, concurrency: CONCURRENCY, spawnConcurrency: SPAWN_CONCURRENCY, bootstrapNodes: BOOTSTRAP_NODES, settleS: SETTLE_MS / 1000, applyDeadlineS: APPLY_DEADLINE_MS / 1000, cpuWindowS: CPU_WINDOW_MS / 1000, heartbeatMs: HEARTBEAT_MS, dhtPeerTarget: `min(n-1, ${DISCOVERY_TARGET})` },
+      settings: { sizes: SIZES, records: RECORDS, workloads: WORKLOADS, concurrency: CONCURRENCY, spawnConcurrency: SPAWN_CONCURRENCY, bootstrapNodes: BOOTSTRAP_NODES, settleS: SETTLE_MS / 1000, applyDeadlineS: APPLY_DEADLINE_MS / 1000, cpuWindowS: CPU_WINDOW_MS / 1000, dhtPeerTarget: `min(n-1, ${DISCOVERY_TARGET})` },
       wallSeconds
     }
     const path = await writeResult('scale', result)

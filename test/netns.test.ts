@@ -118,8 +118,8 @@ it('partition {0,1} | {2,3}: each side sees the other not ready, and gossip does
   assert.not.ok(received(subs[3]!, 'a-during-partition'), 'node 3 got a message published on side A')
   assert.not.ok(received(subs[0]!, 'b-during-partition'), 'node 0 got a message published on side B')
 
-  // libp2p itself only notices through its connection monitor (a ping every 10 s).
-  // Waiting for that makes the heal below a real re-join, not a TCP retransmit.
+  // A node hangs up on a peer whose heartbeats stopped (3.5 of its intervals; libp2p's own
+  // ping comes every 2 min). Waiting for that makes the heal below a real re-join, not a TCP retransmit.
   const dropped = await timeEach(cut, async i => JSON.stringify(await peerIds(nodes[i]!)) === JSON.stringify(othersOf(i, sideOf(i))), 30_000, i => `node ${i} to drop its connections to the far side`)
   console.log(`  partition: libp2p connections to the far side closed after ${fmt(dropped)}`)
   for (const i of nodes.keys()) assert.ok(await readyMatches(i, sideOf(i)), `node ${i} still sees its own side ready`)

@@ -157,14 +157,17 @@ test('a replayed award is refused by every member', async () => {
   await writeFile(credFile, JSON.stringify(await issueCredential(trust.rootKey, rogueId)))
   const r = rogue([nodes[0]!.address, 'replay-award', credFile, rogueKey])
   await r.waitForOutput(/"event":"listening"/)
-  const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { reason: 'replayed' })))
+  const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'beemesh.scheduler.v1', reason: 'replayed' })))
   const applied = await cli(['apply', join(ROOT, 'test/fixtures/security/relay.ts'), '--api', nodes[0]!.apiUrl])
   assert.is(applied.code, 0, applied.stderr)
   await r.waitForOutput(/"event":"replayed"/)
+  let after: number[] = []
   await waitUntil(async () => {
-    const after = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'beemesh.scheduler.v1', reason: 'replayed' })))
+    after = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'beemesh.scheduler.v1', reason: 'replayed' })))
     return after.every((v, i) => v > before[i]!)
-  }, { what: 'every member to refuse the replayed award' })
+  }, { what: 'every member to refuse the replayed award' }).catch(err => {
+    throw new Error(`${(err as Error).message}: replay refusals before ${JSON.stringify(before)}, after ${JSON.stringify(after)}; rogue: ${r.stdout().trim().split('\n').join(' | ')}`)
+  })
   // Still one replica, at the epoch it was awarded.
   const w = await nodes[2]!.api.request<{ placement: Array<{ replica: number }>, epoch: number }>('/v1/workloads/default/relay')
   assert.is(w.placement.length, 1)

@@ -134,8 +134,8 @@ export class NodeRuntime {
       mesh = new MeshNode({
         guard: {
           seal: async (topic, data, as) => await trust.seal(topic, new TextDecoder().decode(data), as as never),
-          open: async (topic, data) => {
-            const { body, sender } = await trust.open(topic, data)
+          open: async (topic, data, options) => {
+            const { body, sender } = await trust.open(topic, data, { replay: options?.relayed !== true })
             return { data: new TextEncoder().encode(body), sender }
           },
           onBanned: () => { this.metrics.bans.inc() }

@@ -160,6 +160,8 @@ export const HEARTBEAT_NODES_PER_INTERVAL = 3
 const EARLY_HEARTBEAT_GAP = 0.25
 /** A newcomer asks a peer for its view of the mesh (VIEW_PROTOCOL) rather than waiting a heartbeat interval: again after this long if that failed. */
 const VIEW_SYNC_RETRY_MS = 2_000
+/** Relayed heartbeats older than this are skipped (sealed envelopes live 30 s). */
+const VIEW_MAX_AGE_MS = 25_000
 /** What one view reply may carry (a frame is at most 1 MiB). */
 const VIEW_REPLY_MAX_BYTES = 900 * 1024
 /** How long a node that lost its connection to a peer tries to dial it back (see checkDown). */
@@ -475,7 +477,7 @@ export class WorkloadRuntime {
     sweep.unref()
     this.timers.push(sweep)
     this.every(Math.min(250, this.cfg.heartbeatMs), () => { this.heartbeatTick() })
-    this.every(this.cfg.heartbeatMs, () => { this.guard() })
+    this.every(this.cfg.heartbeatMs, () => { this.guard(); this.hangUpSilent() })
     this.heartbeat()
   }
 
@@ -837,6 +839,23 @@ export class WorkloadRuntime {
     }
   }
 
+  /**
+   * Connections to peers whose heartbeats stopped (3.5 of their intervals) are
+   * closed: across a partition a TCP connection stays open until libp2p's ping
+   * (every 2 min) fails, and gossipsub would keep it in its topic meshes. A
+   * peer that is alive after all is dialled again (discovery, bootstrap, or
+   * the next request to it) and heard at its next heartbeat.
+   */
+  private hangUpSilent (): void {
+    if (this.stopped || !this.mesh.started) return
+    for (const { peerId } of this.mesh.peers()) {
+      if (this.view.lastSeen(peerId) == null || this.view.isLive(peerId) || this.view.hasDisconnected(peerId)) continue
+      this.log.info({ peer: peerId, reason: this.view.lossReason(peerId) }, 'hanging up on a silent peer')
+      this.view.onDisconnect(peerId)
+      this.mesh.hangUp(peerId).catch(err => { this.log.debug({ peer: peerId, err: describeError(err) }, 'hang-up failed') })
+    }
+  }
+
   private onPeerDown (m: PeerDown, from: string): void {
     if (m.reporter !== from) return
     if (m.peerId === this.selfId) {
@@ -932,6 +951,8 @@ export class WorkloadRuntime {
       const received = Date.now()
       let taken = 0
       for (const { sealed, ageMs } of reply.data.heartbeats) {
+        // The trust service refuses envelopes older than 30 s: no use checking those (their authors' next heartbeats will do).
+        if (ageMs > VIEW_MAX_AGE_MS) continue
         const bytes = new Uint8Array(Buffer.from(sealed, 'base64'))
         let opened: { data: Uint8Array, sender?: unknown }
         try {

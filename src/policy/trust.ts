@@ -190,7 +190,7 @@ export class Trust {
    * workload); on gossip, relays are fine: the signer is what counts.
    * Throws RefusedMessage with the reason.
    */
-  async open (domain: string, input: Uint8Array | unknown, { from }: { from?: string } = {}): Promise<{ body: string, sender: Sender }> {
+  async open (domain: string, input: Uint8Array | unknown, { from, replay = true }: { from?: string, replay?: boolean } = {}): Promise<{ body: string, sender: Sender }> {
     let value = input
     if (input instanceof Uint8Array) {
       if (input.byteLength > MAX_ENVELOPE_BYTES + 64 * 1024) throw this.refuse(domain, 'malformed', `message of ${input.byteLength} bytes is too large`, 'reject')
@@ -211,7 +211,7 @@ export class Trust {
     // Envelope checks first (cheap to fail), then the chain, then the replay window:
     // a message is remembered as seen only once it is known to be genuine.
     const sender = await this.checkChain(domain, e.signer, sealed.data.c, from)
-    if (!this.replay.accept(e.signer, e.nonce, e.ts, Date.now())) throw this.refuse(domain, 'replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`, 'ignore')
+    if (replay && !this.replay.accept(e.signer, e.nonce, e.ts, Date.now())) throw this.refuse(domain, 'replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`, 'ignore')
     return { body: e.body, sender }
   }
 

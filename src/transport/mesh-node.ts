@@ -50,6 +50,8 @@ export interface MeshNodeInit {
   guard?: GossipGuard
   /** Topics on which gossipsub scores peers down for invalid messages. */
   scoredTopics?: string[]
+  /** Send this node's own messages to every subscribed peer rather than its topic mesh (default false; see start()). */
+  floodPublish?: boolean
 }
 
 /** Who signed a delivered message, as the guard established it (opaque to the transport). */
@@ -63,7 +65,8 @@ export type MessageSender = unknown
  */
 export interface GossipGuard {
   seal: (topic: string, data: Uint8Array, as?: unknown) => Promise<Uint8Array>
-  open: (topic: string, data: Uint8Array) => Promise<{ data: Uint8Array, sender: MessageSender }>
+  /** `relayed`: a copy handed over by a peer (openSealed), checked without the replay window, since the same message may also arrive by gossip. */
+  open: (topic: string, data: Uint8Array, options?: { relayed?: boolean }) => Promise<{ data: Uint8Array, sender: MessageSender }>
   /** Called when gossipsub's score of a peer fell below the graylist threshold and the node hung up on it. */
   onBanned?: (peerId: string, score: number) => void
 }
@@ -253,7 +256,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
           // not per byte: a node's own messages go to its topic mesh like any other
           // (not flooded to every subscribed peer), and no IDONTWANT is sent for
           // BeeMesh's small messages (docs/benchmarks.md#scale).
-          floodPublish: false,
+          floodPublish: this.init.floodPublish ?? false,
           idontwantMinDataSize: 64 * 1024,
           // IHAVE gossip each gossipsub heartbeat goes to max(Dlazy, gossipFactor × non-mesh peers):
           // at 0.25, 12 peers a second with 50 connections; 0.1 keeps it at about 5.
@@ -417,6 +420,11 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     } finally {
       this.discovering = false
     }
+  }
+
+  /** Closes every connection to the peer (it may dial back, or be dialled again later). */
+  async hangUp (peerId: string): Promise<void> {
+    await this.libp2p?.hangUp(peerIdFromString(peerId))
   }
 
   /** An open connection to the peer exists now. */
@@ -623,11 +631,13 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   /**
    * Checks a message sealed for `topic` that reached this node some other way
    * than gossip (relayed by a peer), as the topic validator would: the guard
-   * verifies the author's signature and credential and refuses a replay.
+   * verifies the author's signature, credential and freshness. It is not
+   * entered in the replay window (the same message may still come by gossip):
+   * only idempotent state (heartbeats) may be taken this way.
    */
   async openSealed (topic: string, sealed: Uint8Array): Promise<{ data: Uint8Array, sender?: MessageSender }> {
     if (this.init.guard == null) return { data: sealed }
-    return await this.init.guard.open(topic, sealed)
+    return await this.init.guard.open(topic, sealed, { relayed: true })
   }
 
   /** Serves a `/beemesh/<name>/1.0.0` stream protocol. */
