@@ -68,6 +68,8 @@ interface Owned {
   sandbox?: MachineSandbox
   seq: number
   holders: string[]
+  /** Raised at every change of `holders` within the epoch (ReplicaSet in state-protocol.ts). */
+  setVersion: number
   last?: Transition
   queue: PendingSend[]
   /** Spontaneous transitions (timers, invoked actors) waiting for the next batch. */
@@ -184,7 +186,7 @@ export class MachineHost {
     let markFailed!: (err: unknown) => void
     const ready = new Promise<void>((resolve, reject) => { markReady = resolve; markFailed = reject })
     ready.catch(() => {})
-    const o: Owned = { spec, epoch, status: 'starting', startedAt: Date.now(), seq: 0, holders: [], queue: [], spontaneous: [], draining: false, applied: 0, persisting: Promise.resolve(), inflight: 0, pendingIds: new Map(), dedup: new Map(), recent: [], lastSnapshotSeq: 0, completed: false, ready }
+    const o: Owned = { spec, epoch, status: 'starting', startedAt: Date.now(), seq: 0, holders: [], setVersion: 0, queue: [], spontaneous: [], draining: false, applied: 0, persisting: Promise.resolve(), inflight: 0, pendingIds: new Map(), dedup: new Map(), recent: [], lastSnapshotSeq: 0, completed: false, ready }
     this.owned.set(spec.id, o)
     const t0 = Date.now()
     const phases: Record<string, number> = {}
@@ -301,12 +303,21 @@ export class MachineHost {
       // hand may be stale or none, and acknowledged events would be lost.
       throw new OwnerUnavailableError(id, `no location record of ${id} before epoch ${epoch}: its last replica set is unknown here, so it cannot be taken over safely yet`)
     }
-    if (spec.durability !== 'local' && previous != null && previous.holders.length > 0 && previous.epoch < epoch) {
+    // The newest replica set known: the location record's, or a newer one a fenced holder was told of
+    // (the record may not have reached this node: gossip lost, or a change just made).
+    let last: { epoch: number, owner: string, holders: string[], version: number } | undefined = previous != null ? { epoch: previous.epoch, owner: previous.owner, holders: previous.holders, version: previous.setVersion ?? 0 } : undefined
+    for (const h of [own.head, ...heads.values()]) {
+      const s = h.set
+      if (s == null || s.epoch >= epoch) continue
+      if (last == null || s.epoch > last.epoch || (s.epoch === last.epoch && s.version > last.version)) last = s
+    }
+    if (spec.durability !== 'local' && last != null && last.holders.length > 0 && last.epoch < epoch) {
       // A majority of the last replica set (its owner and holders) must take this epoch's fence.
-      // The old owner changes its holders only with one of them still answering (see
-      // replicate), so any majority of the set it last told the mesh about includes a node that
-      // knows every acknowledged event, and is fenced now: across a partition, the side without
-      // such a majority cannot take over while the old owner may still acknowledge events.
+      // The old owner changes its holders only with one of them still answering, and tells the
+      // ones it keeps before going on (see replicate), so any majority of the newest set includes
+      // a node that knows every acknowledged event, and is fenced now: across a partition, the
+      // side without such a majority cannot take over while the old owner may still acknowledge.
+      const previous = last
       const group = [...new Set([previous.owner, ...previous.holders])]
       const fenced = group.filter(p => p === this.selfId || heads.has(p))
       const needed = Math.floor(group.length / 2) + 1
@@ -397,6 +408,7 @@ export class MachineHost {
       throw new OwnerUnavailableError(o.spec.id, `replicated durability needs ${REPLICATION_FACTOR} other live peers to hold copies; ${chosen.length} could`)
     }
     o.holders = chosen
+    o.setVersion++
   }
 
   /** Sends this node's whole copy to `peer`; false if it could not take it. */
@@ -416,7 +428,7 @@ export class MachineHost {
   }
 
   private publishLocation (o: Owned): void {
-    const loc: LocationRecord = { workloadId: o.spec.id, owner: this.selfId, epoch: o.epoch, holders: o.holders, seq: o.seq, ts: Date.now() }
+    const loc: LocationRecord = { workloadId: o.spec.id, owner: this.selfId, epoch: o.epoch, holders: o.holders, setVersion: o.setVersion, seq: o.seq, ts: Date.now() }
     this.noteLocation(loc)
     this.init.onLocation?.(loc)
     this.init.mesh.putRecord(locationKey(o.spec.id), encodeMessage(loc), { signal: AbortSignal.timeout(10_000) }).catch(err => {
@@ -651,7 +663,7 @@ export class MachineHost {
   }
 
   private async replicate (o: Owned, entries: JournalEntry[], snapshot: SnapshotRecord | undefined, start: TraceRecord | undefined): Promise<void> {
-    const req: StateRequest = { op: 'append', workloadId: o.spec.id, epoch: o.epoch, owner: this.selfId, entries, ...(snapshot != null ? { snapshot } : {}), ...(start != null ? { start } : {}) }
+    const req: StateRequest = { op: 'append', workloadId: o.spec.id, epoch: o.epoch, owner: this.selfId, entries, ...(snapshot != null ? { snapshot } : {}), ...(start != null ? { start } : {}), holders: o.holders, setVersion: o.setVersion }
     const results = await Promise.all(o.holders.map(async peer => await this.appendTo(o, peer, req)))
     let ok = results.filter(Boolean).length
     if (ok >= REPLICATION_FACTOR) return
@@ -669,8 +681,16 @@ export class MachineHost {
       await sleepUntilLocal(this.init.journal, o.spec.id, entries.at(-1)!.seq)
       if (await this.install(o, peer)) { keep.push(peer); ok++ }
     }
+    const kept = o.holders.filter((_, i) => results[i])
     o.holders = keep
-    this.log.warn({ workload: o.spec.id, lost, holders: keep }, 'holder set changed')
+    o.setVersion++
+    this.log.warn({ workload: o.spec.id, lost, holders: keep, setVersion: o.setVersion }, 'holder set changed')
+    // The holders kept must know the new set before anything is acknowledged under it: a claimer
+    // that fences them with an older idea of the set then learns of the newer one from them (and
+    // needs a majority of it), or fenced them first, and this owner stops here (FencedError).
+    const told = { ...req, holders: o.holders, setVersion: o.setVersion }
+    const keptTold = await Promise.all(kept.map(async peer => await this.appendTo(o, peer, told)))
+    if (keptTold.some(t => !t)) throw new OwnerUnavailableError(o.spec.id, `a holder of ${o.spec.id} did not take the new holder set`)
     this.publishLocation(o)
     if (ok < REPLICATION_FACTOR) throw new OwnerUnavailableError(o.spec.id, `only ${ok} of ${REPLICATION_FACTOR} holders took the transition`)
   }

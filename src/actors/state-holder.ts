@@ -6,7 +6,7 @@ import type { Logger } from '../transport/logger.js'
 import type { HolderHead, StateRequest } from './state-protocol.js'
 
 /** The epoch a workload's copies on this node are fenced at, and by whom. */
-interface Fence { epoch: number, owner: string }
+interface Fence { epoch: number, owner: string, holders?: string[], version?: number }
 
 export type HolderReply =
   | { ok: true, head: HolderHead, snapshot?: SnapshotRecord, entries?: JournalEntry[], trace?: TraceRecord[] }
@@ -67,7 +67,7 @@ export class StateHolder {
    * Checks `epoch`/`owner` against the fence and raises the fence to a newer
    * epoch. Refuses an older epoch, and another owner at the same epoch.
    */
-  private async admit (workloadId: string, epoch: number, owner: string): Promise<string | undefined> {
+  private async admit (workloadId: string, epoch: number, owner: string, set?: { holders?: string[], setVersion?: number }): Promise<string | undefined> {
     const f = await this.fence(workloadId)
     if (f != null && epoch < f.epoch) return `epoch ${epoch} is older than epoch ${f.epoch} of owner ${f.owner}`
     // Two guardians that re-tendered at once can award the same epoch to two nodes: the
@@ -75,7 +75,9 @@ export class StateHolder {
     if (f != null && epoch === f.epoch && owner !== f.owner && owner > f.owner) return `epoch ${epoch} belongs to owner ${f.owner}`
     if (f == null || epoch > f.epoch || owner !== f.owner) {
       this.onFence?.(workloadId, epoch, owner)
-      await this.setFence(workloadId, { epoch, owner })
+      await this.setFence(workloadId, { epoch, owner, ...(set?.holders != null ? { holders: set.holders, version: set.setVersion ?? 0 } : {}) })
+    } else if (set?.holders != null && (set.setVersion ?? 0) > (f.version ?? -1)) {
+      await this.setFence(workloadId, { ...f, holders: set.holders, version: set.setVersion ?? 0 })
     }
     return undefined
   }
@@ -84,13 +86,15 @@ export class StateHolder {
     switch (req.op) {
       case 'claim': {
         if (req.owner !== from) return { ok: false, code: 'invalid', message: 'a claim must come from the claiming owner itself' }
+        const before = await this.fence(req.workloadId)
         const refused = await this.admit(req.workloadId, req.epoch, req.owner)
         if (refused != null) return { ok: false, code: 'fenced', message: refused, head: await this.head(req.workloadId) }
-        return { ok: true, head: await this.head(req.workloadId) }
+        const set = before?.holders != null ? { set: { epoch: before.epoch, owner: before.owner, holders: before.holders, version: before.version ?? 0 } } : {}
+        return { ok: true, head: { ...await this.head(req.workloadId), ...set } }
       }
       case 'append': {
         if (req.owner !== from) return { ok: false, code: 'invalid', message: 'entries must come from the owner itself' }
-        const refused = await this.admit(req.workloadId, req.epoch, req.owner)
+        const refused = await this.admit(req.workloadId, req.epoch, req.owner, req)
         if (refused != null) return { ok: false, code: 'fenced', message: refused }
         const head = await this.journal.head(req.workloadId)
         const have = head?.seq ?? 0
@@ -106,7 +110,7 @@ export class StateHolder {
       }
       case 'install': {
         if (req.owner !== from) return { ok: false, code: 'invalid', message: 'a copy must come from the owner itself' }
-        const refused = await this.admit(req.workloadId, req.epoch, req.owner)
+        const refused = await this.admit(req.workloadId, req.epoch, req.owner, req)
         if (refused != null) return { ok: false, code: 'fenced', message: refused }
         await this.journal.erase(req.workloadId, { keepTrace: true })
         if (req.snapshot != null) await this.journal.putSnapshot(req.workloadId, req.snapshot as SnapshotRecord)

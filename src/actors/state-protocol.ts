@@ -137,13 +137,23 @@ export const TraceRecordWire = z.object({
   error: z.string().optional()
 })
 
+/**
+ * The owner's holder set, with a version it raises at every change within its
+ * epoch: holders keep the newest they were told of (with their fence), and a
+ * claim's reply says it, so a claimer whose own idea of the set is out of date
+ * checks its majority against the newer one.
+ */
+const replicaSetFields = { holders: z.array(peerId).max(16).optional(), setVersion: z.number().int().min(0).optional() }
+
+export interface ReplicaSet { epoch: number, owner: string, holders: string[], version: number }
+
 export const StateRequest = z.discriminatedUnion('op', [
   /** The owner of `epoch` takes the workload: the holder refuses older epochs from now on and reports what it holds. */
   z.object({ op: z.literal('claim'), workloadId, epoch, owner: peerId }),
   /** A journal batch; `snapshot` when the batch crosses a snapshot boundary. */
-  z.object({ op: z.literal('append'), workloadId, epoch, owner: peerId, entries: z.array(JournalEntryWire).min(1).max(10_000), snapshot: SnapshotWire.optional(), start: TraceRecordWire.optional() }),
+  z.object({ op: z.literal('append'), workloadId, epoch, owner: peerId, entries: z.array(JournalEntryWire).min(1).max(10_000), snapshot: SnapshotWire.optional(), start: TraceRecordWire.optional(), ...replicaSetFields }),
   /** A whole copy (snapshot plus the entries after it) for a holder that is new or behind. */
-  z.object({ op: z.literal('install'), workloadId, epoch, owner: peerId, snapshot: SnapshotWire.optional(), entries: z.array(JournalEntryWire).max(100_000) }),
+  z.object({ op: z.literal('install'), workloadId, epoch, owner: peerId, snapshot: SnapshotWire.optional(), entries: z.array(JournalEntryWire).max(100_000), ...replicaSetFields }),
   /** The holder's copy, for an owner that resumes the workload. */
   z.object({ op: z.literal('fetch'), workloadId }),
   /** The workload ended (final state or deleted): remove every trace of its state. */
@@ -162,6 +172,8 @@ export interface HolderHead {
   fence: number
   /** The copy could not be read (checksum, gap): the holder must not be restored from. */
   corrupt?: string
+  /** In a claim's reply: the replica set this holder last heard of, before the claim raised its fence. */
+  set?: ReplicaSet
 }
 
 export function locationKey (id: string): string {
@@ -183,6 +195,8 @@ export const LocationRecord = z.object({
   owner: peerId,
   epoch,
   holders: z.array(peerId).max(16),
+  /** Raised at every holder change within the epoch (see ReplicaSet). */
+  setVersion: z.number().int().min(0).optional(),
   seq,
   ts: z.number()
 })
