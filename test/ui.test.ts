@@ -101,6 +101,25 @@ test('beemesh ui --no-open prints the web view\'s URL, with a bearer token in th
 })
 
 /** Resolves once `selector` matches, or fails naming what the page was waiting for. */
+/**
+ * Polls a boolean expression in the page from here. page.evaluate goes over CDP, which
+ * the page's CSP does not govern; waitForFunction's in-page polling evals a string
+ * predicate, which the web view's CSP (no 'unsafe-eval') refuses once it has to poll.
+ */
+async function pageUntil (page: Page, expression: string, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS
+  let last: unknown
+  for (;;) {
+    try {
+      if (await page.evaluate<boolean>(expression) === true) return
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > deadline) throw new Error(`${what} within ${WAIT_MS} ms${last != null ? ` (${String(last)})` : ''}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
 async function see (page: Page, selector: string, what: string): Promise<void> {
   try {
     await page.waitForSelector(selector, { timeout: WAIT_MS })
@@ -125,11 +144,10 @@ test('the web view shows the mesh, draws the turnstile\'s statechart and follows
 
   await page.goto(link.stdout.trim())
   // The token moved out of the address bar.
-  await page.waitForFunction('!location.hash.includes("token=")', null, { timeout: WAIT_MS })
+  await pageUntil(page, '!location.hash.includes("token=")', 'the token did not leave the address bar')
 
   // The mesh: the three nodes, each with its peer id, linked.
-  await page.waitForFunction('document.querySelectorAll("svg[data-mesh] g[data-peer-id]").length === 3', null, { timeout: WAIT_MS })
-    .catch(err => { throw new Error(`the mesh never showed 3 nodes: ${String(err)}`) })
+  await pageUntil(page, 'document.querySelectorAll("svg[data-mesh] g[data-peer-id]").length === 3', 'the mesh never showed 3 nodes')
   const shown = await page.$$eval('svg[data-mesh] g[data-peer-id]', gs => gs.map(g => g.getAttribute('data-peer-id')))
   assert.equal(shown.sort(), nodes.map(n => n.peerId).sort())
   assert.ok(await page.$$eval('svg[data-mesh] path.link', ps => ps.length) >= 2, 'the mesh draws links')
