@@ -29,8 +29,9 @@ import { loadApplyFile } from '../src/actors/bundler.js'
 import type { NodeSummary, WorkloadStatus } from '../src/actors/workload-runtime.js'
 import { ApiClient, useCredentials } from '../src/cli/api-client.js'
 import type { NodeStatus } from '../src/actors/node-runtime.js'
+import { HEARTBEAT_TOPIC } from '../src/actors/protocol.js'
 import { describeError } from '../src/errors.js'
-import { DISCOVERY_TARGET } from '../src/transport/mesh-node.js'
+import { DISCOVERY_TARGET, GOSSIP_DEGREES } from '../src/transport/mesh-node.js'
 import { ROOT, testTrust, trustFlags, waitUntil, type TestTrust } from '../test/helpers/processes.js'
 import { fmt, percentile, summary, writeResult } from './lib.js'
 import { plotScale } from './plot.js'
@@ -55,10 +56,8 @@ const APPLY_DEADLINE_MS = env('BENCH_SCALE_APPLY_DEADLINE_S', 120) * 1000
  */
 const MAX_RSS_BYTES = env('BENCH_SCALE_MAX_RSS_GB', 12) * 2 ** 30
 const BOOTSTRAP_NODES = 3
-/** The heartbeat topic, whose gossip mesh a node must join (status.topicMesh). */
-const HEARTBEAT_TOPIC = 'beemesh.heartbeat.v1'
 /** A node is in the topic mesh with this many mesh peers (gossipsub's Dlo in mesh-node.ts), or all n-1 in smaller meshes. */
-const TOPIC_MESH_MIN = 3
+const TOPIC_MESH_MIN = GOSSIP_DEGREES.Dlo
 const CLK_TCK = 100
 const PLOT = join(ROOT, 'docs', 'images', 'scale.svg')
 

@@ -669,7 +669,8 @@ export class MachineHost {
     if (ok >= REPLICATION_FACTOR) return
     // A holder is gone: replace it with the next live peer, which gets a whole copy.
     const lost = o.holders.filter((_, i) => !results[i])
-    const keep = o.holders.filter((_, i) => results[i])
+    const kept = o.holders.filter((_, i) => results[i])
+    const keep = [...kept]
     // Only with one of the holders still taking batches: with none, this node may be the cut-off
     // side of a partition, where the others can take over with those holders (see recover).
     if (keep.length === 0) throw new OwnerUnavailableError(o.spec.id, `no holder of ${o.spec.id} (${o.holders.join(', ')}) took the batch: this owner may be cut off from them, so it cannot choose new ones`)
@@ -681,7 +682,6 @@ export class MachineHost {
       await sleepUntilLocal(this.init.journal, o.spec.id, entries.at(-1)!.seq)
       if (await this.install(o, peer)) { keep.push(peer); ok++ }
     }
-    const kept = o.holders.filter((_, i) => results[i])
     o.holders = keep
     o.setVersion++
     this.log.warn({ workload: o.spec.id, lost, holders: keep, setVersion: o.setVersion }, 'holder set changed')

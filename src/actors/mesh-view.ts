@@ -92,7 +92,7 @@ export class MeshView {
   }
 
   /** A peer reported it down (this node had its own evidence either way). */
-  noteReport (peerId: string, _reporter: string): void {
+  noteReport (peerId: string): void {
     const view = this.peers.get(peerId)
     if (view != null) view.reportedAt = this.now()
   }

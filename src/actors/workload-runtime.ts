@@ -864,7 +864,7 @@ export class WorkloadRuntime {
       return
     }
     if (this.mesh.isConnected(m.peerId) || !this.view.isLive(m.peerId)) {
-      this.view.noteReport(m.peerId, m.reporter)
+      this.view.noteReport(m.peerId)
       return
     }
     this.log.info({ peer: m.peerId, reporter: m.reporter }, 'a peer reported another down')
@@ -1277,9 +1277,13 @@ export class WorkloadRuntime {
     return Math.round(this.cfg.heartbeatMs * Math.max(1, nodes / HEARTBEAT_NODES_PER_INTERVAL))
   }
 
-  /** What peers must hear of soon: this node's replicas (not their counters) and resources. */
-  private fingerprint (replicas: Heartbeat['replicas'], allocated: Heartbeat['allocated'], capabilities: string[]): string {
-    return JSON.stringify([replicas.map(r => [r.workloadId, r.replica, r.epoch, r.status, r.pod?.phase, r.pod?.restarts]), allocated, capabilities, this.init.trust.policy.version])
+  /** What a heartbeat reports of this node, and its fingerprint: what peers must hear of soon (replicas, not their counters, and resources). */
+  private heartbeatContent (): { replicas: Heartbeat['replicas'], allocated: Heartbeat['allocated'], capabilities: string[], fingerprint: string } {
+    const replicas: Heartbeat['replicas'] = [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()]
+    const allocated = this.allocated()
+    const capabilities = this.capabilities()
+    const fingerprint = JSON.stringify([replicas.map(r => [r.workloadId, r.replica, r.epoch, r.status, r.pod?.phase, r.pod?.restarts]), allocated, capabilities, this.init.trust.policy.version])
+    return { replicas, allocated, capabilities, fingerprint }
   }
 
   private heartbeatTick (): void {
@@ -1287,21 +1291,21 @@ export class WorkloadRuntime {
     const now = Date.now()
     if (!this.viewSynced && now >= this.nextViewSyncAt) void this.syncView()
     const since = now - this.lastHeartbeatAt
-    const interval = Math.min(this.heartbeatInterval(), this.announcedInterval)
-    if (since >= interval) { this.heartbeat(); return }
-    if (this.lastHeartbeatUnheard && this.mesh.topicPeers(HEARTBEAT_TOPIC).length > 0) { this.heartbeat(); return }
+    const next = this.heartbeatInterval()
+    const interval = Math.min(next, this.announcedInterval)
+    if (since >= interval) { this.heartbeat(undefined, next); return }
+    if (this.lastHeartbeatUnheard && this.mesh.topicPeers(HEARTBEAT_TOPIC).length > 0) { this.heartbeat(undefined, next); return }
     if (since < EARLY_HEARTBEAT_GAP * interval) return
-    const replicas = [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()]
-    if (this.fingerprint(replicas, this.allocated(), this.capabilities()) !== this.lastFingerprint) this.heartbeat()
+    const content = this.heartbeatContent()
+    if (content.fingerprint !== this.lastFingerprint) this.heartbeat(content, next)
   }
 
-  private heartbeat (): void {
+  /** Publishes a heartbeat: of `content` when the caller has just read it, announcing `intervalMs` until the next. */
+  private heartbeat ({ replicas, allocated, capabilities, fingerprint } = this.heartbeatContent(), intervalMs = this.heartbeatInterval()): void {
     if (this.stopped || !this.mesh.started) return
-    const replicas = [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()]
-    const allocated = this.allocated()
-    const capabilities = this.capabilities()
     this.lastHeartbeatAt = Date.now()
-    this.lastFingerprint = this.fingerprint(replicas, allocated, capabilities)
+    this.lastFingerprint = fingerprint
+    this.announcedInterval = intervalMs
     const hb: Heartbeat = {
       type: 'heartbeat',
       peerId: this.selfId,
@@ -1314,9 +1318,8 @@ export class WorkloadRuntime {
       replicas,
       policy: this.init.trust.policy.version,
       links: this.links(),
-      intervalMs: this.heartbeatInterval()
+      intervalMs
     }
-    this.announcedInterval = hb.intervalMs!
     this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).then(r => {
       this.lastSealedHeartbeat = r.sealed
       this.lastHeartbeatUnheard = r.recipients.length === 0
