@@ -2,15 +2,31 @@
  * `beemesh up`, the embedded default that `npm start` runs: N node processes on
  * loopback, a ready line once each sees N-1 peers, none left behind on Ctrl-C.
  */
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { cli, startCli, tempDir, waitUntil } from './helpers/processes.js'
 
-/** A base port whose next `count` ports are free right now. */
+/**
+ * The lowest ephemeral port. A range picked for the API must lie below it:
+ * the nodes' own outgoing connections and `/tcp/0` listeners take ephemeral
+ * ports, and one once took node-2's API port between this check and its start.
+ */
+async function ephemeralLow (): Promise<number> {
+  try {
+    return Number((await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)[0]) || 32_768
+  } catch {
+    return 32_768
+  }
+}
+
+/** A base port whose next `count` ports are free right now, below the ephemeral range. */
 async function freePortRange (count: number): Promise<number> {
+  const low = 20_000
+  const high = Math.max(low + 1_000, (await ephemeralLow()) - count)
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 20_000)
+    const base = low + Math.floor(Math.random() * (high - low))
     const servers = []
     let ok = true
     for (let i = 0; i < count && ok; i++) {
