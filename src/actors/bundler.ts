@@ -154,15 +154,16 @@ export async function bundleWorkload (entry: string, { overrides = {}, source }:
   const code = file.contents
   const sha256 = createHash('sha256').update(code).digest('hex')
 
-  const { hasHandler, machine, ...fields } = await readDefinition(code, sha256, shown)
+  const { hasHandler, hasOnCall, machine, ...fields } = await readDefinition(code, sha256, shown)
   const own = validateDefinition(fields, shown, { requireHandler: false })
   if (own.kind === 'container') {
     // A container definition is data: nothing of the module runs on the mesh.
   } else if (own.kind === 'stateful') {
     if (machine == null) throw new InvalidDefinitionError(shown, 'machine: missing; expected an XState v5 machine (setup({...}).createMachine({...}))')
     if (!machine.valid) throw new InvalidDefinitionError(shown, 'machine: expected an XState v5 machine (setup({...}).createMachine({...}))')
-  } else if (!hasHandler) {
-    throw new InvalidDefinitionError(shown, 'handler: missing; expected a function (event, ctx) => …')
+  } else {
+    if (own.topics != null && !hasHandler) throw new InvalidDefinitionError(shown, 'handler: missing; expected a function (event, ctx) => …')
+    if ((own.services?.length ?? 0) > 0 && !hasOnCall) throw new InvalidDefinitionError(shown, 'onCall: missing; expected a function (request, ctx) => reply to serve services')
   }
   const definition = { ...own, ...overrides } as DefinitionFields
   const { createdAt: _createdAt, ...spec } = toWorkloadSpec(definition, { artifact: { sha256, size: code.byteLength }, source: source ?? shown, now: 0, ...(machine?.id != null ? { machineId: machine.id } : {}) })

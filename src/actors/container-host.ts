@@ -147,6 +147,15 @@ export class ContainerHost {
   }
 
   /** What the heartbeat says of each pod here (of one workload's, with `workloadId`). */
+  /**
+   * The health probe of a container replica that offers a service: its pod
+   * is Running. (The TCP check of the service port comes with the tunnel.)
+   */
+  async probe (workloadId: string, replica: number, _timeoutMs: number): Promise<boolean> {
+    const pod = this.of(workloadId).find(p => p.replica === replica)
+    return pod != null && podPhase(pod.actor.getSnapshot()).phase === 'Running'
+  }
+
   reports (workloadId?: string): ReplicaReport[] {
     return (workloadId != null ? this.of(workloadId) : this.list()).map(p => {
       const phase = podPhase(p.actor.getSnapshot())

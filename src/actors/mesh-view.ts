@@ -26,6 +26,8 @@ export interface ReplicaLocation {
   failures: number
   /** Container replicas: the pod's phase, from the host's heartbeat. */
   pod?: PodReport
+  /** Replicas of a workload offering services: whether the replica answers its health probe. */
+  ready?: boolean
 }
 
 const POD_STARTING = new Set(['Pending', 'ContainerCreating'])
@@ -65,7 +67,7 @@ export class MeshView {
     for (const r of hb.replicas) {
       let forWorkload = this.reported.get(r.workloadId)
       if (forWorkload == null) { forWorkload = new Map(); this.reported.set(r.workloadId, forWorkload) }
-      forWorkload.set(`${hb.peerId}|${r.replica}`, { peerId: hb.peerId, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures, ...(r.pod != null ? { pod: r.pod } : {}) })
+      forWorkload.set(`${hb.peerId}|${r.replica}`, { peerId: hb.peerId, replica: r.replica, epoch: r.epoch, status: r.status, handled: r.handled, failures: r.failures, ...(r.pod != null ? { pod: r.pod } : {}), ...(r.ready != null ? { ready: r.ready } : {}) })
     }
     for (const r of previous?.heartbeat.replicas ?? []) if (this.reported.get(r.workloadId)?.size === 0) this.reported.delete(r.workloadId)
     this.peers.set(hb.peerId, { heartbeat: hb, seenAt, ...(sealed != null ? { sealed } : {}) })

@@ -21,6 +21,18 @@ export class NodeMetrics {
   readonly refusals: Counter<'what' | 'reason'>
   readonly decisions: Counter<'action' | 'decision' | 'rule'>
   readonly bans: Counter
+  readonly calls: Counter<'service' | 'side' | 'outcome'>
+  readonly callSeconds: Histogram<'side'>
+  readonly callsDenied: Counter<'service' | 'side'>
+  readonly egress: Counter<'host' | 'outcome'>
+  readonly tunnels: Counter<'service' | 'side' | 'outcome'>
+  /** What the service plane counts (src/services/plane.ts). */
+  readonly services: {
+    call: (service: string, side: 'caller' | 'callee', outcome: string, seconds: number) => void
+    denied: (service: string, side: 'caller' | 'callee') => void
+    egress: (host: string, outcome: string) => void
+    tunnel: (service: string, side: 'caller' | 'callee', outcome: string) => void
+  }
 
   constructor (gauges: NodeGauges) {
     const registers = [this.registry]
@@ -36,6 +48,17 @@ export class NodeMetrics {
     this.refusals = new Counter({ name: 'beemesh_security_refusals_total', help: 'Messages, manifests and API calls refused, by what (gossip topic, stream protocol, manifest, api) and reason (bad-signature, replayed, stale, not-a-member, denied …)', labelNames: ['what', 'reason'], registers })
     this.decisions = new Counter({ name: 'beemesh_policy_decisions_total', help: 'Policy decisions, by action, decision (allow, deny) and the rule that decided (default-deny when none did)', labelNames: ['action', 'decision', 'rule'], registers })
     this.bans = new Counter({ name: 'beemesh_peers_banned_total', help: 'Peers disconnected and refused because gossipsub scored them below the graylist threshold', registers })
+    this.calls = new Counter({ name: 'beemesh_calls_total', help: 'Service calls, by service, side (caller: made from this node; callee: served here) and outcome (ok, denied, timeout, unavailable, failed …)', labelNames: ['service', 'side', 'outcome'], registers })
+    this.callSeconds = new Histogram({ name: 'beemesh_call_duration_seconds', help: 'Service call time, by side', labelNames: ['side'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers })
+    this.callsDenied = new Counter({ name: 'beemesh_calls_denied_total', help: 'Service calls the policy refused, by service and side (caller\'s node, callee\'s node)', labelNames: ['service', 'side'], registers })
+    this.egress = new Counter({ name: 'beemesh_egress_total', help: 'Egress requests of actors (ctx.fetch), by host and outcome (allowed, denied, failed)', labelNames: ['host', 'outcome'], registers })
+    this.tunnels = new Counter({ name: 'beemesh_tunnel_connections_total', help: 'TCP connections through service tunnels, by service, side (caller: accepted by this node\'s proxy; callee: delivered to a container here) and outcome', labelNames: ['service', 'side', 'outcome'], registers })
+    this.services = {
+      call: (service, side, outcome, seconds) => { this.calls.inc({ service, side, outcome }); this.callSeconds.observe({ side }, seconds) },
+      denied: (service, side) => { this.callsDenied.inc({ service, side }) },
+      egress: (host, outcome) => { this.egress.inc({ host, outcome }) },
+      tunnel: (service, side, outcome) => { this.tunnels.inc({ service, side, outcome }) }
+    }
     new Gauge({ name: 'beemesh_peers', help: 'Connected peers', registers, collect () { this.set(gauges.peers()) } })
     new Gauge({ name: 'beemesh_workloads', help: 'Workloads this node knows of (not deleted)', registers, collect () { this.set(gauges.workloads()) } })
     new Gauge({ name: 'beemesh_replicas', help: 'Replicas running on this node', registers, collect () { this.set(gauges.replicas()) } })

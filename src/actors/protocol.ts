@@ -34,6 +34,7 @@ export const WorkloadSpecSchema: z.ZodType<WorkloadSpec> = z.object({
   durability: z.enum(['replicated', 'local']).optional(),
   snapshotEvery: z.number().int().min(1).max(100_000).optional(),
   machineId: z.string().max(200).optional(),
+  services: z.array(z.object({ name: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/), port: z.number().int().min(1).max(65535).optional() })).max(16).optional(),
   container: z.lazy(() => ContainerSpecSchema).optional(),
   artifact: z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().min(0) }).optional(),
   source: z.string().max(1024),
@@ -43,7 +44,7 @@ export const WorkloadSpecSchema: z.ZodType<WorkloadSpec> = z.object({
   manifest: z.string().max(256 * 1024).optional(),
   provenance: ProvenanceSchema.optional()
 }).refine(s => s.id === `${s.namespace}/${s.name}`, { message: 'id must be <namespace>/<name>' })
-  .refine(s => s.kind === 'stateful' ? s.replicas === 1 && s.topics.length === 0 : s.kind === 'container' || s.topics.length > 0, { message: 'a stateless workload needs topics; a stateful one has exactly 1 replica and no topics' })
+  .refine(s => s.kind === 'stateful' ? s.replicas === 1 && s.topics.length === 0 : s.kind === 'container' || s.topics.length > 0 || (s.services?.length ?? 0) > 0, { message: 'a stateless workload needs topics or services; a stateful one has exactly 1 replica and no topics' })
   .refine(s => s.kind === 'container' ? s.container != null && s.topics.length === 0 : s.artifact != null && s.container == null, { message: 'a container workload needs container and no topics; the others need an artifact' })
 
 const quantity = z.number().int().min(0)
@@ -83,7 +84,9 @@ export const ReplicaReport = z.object({
   status: ReplicaStatus,
   handled: z.number().int().min(0).default(0),
   failures: z.number().int().min(0).default(0),
-  pod: PodReport.optional()
+  pod: PodReport.optional(),
+  /** The replica answers its health probe (docs/services.md): only ready replicas of a service receive calls. */
+  ready: z.boolean().optional()
 })
 export type ReplicaReport = z.infer<typeof ReplicaReport>
 

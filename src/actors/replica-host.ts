@@ -5,6 +5,8 @@ import { artifactOf, deadLetterTopic, type Resources, type TopicEvent, type Work
 import type { LogLine, ReplicaReport } from './protocol.js'
 import { ReplicaSandbox } from './sandbox/sandbox.js'
 import type { NodeMetrics } from './metrics.js'
+import type { CallOptions } from '../workloads/types.js'
+import type { FetchInit, FetchReply } from './sandbox/worker.js'
 
 export interface LocalReplica {
   workloadId: string
@@ -27,6 +29,10 @@ export interface ReplicaHostInit {
   /** Publishes a JSON value on the mesh (and to local replicas). */
   /** `from`: the replica publishing (its workload identity signs the message); absent for the node's own messages. */
   publish: (topic: string, data: unknown, from?: LocalReplica) => Promise<void>
+  /** `ctx.call` of a replica: resolves with the reply, rejects with a CallError. */
+  call?: (from: LocalReplica, service: string, request: unknown, options: CallOptions) => Promise<unknown>
+  /** `ctx.fetch` of a replica, through the egress check. */
+  fetch?: (from: LocalReplica, url: string, init: FetchInit) => Promise<FetchReply>
   /** Called whenever the set of topics local replicas need changes. */
   onTopicsChanged: (topics: Set<string>) => void
   metrics?: NodeMetrics
@@ -103,6 +109,8 @@ export class ReplicaHost {
         timeoutMs: spec.timeoutMs,
         memoryLimitMb: spec.memoryLimitMb,
         onPublish: async (topic, data) => { await this.init.publish(topic, data, local) },
+        ...(this.init.call != null ? { onCall: async (service: string, request: unknown, options: CallOptions) => await this.init.call!(local, service, request, options) } : {}),
+        ...(this.init.fetch != null ? { onFetch: async (url: string, fetchInit: FetchInit) => await this.init.fetch!(local, url, fetchInit) } : {}),
         onLog: line => { this.appendLog({ ts: line.ts, workloadId: spec.id, replica, nodeId: this.init.selfId, stream: line.stream, message: line.message, fields: line.fields as Record<string, unknown> | undefined }) }
       })
       await sandbox.start()

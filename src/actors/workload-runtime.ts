@@ -27,11 +27,21 @@ import type { NodeStore } from '../store/node-store.js'
 import { TrustError } from '../policy/errors.js'
 import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
 import { currentPrincipal } from '../policy/request-context.js'
-import type { Resource } from '../policy/engine.js'
+import type { Principal, Resource } from '../policy/engine.js'
 import type { PolicySync } from './policy-sync.js'
 import type { Inspection } from './inspection.js'
+import { ServicePlane } from '../services/plane.js'
+import { CallError } from '../services/errors.js'
+import { notRun } from '../services/calls.js'
+import type { Endpoint } from '../services/directory.js'
+import type { CallRequest } from '../workloads/types.js'
 
 /** A workload as a policy resource. */
+/** The principal a replica acts as: its workload. */
+export function workloadPrincipal (spec: Pick<WorkloadSpec, 'namespace' | 'name' | 'labels'>): Principal {
+  return { kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} }
+}
+
 export function workloadResource (spec: Pick<WorkloadSpec, 'namespace' | 'name' | 'labels'>): Resource {
   return { kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} }
 }
@@ -182,6 +192,8 @@ export class WorkloadRuntime {
   readonly machines: MachineHost
   readonly containers: ContainerHost
   readonly holder: StateHolder
+  /** Services by name, calls, health probes and egress (src/services/). */
+  readonly services: ServicePlane
   private readonly transitionListeners = new Set<(workloadId: string, t: TransitionRecord) => void>()
   private readonly catalog = new Map<string, WorkloadRecord>()
   private readonly tenders = new Map<string, ActorRefFrom<typeof schedulerMachine>>()
@@ -234,6 +246,8 @@ export class WorkloadRuntime {
       artifacts: init.artifacts,
       log: this.log,
       publish: async (topic, data, from) => { await this.publish(topic, data, { requireListeners: false, ...(from != null ? { from } : {}) }) },
+      call: async (from, service, request, options) => await this.services.call(service, request, options, { principal: workloadPrincipal(from.spec), identity: await this.identityOf(from), namespace: from.spec.namespace }),
+      fetch: async (from, url, init) => await this.services.fetch(workloadPrincipal(from.spec), url, init),
       onTopicsChanged: topics => { this.syncSubscriptions(topics) },
       metrics: init.metrics
     })
@@ -275,6 +289,51 @@ export class WorkloadRuntime {
       ...(init.inspection != null ? { inspection: init.inspection } : {}),
       placedBefore: (id, epoch) => (this.catalog.get(id)?.placement.some(p => p.replica === 0 && p.epoch < epoch) ?? false) || this.view.remoteReplicas(id).some(r => r.replica === 0 && r.epoch < epoch)
     })
+    this.services = new ServicePlane({
+      mesh: this.mesh,
+      trust: init.trust,
+      log: this.log.child({ component: 'services' }),
+      ...(init.metrics != null ? { metrics: init.metrics.services } : {}),
+      workloads: () => [...this.catalog.values()].filter(r => r.status !== 'Deleted' && r.status !== 'Completed').map(r => r.spec),
+      localReplicas: () => [
+        ...this.host.list().map(r => ({ workloadId: r.workloadId, replica: r.replica, epoch: r.epoch, status: r.status })),
+        ...this.machines.reports(),
+        ...this.containers.reports()
+      ],
+      remoteReplicas: id => this.view.remoteReplicas(id),
+      placedOn: id => [...new Set(this.catalog.get(id)?.placement.map(p => p.peerId) ?? [])],
+      probe: async (spec, r, timeoutMs) => {
+        if (spec.kind === 'stateless') return await (this.host.get(spec.id, r.replica)?.sandbox?.ping(timeoutMs) ?? false)
+        if (spec.kind === 'stateful') return this.machines.get(spec.id)?.status === 'running'
+        return await this.containers.probe(spec.id, r.replica, timeoutMs)
+      },
+      serveLocal: async (endpoint, request, deadline) => await this.serveCall(endpoint, request, deadline),
+      onReadinessChanged: () => { setImmediate(() => { try { this.heartbeatTick() } catch {} }) }
+    })
+  }
+
+  /** Runs a call on one of this node's replicas (the callee's side, after the policy let it through). */
+  private async serveCall (endpoint: Endpoint, request: CallRequest, deadline: number): Promise<unknown> {
+    const remaining = deadline - Date.now()
+    if (endpoint.kind === 'container') throw notRun('BAD_REQUEST', endpoint.service, `${endpoint.service} is a container service: connect to it over TCP (its address on every node: beemesh services), not with ctx.call`)
+    if (endpoint.kind === 'stateful') {
+      const ack = await this.sendEvent(endpoint.workloadId, request.data, { id: `call:${request.id}`, sender: request.caller, timeoutMs: Math.max(1, remaining) })
+      return { state: ack.value, status: ack.status, seq: ack.seq, ...(ack.output !== undefined ? { output: ack.output } : {}) }
+    }
+    const local = this.host.get(endpoint.workloadId, endpoint.replica)
+    if (local?.sandbox == null || local.status !== 'running') throw notRun('UNAVAILABLE', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} is not running here`)
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new CallError('TIMEOUT', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} did not reply within the call's time`)) }, Math.max(1, remaining))
+    })
+    try {
+      const result = await Promise.race([local.sandbox.invokeCall(request), expired])
+      if (result.ok) return result.value
+      if (result.cause === 'stopped') throw notRun('UNAVAILABLE', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} stopped before it ran the call`)
+      throw new CallError(result.cause === 'timeout' ? 'TIMEOUT' : 'FAILED', endpoint.service, result.error)
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   private async sweepHeldState (): Promise<void> {
@@ -468,6 +527,7 @@ export class WorkloadRuntime {
       if (!req.success) throw new Error('malformed replica stop request')
       return { result: { stopped: await this.stopLocalReplica(req.data.workloadId, req.data.replica) } }
     }, this.log)
+    await this.services.start()
     await this.containers.open()
     // Containers from before a restart: adopted or removed once the mesh says where they belong.
     void this.adoptContainers()
@@ -487,6 +547,7 @@ export class WorkloadRuntime {
     for (const actor of this.tenders.values()) actor.send({ type: 'tender.cancelled' })
     this.mesh.removeEventListener('message', this.onMessage)
     this.mesh.removeEventListener('peer:disconnect', this.onDisconnect)
+    await this.services.stop()
     await this.host.stopAll()
     await this.machines.stopAll()
     await this.containers.stopAll()
@@ -1279,10 +1340,13 @@ export class WorkloadRuntime {
 
   /** What a heartbeat reports of this node, and its fingerprint: what peers must hear of soon (replicas, not their counters, and resources). */
   private heartbeatContent (): { replicas: Heartbeat['replicas'], allocated: Heartbeat['allocated'], capabilities: string[], fingerprint: string } {
-    const replicas: Heartbeat['replicas'] = [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()]
+    const replicas: Heartbeat['replicas'] = [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()].map(r => {
+      const ready = this.services.readiness(r.workloadId, r.replica, r.epoch)
+      return ready != null ? { ...r, ready } : r
+    })
     const allocated = this.allocated()
     const capabilities = this.capabilities()
-    const fingerprint = JSON.stringify([replicas.map(r => [r.workloadId, r.replica, r.epoch, r.status, r.pod?.phase, r.pod?.restarts]), allocated, capabilities, this.init.trust.policy.version])
+    const fingerprint = JSON.stringify([replicas.map(r => [r.workloadId, r.replica, r.epoch, r.status, r.pod?.phase, r.pod?.restarts, r.ready]), allocated, capabilities, this.init.trust.policy.version])
     return { replicas, allocated, capabilities, fingerprint }
   }
 

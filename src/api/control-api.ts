@@ -18,6 +18,8 @@ import { evaluate, type Action, type Principal, type Resource } from '../policy/
 import { PolicyError, TrustError } from '../policy/errors.js'
 import { asPrincipal } from '../policy/request-context.js'
 import { SYSTEM_NAMESPACE } from '../policy/defaults.js'
+import { CallError, callErrorStatus } from '../services/errors.js'
+import { MAX_CALL_BYTES } from '../services/calls.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
 export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics' | 'trust' | 'policies' | 'peerId'>
@@ -33,9 +35,11 @@ const RecordPut = z.object({ key: z.string(), value: z.string(), encoding: z.enu
 const Publish = z.object({ data: z.unknown() })
 const Apply = z.object({ spec: z.unknown(), artifact: z.string().min(1).optional() })
 const SendEvent = z.object({ event: z.unknown(), id: z.string().min(1).max(128).optional(), timeoutMs: z.number().int().min(100).max(120_000).optional() })
+const CallBody = z.object({ data: z.unknown(), timeoutMs: z.number().int().min(1).max(600_000).optional(), idempotent: z.boolean().optional(), retries: z.number().int().min(0).max(10).optional() })
 const MAX_APPLY_BYTES = 48 * 1024 * 1024
 const NAME = '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
 const WORKLOAD_PATH = new RegExp(`^/v1/workloads/(${NAME})/(${NAME})(/logs|/events|/state|/trace/export|/trace|/machine)?$`)
+const SERVICE_PATH = new RegExp(`^/v1/services/(${NAME})/(${NAME})(/call)?$`)
 const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
 
 /**
@@ -225,6 +229,34 @@ export class ControlApi {
 
     if (path === '/v1/nodes' && method === 'GET') { sendJson(res, 200, node.workloads.nodes()); return }
 
+    if (path === '/v1/services' && method === 'GET') {
+      const plane = node.workloads.services
+      const all = plane.directory.services()
+      const readable = all.filter(s => evaluate(node.trust.policy, { principal, action: 'read', resource: { kind: 'service', namespace: s.namespace, name: s.name, labels: s.labels ?? {} } }).allowed)
+      if (readable.length === 0 && all.length > 0) authorize('read', { kind: 'service', namespace: all[0]!.namespace, name: all[0]!.name })
+      sendJson(res, 200, await Promise.all(readable.map(async s => await plane.describe(s, { records: false }))))
+      return
+    }
+    const serviceMatch = SERVICE_PATH.exec(path)
+    if (serviceMatch != null) {
+      const namespace = serviceMatch[1]!
+      const name = serviceMatch[3]!
+      const plane = node.workloads.services
+      if (serviceMatch[5] === '/call') {
+        if (method !== 'POST') throw methodNotAllowed(method, path)
+        const body = parse(CallBody, await readJson(req, 2 * MAX_CALL_BYTES + 4096))
+        // The policy decides at the caller's node (inside call) and at the callee's.
+        const value = await plane.call(`${namespace}/${name}`, body.data, { ...(body.timeoutMs != null ? { timeout: body.timeoutMs } : {}), ...(body.idempotent != null ? { idempotent: body.idempotent } : {}), ...(body.retries != null ? { retries: body.retries } : {}) }, { principal, namespace })
+        sendJson(res, 200, { value: value ?? null })
+        return
+      }
+      if (method !== 'GET') throw methodNotAllowed(method, path)
+      authorize('read', { kind: 'service', namespace, name })
+      sendJson(res, 200, await plane.describe(plane.directory.resolve(`${namespace}/${name}`, namespace)))
+      return
+    }
+    if (path.startsWith('/v1/services/')) throw new HttpError(400, `service path must be /v1/services/<namespace>/<name>[/call] with DNS-1123 names, got ${path}`, 'BadRequest')
+
     if (path === '/v1/workloads') {
       if (method === 'GET') {
         // Only what the caller may read (decided without logging a denial for each hidden workload);
@@ -370,6 +402,7 @@ function positiveInt (value: string, name: string): number {
 
 function toHttpError (err: unknown): HttpError {
   if (err instanceof HttpError) return err
+  if (err instanceof CallError) return new HttpError(callErrorStatus(err.code), err.message, err.code)
   if (err instanceof TrustError) return new HttpError(403, err.message, 'Forbidden')
   if (err instanceof PolicyError) return new HttpError(400, err.message, 'BadRequest')
   if (err instanceof WorkloadNotFoundError) return new HttpError(404, err.message, 'NotFound')

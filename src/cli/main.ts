@@ -8,6 +8,7 @@ import { up } from './commands/up.js'
 import { registerInspect } from './commands/inspect.js'
 import { runExample } from './commands/example.js'
 import { exportTrace, send, state, trace } from './commands/machines.js'
+import { call, services } from './commands/services.js'
 import { apply, deleteWorkload, describeWorkload, getNodes, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
 import { availableParallelism, totalmem } from 'node:os'
 import { InvalidArgumentError } from '../errors.js'
@@ -162,6 +163,25 @@ Waits until every replica runs and prints where each landed.`)
 Exit codes: 0 acknowledged; 1 not handled in the current state, completed, unknown workload,
 bad event, or no owner reachable in time (nothing was acknowledged).`)
     .action(async (name: string, event: string, opts: { id?: string, timeout?: string }, cmd: Command) => { await send(name, event, { ...workloadOptions(cmd), ...opts }) })
+
+  program.command('services [name]')
+    .alias('svc')
+    .description('list services (address on every node, ready replicas), or show one with its replicas and its DHT records')
+    .addOption(outputOption())
+    .action(async (name: string | undefined, _opts: unknown, cmd: Command) => { await services(name, workloadOptions(cmd)) })
+
+  program.command('call <service> [json]')
+    .description('call a service as your deployer key and print its reply')
+    .option('--timeout <ms>', 'how long the call may take, retries included', '5000')
+    .option('--idempotent', 'the request may run more than once: retry it on another replica after a failure mid-call')
+    .option('--retries <n>', 'attempts after the first, on other replicas (default 2)')
+    .addOption(outputOption())
+    .addHelpText('after', `
+<service> is <name> (namespace default) or <namespace>/<name>; [json] is the request, e.g. '{"sku":"a1"}'.
+A stateful workload's service takes an event ({"type":"coin"}) and replies with the state it led to.
+Exit codes: 0 answered; 1 unknown service, no healthy replica, timed out, denied by policy,
+request too large, or the handler failed (the message names which).`)
+    .action(async (service: string, json: string | undefined, opts: { timeout?: string, idempotent?: boolean, retries?: string }, cmd: Command) => { await call(service, json, { ...workloadOptions(cmd), ...opts }) })
 
   program.command('state <name>')
     .description('show a stateful workload\'s state value, context, owner, epoch and sequence')

@@ -18,14 +18,16 @@ export interface DefaultPolicyOptions {
 }
 
 export function defaultPolicyText ({ admins, dev = false, version = 1, name = 'default' }: DefaultPolicyOptions): string {
-  const everything = [{ kind: 'namespace' }, { kind: 'workload' }, { kind: 'topic' }]
+  const everything = [{ kind: 'namespace' }, { kind: 'workload' }, { kind: 'topic' }, { kind: 'service' }, { kind: 'host' }]
   const rules: unknown[] = []
   const deployers = [...admins.map(key => ({ kind: 'deployer', key })), ...(dev ? [{ kind: 'deployer', key: 'anonymous' }] : [])]
   if (deployers.length > 0) rules.push({ id: 'admins', effect: 'allow', principals: deployers, actions: ['*'], resources: everything })
   rules.push(
     { id: 'members-host', effect: 'allow', principals: [{ kind: 'node' }], actions: ['host'], resources: [{ kind: 'workload' }] },
     { id: 'workloads-talk', effect: 'allow', principals: [{ kind: 'workload' }], actions: ['publish', 'subscribe'], resources: [{ kind: 'topic' }] },
-    { id: 'workloads-send', effect: 'allow', principals: [{ kind: 'workload' }], actions: ['send'], resources: [{ kind: 'workload' }] }
+    { id: 'workloads-send', effect: 'allow', principals: [{ kind: 'workload' }], actions: ['send'], resources: [{ kind: 'workload' }] },
+    // Any service; egress to hosts outside the mesh is granted by the operator, host by host (docs/services.md).
+    { id: 'workloads-call', effect: 'allow', principals: [{ kind: 'workload' }], actions: ['call'], resources: [{ kind: 'service' }] }
   )
   const doc = { apiVersion: 'beemesh.io/v1', kind: 'Policy', metadata: { name, version }, rules }
   return `# BeeMesh policy: default deny, an explicit deny wins. See docs/security.md.\n${stringify(doc)}`

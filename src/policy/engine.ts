@@ -18,7 +18,7 @@ import { LineCounter, parseDocument, isNode, isAlias, visit } from 'yaml'
 import { z } from 'zod'
 import { PolicyError } from './errors.js'
 
-export const ACTIONS = ['deploy', 'host', 'delete', 'publish', 'subscribe', 'send', 'read', 'admin'] as const
+export const ACTIONS = ['deploy', 'host', 'delete', 'publish', 'subscribe', 'send', 'call', 'egress', 'read', 'admin'] as const
 export type Action = typeof ACTIONS[number]
 export type Labels = Readonly<Record<string, string>>
 
@@ -26,8 +26,9 @@ export type Principal =
   | { kind: 'deployer', key: string, labels?: Labels }
   | { kind: 'node', id: string, labels?: Labels }
   | { kind: 'workload', namespace: string, name: string, labels?: Labels }
+/** `service`: a service by name (calls, tunnels); `host`: a host outside the mesh, `name` its DNS name or IP (egress). */
 export type Resource =
-  | { kind: 'namespace' | 'workload' | 'topic', name: string, namespace?: string, labels?: Labels }
+  | { kind: 'namespace' | 'workload' | 'topic' | 'service' | 'host', name: string, namespace?: string, labels?: Labels }
 
 export interface Request { principal: Principal, action: Action, resource: Resource }
 export interface Decision { allowed: boolean, rule?: string, reason: string }
@@ -40,7 +41,7 @@ const principalSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('workload'), namespace: name.optional(), name: name.optional(), labels: labels.optional() })
 ])
 const resourceSchema = z.strictObject({
-  kind: z.enum(['namespace', 'workload', 'topic']),
+  kind: z.enum(['namespace', 'workload', 'topic', 'service', 'host']),
   name: name.optional(),
   namespace: name.optional(),
   labels: labels.optional()

@@ -641,8 +641,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   }
 
   /** Serves a `/beemesh/<name>/1.0.0` stream protocol. */
-  async handle (protocol: string, handler: StreamHandler): Promise<void> {
-    await this.node.handle(protocol, handler)
+  async handle (protocol: string, handler: StreamHandler, options?: { maxInboundStreams?: number, maxOutboundStreams?: number }): Promise<void> {
+    await this.node.handle(protocol, handler, options)
   }
 
   /** Opens a stream to a peer (peer id or full multiaddr) on a protocol. */

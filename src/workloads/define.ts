@@ -14,15 +14,15 @@ import { InvalidDefinitionError, InvalidManifestError, InvalidQuantityError, NO_
 import { KUBE_KINDS, parseKubeManifest } from './kube.js'
 import { isMachine } from './machine.js'
 import { parseCpu, parseMemory } from './quantities.js'
-import type { ArtifactRef, ContainerDefinition, ContainerPort, ContainerSpec, Delivery, Durability, EnvVar, ImagePullPolicy, MachineLogic, ResourceQuantities, RestartBackoff, RestartPolicy, StatefulDefinition, StatelessDefinition, StatelessHandler, WorkloadDefinition, WorkloadSpec } from './types.js'
+import type { ArtifactRef, CallHandler, ContainerDefinition, ContainerPort, ContainerSpec, Delivery, Durability, EnvVar, ImagePullPolicy, MachineLogic, ResourceQuantities, RestartBackoff, RestartPolicy, StatefulDefinition, StatelessDefinition, StatelessHandler, WorkloadDefinition, WorkloadSpec } from './types.js'
 
 // Workload bundles resolve `beemesh` to this module, so it offers what the
 // package entry (src/index.ts) offers to user code.
 export { deadLetterTopic } from './types.js'
 export { isMachine } from './machine.js'
-export type { ContainerDefinition, ContainerPort, Delivery, Durability, EnvVar, HandlerContext, ImagePullPolicy, MachineLogic, ResourceQuantities, RestartBackoff, RestartPolicy, StatefulDefinition, StatelessDefinition, StatelessHandler, TopicEvent, WorkloadDefinition, WorkloadIdentity } from './types.js'
+export type { CallHandler, CallOptions, CallRequest, ContainerDefinition, ContainerPort, FetchResponse, ServiceDeclaration, Delivery, Durability, EnvVar, HandlerContext, ImagePullPolicy, MachineLogic, ResourceQuantities, RestartBackoff, RestartPolicy, StatefulDefinition, StatelessDefinition, StatelessHandler, TopicEvent, WorkloadDefinition, WorkloadIdentity } from './types.js'
 
-export type StatelessFields = Omit<StatelessDefinition, 'handler'>
+export type StatelessFields = Omit<StatelessDefinition, 'handler' | 'onCall'>
 export type StatefulFields = Omit<StatefulDefinition, 'machine'>
 /** A definition without its handler or machine: what survives serialisation. */
 export type DefinitionFields = StatelessFields | StatefulFields | ContainerDefinition
@@ -218,7 +218,28 @@ export function containerFieldSchemas () {
   }
 }
 
+/** Shared with kube.ts. `services: [{ name, port? }]`; actors (`withPort: false`) name no port. */
+export function servicesSchema (withPort: boolean) {
+  const error = expected('a list of { name' + (withPort ? ', port? }' : ' }'))
+  return z.array(z.strictObject({
+    name: label(),
+    ...(withPort ? { port: z.optional(integer(1, 65535, 'a port number')) } : {})
+  }, { error: expected(withPort ? '{ name, port? }' : '{ name } (actors serve calls on no port)') }), { error }).check(z.maxLength(16, { error: expected('at most 16 services') }))
+}
+
+/** The first service that repeats an earlier name. */
+function repeatedService (services: ReadonlyArray<{ name: string }> = []): { index: number, problem: string } | undefined {
+  const seen = new Map<string, number>()
+  for (const [index, { name }] of services.entries()) {
+    const earlier = seen.get(name)
+    if (earlier != null) return { index, problem: `service "${name}" is declared twice (also in services[${earlier}])` }
+    seen.set(name, index)
+  }
+  return undefined
+}
+
 const HANDLER_EXPECTED = 'a function (event, ctx) => …'
+const ON_CALL_EXPECTED = 'a function (request, ctx) => reply'
 const MACHINE_EXPECTED = 'an XState v5 machine (setup({...}).createMachine({...}))'
 const KIND_EXPECTED = '"stateless", "stateful" or "container"'
 
@@ -234,7 +255,8 @@ function statefulSchema (requireMachine: boolean) {
     snapshotEvery: z.optional(shared.snapshotEvery),
     resources: z.optional(shared.resources),
     nodeSelector: z.optional(shared.nodeSelector),
-    timeoutMs: z.optional(shared.timeoutMs)
+    timeoutMs: z.optional(shared.timeoutMs),
+    services: z.optional(servicesSchema(false))
   })
 }
 
@@ -265,26 +287,41 @@ function containerSchema () {
       maxMs: z.optional(integer(1, MAX_BACKOFF_MS)),
       resetAfterMs: z.optional(integer(1, MAX_RESET_AFTER_MS))
     }, { error: expected('an object with initialMs, maxMs and/or resetAfterMs') })),
-    terminationGracePeriodSeconds: z.optional(c.terminationGracePeriodSeconds)
+    terminationGracePeriodSeconds: z.optional(c.terminationGracePeriodSeconds),
+    services: z.optional(servicesSchema(true))
   })
 }
 
 function definitionSchema (requireHandler: boolean) {
   const shared = sharedShape()
   const handler = z.custom<StatelessHandler>(value => typeof value === 'function', { error: expected(HANDLER_EXPECTED) })
+  const onCall = z.custom<CallHandler>(value => typeof value === 'function', { error: expected(ON_CALL_EXPECTED) })
   return z.strictObject({
     name: label(),
     kind: z.literal('stateless', { error: expected(KIND_EXPECTED) }),
     namespace: z.optional(label()),
-    topics: shared.topics,
+    topics: z.optional(shared.topics),
     replicas: z.optional(shared.replicas),
     resources: z.optional(shared.resources),
     nodeSelector: z.optional(shared.nodeSelector),
     delivery: z.optional(shared.delivery),
     retries: z.optional(shared.retries),
     timeoutMs: z.optional(shared.timeoutMs),
-    handler: requireHandler ? handler : z.optional(handler)
+    handler: z.optional(handler),
+    services: z.optional(servicesSchema(false)),
+    onCall: z.optional(onCall)
   })
+}
+
+/** What a stateless definition lacks: topics or services to wake it, a handler for its topics, an onCall for its services. */
+function statelessProblem (d: { topics?: string[] | undefined, services?: unknown[] | undefined, handler?: unknown, onCall?: unknown }, requireHandler: boolean): string | undefined {
+  const hasTopics = d.topics != null
+  const hasServices = d.services != null && d.services.length > 0
+  if (!hasTopics && !hasServices) return 'topics: missing; expected a non-empty array of topic names (or services, for a workload that only serves calls)'
+  if (requireHandler && hasTopics && d.handler == null) return `handler: missing; expected ${HANDLER_EXPECTED}`
+  if (requireHandler && hasServices && d.onCall == null) return `onCall: missing; expected ${ON_CALL_EXPECTED} to serve services`
+  if (d.onCall != null && !hasServices) return 'onCall: given, but services declares no service for it to serve'
+  return undefined
 }
 
 function manifestSchema () {
@@ -341,7 +378,7 @@ const FIELD_NAMES = [
   'name', 'kind', 'namespace', 'topics', 'replicas', 'resources', 'cpu', 'memory', 'nodeSelector', 'delivery', 'retries', 'timeoutMs', 'handler', 'machine',
   'durability', 'snapshotEvery', 'apiVersion', 'metadata', 'spec', 'module',
   'image', 'command', 'args', 'env', 'value', 'ports', 'containerPort', 'hostPort', 'protocol', 'workingDir', 'restartPolicy', 'imagePullPolicy', 'limits',
-  'backoff', 'initialMs', 'maxMs', 'resetAfterMs', 'terminationGracePeriodSeconds'
+  'backoff', 'initialMs', 'maxMs', 'resetAfterMs', 'terminationGracePeriodSeconds', 'services', 'onCall', 'port'
 ]
 
 /** Levenshtein distance, for "did you mean" hints on unknown fields. */
@@ -506,6 +543,11 @@ function containerProblem (d: z.output<ReturnType<typeof containerSchema>>): str
   }
   const port = repeatedPort(normalisePorts(d.ports))
   if (port != null) return atPath(['ports', port.index], port.problem)
+  const declared = normalisePorts(d.ports).filter(p => p.protocol === 'TCP').map(p => p.containerPort)
+  for (const [index, service] of ((d.services ?? []) as Array<{ name: string, port?: number }>).entries()) {
+    if (declared.length === 0) return atPath(['services', index], `service "${service.name}" needs a TCP container port to reach; declare one in ports`)
+    if (service.port != null && !declared.includes(service.port)) return atPath(['services', index, 'port'], `${service.port} is not a TCP port of the container (ports: ${declared.join(', ')})`)
+  }
   const over = requestAboveLimit(d.resources, d.limits)
   if (over != null) return atPath(['resources', over.resource], `the request ${over.request} is more than the limit ${over.limit} (limits.${over.resource}); a request cannot exceed its limit`)
   const { initialMs, maxMs } = d.backoff ?? {}
@@ -541,6 +583,12 @@ export function validateDefinition (value: unknown, source: string, { requireHan
     const problem = containerProblem(result.data)
     if (problem != null) throw new InvalidDefinitionError(source, problem)
   }
+  if (result.data.kind === 'stateless') {
+    const problem = statelessProblem(result.data, requireHandler)
+    if (problem != null) throw new InvalidDefinitionError(source, problem)
+  }
+  const repeated = repeatedService(result.data.services)
+  if (repeated != null) throw new InvalidDefinitionError(source, atPath(['services', repeated.index, 'name'], repeated.problem))
   return result.data as DefinitionFields & { handler?: StatelessHandler, machine?: unknown }
 }
 
@@ -604,7 +652,7 @@ function toContainerSpec (d: ContainerDefinition): ContainerSpec {
 export function toWorkloadSpec (def: ContainerDefinition, options: { source: string, now: number }): WorkloadSpec
 export function toWorkloadSpec (def: DefinitionFields | WorkloadDefinition, options: { artifact: ArtifactRef, source: string, now: number, machineId?: string }): WorkloadSpec
 export function toWorkloadSpec (def: DefinitionFields | WorkloadDefinition, { artifact, source, now, machineId }: { artifact?: ArtifactRef, source: string, now: number, machineId?: string }): WorkloadSpec {
-  const { handler: _handler, machine, ...fields } = def as DefinitionFields & { handler?: unknown, machine?: unknown }
+  const { handler: _handler, onCall: _onCall, machine, ...fields } = def as DefinitionFields & { handler?: unknown, onCall?: unknown, machine?: unknown }
   const d = validateDefinition(fields, source, { requireHandler: false })
   const namespace = d.namespace ?? DEFAULTS.namespace
   if (d.kind === 'container') {
@@ -625,6 +673,7 @@ export function toWorkloadSpec (def: DefinitionFields | WorkloadDefinition, { ar
       timeoutMs: DEFAULTS.timeoutMs,
       memoryLimitMb: memoryLimitMb(memoryBytes),
       container: toContainerSpec(d),
+      ...servicesOf(d.services, normalisePorts(d.ports).find(p => p.protocol === 'TCP')?.containerPort),
       source,
       createdAt: now
     }
@@ -650,6 +699,7 @@ export function toWorkloadSpec (def: DefinitionFields | WorkloadDefinition, { ar
       durability: d.durability ?? DEFAULTS.durability,
       snapshotEvery: d.snapshotEvery ?? DEFAULTS.snapshotEvery,
       ...(id != null ? { machineId: id } : {}),
+      ...servicesOf(d.services),
       artifact: { sha256: artifact.sha256, size: artifact.size },
       source,
       createdAt: now
@@ -660,7 +710,7 @@ export function toWorkloadSpec (def: DefinitionFields | WorkloadDefinition, { ar
     name: d.name,
     namespace,
     kind: d.kind,
-    topics: uniqueTopics(d.topics),
+    topics: uniqueTopics(d.topics ?? []),
     replicas: d.replicas ?? DEFAULTS.replicas,
     resources: { cpuMillis: parseCpu(resources.cpu ?? DEFAULTS.cpu), memoryBytes },
     nodeSelector: { ...(d.nodeSelector ?? {}) },
@@ -668,10 +718,17 @@ export function toWorkloadSpec (def: DefinitionFields | WorkloadDefinition, { ar
     retries: d.retries ?? DEFAULTS.retries,
     timeoutMs: d.timeoutMs ?? DEFAULTS.timeoutMs,
     memoryLimitMb: memoryLimitMb(memoryBytes),
+    ...servicesOf(d.services),
     artifact: { sha256: artifact.sha256, size: artifact.size },
     source,
     createdAt: now
   }
+}
+
+/** `{ services }` for a spec (none when the definition declares none); a container's service port defaults to its first TCP port. */
+function servicesOf (services: ReadonlyArray<{ name: string, port?: number | undefined }> | undefined, defaultPort?: number): Pick<WorkloadSpec, 'services'> {
+  if (services == null || services.length === 0) return {}
+  return { services: services.map(s => ({ name: s.name, ...(s.port ?? defaultPort) != null ? { port: (s.port ?? defaultPort) as number } : {} })) }
 }
 
 /** First line of a yaml parse error, without its trailing position. */

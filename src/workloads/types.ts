@@ -35,15 +35,62 @@ export interface WorkloadIdentity {
   epoch: number
 }
 
+/** A service a workload offers to callers by name (docs/services.md). */
+export interface ServiceDeclaration {
+  /** The service's name (a DNS-1123 label), unique in the namespace. */
+  name: string
+  /** Container workloads: the container port the service reaches (default: the first declared port). Actors have none. */
+  port?: number
+}
+
+export interface CallOptions {
+  /** How long the whole call may take, retries included. Default 5000 ms. */
+  timeout?: number
+  /**
+   * The request may run more than once: after a replica fails or vanishes
+   * mid-call, it is retried on another. A call that is not idempotent is
+   * retried only when it surely did not reach a replica (no connection).
+   */
+  idempotent?: boolean
+  /** Attempts after the first (default 2), on other replicas where there are any. */
+  retries?: number
+}
+
+/** A call as the called replica's `onCall` receives it. */
+export interface CallRequest<T = unknown> {
+  /** `<namespace>/<service>` */
+  service: string
+  data: T
+  /** Who called: `workload:<namespace>/<name>`, or `deployer:<key>` for a call from the API. */
+  caller: string
+  /** The call's id (the same on every attempt). */
+  id: string
+  /** 1 on the first attempt, then 2, 3… on retries. */
+  attempt: number
+}
+
+/** What `ctx.fetch` resolves with: a WHATWG Response (status, headers, text(), json(), arrayBuffer()). */
+export type FetchResponse = Response
+
 export interface HandlerContext {
   readonly workload: WorkloadIdentity
   /** Publishes a JSON value on a topic of the mesh. */
   publish(topic: string, data: unknown): Promise<void>
   /** Writes a line to the workload's log (`beemesh logs <name>`). */
   log(message: string, fields?: Record<string, unknown>): void
+  /**
+   * Calls a service by name (`orders`, or `<namespace>/orders`) and resolves
+   * with its reply. Rejects with a CallError (`code`: UNKNOWN_SERVICE,
+   * NO_HEALTHY_REPLICA, TIMEOUT, DENIED, TOO_LARGE, UNAVAILABLE, FAILED).
+   */
+  call<R = unknown>(service: string, request: unknown, options?: CallOptions): Promise<R>
+  /** `fetch` to a host outside the mesh, if the policy grants this workload `egress` to it. The global `fetch` is not available to actors. */
+  fetch(url: string, init?: { method?: string, headers?: Record<string, string>, body?: string, timeout?: number }): Promise<FetchResponse>
 }
 
 export type StatelessHandler<T = any> = (event: TopicEvent<T>, ctx: HandlerContext) => unknown | Promise<unknown>
+/** Serves calls to a stateless workload's services: the value it returns (JSON) is the reply. */
+export type CallHandler<T = any> = (request: CallRequest<T>, ctx: HandlerContext) => unknown | Promise<unknown>
 
 export type Delivery = 'queue' | 'fanout'
 
@@ -58,7 +105,8 @@ export interface StatelessDefinition<T = any> {
   name: string
   kind: 'stateless'
   namespace?: string
-  topics: string[]
+  /** Topics that wake `handler`. A workload that only serves calls needs none. */
+  topics?: string[]
   replicas?: number
   resources?: ResourceQuantities
   /** Only nodes whose labels include all of these may host it. */
@@ -69,7 +117,11 @@ export interface StatelessDefinition<T = any> {
   retries?: number
   /** A handler call running longer than this is stopped and counts as failed. Default 5000. */
   timeoutMs?: number
-  handler: StatelessHandler<T>
+  /** Handles topic events; required when `topics` are given. */
+  handler?: StatelessHandler<T>
+  /** Services this workload offers; each call runs `onCall`. */
+  services?: ServiceDeclaration[]
+  onCall?: CallHandler
 }
 
 /** Where a stateful workload's acknowledged transitions live before the sender hears of them. */
@@ -107,6 +159,8 @@ export interface StatefulDefinition {
   nodeSelector?: Record<string, string>
   /** How long one transition may run in the sandbox before it fails. Default 5000. */
   timeoutMs?: number
+  /** Services this workload offers: a call's request is an event for the machine, its reply the acknowledged state. */
+  services?: ServiceDeclaration[]
 }
 
 /** Kubernetes' pod restart policies: when an exited container is started again. */
@@ -180,6 +234,8 @@ export interface ContainerDefinition extends ContainerFields {
   /** Requests: what the scheduler reserves on the node. */
   resources?: ResourceQuantities
   nodeSelector?: Record<string, string>
+  /** Services this workload offers: TCP to `port` (a container port), through every node's service proxy. */
+  services?: ServiceDeclaration[]
 }
 
 export type WorkloadDefinition = StatelessDefinition | StatefulDefinition | ContainerDefinition
@@ -214,6 +270,8 @@ export interface WorkloadSpec {
   snapshotEvery?: number
   /** Stateful only: the machine's id. */
   machineId?: string
+  /** Services the workload offers by name (for containers, each with its container port). */
+  services?: ServiceDeclaration[]
   /** Container only: what to run. */
   container?: ContainerSpec
   /** The bundled module (stateless and stateful); container workloads have none. */

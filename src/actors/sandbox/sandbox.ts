@@ -16,16 +16,16 @@ import { Worker, type ResourceLimits } from 'node:worker_threads'
 import type { Readable } from 'node:stream'
 import { describeError } from '../../errors.js'
 import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
-import type { TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
+import type { CallOptions, CallRequest, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, SandboxStoppedError } from './errors.js'
-import type { FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
+import type { CallFailure, FetchInit, FetchReply, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
 export type FailureCause = 'threw' | 'timeout' | 'crashed' | 'out-of-memory' | 'stopped'
 
 /** The outcome of one handler call; `ms` is the time from hand-over to the worker until the outcome. */
 export type InvokeResult =
-  | { ok: true, ms: number }
+  | { ok: true, ms: number, value?: unknown }
   | { ok: false, error: string, cause: FailureCause, ms: number }
 
 /** A line of a replica's log: `ctx.log`, console output of user code, or the sandbox's own notes. */
@@ -56,6 +56,10 @@ export interface ReplicaSandboxInit {
   memoryLimitMb: number
   /** Called for each `ctx.publish`; its rejection is reported back to the handler. */
   onPublish: (topic: string, data: unknown) => Promise<void>
+  /** Called for each `ctx.call`: resolves with the reply, or rejects with an error whose `code` the handler sees. */
+  onCall?: (service: string, request: unknown, options: CallOptions) => Promise<unknown>
+  /** Called for each `ctx.fetch`: the node's egress check and the fetch itself. */
+  onFetch?: (url: string, init: FetchInit) => Promise<FetchReply>
   onLog: (line: SandboxLogLine) => void
   /** How long loading the module may take, at start and after each restart. Default 30 s. */
   loadTimeoutMs?: number
@@ -199,7 +203,8 @@ interface Live {
 }
 
 interface Job {
-  event: TopicEvent
+  event?: TopicEvent
+  call?: CallRequest
   resolve: (result: InvokeResult) => void
 }
 
@@ -221,6 +226,8 @@ export class ReplicaSandbox {
   private readonly queue: Job[] = []
   private draining = false
   private nextId = 0
+  private nextPing = 0
+  private readonly pings = new Map<number, () => void>()
   private consecutiveFailures = 0
   private readonly lifetime = new AbortController()
   private readonly counters: SandboxStats = { invocations: 0, failures: 0, restarts: 0 }
@@ -262,6 +269,38 @@ export class ReplicaSandbox {
     return await new Promise<InvokeResult>(resolve => {
       this.queue.push({ event, resolve })
       void this.drain()
+    })
+  }
+
+  /** Runs `onCall` on one call, after the invocations before it; a success carries the reply in `value`. */
+  async invokeCall (call: CallRequest): Promise<InvokeResult> {
+    if (this.state === 'stopped' || this.state === 'new') return this.notRunning(0)
+    return await new Promise<InvokeResult>(resolve => {
+      this.queue.push({ call, resolve })
+      void this.drain()
+    })
+  }
+
+  /**
+   * The health probe: resolves true once the worker's event loop answers
+   * within `timeoutMs`. A worker busy in synchronous code, loading, or being
+   * replaced does not answer, and the replica is then not ready for calls.
+   */
+  async ping (timeoutMs: number): Promise<boolean> {
+    if (this.state !== 'running' || this.current == null) return false
+    const live = await Promise.race([this.current, sleep(timeoutMs).then(() => undefined)]).catch(() => undefined)
+    if (live == null || live.retired || live.exit != null) return false
+    const id = ++this.nextPing
+    return await new Promise<boolean>(resolve => {
+      const timer = setTimeout(() => { this.pings.delete(id); resolve(false) }, timeoutMs)
+      this.pings.set(id, () => { clearTimeout(timer); resolve(true) })
+      try {
+        live.thread.worker.postMessage({ type: 'ping', id } satisfies ToWorker)
+      } catch {
+        clearTimeout(timer)
+        this.pings.delete(id)
+        resolve(false)
+      }
     })
   }
 
@@ -354,6 +393,22 @@ export class ReplicaSandbox {
       case 'publish':
         this.publish(live, msg.id, msg.topic, msg.data)
         break
+      case 'call':
+        this.relay(live, msg.id, async () => {
+          if (this.init.onCall == null) throw Object.assign(new Error('calls are not available here'), { code: 'UNAVAILABLE' })
+          return await this.init.onCall(msg.service, msg.request, msg.options ?? {})
+        }, (value) => ({ type: 'call-reply', id: msg.id, ok: true, value }), (err) => ({ type: 'call-reply', id: msg.id, ok: false, error: callFailure(err) }))
+        break
+      case 'fetch':
+        this.relay(live, msg.id, async () => {
+          if (this.init.onFetch == null) throw new Error('egress is not available here')
+          return await this.init.onFetch(msg.url, msg.init ?? {})
+        }, (reply) => ({ type: 'fetch-reply', id: msg.id, ok: true, reply }), (err) => ({ type: 'fetch-reply', id: msg.id, ok: false, error: describeError(err) }))
+        break
+      case 'pong':
+        this.pings.get(msg.id)?.()
+        this.pings.delete(msg.id)
+        break
       case 'log':
         if (typeof msg.message === 'string') this.log(msg.stream === 'error' ? 'error' : 'log', msg.message, msg.fields)
         break
@@ -373,6 +428,19 @@ export class ReplicaSandbox {
     Promise.resolve()
       .then(async () => { await this.init.onPublish(topic, data) })
       .then(() => { ack() }, err => { ack(describeError(err)) })
+  }
+
+  /** Runs a request of the worker's (a call, a fetch) on the host side and posts the answer back, unless the thread is gone. */
+  private relay<T> (live: Live, _id: number, run: () => Promise<T>, ok: (value: T) => ToWorker, failed: (err: unknown) => ToWorker): void {
+    const send = (msg: ToWorker): void => {
+      if (live.retired) return
+      try {
+        live.thread.worker.postMessage(msg)
+      } catch {
+        // the thread is gone; its pending request went with it
+      }
+    }
+    Promise.resolve().then(run).then(value => { send(ok(value)) }, err => { send(failed(err)) })
   }
 
   private onExit (live: Live, exit: ThreadExit, failed: (err: Error) => void): void {
@@ -422,7 +490,7 @@ export class ReplicaSandbox {
       for (let job = this.queue.shift(); job != null; job = this.queue.shift()) {
         let result: InvokeResult
         try {
-          result = await this.run(job.event)
+          result = await this.run(job)
         } catch (err) {
           result = { ok: false, cause: 'crashed', error: `the sandbox failed: ${describeError(err)}`, ms: 0 }
         }
@@ -433,7 +501,7 @@ export class ReplicaSandbox {
     }
   }
 
-  private async run (event: TopicEvent): Promise<InvokeResult> {
+  private async run (job: Job): Promise<InvokeResult> {
     let live: Live
     try {
       live = await this.acquire()
@@ -456,7 +524,7 @@ export class ReplicaSandbox {
       }
       live.inflight = { id, settle }
       try {
-        live.thread.worker.postMessage({ type: 'invoke', id, event } satisfies ToWorker)
+        live.thread.worker.postMessage((job.call != null ? { type: 'invoke-call', id, call: job.call } : { type: 'invoke', id, event: job.event as TopicEvent }) satisfies ToWorker)
       } catch (err) {
         settle({ kind: 'unsendable', error: describeError(err) })
       }
@@ -468,7 +536,7 @@ export class ReplicaSandbox {
     this.counters.invocations++
     if (outcome.kind === 'result' && outcome.msg.ok) {
       this.consecutiveFailures = 0
-      return { ok: true, ms }
+      return { ok: true, ms, ...(outcome.msg.value !== undefined ? { value: outcome.msg.value } : {}) }
     }
     this.counters.failures++
     switch (outcome.kind) {
@@ -489,6 +557,12 @@ export class ReplicaSandbox {
   }
 }
 
+/** A call's failure as the worker sees it: the code of a CallError (src/services/errors.ts), FAILED otherwise. */
+function callFailure (err: unknown): CallFailure {
+  const code = (err as { code?: unknown } | null)?.code
+  return { code: typeof code === 'string' && /^[A-Z_]+$/.test(code) ? code : 'FAILED', message: describeError(err) }
+}
+
 export interface InspectOptions {
   /** How long loading may take. Default 30 s. */
   timeoutMs?: number
@@ -505,12 +579,12 @@ export interface InspectOptions {
  * a missing or non-object default export (or a failing `defineWorkload`), and
  * ArtifactLoadError when the module throws, hangs or crashes while loading.
  */
-export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAULT_LOAD_TIMEOUT_MS, memoryLimitMb = 256, source = artifactPath }: InspectOptions = {}): Promise<Record<string, unknown> & { hasHandler: boolean, machine?: InspectedMachine }> {
+export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAULT_LOAD_TIMEOUT_MS, memoryLimitMb = 256, source = artifactPath }: InspectOptions = {}): Promise<Record<string, unknown> & { hasHandler: boolean, hasOnCall: boolean, machine?: InspectedMachine }> {
   return await new Promise((resolve, reject) => {
     let thread: Thread | undefined
     let settled = false
     const timer = setTimeout(() => { finish(new ArtifactLoadError(source, `the module did not finish loading within ${timeoutMs} ms`)) }, timeoutMs)
-    function finish (err: Error | undefined, value?: Record<string, unknown> & { hasHandler: boolean, machine?: InspectedMachine }): void {
+    function finish (err: Error | undefined, value?: Record<string, unknown> & { hasHandler: boolean, hasOnCall: boolean, machine?: InspectedMachine }): void {
       if (settled) return
       settled = true
       clearTimeout(timer)
@@ -528,7 +602,7 @@ export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAU
         } else if (msg.type === 'inspected') {
           if (!msg.hasDefault) finish(new InvalidDefinitionError(source, NO_DEFAULT_EXPORT))
           else if (msg.exportType !== 'object') finish(new InvalidDefinitionError(source, `the default export is ${msg.exportType === 'null' ? 'null' : `a ${msg.exportType}`}; export default defineWorkload({...})`))
-          else finish(undefined, { ...msg.value, hasHandler: msg.hasHandler, ...(msg.machine != null ? { machine: msg.machine } : {}) })
+          else finish(undefined, { ...msg.value, hasHandler: msg.hasHandler, hasOnCall: msg.hasOnCall, ...(msg.machine != null ? { machine: msg.machine } : {}) })
         }
       }, () => {})
     } catch (err) {

@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url'
 import { parentPort, workerData } from 'node:worker_threads'
 import { isMachine } from '../../workloads/machine.js'
 import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
-import type { HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
+import type { CallHandler, CallOptions, CallRequest, HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 
 /** `workerData` of a sandbox worker. */
 export type WorkerInit =
@@ -27,20 +27,36 @@ export interface WorkerErrorInfo {
   detail?: string
 }
 
+/** What a fetch through the node's egress check resolves with. */
+export interface FetchReply { status: number, statusText: string, headers: Array<[string, string]>, body: Uint8Array }
+export interface FetchInit { method?: string, headers?: Record<string, string>, body?: string, timeout?: number }
+
+/** A call's failure as it crosses the thread boundary: the parent's CallError code and message. */
+export interface CallFailure { code: string, message: string }
+
 /** Parent → worker. */
 export type ToWorker =
   | { type: 'invoke', id: number, event: TopicEvent }
+  | { type: 'invoke-call', id: number, call: CallRequest }
   | { type: 'publish-ack', id: number, error?: string }
+  | { type: 'call-reply', id: number, ok: true, value: unknown }
+  | { type: 'call-reply', id: number, ok: false, error: CallFailure }
+  | { type: 'fetch-reply', id: number, ok: true, reply: FetchReply }
+  | { type: 'fetch-reply', id: number, ok: false, error: string }
+  | { type: 'ping', id: number }
 
 /** Worker → parent. */
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'load-failed', error: WorkerErrorInfo }
-  | { type: 'result', id: number, ok: true }
+  | { type: 'result', id: number, ok: true, value?: unknown }
   | { type: 'result', id: number, ok: false, error: string }
   | { type: 'publish', id: number, topic: string, data: unknown }
+  | { type: 'call', id: number, service: string, request: unknown, options: CallOptions }
+  | { type: 'fetch', id: number, url: string, init: FetchInit }
+  | { type: 'pong', id: number }
   | { type: 'log', stream: 'log' | 'error', message: string, fields?: Record<string, unknown> }
-  | { type: 'inspected', hasDefault: boolean, exportType: string, value: Record<string, unknown>, hasHandler: boolean, machine?: InspectedMachine }
+  | { type: 'inspected', hasDefault: boolean, exportType: string, value: Record<string, unknown>, hasHandler: boolean, hasOnCall: boolean, machine?: InspectedMachine }
 
 /** What inspection reports of a stateful definition's machine (the machine itself cannot cross threads). */
 export interface InspectedMachine {
@@ -106,7 +122,18 @@ function post (msg: FromWorker): void {
 }
 
 let onInvoke: ((id: number, event: TopicEvent) => void) | undefined
+let onInvokeCall: ((id: number, call: CallRequest) => void) | undefined
 const publishes = new Map<number, { resolve: () => void, reject: (err: Error) => void }>()
+const calls = new Map<number, { resolve: (value: unknown) => void, reject: (err: Error) => void }>()
+const fetches = new Map<number, { resolve: (value: FetchReply) => void, reject: (err: Error) => void }>()
+
+/** What `ctx.call` rejects with: `code` says why (UNKNOWN_SERVICE, NO_HEALTHY_REPLICA, TIMEOUT, DENIED, TOO_LARGE, UNAVAILABLE, FAILED). */
+class CallError extends Error {
+  constructor (readonly code: string, message: string) {
+    super(message)
+    this.name = 'CallError'
+  }
+}
 
 // Registered first, this listener also keeps the thread alive after it has
 // reported (inspected, load-failed), until the parent terminates it: nothing
@@ -114,6 +141,20 @@ const publishes = new Map<number, { resolve: () => void, reject: (err: Error) =>
 port.on('message', (msg: ToWorker) => {
   if (msg.type === 'invoke') {
     onInvoke?.(msg.id, msg.event)
+  } else if (msg.type === 'invoke-call') {
+    onInvokeCall?.(msg.id, msg.call)
+  } else if (msg.type === 'ping') {
+    post({ type: 'pong', id: msg.id })
+  } else if (msg.type === 'call-reply') {
+    const pending = calls.get(msg.id)
+    calls.delete(msg.id)
+    if (msg.ok) pending?.resolve(msg.value)
+    else pending?.reject(new CallError(msg.error.code, msg.error.message))
+  } else if (msg.type === 'fetch-reply') {
+    const pending = fetches.get(msg.id)
+    fetches.delete(msg.id)
+    if (msg.ok) pending?.resolve(msg.reply)
+    else pending?.reject(new TypeError(`ctx.fetch: ${msg.error}`))
   } else if (msg.type === 'publish-ack') {
     const pending = publishes.get(msg.id)
     publishes.delete(msg.id)
@@ -142,7 +183,7 @@ async function inspect (): Promise<void> {
   try {
     const { hasDefault, value } = await importDefault()
     const isObject = typeof value === 'object' && value !== null && !Array.isArray(value)
-    const { handler, machine } = isObject ? value as Record<string, unknown> : {}
+    const { handler, onCall, machine } = isObject ? value as Record<string, unknown> : {}
     const m = machine as { id?: unknown } | undefined
     // plain() of the whole export, so that cycles back to it are cut; the machine is reported on its own.
     const rest = isObject ? plain(value) as Record<string, unknown> : {}
@@ -153,6 +194,7 @@ async function inspect (): Promise<void> {
       exportType: value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value,
       value: rest,
       hasHandler: typeof handler === 'function',
+      hasOnCall: typeof onCall === 'function',
       ...(machine !== undefined ? { machine: { valid: isMachine(machine), ...(typeof m?.id === 'string' ? { id: m.id } : {}) } } : {})
     })
   } catch (err) {
@@ -161,15 +203,17 @@ async function inspect (): Promise<void> {
 }
 
 async function serve (identity: WorkloadIdentity): Promise<void> {
-  let handler: StatelessHandler
+  let handler: StatelessHandler | undefined
+  let onCall: CallHandler | undefined
   try {
     const { hasDefault, value } = await importDefault()
     if (!hasDefault) throw new Error(NO_DEFAULT_EXPORT)
-    const def = value as { kind?: unknown, handler?: unknown } | null
+    const def = value as { kind?: unknown, handler?: unknown, onCall?: unknown } | null
     if (def == null || typeof def !== 'object') throw new Error(`the default export is ${def === null ? 'null' : `a ${typeof def}`}, not a workload definition`)
     if (def.kind !== 'stateless') throw new Error(`the default export has kind ${JSON.stringify(def.kind)}; only "stateless" workloads run in a sandbox`)
-    if (typeof def.handler !== 'function') throw new Error('the default export has no handler function')
-    handler = def.handler as StatelessHandler
+    if (typeof def.handler !== 'function' && typeof def.onCall !== 'function') throw new Error('the default export has no handler or onCall function')
+    if (typeof def.handler === 'function') handler = def.handler as StatelessHandler
+    if (typeof def.onCall === 'function') onCall = def.onCall as CallHandler
   } catch (err) {
     post({ type: 'load-failed', error: errorInfo(err) })
     return
@@ -193,6 +237,34 @@ async function serve (identity: WorkloadIdentity): Promise<void> {
     await acked
   }
 
+  let nextCall = 0
+  async function call (service: string, request: unknown, options: CallOptions = {}): Promise<any> {
+    if (typeof service !== 'string' || service === '') throw new TypeError('ctx.call: the service must be a non-empty string')
+    let copy: unknown
+    try {
+      copy = jsonCopy(request)
+    } catch (err) {
+      throw new TypeError(`ctx.call: the request to "${service}" is not JSON-serialisable: ${errorMessage(err)}`)
+    }
+    const opts = jsonCopy(options ?? {}) as CallOptions
+    const id = ++nextCall
+    const replied = new Promise<unknown>((resolve, reject) => { calls.set(id, { resolve, reject }) })
+    post({ type: 'call', id, service, request: copy ?? null, options: opts })
+    return await replied
+  }
+
+  let nextFetch = 0
+  async function egressFetch (url: string, init: FetchInit = {}): Promise<Response> {
+    if (typeof url !== 'string') throw new TypeError('ctx.fetch: the URL must be a string')
+    if (init.body != null && typeof init.body !== 'string') throw new TypeError('ctx.fetch: the body must be a string')
+    const id = ++nextFetch
+    const replied = new Promise<FetchReply>((resolve, reject) => { fetches.set(id, { resolve, reject }) })
+    post({ type: 'fetch', id, url, init: jsonCopy(init) as FetchInit })
+    const reply = await replied
+    const noBody = reply.status === 204 || reply.status === 304 || (reply.status >= 100 && reply.status < 200)
+    return new Response(noBody ? null : reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers })
+  }
+
   function ctxLog (message: string, fields?: Record<string, unknown>): void {
     let copy: Record<string, unknown> | undefined
     if (fields != null) {
@@ -205,9 +277,11 @@ async function serve (identity: WorkloadIdentity): Promise<void> {
     log('log', String(message), copy)
   }
 
+  const ctx: HandlerContext = Object.freeze({ workload, publish, log: ctxLog, call, fetch: egressFetch })
+
   async function invoke (id: number, event: TopicEvent): Promise<void> {
-    const ctx: HandlerContext = Object.freeze({ workload, publish, log: ctxLog })
     try {
+      if (handler == null) throw new Error(`the workload has no handler for topic events (event on ${event.topic})`)
       await handler(event, ctx)
       post({ type: 'result', id, ok: true })
     } catch (err) {
@@ -215,10 +289,38 @@ async function serve (identity: WorkloadIdentity): Promise<void> {
     }
   }
 
+  async function invokeCall (id: number, request: CallRequest): Promise<void> {
+    try {
+      if (onCall == null) throw new Error('the workload has no onCall function to serve calls')
+      const reply = await onCall(request, ctx)
+      let copy: unknown
+      try {
+        copy = jsonCopy(reply)
+      } catch (err) {
+        throw new TypeError(`the reply to a call of ${request.service} is not JSON-serialisable: ${errorMessage(err)}`)
+      }
+      post({ type: 'result', id, ok: true, value: copy ?? null })
+    } catch (err) {
+      post({ type: 'result', id, ok: false, error: errorMessage(err) })
+    }
+  }
+
   onInvoke = (id, event) => { void invoke(id, event) }
+  onInvokeCall = (id, request) => { void invokeCall(id, request) }
   post({ type: 'ready' })
 }
 
+/**
+ * Actors reach hosts outside the mesh through `ctx.fetch`, which the node
+ * checks against the egress policy; the global `fetch` would bypass it. (Not a
+ * security boundary: `node:net` stays importable. docs/services.md says so.)
+ */
+function withholdFetch (): void {
+  const refuse = async (): Promise<never> => { throw new TypeError('fetch is not available to BeeMesh actors: use ctx.fetch(url), which goes through the egress policy') }
+  Object.defineProperty(globalThis, 'fetch', { value: refuse, writable: false, configurable: false })
+}
+
 captureConsole()
+if (init.mode === 'serve') withholdFetch()
 if (init.mode === 'inspect') await inspect()
 else await serve(init.identity)
