@@ -221,7 +221,7 @@ test('start rejects a module that throws, is not stateless, or has no handler', 
     ['throws.mjs', "throw new Error('no config')\n", /cannot load workload default\/probe replica 1 from .*throws\.mjs: no config$/],
     ['nodefault.mjs', 'export const x = 1\n', /the module has no default export/],
     ['stateful.mjs', "export default { name: 'x', kind: 'stateful', topics: ['t'], handler () {} }\n", /kind "stateful"; only "stateless" workloads run in a sandbox/],
-    ['nohandler.mjs', "export default { name: 'x', kind: 'stateless', topics: ['t'] }\n", /no handler function/]
+    ['nohandler.mjs', "export default { name: 'x', kind: 'stateless', topics: ['t'] }\n", /no handler or onCall function/]
   ]
   for (const [file, text, pattern] of cases) {
     await writeFile(join(dir, file), text)
@@ -261,9 +261,9 @@ export default defineWorkload<{ n: number }>({
 
 test('inspectArtifact returns the data of the default export and whether it has a handler', async () => {
   const info = await inspectArtifact(probe, { timeoutMs: 10_000 })
-  assert.equal(info, { name: 'probe', kind: 'stateless', topics: ['probe'], hasHandler: true })
+  assert.equal(info, { name: 'probe', kind: 'stateless', topics: ['probe'], hasHandler: true, hasOnCall: false })
   await writeFile(join(dir, 'cyclic.mjs'), "const d = { name: 'c', kind: 'stateless', topics: ['t'], nested: { f () {} } }\nd.self = d\nexport default d\n")
-  assert.equal(await inspectArtifact(join(dir, 'cyclic.mjs')), { name: 'c', kind: 'stateless', topics: ['t'], nested: {}, hasHandler: false })
+  assert.equal(await inspectArtifact(join(dir, 'cyclic.mjs')), { name: 'c', kind: 'stateless', topics: ['t'], nested: {}, hasHandler: false, hasOnCall: false })
 })
 
 test('inspectArtifact: load errors, missing exports and hangs are clear errors', async () => {

@@ -38,7 +38,7 @@ test('defineWorkload rejects a bad definition when the module loads', () => {
 
 test('messages name the source, the field path and the problem', () => {
   definitionError({ ...valid(), topics: [] }, 'examples/orders.ts: topics: expected a non-empty array of topic names')
-  definitionError({ ...valid(), topics: undefined }, 'examples/orders.ts: topics: missing; expected a non-empty array of topic names')
+  definitionError({ ...valid(), topics: undefined }, 'examples/orders.ts: topics: missing; expected a non-empty array of topic names (or services, for a workload that only serves calls)')
   definitionError({ ...valid(), topics: 'orders' }, /^examples\/orders\.ts: topics: expected a non-empty array of topic names, got "orders"$/)
   definitionError({ ...valid(), topics: ['ok', 'not ok'] }, /^examples\/orders\.ts: topics\[1\]: expected a topic name .*got "not ok"$/)
   definitionError({ ...valid(), topics: ['x'.repeat(201)] }, /topics\[0\]: expected a topic name/)
@@ -107,6 +107,24 @@ test('without requireHandler the fields alone validate', () => {
   const out = validateDefinition(fields, SOURCE, { requireHandler: false })
   assert.equal(out, fields)
   definitionError({ ...fields, topics: [] }, /topics: expected a non-empty array/, { requireHandler: false })
+})
+
+test('services: a stateless service needs onCall and no topics; a container service needs a TCP port of its own', () => {
+  const onCall = (): string => 'pong'
+  const served = { name: 'echo', kind: 'stateless', services: [{ name: 'echo' }], onCall }
+  assert.is((validateDefinition(served, SOURCE) as StatelessDefinition).onCall, onCall)
+  assert.equal(toWorkloadSpec(served as StatelessDefinition, { artifact, source: SOURCE, now: 1 }).services, [{ name: 'echo' }])
+  assert.equal(toWorkloadSpec(served as StatelessDefinition, { artifact, source: SOURCE, now: 1 }).topics, [])
+  definitionError({ name: 'echo', kind: 'stateless', handler }, /topics: missing; expected a non-empty array of topic names \(or services/)
+  definitionError({ name: 'echo', kind: 'stateless', services: [{ name: 'echo' }] }, 'examples/orders.ts: onCall: missing; expected a function (request, ctx) => reply to serve services')
+  definitionError({ ...valid(), onCall }, 'examples/orders.ts: onCall: given, but services declares no service for it to serve')
+  definitionError({ ...served, services: [{ name: 'echo' }, { name: 'echo' }] }, 'examples/orders.ts: services[1].name: service "echo" is declared twice (also in services[0])')
+  definitionError({ ...served, services: [{ name: 'Echo' }] }, /services\[0\]\.name: expected a DNS-1123 label/)
+  definitionError({ ...served, services: [{ name: 'echo', port: 80 }] }, /services\[0\]: unknown field|port/)
+  const web: ContainerDefinition = { name: 'web', kind: 'container', image: 'busybox', ports: [8080, { containerPort: 53, protocol: 'UDP' }], services: [{ name: 'web' }] }
+  assert.equal(toWorkloadSpec(web, { source: SOURCE, now: 1 }).services, [{ name: 'web', port: 8080 }])
+  definitionError({ ...web, services: [{ name: 'web', port: 53 }] }, 'examples/orders.ts: services[0].port: 53 is not a TCP port of the container (ports: 8080)')
+  definitionError({ ...web, ports: undefined }, 'examples/orders.ts: services[0]: service "web" needs a TCP container port to reach; declare one in ports')
 })
 
 test('toWorkloadSpec applies the defaults and drops the handler', () => {
