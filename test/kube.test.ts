@@ -170,6 +170,54 @@ test('a beemesh.io/v1 Machine: kubectl apply starts it, get -o yaml shows its st
   assert.match((await kubectl(['get', 'machines'])).stderr, 'No resources found')
 })
 
+test('a Deployment and its Service: get svc shows the ClusterIP, endpoints the ready replicas; describe, re-apply, patch and delete', async () => {
+  const applied = await ok(['apply', '-f', `${FIXTURES}/web-svc.yaml`])
+  assert.match(applied, 'deployment.apps/web created')
+  assert.match(applied, 'service/web created')
+  const svc = await ok(['get', 'svc', 'web'])
+  assert.match(svc, /^NAME\s+TYPE\s+CLUSTER-IP\s+EXTERNAL-IP\s+PORT\(S\)\s+AGE/, svc)
+  assert.match(svc, /^web\s+ClusterIP\s+198\.18\.\d+\.\d+\s+<none>\s+80\/TCP\s/m, svc)
+  const object = JSON.parse(await ok(['get', 'service', 'web', '-o', 'json'])) as { spec: { clusterIP: string, selector: Record<string, string>, ports: Array<{ port: number, targetPort: number | string }> }, metadata: { labels: Record<string, string> } }
+  assert.equal(object.spec.selector, { app: 'web' })
+  assert.equal(object.spec.ports.map(p => [p.port, p.targetPort]), [[80, 'http']])
+  assert.equal(object.metadata.labels, { tier: 'front' })
+  // Every node gives the Service the same address.
+  const elsewhere = await (await fetch(`${nodes[2]!.apiUrl}/api/v1/namespaces/default/services/web`)).json() as { spec: { clusterIP: string } }
+  assert.is(elsewhere.spec.clusterIP, object.spec.clusterIP)
+  // Endpoints: the 2 replicas once they run, each at its host's address and the target port.
+  const endpoints = await waitUntil(async () => {
+    const out = await ok(['get', 'endpoints', 'web'])
+    return (out.match(/\d+\.\d+\.\d+\.\d+:8080/g) ?? []).length === 2 ? out : undefined
+  }, { what: 'web\'s 2 endpoints', timeoutMs: 60_000, intervalMs: 500 })
+  assert.match(endpoints, /^NAME\s+ENDPOINTS\s+AGE/)
+  const ep = JSON.parse(await ok(['get', 'endpoints', 'web', '-o', 'json'])) as { subsets: Array<{ addresses: Array<{ nodeName: string, targetRef: { name: string } }> }> }
+  assert.equal(ep.subsets[0]!.addresses.map(a => a.targetRef.name).sort(), ['web-0', 'web-1'])
+  const pods = JSON.parse(await ok(['get', 'pods', '-l', 'app=web', '-o', 'json'])) as { items: Array<{ spec: { nodeName: string } }> }
+  assert.equal(ep.subsets[0]!.addresses.map(a => a.nodeName).sort(), pods.items.map(p => p.spec.nodeName).sort())
+  const described = await ok(['describe', 'svc', 'web'])
+  assert.match(described, /IP:\s+198\.18\.[\s\S]*Endpoints:\s+\S+:8080/, described)
+  assert.match(await ok(['apply', '-f', `${FIXTURES}/web-svc.yaml`]), 'service/web unchanged')
+  // A patch changes the port everywhere.
+  assert.match(await ok(['patch', 'svc', 'web', '--type=merge', '-p', '{"spec":{"ports":[{"name":"http","port":8081,"targetPort":8080}]}}']), 'service/web patched')
+  await waitUntil(async () => (await (await fetch(`${nodes[1]!.apiUrl}/api/v1/namespaces/default/services/web`)).json() as { spec: { ports: Array<{ port: number }> } }).spec.ports[0]?.port === 8081 || undefined, { what: 'the patched port on another node', timeoutMs: 20_000 })
+  assert.match(await ok(['get', 'svc']), /^web\s+ClusterIP\s+\S+\s+<none>\s+8081\/TCP/m)
+  // Bad Services: 422 naming the field; nothing is created.
+  const nodePort = await request('POST', '/api/v1/namespaces/default/services', JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'np' }, spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80 }] } }))
+  assert.is(nodePort.code, 422)
+  assert.match(nodePort.status.message, /spec\.type: Unsupported value: "NodePort"/)
+  const noSelector = await request('POST', '/api/v1/namespaces/default/services', JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'nosel' }, spec: { ports: [{ port: 80 }] } }))
+  assert.is(noSelector.code, 422)
+  assert.match(noSelector.status.message, /spec\.selector: Required value/)
+  const badTarget = await request('POST', '/api/v1/namespaces/default/services', JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'badport' }, spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 'nosuch' }] } }))
+  assert.is(badTarget.code, 422)
+  assert.match(badTarget.status.message, /spec\.ports\[0\]\.targetPort: Invalid value: "nosuch"/)
+  assert.match((await kubectl(['get', 'svc', 'np'])).stderr, /NotFound|not found/)
+
+  assert.match(await ok(['delete', '-f', `${FIXTURES}/web-svc.yaml`]), 'service "web" deleted')
+  await waitUntil(async () => (await fetch(`${nodes[2]!.apiUrl}/api/v1/namespaces/default/services/web`)).status === 404 || undefined, { what: 'the service gone on every node', timeoutMs: 20_000 })
+  await waitUntil(async () => (await runningPods()).length === 0 || undefined, { what: 'the pods to go', timeoutMs: 30_000 })
+})
+
 test('bad input: each class gets its Status code and names the field; nothing is created', async () => {
   const malformed = await request('POST', DEPLOYMENTS, '{"apiVersion": ')
   assert.is(malformed.code, 400)

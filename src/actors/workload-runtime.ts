@@ -308,8 +308,19 @@ export class WorkloadRuntime {
         return await this.containers.probe(spec.id, r.replica, timeoutMs)
       },
       serveLocal: async (endpoint, request, deadline) => await this.serveCall(endpoint, request, deadline),
-      onReadinessChanged: () => { setImmediate(() => { try { this.heartbeatTick() } catch {} }) }
+      onReadinessChanged: () => { setImmediate(() => { try { this.heartbeatTick() } catch {} }) },
+      livePeers: () => this.view.livePeerIds()
     })
+  }
+
+  /** A node's IP address as this node reaches it (its own: its first IPv4 listen address), for Endpoints objects. */
+  hostAddress (peerId: string): string {
+    const addrs = peerId === this.selfId ? this.mesh.addresses() : (this.mesh.peers().find(p => p.peerId === peerId)?.addrs ?? [])
+    for (const a of addrs) {
+      const m = /^\/ip4\/([\d.]+)\//.exec(a)
+      if (m != null && m[1] !== '0.0.0.0') return m[1]!
+    }
+    return '0.0.0.0'
   }
 
   /** Runs a call on one of this node's replicas (the callee's side, after the policy let it through). */

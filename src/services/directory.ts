@@ -29,6 +29,8 @@ export interface ServicePort {
   port: number
   /** The container port it reaches. */
   targetPort: number
+  /** A Kubernetes Service's targetPort given by the container port's name (resolved into targetPort). */
+  targetName?: string
 }
 
 /** A service as every node resolves it. */

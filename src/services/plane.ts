@@ -3,7 +3,6 @@
  * services, the health probes of its own replicas, its service records in
  * the DHT, calls in and out, and egress for its actors.
  */
-import { isIP } from 'node:net'
 import { describeError } from '../errors.js'
 import type { MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'
@@ -13,6 +12,7 @@ import type { CallOptions, CallRequest, WorkloadSpec } from '../workloads/types.
 import { CallRouter, type Caller, type CallMetrics } from './calls.js'
 import { ServiceDirectory, SERVICE_RECORD_REFRESH_MS, type Endpoint, type KnownReplica, type PublishedRecord, type ServiceSpec } from './directory.js'
 import { EgressError } from './errors.js'
+import { ServiceCatalog } from './catalog.js'
 import type { FetchInit, FetchReply } from '../actors/sandbox/worker.js'
 
 /** How often a node probes its replicas that offer services. */
@@ -48,22 +48,26 @@ export interface ServicePlaneInit {
   serveLocal: (endpoint: Endpoint, request: CallRequest, deadline: number) => Promise<unknown>
   /** The readiness of local replicas changed: heartbeat soon. */
   onReadinessChanged?: () => void
+  /** Live peers (to pull the Kubernetes Services catalog from). */
+  livePeers: () => string[]
 }
 
 export class ServicePlane {
   readonly directory: ServiceDirectory
   readonly router: CallRouter
   private readonly ready = new Map<string, boolean>()
-  private readonly kube = new Map<string, ServiceSpec>()
+  /** Kubernetes Services, mesh-wide. */
+  readonly catalog: ServiceCatalog
   private readonly timers: NodeJS.Timeout[] = []
   private probing = false
   private stopped = false
 
   constructor (private readonly init: ServicePlaneInit) {
+    this.catalog = new ServiceCatalog(init.mesh, init.log, init.livePeers)
     this.directory = new ServiceDirectory({
       selfId: init.mesh.peerId,
       workloads: init.workloads,
-      kubeServices: () => [...this.kube.values()],
+      kubeServices: () => this.catalog.list(),
       replicas: id => this.replicasOf(id),
       placedOn: init.placedOn
     }, {
@@ -74,6 +78,7 @@ export class ServicePlane {
   }
 
   async start (): Promise<void> {
+    await this.catalog.start()
     await this.router.start()
     this.every(PROBE_INTERVAL_MS, () => { void this.probeAll() })
     this.every(SERVICE_RECORD_REFRESH_MS, () => { void this.directory.publish() })
@@ -82,6 +87,7 @@ export class ServicePlane {
   async stop (): Promise<void> {
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
+    this.catalog.stop()
     await this.directory.withdraw().catch(() => {})
   }
 
@@ -94,19 +100,6 @@ export class ServicePlane {
   /** Whether a local replica answered its last probe; undefined for replicas of workloads that offer no service. */
   readiness (workloadId: string, replica: number, epoch: number): boolean | undefined {
     return this.ready.get(`${workloadId}#${replica}@${epoch}`)
-  }
-
-  /** Kubernetes Services, as the node learnt them. */
-  putKubeService (spec: ServiceSpec): void {
-    this.kube.set(spec.id, spec)
-  }
-
-  deleteKubeService (id: string): boolean {
-    return this.kube.delete(id)
-  }
-
-  kubeServices (): ServiceSpec[] {
-    return [...this.kube.values()]
   }
 
   private replicasOf (workloadId: string): KnownReplica[] {
@@ -188,7 +181,7 @@ export class ServicePlane {
     }
     if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new EgressError(url, `only http and https are allowed, not ${target.protocol}`)
     const host = target.hostname.replace(/^\[(.*)\]$/, '$1')
-    const decision = this.init.trust.decide(principal, 'egress', { kind: 'host', name: host, ...(isIP(host) === 0 ? {} : {}) })
+    const decision = this.init.trust.decide(principal, 'egress', { kind: 'host', name: host })
     if (!decision.allowed) {
       this.init.metrics?.egress(host, 'denied')
       this.init.log.warn({ host, caller: senderOf(principal), rule: decision.rule ?? 'default-deny' }, 'egress denied')

@@ -36,6 +36,8 @@ export const GROUP_VERSIONS: readonly GroupVersion[] = [
       { name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: READ, shortNames: ['ns'] },
       { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: [...READ, 'create', 'delete', 'patch', 'update'], shortNames: ['po'], categories: ['all'] },
       { name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['get', 'list'], shortNames: ['ev'] },
+      { name: 'services', singularName: 'service', namespaced: true, kind: 'Service', verbs: [...READ, 'create', 'delete', 'patch', 'update'], shortNames: ['svc'], categories: ['all'] },
+      { name: 'endpoints', singularName: 'endpoints', namespaced: true, kind: 'Endpoints', verbs: READ, shortNames: ['ep'] },
       { name: 'pods/log', singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] }
     ]
   },
@@ -45,6 +47,13 @@ export const GROUP_VERSIONS: readonly GroupVersion[] = [
     resources: [
       { name: 'deployments', singularName: 'deployment', namespaced: true, kind: 'Deployment', verbs: [...READ, 'create', 'delete', 'patch', 'update'], shortNames: ['deploy'], categories: ['all'] },
       { name: 'deployments/scale', singularName: '', namespaced: true, kind: 'Scale', group: 'autoscaling', version: 'v1', verbs: ['get', 'patch', 'update'] }
+    ]
+  },
+  {
+    group: 'discovery.k8s.io',
+    version: 'v1',
+    resources: [
+      { name: 'endpointslices', singularName: 'endpointslice', namespaced: true, kind: 'EndpointSlice', verbs: READ }
     ]
   },
   {

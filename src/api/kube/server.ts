@@ -21,11 +21,12 @@ import { NAMESPACE_COLUMNS, toNamespaces } from './resources/namespaces.js'
 import { NODE_COLUMNS, toNode } from './resources/nodes.js'
 import { DEPLOYMENT_COLUMNS, POD_COLUMNS, REPLICA_ANNOTATION, toDeployment, toPods, toScale, WORKLOAD_ID_ANNOTATION } from './resources/workloads.js'
 import { matches, parseSelector } from './selectors.js'
+import { ENDPOINT_SLICE_COLUMNS, ENDPOINTS_COLUMNS, SERVICE_COLUMNS, serviceFromObject, toEndpointSlice, toEndpoints, toService, type ServiceState } from './resources/services.js'
 import { successStatus, toStatus } from './status.js'
 import { buildTable, tableVersion, wantsTable, type KubeObject, type TableColumn } from './table.js'
 
 /** What the Kubernetes API reads and changes: the node's workload runtime. */
-export type KubeWorkloads = Pick<WorkloadRuntime, 'nodes' | 'list' | 'describe' | 'logs' | 'delete' | 'submit' | 'scale' | 'machineState' | 'stopReplica'>
+export type KubeWorkloads = Pick<WorkloadRuntime, 'nodes' | 'list' | 'describe' | 'logs' | 'delete' | 'submit' | 'scale' | 'machineState' | 'stopReplica' | 'services' | 'hostAddress'>
 
 import type { Action, Resource } from '../../policy/engine.js'
 
@@ -125,7 +126,8 @@ export class KubeApi {
       const action = method === 'GET' ? 'read' : method === 'DELETE' ? 'delete' : 'deploy'
       const namespace = target.namespace ?? '*'
       // A POST names its object in the body: the manifest's own check (every node's) decides on the name.
-      authorize(action, target.name != null ? { kind: 'workload', namespace, name: target.name } : { kind: 'namespace', name: namespace })
+      const kind = target.resource.name === 'services' || target.resource.name === 'endpoints' || target.resource.name === 'endpointslices' ? 'service' : 'workload'
+      authorize(action, target.name != null ? { kind, namespace, name: target.name } : { kind: 'namespace', name: namespace })
     }
     if (method === 'GET') { await this.get(target, req, res, url); return }
     if (method === 'DELETE') { await this.remove(target, res); return }
@@ -162,8 +164,24 @@ export class KubeApi {
       case 'machines': return { list: ns => this.c.workloads().list().filter(w => w.kind === 'stateful' && (ns == null || w.namespace === ns)).map(w => toActor(w)), columns: ACTOR_COLUMNS }
       case 'events': return { list: () => [], columns: EVENT_COLUMNS }
       case 'deployments': return { list: ns => workloads(ns).filter(w => w.kubeKind !== 'Pod').map(toDeployment), columns: DEPLOYMENT_COLUMNS }
+      case 'services': return { list: ns => this.serviceStates(ns).map(toService), columns: SERVICE_COLUMNS }
+      case 'endpoints': {
+        const runtime = this.c.workloads()
+        return { list: ns => this.serviceStates(ns).map(st => toEndpoints(st, peer => runtime.hostAddress(peer))), columns: ENDPOINTS_COLUMNS }
+      }
+      case 'endpointslices': {
+        const runtime = this.c.workloads()
+        return { list: ns => this.serviceStates(ns).map(st => toEndpointSlice(st, peer => runtime.hostAddress(peer))), columns: ENDPOINT_SLICE_COLUMNS }
+      }
       default: throw new KubeStatusError(404, 'NotFound', `the server could not find the requested resource (${resource})`)
     }
+  }
+
+  /** Every service of a namespace (or all), with its address and replicas. */
+  private serviceStates (ns: string | undefined): ServiceState[] {
+    const plane = this.c.workloads().services
+    const addresses = plane.directory.addresses()
+    return plane.directory.services().filter(s => ns == null || s.namespace === ns).map(service => ({ service, address: addresses.get(service.id), replicas: plane.directory.replicas(service) }))
   }
 
   /** Every object of a kind, each with a resourceVersion derived from its content. */
@@ -289,6 +307,13 @@ export class KubeApi {
     const found = this.objects(t).find(o => o.metadata.name === t.name)
     if (found == null) throw notFound(t.resource.name, t.name, t.group)
     const id = `${t.namespace ?? 'default'}/${t.name}`
+    if (t.resource.name === 'services') {
+      const catalog = this.c.workloads().services.catalog
+      if (catalog.get(id) == null) throw new KubeStatusError(405, 'MethodNotAllowed', `service "${t.name}" is declared by workload ${String((found.metadata.annotations as Record<string, string>)['beemesh.io/origin'] ?? '').replace(/^workload /, '')}: it goes when that workload is deleted or stops declaring it`, { kind: 'services', name: t.name })
+      await catalog.delete(id)
+      send(res, 200, successStatus({ name: t.name, kind: t.resource.name, group: t.group }))
+      return
+    }
     if (t.resource.name === 'pods' && !this.c.workloads().list().some(w => w.id === id && w.kubeKind === 'Pod')) {
       const owner = (found.metadata.ownerReferences as Array<{ name: string }> | undefined)?.[0]?.name ?? ''
       const ordinal = Number(t.name.slice(owner.length + 1))
@@ -354,6 +379,7 @@ export class KubeApi {
    * place; anything else → a new generation replaces the replicas.
    */
   private async update (t: Target, req: IncomingMessage, res: ServerResponse, method: 'PATCH' | 'PUT'): Promise<void> {
+    if (t.resource.name === 'services' && t.name != null && t.sub == null) { await this.updateService(t, req, res, method); return }
     const kind = t.resource.name === 'deployments' ? 'Deployment' : t.resource.name === 'pods' ? 'Pod' : undefined
     if (kind == null || t.name == null || t.sub != null) throw methodNotSupported(method, t.resource.name)
     const current = this.existing(t)
@@ -375,6 +401,28 @@ export class KubeApi {
     send(res, 200, this.objects(t).find(o => o.metadata.name === t.name) ?? body)
   }
 
+  /** PATCH or PUT of a Service made through this API: the result replaces it everywhere. */
+  private async updateService (t: Target, req: IncomingMessage, res: ServerResponse, method: 'PATCH' | 'PUT'): Promise<void> {
+    const current = this.existing(t)
+    const namespace = t.namespace ?? 'default'
+    const plane = this.c.workloads().services
+    const old = plane.catalog.get(`${namespace}/${t.name ?? ''}`)
+    if (old == null) throw new KubeStatusError(409, 'Conflict', `service "${t.name ?? ''}" is declared by a workload; change that workload's services instead`, { kind: 'services', name: t.name ?? '' })
+    const body = method === 'PUT' ? await readObject(req) : applyPatch(current, await readObject(req, patchType(req.headers['content-type'])), patchType(req.headers['content-type']))
+    checkVersion(body, current, t)
+    if (nameOf(body) !== t.name) throw badRequest(`metadata.name: the name of the object (${JSON.stringify(nameOf(body))}) does not match the name on the URL (${JSON.stringify(t.name)})`)
+    // The address and status are the server's to say: what GET showed is not a request.
+    const spec0 = (body as { spec?: Record<string, unknown> }).spec
+    if (spec0 != null) { delete spec0.clusterIP; delete spec0.clusterIPs }
+    const spec = serviceFromObject(body, namespace, old.createdAt, selector => this.selected(namespace, selector))
+    await plane.catalog.put(spec)
+    send(res, 200, this.objects(t).find(o => o.metadata.name === t.name) ?? body)
+  }
+
+  private selected (namespace: string, selector: Record<string, string>): import('../../workloads/types.js').WorkloadSpec[] {
+    return this.c.workloads().services.directory.workloadsOf({ id: `${namespace}/-`, namespace, name: '-', selector, ports: [], origin: 'kube', createdAt: 0 })
+  }
+
   /** `deployments/<name>/scale`: PUT a Scale, or PATCH one (kubectl scale). */
   private async updateScale (t: Target, req: IncomingMessage, res: ServerResponse, method: 'PATCH' | 'PUT'): Promise<void> {
     const current = toScale(this.existing(t))
@@ -390,6 +438,16 @@ export class KubeApi {
 
   /** POST of a Pod, Deployment, Actor or Machine: validated, then recorded and tendered (placement goes on after the answer). */
   private async create (t: Target, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (t.resource.name === 'services' && t.name == null && t.sub == null) {
+      const namespace = t.namespace ?? 'default'
+      const body = await readObject(req)
+      const plane = this.c.workloads().services
+      if (plane.directory.services().some(s => s.id === `${namespace}/${nameOf(body)}`)) throw alreadyExists('services', nameOf(body))
+      const spec = serviceFromObject(body, namespace, this.now(), selector => this.selected(namespace, selector))
+      await plane.catalog.put(spec)
+      send(res, 201, this.objects(t).find(o => o.metadata.name === spec.name) ?? body)
+      return
+    }
     const kind = CREATABLE[t.resource.name]
     if (kind == null || t.name != null || t.sub != null) throw methodNotSupported('POST', t.resource.name)
     const namespace = t.namespace ?? 'default'
