@@ -335,7 +335,7 @@ export class WorkloadRuntime {
     if (local?.sandbox == null || local.status !== 'running') throw notRun('UNAVAILABLE', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} is not running here`)
     let timer: NodeJS.Timeout | undefined
     const expired = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new CallError('TIMEOUT', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} did not reply within the call's time`)) }, Math.max(1, remaining))
+      timer = setTimeout(() => { reject(new CallError('TIMEOUT', endpoint.service, `timed out: replica ${endpoint.replica} of ${endpoint.workloadId} did not reply within the call's time`)) }, Math.max(1, remaining))
     })
     try {
       const result = await Promise.race([local.sandbox.invokeCall(request), expired])

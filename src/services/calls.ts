@@ -164,7 +164,7 @@ export class CallRouter {
         else this.inflight.set(key, n)
       }
     }
-    if (Date.now() >= deadline) throw new CallError('TIMEOUT', service.id, `no reply within ${options.timeout} ms${last != null ? ` (last attempt: ${last.message})` : ''}`)
+    if (Date.now() >= deadline) throw new CallError('TIMEOUT', service.id, `timed out: no reply within ${options.timeout} ms${last != null ? ` (last attempt: ${last.message})` : ''}`)
     throw new CallError(last?.code ?? 'UNAVAILABLE', service.id, `${tried.size} replica(s) tried, none answered${last != null ? `: ${last.message}` : ''}`)
   }
 
@@ -205,7 +205,7 @@ export class CallRouter {
       try {
         frame = (await lp.read({ signal })).subarray()
       } catch (err) {
-        throw new AttemptError(signal.aborted ? 'TIMEOUT' : 'UNAVAILABLE', `${endpoint.peerId} ${signal.aborted ? 'did not answer in time' : `went away mid-call: ${describeError(err)}`}`, true)
+        throw new AttemptError(signal.aborted ? 'TIMEOUT' : 'UNAVAILABLE', signal.aborted ? `timed out: no reply from ${endpoint.peerId} within the call's time` : `${endpoint.peerId} went away mid-call: ${describeError(err)}`, true)
       }
       const reply = CallReply.safeParse(JSON.parse(dec.decode(frame)))
       await stream.close({ signal }).catch(() => {})
@@ -275,7 +275,7 @@ export class CallRouter {
       log.warn({ service: serviceId, caller: senderOf(principal), rule: decision.rule ?? 'default-deny' }, 'call denied at the callee\'s node')
       return { ok: false, code: 'DENIED', message: `forbidden by ${this.init.mesh.peerId} under policy ${trust.policy.name} v${trust.policy.version}: ${decision.reason}`, ran: false }
     }
-    if (Date.now() >= body.deadline) return { ok: false, code: 'TIMEOUT', message: 'the call\'s time ran out before it reached the replica', ran: false }
+    if (Date.now() >= body.deadline) return { ok: false, code: 'TIMEOUT', message: 'timed out before it reached the replica', ran: false }
     try {
       const value = await this.init.serveLocal(endpoint, { service: serviceId, data: body.data, caller: senderOf(principal), id: body.id, attempt: body.attempt }, body.deadline)
       return { ok: true, value: value ?? null }
