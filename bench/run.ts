@@ -7,7 +7,8 @@ const all: Record<string, () => Promise<void>> = {
   scheduler: async () => { await (await import('./scheduler.js')).run() },
   state: async () => { await (await import('./state.js')).run() },
   containers: async () => { await (await import('./containers.js')).run() },
-  scale: async () => { await (await import('./scale.js')).run() }
+  scale: async () => { await (await import('./scale.js')).run() },
+  services: async () => { await (await import('./services.js')).run() }
 }
 
 const wanted = process.argv.slice(2)

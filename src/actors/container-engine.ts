@@ -59,6 +59,14 @@ export interface CreateContainerOptions {
   workingDir?: string
   limits: ContainerLimits
   labels: Record<string, string>
+  /**
+   * TCP container ports to publish on 127.0.0.1 with a host port the engine
+   * picks (the service tunnel's targets). A port the user already publishes
+   * with a hostPort is left as it is (reached through that one).
+   */
+  publishLoopback?: number[]
+  /** `/etc/hosts` lines to add, as `name:ip` (HostConfig.ExtraHosts). */
+  extraHosts?: string[]
 }
 
 export interface PullOptions {
@@ -98,6 +106,16 @@ export interface ContainerDetails {
   image: string
   /** The engine's error for the last run (e.g. the runtime failed to exec), when it reports one. */
   error?: string
+  /** Where a running container is reached: its bridge address and its published ports. */
+  network: ContainerNetwork
+}
+
+/** A container's addresses as the engine reports them (after start; empty for a stopped one). */
+export interface ContainerNetwork {
+  /** The container's address on the engine's bridge (`NetworkSettings.IPAddress`, or its first network's). */
+  ip?: string
+  /** Published ports: `8080/tcp` → the host bindings the engine made. */
+  ports: Record<string, Array<{ hostIp: string, hostPort: number }>>
 }
 
 export interface ContainerSummary {
@@ -398,7 +416,8 @@ export class ContainerEngine {
       ...(isSet(state.FinishedAt) ? { finishedAt: state.FinishedAt } : {}),
       labels: info.Config.Labels ?? {},
       image: info.Config.Image,
-      ...(state.Error != null && state.Error !== '' ? { error: state.Error } : {})
+      ...(state.Error != null && state.Error !== '' ? { error: state.Error } : {}),
+      network: networkOf(info)
     }
   }
 
@@ -546,12 +565,19 @@ function createBody (opts: CreateContainerOptions): Record<string, unknown> {
     exposed[key] = {}
     if (p.hostPort != null) (bindings[key] ??= []).push({ HostIp: '', HostPort: String(p.hostPort) })
   }
+  // An empty HostPort: the engine picks a free one (read back with inspect after start).
+  for (const port of new Set(opts.publishLoopback ?? [])) {
+    const key = `${port}/tcp`
+    exposed[key] = {}
+    if (bindings[key] == null) bindings[key] = [{ HostIp: '127.0.0.1', HostPort: '' }]
+  }
   const hostConfig: Record<string, unknown> = {
     Init: true,
     AutoRemove: false,
     RestartPolicy: { Name: 'no' },
     PortBindings: bindings
   }
+  if (opts.extraHosts != null && opts.extraHosts.length > 0) hostConfig.ExtraHosts = opts.extraHosts
   if (opts.limits.cpuMillis != null) hostConfig.NanoCpus = Math.round(opts.limits.cpuMillis * 1e6)
   if (opts.limits.memoryBytes != null) {
     hostConfig.Memory = opts.limits.memoryBytes
@@ -582,6 +608,24 @@ export function portInUse (message: string): { port: number | undefined, protoco
   if (docker != null) return { port: Number(docker[1]), protocol: 'TCP' }
   if (/address already in use|port is already allocated/i.test(message)) return { port: undefined, protocol: /udp/i.test(message) ? 'UDP' : 'TCP' }
   return undefined
+}
+
+/**
+ * The bridge address and published ports of an inspected container. Podman
+ * 4.3 fills `NetworkSettings.IPAddress` for its default network, and
+ * `Networks.<name>.IPAddress` always; the list API leaves both empty.
+ */
+function networkOf (info: Dockerode.ContainerInspectInfo): ContainerNetwork {
+  // Dockerode's types lack the legacy top-level IPAddress that Podman (and Docker's default bridge) still fill.
+  const settings = info.NetworkSettings as Partial<Dockerode.ContainerInspectInfo['NetworkSettings']> & { IPAddress?: string } | undefined
+  const first = Object.values(settings?.Networks ?? {}).map(n => n.IPAddress).find(ip => ip != null && ip !== '')
+  const ip = settings?.IPAddress != null && settings.IPAddress !== '' ? settings.IPAddress : first
+  const ports: ContainerNetwork['ports'] = {}
+  for (const [key, bound] of Object.entries(settings?.Ports ?? {})) {
+    const list = (bound ?? []).map(b => ({ hostIp: b.HostIp ?? '', hostPort: Number(b.HostPort) })).filter(b => Number.isInteger(b.hostPort) && b.hostPort > 0)
+    if (list.length > 0) ports[key] = list
+  }
+  return { ...(ip != null ? { ip } : {}), ports }
 }
 
 function statusOf (err: unknown): number | undefined {

@@ -1,10 +1,11 @@
+import { connect } from 'node:net'
 import { createActor, fromPromise, type ActorRefFrom, type SnapshotFrom } from 'xstate'
 import { describeError } from '../errors.js'
 import { podMachine, podPhase, type ContainerExit, type ContainerRef, type CreateContainerInput, type EnsureImageInput, type EnsureImageOutput, type PodEvent, type StopContainerInput } from '../machines/pod-machine.js'
 import type { Logger } from '../transport/logger.js'
 import type { Resources, WorkloadSpec } from '../workloads/types.js'
 import { EngineUnavailableError } from './container-errors.js'
-import type { ContainerEngine } from './container-engine.js'
+import type { ContainerEngine, ContainerNetwork } from './container-engine.js'
 import type { Inspection } from './inspection.js'
 import type { LogLine, ReplicaReport } from './protocol.js'
 
@@ -57,9 +58,25 @@ export interface ContainerHostInit {
   pingEveryMs?: number
   /** The node's inspector: pod machines show as `pod:<workload id>#<replica>@<node>`. */
   inspection?: Inspection
+  /**
+   * `/etc/hosts` lines for a new container of the namespace (`name:ip`): the
+   * service addresses of the node's service proxy (src/services/tunnel.ts).
+   * Read when the container is created.
+   */
+  extraHosts?: (namespace: string) => string[]
+}
+
+/** Where the service proxy reaches a container port of a local replica. */
+export interface TunnelTarget {
+  host: string
+  port: number
 }
 
 const EVENTS_PER_POD = 50
+/** How long a caller's address is trusted to belong to the same container before it is checked again. */
+const CALLER_TTL_MS = 5_000
+/** Least time between two engine-wide lookups of BeeMesh containers' addresses. */
+const CALLER_REFRESH_MS = 250
 const START_TIMEOUT_MS = 120_000
 /** Grace period when the node itself shuts down: it must stop within its own deadline. */
 const SHUTDOWN_GRACE_SECONDS = 1
@@ -77,6 +94,12 @@ export class ContainerHost {
   private engineUp = false
   private engineInfo = ''
   private pinger?: NodeJS.Timeout
+  /** Bridge address and published ports of each container this node started, by container id (read after each start). */
+  private readonly networks = new Map<string, ContainerNetwork>()
+  /** Every BeeMesh container of the engine (any node's: the engine may be shared), by bridge address. */
+  private callers = new Map<string, { workloadId: string, containerId: string, checkedAt: number }>()
+  private refreshing?: { started: number, done: Promise<void> }
+  private lastRefresh = 0
 
   constructor (private readonly init: ContainerHostInit) {}
 
@@ -146,16 +169,127 @@ export class ContainerHost {
     return { cpuMillis, memoryBytes }
   }
 
-  /** What the heartbeat says of each pod here (of one workload's, with `workloadId`). */
   /**
-   * The health probe of a container replica that offers a service: its pod
-   * is Running. (The TCP check of the service port comes with the tunnel.)
+   * The health probe of a container replica that offers services, as a
+   * Kubernetes tcpSocket readiness probe: its pod is Running and each service
+   * port accepts a TCP connection within `timeoutMs`.
    */
-  async probe (workloadId: string, replica: number, _timeoutMs: number): Promise<boolean> {
-    const pod = this.of(workloadId).find(p => p.replica === replica)
-    return pod != null && podPhase(pod.actor.getSnapshot()).phase === 'Running'
+  async probe (workloadId: string, replica: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs
+    const pod = this.get(workloadId, replica)
+    if (pod == null || podPhase(pod.actor.getSnapshot()).phase !== 'Running') return false
+    if (!await this.knowNetwork(pod, timeoutMs)) return false
+    for (const port of servicePorts(pod.spec)) {
+      const target = this.target(workloadId, replica, port)
+      if (target == null || !await canConnect(target, deadline - Date.now())) return false
+    }
+    return true
   }
 
+  /**
+   * Where a container port of a running local replica is reached from this
+   * host: its loopback publication (a service port, or a user hostPort), else
+   * the container's bridge address. Undefined when the replica is not running
+   * here or its addresses are not known yet.
+   */
+  target (workloadId: string, replica: number, containerPort: number): TunnelTarget | undefined {
+    const pod = this.get(workloadId, replica)
+    if (pod == null || pod.stopping) return undefined
+    const snapshot = pod.actor.getSnapshot()
+    const containerId = snapshot.context.containerId
+    if (containerId == null || podPhase(snapshot).phase !== 'Running') return undefined
+    const net = this.networks.get(containerId)
+    if (net == null) return undefined
+    const bound = net.ports[`${containerPort}/tcp`]?.find(b => b.hostIp === '127.0.0.1' || b.hostIp === '' || b.hostIp === '0.0.0.0')
+    if (bound != null) return { host: '127.0.0.1', port: bound.hostPort }
+    return net.ip != null ? { host: net.ip, port: containerPort } : undefined
+  }
+
+  /**
+   * The workload (id) of the BeeMesh container at a bridge address of this
+   * host's engine, which other node processes may share: found by the labels
+   * every BeeMesh container carries. A local pod answers at once; others come
+   * from an engine-wide lookup, cached for CALLER_TTL_MS, then checked again
+   * (an address may pass to another container once its holder is gone).
+   */
+  async workloadAt (ip: string): Promise<string | undefined> {
+    for (const pod of this.pods.values()) {
+      const id = pod.actor.getSnapshot().context.containerId
+      if (id != null && !pod.stopping && this.networks.get(id)?.ip === ip) return pod.workloadId
+    }
+    const engine = this.init.engine
+    if (engine == null) return undefined
+    const asked = Date.now()
+    const hit = this.callers.get(ip)
+    if (hit != null && asked - hit.checkedAt < CALLER_TTL_MS) return hit.workloadId
+    if (hit != null) {
+      const d = await engine.inspect(hit.containerId).catch(() => undefined)
+      if (d?.running === true && d.network.ip === ip && d.labels[LABELS.workload] === hit.workloadId) {
+        hit.checkedAt = Date.now()
+        return hit.workloadId
+      }
+    }
+    await this.refreshCallers(asked)
+    return this.callers.get(ip)?.workloadId
+  }
+
+  /** Waits for an engine-wide lookup that started at or after `since` (one at a time, at most one per CALLER_REFRESH_MS). */
+  private async refreshCallers (since: number): Promise<void> {
+    const engine = this.init.engine
+    if (engine == null) return
+    for (;;) {
+      const current = this.refreshing
+      if (current != null) {
+        await current.done.catch(() => {})
+        if (current.started >= since) return
+        continue
+      }
+      if (this.lastRefresh >= since) return
+      const wait = this.lastRefresh + CALLER_REFRESH_MS - Date.now()
+      if (wait > 0) { await new Promise(resolve => setTimeout(resolve, wait)); continue }
+      const started = Date.now()
+      this.lastRefresh = started
+      const done = (async () => {
+        const found = await engine.list([LABELS.workload])
+        const fresh = new Map<string, { workloadId: string, containerId: string, checkedAt: number }>()
+        await Promise.all(found.filter(c => c.running).map(async c => {
+          const d = await engine.inspect(c.id).catch(() => undefined)
+          const workloadId = d?.labels[LABELS.workload]
+          if (d?.running === true && d.network.ip != null && workloadId != null) fresh.set(d.network.ip, { workloadId, containerId: d.id, checkedAt: started })
+        }))
+        this.callers = fresh
+      })()
+      this.refreshing = { started, done }
+      try {
+        await done
+      } catch (err) {
+        this.init.log.debug({ err: describeError(err) }, 'could not list the engine\'s containers to identify a caller')
+      } finally {
+        this.refreshing = undefined
+      }
+      return
+    }
+  }
+
+  /** Reads a pod's addresses from the engine when they are not known (an adopted container). */
+  private async knowNetwork (pod: LocalPod, timeoutMs: number): Promise<boolean> {
+    const containerId = pod.actor.getSnapshot().context.containerId
+    if (containerId == null) return false
+    if (this.networks.has(containerId)) return true
+    await this.readNetwork(containerId, AbortSignal.timeout(Math.max(1, timeoutMs)))
+    return this.networks.has(containerId)
+  }
+
+  private async readNetwork (containerId: string, signal?: AbortSignal): Promise<void> {
+    try {
+      const d = await this.init.engine?.inspect(containerId, signal != null ? { signal } : {})
+      if (d?.running === true) this.networks.set(containerId, d.network)
+    } catch (err) {
+      this.init.log.debug({ container: containerId, err: describeError(err) }, 'could not read the container\'s addresses')
+    }
+  }
+
+  /** What the heartbeat says of each pod here (of one workload's, with `workloadId`). */
   reports (workloadId?: string): ReplicaReport[] {
     return (workloadId != null ? this.of(workloadId) : this.list()).map(p => {
       const phase = podPhase(p.actor.getSnapshot())
@@ -203,7 +337,9 @@ export class ContainerHost {
           return { pulled: true }
         }),
         createContainer: fromPromise<ContainerRef, CreateContainerInput>(async ({ input }) => {
-          const opts = { name: input.name, image: container.image, ...(container.command != null ? { command: container.command } : {}), ...(container.args != null ? { args: container.args } : {}), env: container.env, ports: container.ports, ...(container.workingDir != null ? { workingDir: container.workingDir } : {}), limits: container.limits, labels }
+          const publish = servicePorts(spec)
+          const extraHosts = this.init.extraHosts?.(spec.namespace) ?? []
+          const opts = { name: input.name, image: container.image, ...(container.command != null ? { command: container.command } : {}), ...(container.args != null ? { args: container.args } : {}), env: container.env, ports: container.ports, ...(container.workingDir != null ? { workingDir: container.workingDir } : {}), limits: container.limits, labels, ...(publish.length > 0 ? { publishLoopback: publish } : {}), ...(extraHosts.length > 0 ? { extraHosts } : {}) }
           try {
             return { containerId: await engine.create(opts) }
           } catch (err) {
@@ -213,10 +349,18 @@ export class ContainerHost {
             return { containerId: await engine.create(opts) }
           }
         }),
-        startContainer: fromPromise<void, ContainerRef>(async ({ input }) => { await engine.start(input.containerId) }),
+        startContainer: fromPromise<void, ContainerRef>(async ({ input }) => {
+          // Addresses may change with each start: the service proxy reads them afresh.
+          this.networks.delete(input.containerId)
+          await engine.start(input.containerId)
+          if (servicePorts(spec).length > 0) await this.readNetwork(input.containerId)
+        }),
         waitContainer: fromPromise<ContainerExit, ContainerRef>(async ({ input, signal }) => await engine.wait(input.containerId, { signal })),
         stopContainer: fromPromise<void, StopContainerInput>(async ({ input }) => { await engine.stop(input.containerId, input.graceSeconds) }),
-        removeContainer: fromPromise<void, ContainerRef>(async ({ input }) => { await engine.remove(input.containerId, { force: true }) })
+        removeContainer: fromPromise<void, ContainerRef>(async ({ input }) => {
+          this.networks.delete(input.containerId)
+          await engine.remove(input.containerId, { force: true })
+        })
       }
     })
     const id = `pod:${spec.id}#${replica}`
@@ -270,7 +414,10 @@ export class ContainerHost {
     }
     pod.actor.stop()
     // An ended pod keeps its container (and logs) until the workload goes; then it is removed.
-    if (containerId != null) await this.init.engine?.remove(containerId, { force: true }).catch(() => {})
+    if (containerId != null) {
+      this.networks.delete(containerId)
+      await this.init.engine?.remove(containerId, { force: true }).catch(() => {})
+    }
   }
 
   /** On node shutdown: stop and remove every container quickly (the mesh re-places them). */
@@ -354,6 +501,26 @@ export class ContainerHost {
     this.init.log.warn({ workload: workloadId, replica, epoch, container: c.name, why: 'remove' in verdict ? verdict.remove : 'adoption failed' }, 'removed a stale container from before the restart')
     return 'removed'
   }
+}
+
+/** The container ports a workload's services reach (each service's port, else the first TCP port): published on loopback for the service proxy. */
+export function servicePorts (spec: WorkloadSpec): number[] {
+  if (spec.container == null || spec.services == null || spec.services.length === 0) return []
+  const firstTcp = spec.container.ports.find(p => p.protocol === 'TCP')?.containerPort
+  const ports = spec.services.map(s => s.port ?? firstTcp).filter((p): p is number => p != null)
+  return [...new Set(ports)]
+}
+
+/** Whether a TCP connection to `target` opens within `timeoutMs` (closed at once). */
+function canConnect (target: TunnelTarget, timeoutMs: number): Promise<boolean> {
+  if (timeoutMs <= 0) return Promise.resolve(false)
+  return new Promise(resolve => {
+    const socket = connect({ host: target.host, port: target.port })
+    const done = (ok: boolean): void => { clearTimeout(timer); socket.destroy(); resolve(ok) }
+    const timer = setTimeout(() => { done(false) }, timeoutMs)
+    socket.once('connect', () => { done(true) })
+    socket.once('error', () => { done(false) })
+  })
 }
 
 /**

@@ -14,6 +14,7 @@ import { ArtifactService } from '../transport/artifacts.js'
 import type { Resources } from '../workloads/types.js'
 import { WorkloadRuntime } from './workload-runtime.js'
 import { NodeMetrics } from './metrics.js'
+import type { ServiceCidr } from '../services/directory.js'
 import { ContainerEngine } from './container-engine.js'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -55,6 +56,8 @@ export interface NodeRuntimeInit {
   capacity: Resources
   labels?: Record<string, string>
   tenderWindowMs?: number
+  /** The block of service addresses (`--service-cidr`). */
+  serviceCidr?: ServiceCidr
   /** Path of a Docker Engine API socket (dockerd or Podman's service): container workloads run there. */
   containerSocket?: string
   trust: NodeTrustConfig
@@ -176,7 +179,7 @@ export class NodeRuntime {
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
             await artifacts.start()
             const engine = this.init.containerSocket != null ? new ContainerEngine({ socketPath: this.init.containerSocket, log: this.log }) : undefined
-            const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(engine != null ? { engine } : {}), ...(inspection != null ? { inspection } : {}) })
+            const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(this.init.serviceCidr != null ? { serviceCidr: this.init.serviceCidr } : {}), ...(engine != null ? { engine } : {}), ...(inspection != null ? { inspection } : {}) })
             await runtime.start()
             this.runtime = runtime
           } catch (err) {

@@ -31,9 +31,10 @@ import type { Principal, Resource } from '../policy/engine.js'
 import type { PolicySync } from './policy-sync.js'
 import type { Inspection } from './inspection.js'
 import { ServicePlane } from '../services/plane.js'
+import { ServiceTunnel } from '../services/tunnel.js'
 import { CallError } from '../services/errors.js'
 import { notRun } from '../services/calls.js'
-import type { Endpoint } from '../services/directory.js'
+import type { Endpoint, ServiceCidr } from '../services/directory.js'
 import type { CallRequest } from '../workloads/types.js'
 
 /** A workload as a policy resource. */
@@ -69,6 +70,8 @@ export interface WorkloadRuntimeInit {
   policySync?: PolicySync
   /** The node's inspector (`node start --inspect`): schedulers, pods and stateful workloads' machines show there. */
   inspection?: Inspection
+  /** Where this node's service proxy puts service addresses (`--service-cidr`, default 198.18.0.0/16). */
+  serviceCidr?: ServiceCidr
 }
 
 export interface ReplicaPlacement {
@@ -194,6 +197,8 @@ export class WorkloadRuntime {
   readonly holder: StateHolder
   /** Services by name, calls, health probes and egress (src/services/). */
   readonly services: ServicePlane
+  /** The service proxy: container services' stable addresses, tunnelled over libp2p (src/services/tunnel.ts). */
+  readonly tunnel: ServiceTunnel
   private readonly transitionListeners = new Set<(workloadId: string, t: TransitionRecord) => void>()
   private readonly catalog = new Map<string, WorkloadRecord>()
   private readonly tenders = new Map<string, ActorRefFrom<typeof schedulerMachine>>()
@@ -256,7 +261,8 @@ export class WorkloadRuntime {
       ...(init.engine != null ? { engine: init.engine } : {}),
       log: this.log,
       onEnded: (id, replica, epoch, outcome) => { this.onPodEnded(id, replica, epoch, outcome) },
-      ...(init.inspection != null ? { inspection: init.inspection } : {})
+      ...(init.inspection != null ? { inspection: init.inspection } : {}),
+      extraHosts: namespace => this.tunnel.extraHosts(namespace)
     })
     const journal = WorkloadJournal.fromStore(init.store)
     this.holder = new StateHolder(journal, init.store, this.log, (id, epoch, owner) => {
@@ -309,7 +315,24 @@ export class WorkloadRuntime {
       },
       serveLocal: async (endpoint, request, deadline) => await this.serveCall(endpoint, request, deadline),
       onReadinessChanged: () => { setImmediate(() => { try { this.heartbeatTick() } catch {} }) },
-      livePeers: () => this.view.livePeerIds()
+      livePeers: () => this.view.livePeerIds(),
+      ...(init.serviceCidr != null ? { serviceCidr: init.serviceCidr } : {})
+    })
+    this.tunnel = new ServiceTunnel({
+      mesh: this.mesh,
+      trust: init.trust,
+      log: this.log.child({ component: 'tunnel' }),
+      ...(init.metrics != null ? { metrics: init.metrics.services } : {}),
+      directory: this.services.directory,
+      containers: {
+        target: (id, replica, port) => this.containers.target(id, replica, port),
+        principalOf: async ip => {
+          const id = await this.containers.workloadAt(ip)
+          if (id == null) return undefined
+          const spec = this.catalog.get(id)?.spec
+          return spec != null ? workloadPrincipal(spec) : principalOfSender(`workload:${id}`)
+        }
+      }
     })
   }
 
@@ -539,6 +562,7 @@ export class WorkloadRuntime {
       return { result: { stopped: await this.stopLocalReplica(req.data.workloadId, req.data.replica) } }
     }, this.log)
     await this.services.start()
+    await this.tunnel.start()
     await this.containers.open()
     // Containers from before a restart: adopted or removed once the mesh says where they belong.
     void this.adoptContainers()
@@ -558,6 +582,7 @@ export class WorkloadRuntime {
     for (const actor of this.tenders.values()) actor.send({ type: 'tender.cancelled' })
     this.mesh.removeEventListener('message', this.onMessage)
     this.mesh.removeEventListener('peer:disconnect', this.onDisconnect)
+    await this.tunnel.stop()
     await this.services.stop()
     await this.host.stopAll()
     await this.machines.stopAll()

@@ -88,6 +88,7 @@ Examples:
     .option('--memory <quantity>', 'memory this node offers to workloads (e.g. 4Gi)', `${Math.floor(totalmem() / 2 ** 20)}Mi`)
     .option('--label <key=value>', 'node label for workload node selectors (repeatable)', parseLabel, {})
     .option('--tender-window-ms <ms>', 'longest time a tender waits for bids (it closes early once every live peer answered)', '250')
+    .option('--service-cidr <a.b.0.0/16>', 'where this node\'s service proxy puts service addresses (the same on every node of a mesh, unless several nodes share a host)', '198.18.0.0/16')
     .option('--container-socket <path>', 'Docker Engine API socket (dockerd, or podman system service) for container workloads (default: $DOCKER_HOST)')
     .option('--no-containers', 'take no container workloads, even with DOCKER_HOST set')
     .option('--trust <file>', 'the mesh\'s trust file, mesh.json from `beemesh init` (env BEEMESH_TRUST)')
@@ -95,7 +96,7 @@ Examples:
     .option('--issue-with <root.key>', 'dev/test: issue this node its own credential with the root key at start (kept as <data dir>/credential.json)')
     .option('--dev', 'allow anonymous API requests from loopback (as the "anonymous" deployer)', false)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })

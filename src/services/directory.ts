@@ -20,8 +20,25 @@ export const TUNNEL_PROTOCOL = '/beemesh/tunnel/1.0.0'
 export const SERVICE_RECORD_TTL_MS = 15_000
 export const SERVICE_RECORD_REFRESH_MS = 5_000
 
-/** The block service addresses are taken from (RFC 2544's benchmarking range: no real host uses it). */
-export const SERVICE_CIDR = { base: [198, 18] as const, bits: 16 }
+/** A /16 service addresses are taken from. */
+export interface ServiceCidr { base: readonly [number, number], bits: 16 }
+
+/** The default block of service addresses (RFC 2544's benchmarking range: no real host uses it). */
+export const SERVICE_CIDR: ServiceCidr = { base: [198, 18], bits: 16 }
+
+/** `a.b.0.0/16` (`node start --service-cidr`); undefined when it is not one. */
+export function parseServiceCidr (text: string): ServiceCidr | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.0\.0\/16$/.exec(text.trim())
+  if (m == null) return undefined
+  const a = Number(m[1])
+  const b = Number(m[2])
+  if (a > 255 || b > 255 || a === 0 || a === 127 || a >= 224) return undefined
+  return { base: [a, b], bits: 16 }
+}
+
+export function cidrText (cidr: ServiceCidr): string {
+  return `${cidr.base[0]}.${cidr.base[1]}.0.0/${cidr.bits}`
+}
 
 export interface ServicePort {
   name?: string
@@ -135,7 +152,7 @@ function fnv1a (text: string): number {
  * free one on a collision (services in id order, so nodes that know the same
  * services agree). `.0.0`-`.0.255` are left out.
  */
-export function serviceAddresses (ids: readonly string[]): Map<string, string> {
+export function serviceAddresses (ids: readonly string[], cidr: ServiceCidr = SERVICE_CIDR): Map<string, string> {
   const out = new Map<string, string>()
   const taken = new Set<number>()
   const size = 2 ** (32 - 16)
@@ -143,7 +160,7 @@ export function serviceAddresses (ids: readonly string[]): Map<string, string> {
     let n = fnv1a(id) % size
     while (n < 256 || taken.has(n)) n = (n + 1) % size
     taken.add(n)
-    out.set(id, `${SERVICE_CIDR.base[0]}.${SERVICE_CIDR.base[1]}.${n >> 8}.${n & 255}`)
+    out.set(id, `${cidr.base[0]}.${cidr.base[1]}.${n >> 8}.${n & 255}`)
   }
   return out
 }
@@ -165,7 +182,7 @@ export class ServiceDirectory {
   /** Keys this node published with endpoints, so it can empty them once it has none. */
   private readonly published = new Map<string, string>()
 
-  constructor (private readonly source: DirectorySource, private readonly records: RecordStore, private readonly log: Logger) {}
+  constructor (private readonly source: DirectorySource, private readonly records: RecordStore, private readonly log: Logger, readonly cidr: ServiceCidr = SERVICE_CIDR) {}
 
   /** Every service the node knows of: Kubernetes Services first, then workloads' own, oldest first on a name clash. */
   services (): ServiceSpec[] {
@@ -192,7 +209,7 @@ export class ServiceDirectory {
 
   /** The stable address of each known service on every node. */
   addresses (): Map<string, string> {
-    return serviceAddresses(this.services().map(s => s.id))
+    return serviceAddresses(this.services().map(s => s.id), this.cidr)
   }
 
   /** The workloads a service reaches. */

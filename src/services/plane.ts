@@ -10,7 +10,7 @@ import type { Principal } from '../policy/engine.js'
 import { senderOf, type Trust } from '../policy/trust.js'
 import type { CallOptions, CallRequest, WorkloadSpec } from '../workloads/types.js'
 import { CallRouter, type Caller, type CallMetrics } from './calls.js'
-import { ServiceDirectory, SERVICE_RECORD_REFRESH_MS, type Endpoint, type KnownReplica, type PublishedRecord, type ServiceSpec } from './directory.js'
+import { ServiceDirectory, SERVICE_RECORD_REFRESH_MS, type Endpoint, type KnownReplica, type PublishedRecord, type ServiceCidr, type ServiceSpec } from './directory.js'
 import { EgressError } from './errors.js'
 import { ServiceCatalog } from './catalog.js'
 import type { FetchInit, FetchReply } from '../actors/sandbox/worker.js'
@@ -50,6 +50,8 @@ export interface ServicePlaneInit {
   onReadinessChanged?: () => void
   /** Live peers (to pull the Kubernetes Services catalog from). */
   livePeers: () => string[]
+  /** The block service addresses are taken from (default 198.18.0.0/16). */
+  serviceCidr?: ServiceCidr
 }
 
 export class ServicePlane {
@@ -73,7 +75,7 @@ export class ServicePlane {
     }, {
       put: async (key, value) => { await init.mesh.putRecord(key, value, { signal: AbortSignal.timeout(10_000) }) },
       get: async key => await init.mesh.getRecord(key, { signal: AbortSignal.timeout(5_000) })
-    }, init.log)
+    }, init.log, init.serviceCidr)
     this.router = new CallRouter({ mesh: init.mesh, trust: init.trust, directory: this.directory, log: init.log, ...(init.metrics != null ? { metrics: init.metrics } : {}), serveLocal: init.serveLocal })
   }
 

@@ -231,7 +231,10 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       connectionMonitor: { pingInterval: 120_000 },
       transports: [tcp()],
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
+      // yamux grants a stream up to 16 MiB of window by default, but a stream's read buffer holds 4 MiB:
+      // a reader that pauses (a tunnel whose TCP socket is full) got its stream reset by data already
+      // granted. A 4 MiB window with an 8 MiB buffer keeps what may arrive after a pause inside the buffer.
+      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: 4 * 1024 * 1024, maxReadBufferLength: 8 * 1024 * 1024 } })],
       connectionGater: {
         ...(keepPrivate ? { denyDialMultiaddr: () => false } : {}),
         denyDialPeer: peerId => this.isBanned(peerId.toString()),

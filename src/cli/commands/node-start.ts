@@ -1,3 +1,4 @@
+import { parseServiceCidr } from '../../services/directory.js'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { NodeRuntime, type NodeTrustConfig } from '../../actors/node-runtime.js'
@@ -22,6 +23,7 @@ export interface NodeStartOptions {
   memory: string
   label: Record<string, string>
   tenderWindowMs: string
+  serviceCidr: string
   /** `--container-socket`; DOCKER_HOST when absent; `false` with --no-containers. */
   containerSocket?: string | false
   /** The mesh's trust file (`beemesh init`). */
@@ -94,6 +96,8 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   const capacity = { cpuMillis: quantity(() => parseCpu(opts.cpu), '--cpu'), memoryBytes: quantity(() => parseMemory(opts.memory), '--memory') }
   const tenderWindowMs = Number(opts.tenderWindowMs)
   if (!Number.isInteger(tenderWindowMs) || tenderWindowMs < 1 || tenderWindowMs > 60_000) throw new InvalidArgumentError(`--tender-window-ms must be a whole number from 1 to 60000, got "${opts.tenderWindowMs}"`)
+  const serviceCidr = parseServiceCidr(opts.serviceCidr)
+  if (serviceCidr == null) throw new InvalidArgumentError(`--service-cidr must be a /16 written a.b.0.0/16 (not loopback or multicast), got "${opts.serviceCidr}"`)
   const containerSocket = opts.containerSocket === false ? undefined : resolveSocket(opts.containerSocket)
   const inspectUrl = parseInspectUrl(opts.inspect)
   const trust = await loadTrustConfig(opts)
@@ -109,6 +113,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     capacity,
     labels: opts.label,
     tenderWindowMs,
+    serviceCidr,
     ...(containerSocket != null ? { containerSocket } : {}),
     ...(inspectUrl != null ? { inspectUrl } : {})
   })
