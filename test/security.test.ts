@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { generateKey, issueCredential, issueToken, readKeyFile, signPolicy, writeKeyFile } from '../src/policy/credentials.js'
-import { cli, makeTrust, ROOT, startCli, startNode, tempDir, trustFlags, waitUntil, type NodeProcess, type Running, type TestTrust } from './helpers/processes.js'
+import { cli, makeTrust, metric, type NodeProcess, ROOT, type Running, startCli, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const policy = (version: number, extra = '') => (admin: string): string => `apiVersion: beemesh.io/v1
 kind: Policy
@@ -44,16 +44,6 @@ const extra: Running[] = []
 let outsiderKey: string
 let outsider: string
 
-async function metric (node: NodeProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const res = await node.api.fetch('/metrics', { timeoutMs: 5_000 })
-  const text = await res.text()
-  let total = 0
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.split(' ').at(-1))
-  }
-  return total
-}
 
 function rogue (args: string[]): Running {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/security/rogue.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })

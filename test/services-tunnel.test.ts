@@ -27,7 +27,7 @@ import { generateKey, issueCredential, writeKeyFile } from '../src/policy/creden
 import { defaultPolicyText } from '../src/policy/defaults.js'
 import { serviceAddresses } from '../src/services/directory.js'
 import { removeContainersOf, requireEngine } from './helpers/engine.js'
-import { cli, makeTrust, ROOT, startNode, trustFlags, waitUntil, type NodeProcess, type TestTrust } from './helpers/processes.js'
+import { cli, makeTrust, metric, type NodeProcess, ROOT, startNode, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const FIXTURES = 'test/fixtures/services'
 let trust: TestTrust
@@ -66,15 +66,6 @@ async function get (address: string): Promise<string> {
   }
 }
 
-async function metric (node: NodeProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await node.api.fetch('/metrics', { timeoutMs: 5_000 })).text()
-  let total = 0
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.split(' ').at(-1))
-  }
-  return total
-}
 
 /** A metric summed over both nodes: on one host, whichever node's proxy bound the service address first serves it. */
 async function metricOfAll (name: string, labels: Record<string, string>): Promise<number> {

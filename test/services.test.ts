@@ -17,7 +17,7 @@ import { parse, stringify } from 'yaml'
 import type { LogLine } from '../src/actors/protocol.js'
 import { defaultPolicyText } from '../src/policy/defaults.js'
 import { generateKey, issueCredential, writeKeyFile } from '../src/policy/credentials.js'
-import { cli, makeTrust, ROOT, startNode, trustFlags, waitUntil, type NodeProcess, type Running, type TestTrust } from './helpers/processes.js'
+import { cli, makeTrust, metric, type NodeProcess, ROOT, type Running, startNode, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const FIXTURES = 'test/fixtures/services'
 let trust: TestTrust
@@ -36,15 +36,6 @@ function policy (deployer: string): string {
   return stringify(doc)
 }
 
-async function metric (node: NodeProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await node.api.fetch('/metrics', { timeoutMs: 5_000 })).text()
-  let total = 0
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.split(' ').at(-1))
-  }
-  return total
-}
 
 async function logLines (node: NodeProcess, name: string): Promise<LogLine[]> {
   return await node.api.request<LogLine[]>(`/v1/workloads/default/${name}/logs`, { timeoutMs: 10_000 })

@@ -191,6 +191,17 @@ export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, t
   }
 }
 
+/** A Prometheus metric of a node (`GET /metrics`), summed over the series whose labels include `labels`. */
+export async function metric (node: NodeProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await node.api.fetch('/metrics', { timeoutMs: 5_000 })).text()
+  let total = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.split(' ').at(-1))
+  }
+  return total
+}
+
 /** Starts n nodes, all bootstrapped to the first, and waits until each sees n-1 peers. */
 export async function startMesh (n: number, extra: string[] = []): Promise<NodeProcess[]> {
   const nodes: NodeProcess[] = []
