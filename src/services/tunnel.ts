@@ -1,7 +1,7 @@
 /**
  * The service proxy of one node (docs/services.md, "Containers: the service
- * proxy"): every container service gets a stable address in SERVICE_CIDR on
- * every node, and a TCP connection to `<address>:<port>` is tunnelled over a
+ * proxy"): every container service gets a stable address in the node's
+ * service block (`--service-cidr`), and a TCP connection to `<address>:<port>` is tunnelled over a
  * libp2p stream (TUNNEL_PROTOCOL) to the container port of a ready replica
  * on whichever node hosts it. No overlay network: a container reaches
  * `orders:8080` through its own host's proxy, by the `/etc/hosts` line the
@@ -19,10 +19,10 @@
  *   is the local container port connected; a one-frame reply says so, and
  *   the raw bytes flow both ways, half-closes included.
  *
- * Several node processes on one host share its addresses: only one can listen
- * on an address and port, the others try again every reconcile round, so the
- * host stays served when that node goes (any node's proxy can route any
- * connection: all know all services).
+ * Several node processes on one host with the same block share its
+ * addresses: only one can listen on an address and port, the others try
+ * again every reconcile round, so the host stays served when that node goes
+ * (any node's proxy can route any connection: all know all services).
  */
 import { execFile } from 'node:child_process'
 import { connect, createServer, type Server, type Socket } from 'node:net'
@@ -98,7 +98,7 @@ export interface ServiceTunnelInit {
   directory: ServiceDirectory
   containers: TunnelContainers
   /**
-   * Add each service address to `lo` (and route the rest of SERVICE_CIDR
+   * Add each service address to `lo` (and route the rest of the service block
    * nowhere) with `ip`. Default: when the process runs as root. Without it,
    * the proxy listens only on service addresses some other process added.
    */
