@@ -197,6 +197,10 @@ test('a Deployment and its Service: get svc shows the ClusterIP, endpoints the r
   const described = await ok(['describe', 'svc', 'web'])
   assert.match(described, /IP:\s+198\.18\.[\s\S]*Endpoints:\s+\S+:8080/, described)
   assert.match(await ok(['apply', '-f', `${FIXTURES}/web-svc.yaml`]), 'service/web unchanged')
+  // A Pod created after the Service reaches it by name, on the Service's port, through its node's service proxy.
+  assert.match(await ok(['apply', '-f', `${FIXTURES}/web-client-pod.yaml`]), 'pod/web-client created')
+  await waitUntil(async () => (await kubectl(['logs', 'web-client'])).stdout.includes('hello-from-web') || undefined, { what: 'web-client to fetch http://web/', timeoutMs: 60_000, intervalMs: 500 })
+  assert.match(await ok(['delete', '-f', `${FIXTURES}/web-client-pod.yaml`]), 'pod "web-client" deleted')
   // A patch changes the port everywhere.
   assert.match(await ok(['patch', 'svc', 'web', '--type=merge', '-p', '{"spec":{"ports":[{"name":"http","port":8081,"targetPort":8080}]}}']), 'service/web patched')
   await waitUntil(async () => (await (await fetch(`${nodes[1]!.apiUrl}/api/v1/namespaces/default/services/web`)).json() as { spec: { ports: Array<{ port: number }> } }).spec.ports[0]?.port === 8081 || undefined, { what: 'the patched port on another node', timeoutMs: 20_000 })
