@@ -33,7 +33,6 @@ import type { Inspection } from './inspection.js'
 import { ServicePlane } from '../services/plane.js'
 import { ServiceTunnel } from '../services/tunnel.js'
 import { CallError } from '../services/errors.js'
-import { notRun } from '../services/calls.js'
 import type { Endpoint, ServiceCidr } from '../services/directory.js'
 import type { CallRequest } from '../workloads/types.js'
 
@@ -349,13 +348,13 @@ export class WorkloadRuntime {
   /** Runs a call on one of this node's replicas (the callee's side, after the policy let it through). */
   private async serveCall (endpoint: Endpoint, request: CallRequest, deadline: number): Promise<unknown> {
     const remaining = deadline - Date.now()
-    if (endpoint.kind === 'container') throw notRun('BAD_REQUEST', endpoint.service, `${endpoint.service} is a container service: connect to it over TCP (its address on every node: beemesh services), not with ctx.call`)
+    if (endpoint.kind === 'container') throw new CallError('BAD_REQUEST', endpoint.service, `${endpoint.service} is a container service: connect to it over TCP (its address on every node: beemesh services), not with ctx.call`, { ran: false })
     if (endpoint.kind === 'stateful') {
       const ack = await this.sendEvent(endpoint.workloadId, request.data, { id: `call:${request.id}`, sender: request.caller, timeoutMs: Math.max(1, remaining) })
       return { state: ack.value, status: ack.status, seq: ack.seq, ...(ack.output !== undefined ? { output: ack.output } : {}) }
     }
     const local = this.host.get(endpoint.workloadId, endpoint.replica)
-    if (local?.sandbox == null || local.status !== 'running') throw notRun('UNAVAILABLE', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} is not running here`)
+    if (local?.sandbox == null || local.status !== 'running') throw new CallError('UNAVAILABLE', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} is not running here`, { ran: false })
     let timer: NodeJS.Timeout | undefined
     const expired = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => { reject(new CallError('TIMEOUT', endpoint.service, `timed out: replica ${endpoint.replica} of ${endpoint.workloadId} did not reply within the call's time`)) }, Math.max(1, remaining))
@@ -363,7 +362,7 @@ export class WorkloadRuntime {
     try {
       const result = await Promise.race([local.sandbox.invokeCall(request), expired])
       if (result.ok) return result.value
-      if (result.cause === 'stopped') throw notRun('UNAVAILABLE', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} stopped before it ran the call`)
+      if (result.cause === 'stopped') throw new CallError('UNAVAILABLE', endpoint.service, `replica ${endpoint.replica} of ${endpoint.workloadId} stopped before it ran the call`, { ran: false })
       throw new CallError(result.cause === 'timeout' ? 'TIMEOUT' : 'FAILED', endpoint.service, result.error)
     } finally {
       clearTimeout(timer)

@@ -18,10 +18,10 @@ import { z } from 'zod'
 import { describeError } from '../errors.js'
 import type { MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'
-import type { Principal } from '../policy/engine.js'
+import type { Decision, Principal } from '../policy/engine.js'
 import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
 import type { CallOptions, CallRequest } from '../workloads/types.js'
-import { CALL_PROTOCOL, type Endpoint, type ServiceDirectory, type ServiceSpec } from './directory.js'
+import { CALL_PROTOCOL, endpointKey, pickOfTwo, serviceResource, type Endpoint, type ServiceDirectory, type ServiceSpec } from './directory.js'
 import { CALL_ERROR_CODES, CallError, type CallErrorCode } from './errors.js'
 
 /** Largest request (its JSON) a call may carry, and largest reply. */
@@ -125,12 +125,8 @@ export class CallRouter {
 
   private async callService (service: ServiceSpec, data: unknown, options: CallOptions & { timeout: number }, caller: Caller): Promise<unknown> {
     const { trust, log } = this.init
-    const decision = trust.decide(caller.principal, 'call', { kind: 'service', namespace: service.namespace, name: service.name, ...(service.labels != null ? { labels: service.labels } : {}) })
-    if (!decision.allowed) {
-      this.init.metrics?.denied(service.id, 'caller')
-      log.warn({ service: service.id, caller: senderOf(caller.principal), rule: decision.rule ?? 'default-deny' }, 'call denied at the caller\'s node')
-      throw new CallError('DENIED', service.id, `forbidden by policy ${trust.policy.name} v${trust.policy.version}: ${decision.reason}`)
-    }
+    const decision = decideCall({ trust, log, ...(this.init.metrics != null ? { metrics: this.init.metrics } : {}) }, caller.principal, service, 'call', 'caller')
+    if (!decision.allowed) throw new CallError('DENIED', service.id, `forbidden by policy ${trust.policy.name} v${trust.policy.version}: ${decision.reason}`)
     const size = JSON.stringify(data ?? null).length
     if (size > MAX_CALL_BYTES) throw new CallError('TOO_LARGE', service.id, `the request is ${size} bytes of JSON; the limit is ${MAX_CALL_BYTES}`)
     const deadline = Date.now() + options.timeout
@@ -168,23 +164,18 @@ export class CallRouter {
     throw new CallError(last?.code ?? 'UNAVAILABLE', service.id, `${tried.size} replica(s) tried, none answered${last != null ? `: ${last.message}` : ''}`)
   }
 
-  /** Power of two choices over the endpoints not yet tried (and not ejected, while others remain). */
+  /** Power of two choices on in-flight calls, over the endpoints not yet tried (and not ejected, while others remain). */
   private pick (endpoints: Endpoint[], tried: Set<string>): Endpoint | undefined {
     const now = Date.now()
-    let pool = endpoints.filter(e => !tried.has(endpointKey(e)))
+    const pool = endpoints.filter(e => !tried.has(endpointKey(e)))
     const healthy = pool.filter(e => (this.ejected.get(endpointKey(e)) ?? 0) <= now)
-    if (healthy.length > 0) pool = healthy
-    if (pool.length <= 1) return pool[0]
-    const a = pool[Math.floor(Math.random() * pool.length)]!
-    let b = pool[Math.floor(Math.random() * (pool.length - 1))]!
-    if (b === a) b = pool[pool.length - 1]!
-    return (this.inflight.get(endpointKey(a)) ?? 0) <= (this.inflight.get(endpointKey(b)) ?? 0) ? a : b
+    return pickOfTwo(healthy.length > 0 ? healthy : pool, key => this.inflight.get(key) ?? 0)
   }
 
   private async localAttempt (service: ServiceSpec, endpoint: Endpoint, body: CallBody, caller: Caller): Promise<unknown> {
     const started = performance.now()
     // The callee's check, here on the same node: the same policy, the same principal.
-    const outcome = await this.runCall(service.id, endpoint, body, caller.principal)
+    const outcome = await this.runCall(service, endpoint, body, caller.principal)
     this.init.metrics?.call(service.id, 'callee', outcome.ok ? 'ok' : outcome.code.toLowerCase(), (performance.now() - started) / 1000)
     if (!outcome.ok) throw new AttemptError(outcome.code, outcome.message, outcome.ran)
     return outcome.value
@@ -251,12 +242,13 @@ export class CallRouter {
       service = body.data.service
       // A workload speaks for itself; a node may speak for the deployer whose API request it serves.
       const principal = opened.sender.principal.kind === 'node' && body.data.onBehalfOf != null ? principalOfSender(body.data.onBehalfOf) : opened.sender.principal
-      const endpoint = this.localEndpoint(body.data)
-      if (endpoint == null) {
+      const spec = this.init.directory.services().find(s => s.id === body.data.service)
+      const endpoint = spec != null ? this.localEndpoint(spec, body.data) : undefined
+      if (spec == null || endpoint == null) {
         await answer({ ok: false, code: 'UNAVAILABLE', message: `${this.init.mesh.peerId} runs no ready replica ${body.data.replica} of ${body.data.workload}`, ran: false })
         return
       }
-      const outcome = await this.runCall(body.data.service, endpoint, body.data, principal)
+      const outcome = await this.runCall(spec, endpoint, body.data, principal)
       await answer(outcome.ok ? { ok: true, value: outcome.value } : { ok: false, code: outcome.code, message: outcome.message, ran: outcome.ran })
     } catch (err) {
       this.init.log.debug({ from, err: describeError(err) }, 'call stream failed')
@@ -265,39 +257,35 @@ export class CallRouter {
   }
 
   /** The callee's side of a call: the policy, then the replica. Never throws. */
-  private async runCall (serviceId: string, endpoint: Endpoint, body: CallBody, principal: Principal): Promise<{ ok: true, value: unknown } | { ok: false, code: CallErrorCode, message: string, ran: boolean }> {
+  private async runCall (service: ServiceSpec, endpoint: Endpoint, body: CallBody, principal: Principal): Promise<{ ok: true, value: unknown } | { ok: false, code: CallErrorCode, message: string, ran: boolean }> {
     const { trust, log } = this.init
-    const service = this.init.directory.services().find(s => s.id === serviceId)
-    const [namespace, name] = serviceId.split('/') as [string, string]
-    const decision = trust.decide(principal, 'call', { kind: 'service', namespace, name, ...(service?.labels != null ? { labels: service.labels } : {}) })
-    if (!decision.allowed) {
-      this.init.metrics?.denied(serviceId, 'callee')
-      log.warn({ service: serviceId, caller: senderOf(principal), rule: decision.rule ?? 'default-deny' }, 'call denied at the callee\'s node')
-      return { ok: false, code: 'DENIED', message: `forbidden by ${this.init.mesh.peerId} under policy ${trust.policy.name} v${trust.policy.version}: ${decision.reason}`, ran: false }
-    }
+    const decision = decideCall({ trust, log, ...(this.init.metrics != null ? { metrics: this.init.metrics } : {}) }, principal, service, 'call', 'callee')
+    if (!decision.allowed) return { ok: false, code: 'DENIED', message: `forbidden by ${this.init.mesh.peerId} under policy ${trust.policy.name} v${trust.policy.version}: ${decision.reason}`, ran: false }
     if (Date.now() >= body.deadline) return { ok: false, code: 'TIMEOUT', message: 'timed out before it reached the replica', ran: false }
     try {
-      const value = await this.init.serveLocal(endpoint, { service: serviceId, data: body.data, caller: senderOf(principal), id: body.id, attempt: body.attempt }, body.deadline)
+      const value = await this.init.serveLocal(endpoint, { service: service.id, data: body.data, caller: senderOf(principal), id: body.id, attempt: body.attempt }, body.deadline)
       return { ok: true, value: value ?? null }
     } catch (err) {
-      if (err instanceof CallError) return { ok: false, code: err.code, message: err.message.replace(/^call to \S+: /, ''), ran: (err as CallError & { ran?: boolean }).ran ?? true }
+      if (err instanceof CallError) return { ok: false, code: err.code, message: err.detail, ran: err.ran }
       return { ok: false, code: 'FAILED', message: describeError(err), ran: true }
     }
   }
 
   /** The local endpoint a request names, if it is here and ready. */
-  private localEndpoint (body: CallBody): Endpoint | undefined {
-    const service = this.init.directory.services().find(s => s.id === body.service)
-    if (service == null) return undefined
+  private localEndpoint (service: ServiceSpec, body: CallBody): Endpoint | undefined {
     return this.init.directory.replicas(service).find(r => r.peerId === this.init.mesh.peerId && r.workloadId === body.workload && r.replica === body.replica && r.ready)
   }
 }
 
-function endpointKey (e: Endpoint): string {
-  return `${e.peerId}/${e.workloadId}#${e.replica}`
-}
-
-/** A CallError for a call that did not start on the replica (safe to retry elsewhere). */
-export function notRun (code: CallErrorCode, service: string, message: string): CallError {
-  return Object.assign(new CallError(code, service, message), { ran: false })
+/**
+ * The policy's `call` decision on a service, for a call or a tunnel, at the
+ * caller's node or the callee's: a refusal is logged at warn and counted.
+ */
+export function decideCall (ctx: { trust: Trust, log: Logger, metrics?: Pick<CallMetrics, 'denied'> }, principal: Principal, service: ServiceSpec, what: 'call' | 'tunnel', side: 'caller' | 'callee', fields: Record<string, unknown> = {}): Decision {
+  const decision = ctx.trust.decide(principal, 'call', serviceResource(service))
+  if (!decision.allowed) {
+    ctx.metrics?.denied(service.id, side)
+    ctx.log.warn({ service: service.id, caller: senderOf(principal), ...fields, rule: decision.rule ?? 'default-deny' }, `${what} denied at the ${side}'s node`)
+  }
+  return decision
 }

@@ -10,6 +10,7 @@
 import { z } from 'zod'
 import { describeError } from '../errors.js'
 import type { Logger } from '../transport/logger.js'
+import type { Resource } from '../policy/engine.js'
 import type { WorkloadSpec } from '../workloads/types.js'
 import { CallError } from './errors.js'
 
@@ -165,6 +166,25 @@ export function serviceAddresses (ids: readonly string[], cidr: ServiceCidr = SE
   return out
 }
 
+/** Who a replica is, for in-flight counts, ejection and tried sets. */
+export function endpointKey (e: Endpoint): string {
+  return `${e.peerId}/${e.workloadId}#${e.replica}`
+}
+
+/** The policy's resource for a service (calls and tunnels decide `call` on it). */
+export function serviceResource (service: ServiceSpec): Resource {
+  return { kind: 'service', namespace: service.namespace, name: service.name, ...(service.labels != null ? { labels: service.labels } : {}) }
+}
+
+/** The power of two choices: two endpoints at random, the one with the lower `load`. */
+export function pickOfTwo (pool: readonly Endpoint[], load: (key: string) => number): Endpoint | undefined {
+  if (pool.length <= 1) return pool[0]
+  const a = pool[Math.floor(Math.random() * pool.length)]!
+  let b = pool[Math.floor(Math.random() * (pool.length - 1))]!
+  if (b === a) b = pool[pool.length - 1]!
+  return load(endpointKey(a)) <= load(endpointKey(b)) ? a : b
+}
+
 function labelsMatch (selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
   const entries = Object.entries(selector)
   return entries.length > 0 && entries.every(([k, v]) => labels?.[k] === v)
@@ -214,16 +234,13 @@ export class ServiceDirectory {
 
   /** The workloads a service reaches. */
   workloadsOf (service: ServiceSpec): WorkloadSpec[] {
-    return this.source.workloads().filter(w => {
-      if (service.workload != null) return w.id === service.workload
-      return w.namespace === service.namespace && service.selector != null && labelsMatch(service.selector, w.labels)
-    })
+    if (service.workload != null) return this.source.workloads().filter(w => w.id === service.workload)
+    return service.selector != null ? this.selecting(service.namespace, service.selector) : []
   }
 
-  /** The ports a Kubernetes Service maps for one workload (a named targetPort resolved by the container's port names). */
-  private portsFor (service: ServiceSpec, spec: WorkloadSpec): ServicePort[] {
-    if (service.origin === 'workload') return service.ports
-    return service.ports.map(p => ({ ...p }))
+  /** The workloads of a namespace whose labels a selector matches. */
+  selecting (namespace: string, selector: Record<string, string>): WorkloadSpec[] {
+    return this.source.workloads().filter(w => w.namespace === namespace && labelsMatch(selector, w.labels))
   }
 
   /**
@@ -233,7 +250,7 @@ export class ServiceDirectory {
   replicas (service: ServiceSpec): Array<Endpoint & { ready: boolean, status: KnownReplica['status'] }> {
     const out: Array<Endpoint & { ready: boolean, status: KnownReplica['status'] }> = []
     for (const spec of this.workloadsOf(service)) {
-      const ports = spec.kind === 'container' ? this.portsFor(service, spec) : undefined
+      const ports = spec.kind === 'container' ? service.ports : undefined
       for (const r of this.source.replicas(spec.id)) {
         if (r.status === 'failed' || r.status === 'exited') continue
         out.push({ service: service.id, workloadId: spec.id, kind: spec.kind, replica: r.replica, epoch: r.epoch, peerId: r.peerId, ...(ports != null ? { ports } : {}), ready: r.status === 'running' && r.ready === true, status: r.status })

@@ -13,9 +13,16 @@ export type CallErrorCode = 'UNKNOWN_SERVICE' | 'NO_HEALTHY_REPLICA' | 'TIMEOUT'
 export const CALL_ERROR_CODES: readonly CallErrorCode[] = ['UNKNOWN_SERVICE', 'NO_HEALTHY_REPLICA', 'TIMEOUT', 'DENIED', 'TOO_LARGE', 'UNAVAILABLE', 'FAILED', 'BAD_REQUEST']
 
 export class CallError extends BeeMeshError {
-  constructor (readonly code: CallErrorCode, readonly service: string, message: string, options?: ErrorOptions) {
+  /** The message without the `call to <service>: ` prefix. */
+  readonly detail: string
+  /** Whether the call may have run on a replica (false: safe to retry on another, idempotent or not). */
+  readonly ran: boolean
+
+  constructor (readonly code: CallErrorCode, readonly service: string, message: string, options?: ErrorOptions & { ran?: boolean }) {
     super(`call to ${service}: ${message}`, options)
     this.name = 'CallError'
+    this.detail = message
+    this.ran = options?.ran ?? true
   }
 }
 

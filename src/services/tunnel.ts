@@ -35,7 +35,8 @@ import type { Principal } from '../policy/engine.js'
 import { principalOfSender, senderOf, type Sender, type Trust } from '../policy/trust.js'
 import type { Logger } from '../transport/logger.js'
 import type { MeshNode } from '../transport/mesh-node.js'
-import { cidrText, TUNNEL_PROTOCOL, type Endpoint, type ServiceDirectory, type ServiceSpec } from './directory.js'
+import { cidrText, endpointKey, pickOfTwo, TUNNEL_PROTOCOL, type Endpoint, type ServiceDirectory, type ServiceSpec } from './directory.js'
+import { decideCall } from './calls.js'
 import { CALL_ERROR_CODES, CallError, type CallErrorCode } from './errors.js'
 
 /** How often listeners and addresses are brought in line with the services the node knows. */
@@ -358,7 +359,7 @@ export class ServiceTunnel {
 
   /** The caller's node: who is calling, may it, and which replica; then the tunnel. */
   private async route (w: Wanted, socket: Socket): Promise<void> {
-    const { trust, log, directory } = this.init
+    const { log, directory } = this.init
     const refuse = (outcome: string): void => {
       this.counts.refused.caller++
       this.init.metrics?.tunnel(w.serviceId, 'caller', outcome)
@@ -373,10 +374,7 @@ export class ServiceTunnel {
       refuse('unknown-caller')
       return
     }
-    const decision = trust.decide(principal, 'call', resourceOf(service))
-    if (!decision.allowed) {
-      this.init.metrics?.denied(service.id, 'caller')
-      log.warn({ service: service.id, caller: senderOf(principal), source, rule: decision.rule ?? 'default-deny' }, 'tunnel denied at the caller\'s node')
+    if (!decideCall(this.policyContext(), principal, service, 'tunnel', 'caller', { source }).allowed) {
       refuse('denied')
       return
     }
@@ -445,12 +443,11 @@ export class ServiceTunnel {
 
   /** Power of two choices over the endpoints not yet tried: the one with fewer open tunnels from this node. */
   private pick (endpoints: Endpoint[], tried: Set<string>): Endpoint | undefined {
-    const pool = endpoints.filter(e => !tried.has(endpointKey(e)))
-    if (pool.length <= 1) return pool[0]
-    const a = pool[Math.floor(Math.random() * pool.length)]!
-    let b = pool[Math.floor(Math.random() * (pool.length - 1))]!
-    if (b === a) b = pool[pool.length - 1]!
-    return (this.load.get(endpointKey(a)) ?? 0) <= (this.load.get(endpointKey(b)) ?? 0) ? a : b
+    return pickOfTwo(endpoints.filter(e => !tried.has(endpointKey(e))), key => this.load.get(key) ?? 0)
+  }
+
+  private policyContext (): Parameters<typeof decideCall>[0] {
+    return { trust: this.init.trust, log: this.init.log, ...(this.init.metrics != null ? { metrics: this.init.metrics } : {}) }
   }
 
   private async openRemote (peerId: string, header: TunnelHeader): Promise<Stream> {
@@ -573,14 +570,12 @@ export class ServiceTunnel {
    * here and the port must be one its service maps.
    */
   private admit (header: TunnelHeader, principal: Principal): { ok: true, target: { host: string, port: number } } | { ok: false, code: CallErrorCode, message: string, outcome: string } {
-    const { trust, log, directory } = this.init
+    const { trust, directory } = this.init
     const self = this.init.mesh.peerId
     const service = directory.services().find(s => s.id === header.service)
     if (service == null) return { ok: false, code: 'UNKNOWN_SERVICE', message: `${self} knows no service ${header.service}`, outcome: 'unknown-service' }
-    const decision = trust.decide(principal, 'call', resourceOf(service))
+    const decision = decideCall(this.policyContext(), principal, service, 'tunnel', 'callee')
     if (!decision.allowed) {
-      this.init.metrics?.denied(service.id, 'callee')
-      log.warn({ service: service.id, caller: senderOf(principal), rule: decision.rule ?? 'default-deny' }, 'tunnel denied at the callee\'s node')
       return { ok: false, code: 'DENIED', message: `forbidden by ${self} under policy ${trust.policy.name} v${trust.policy.version}: ${decision.reason}`, outcome: 'denied' }
     }
     const endpoint = directory.replicas(service).find(r => r.peerId === self && r.workloadId === header.workload && r.replica === header.replica)
@@ -603,14 +598,6 @@ function principalFor (sender: Sender, header: TunnelHeader): Principal | undefi
   const p = principalOfSender(header.onBehalfOf)
   if (p.kind !== 'workload' || p.namespace === '' || p.name === '') return undefined
   return { ...p, labels: header.labels ?? {} }
-}
-
-function resourceOf (service: ServiceSpec): { kind: 'service', namespace: string, name: string, labels?: Record<string, string> } {
-  return { kind: 'service', namespace: service.namespace, name: service.name, ...(service.labels != null ? { labels: service.labels } : {}) }
-}
-
-function endpointKey (e: Endpoint): string {
-  return `${e.peerId}/${e.workloadId}#${e.replica}`
 }
 
 /** `::ffff:10.88.0.5` → `10.88.0.5` */

@@ -391,16 +391,16 @@ export class ReplicaSandbox {
         if (live.inflight?.id === msg.id) live.inflight.settle({ kind: 'result', msg })
         break
       case 'publish':
-        this.publish(live, msg.id, msg.topic, msg.data)
+        this.relay(live, async () => { await this.init.onPublish(msg.topic, msg.data) }, () => ({ type: 'publish-ack', id: msg.id }), (err) => ({ type: 'publish-ack', id: msg.id, error: describeError(err) }))
         break
       case 'call':
-        this.relay(live, msg.id, async () => {
+        this.relay(live, async () => {
           if (this.init.onCall == null) throw Object.assign(new Error('calls are not available here'), { code: 'UNAVAILABLE' })
           return await this.init.onCall(msg.service, msg.request, msg.options ?? {})
         }, (value) => ({ type: 'call-reply', id: msg.id, ok: true, value }), (err) => ({ type: 'call-reply', id: msg.id, ok: false, error: callFailure(err) }))
         break
       case 'fetch':
-        this.relay(live, msg.id, async () => {
+        this.relay(live, async () => {
           if (this.init.onFetch == null) throw new Error('egress is not available here')
           return await this.init.onFetch(msg.url, msg.init ?? {})
         }, (reply) => ({ type: 'fetch-reply', id: msg.id, ok: true, reply }), (err) => ({ type: 'fetch-reply', id: msg.id, ok: false, error: describeError(err) }))
@@ -415,23 +415,8 @@ export class ReplicaSandbox {
     }
   }
 
-  private publish (live: Live, id: number, topic: string, data: unknown): void {
-    const ack = (error?: string): void => {
-      if (live.retired) return
-      const msg: ToWorker = { type: 'publish-ack', id, ...(error != null ? { error } : {}) }
-      try {
-        live.thread.worker.postMessage(msg)
-      } catch {
-        // the thread is gone; its pending publish went with it
-      }
-    }
-    Promise.resolve()
-      .then(async () => { await this.init.onPublish(topic, data) })
-      .then(() => { ack() }, err => { ack(describeError(err)) })
-  }
-
-  /** Runs a request of the worker's (a call, a fetch) on the host side and posts the answer back, unless the thread is gone. */
-  private relay<T> (live: Live, _id: number, run: () => Promise<T>, ok: (value: T) => ToWorker, failed: (err: unknown) => ToWorker): void {
+  /** Runs a request of the worker's (a publish, a call, a fetch) on the host side and posts the answer back, unless the thread is gone. */
+  private relay<T> (live: Live, run: () => Promise<T>, ok: (value: T) => ToWorker, failed: (err: unknown) => ToWorker): void {
     const send = (msg: ToWorker): void => {
       if (live.retired) return
       try {

@@ -19,7 +19,7 @@ import { EVENT_COLUMNS, eventsOf, matchesFields, parseFieldSelector } from './re
 import { ACTOR_COLUMNS, actorSpecFromObject, toActor, type Bundle } from './resources/actors.js'
 import { NAMESPACE_COLUMNS, toNamespaces } from './resources/namespaces.js'
 import { NODE_COLUMNS, toNode } from './resources/nodes.js'
-import { DEPLOYMENT_COLUMNS, POD_COLUMNS, REPLICA_ANNOTATION, toDeployment, toPods, toScale, WORKLOAD_ID_ANNOTATION } from './resources/workloads.js'
+import { DEPLOYMENT_COLUMNS, POD_COLUMNS, podName, REPLICA_ANNOTATION, toDeployment, toPods, toScale, WORKLOAD_ID_ANNOTATION } from './resources/workloads.js'
 import { matches, parseSelector } from './selectors.js'
 import { ENDPOINT_SLICE_COLUMNS, ENDPOINTS_COLUMNS, SERVICE_COLUMNS, serviceFromObject, toEndpointSlice, toEndpoints, toService, type ServiceState } from './resources/services.js'
 import { successStatus, toStatus } from './status.js'
@@ -179,9 +179,12 @@ export class KubeApi {
 
   /** Every service of a namespace (or all), with its address and replicas. */
   private serviceStates (ns: string | undefined): ServiceState[] {
-    const plane = this.c.workloads().services
+    const runtime = this.c.workloads()
+    const plane = runtime.services
     const addresses = plane.directory.addresses()
-    return plane.directory.services().filter(s => ns == null || s.namespace === ns).map(service => ({ service, address: addresses.get(service.id), replicas: plane.directory.replicas(service) }))
+    const workloads = new Map(runtime.list().map(w => [w.id, w]))
+    const podOf = (id: string, replica: number): string => podName(workloads.get(id) ?? { name: id.split('/')[1] ?? id }, replica)
+    return plane.directory.services().filter(s => ns == null || s.namespace === ns).map(service => ({ service, address: addresses.get(service.id), replicas: plane.directory.replicas(service), podOf }))
   }
 
   /** Every object of a kind, each with a resourceVersion derived from its content. */
@@ -420,7 +423,7 @@ export class KubeApi {
   }
 
   private selected (namespace: string, selector: Record<string, string>): import('../../workloads/types.js').WorkloadSpec[] {
-    return this.c.workloads().services.directory.workloadsOf({ id: `${namespace}/-`, namespace, name: '-', selector, ports: [], origin: 'kube', createdAt: 0 })
+    return this.c.workloads().services.directory.selecting(namespace, selector)
   }
 
   /** `deployments/<name>/scale`: PUT a Scale, or PATCH one (kubectl scale). */

@@ -19,6 +19,8 @@ export interface ServiceState {
   service: ServiceSpec
   address?: string
   replicas: Array<Endpoint & { ready: boolean }>
+  /** The pod a replica is (podName of its workload). */
+  podOf: (workloadId: string, replica: number) => string
 }
 
 function selectorOf (s: ServiceSpec): Record<string, string> {
@@ -70,7 +72,7 @@ export function toEndpoints (state: ServiceState, hostIp: (peerId: string) => st
   const address = (r: Endpoint): Record<string, unknown> => ({
     ip: hostIp(r.peerId),
     nodeName: r.peerId,
-    targetRef: { kind: 'Pod', namespace: s.namespace, name: `${r.workloadId.split('/')[1] ?? ''}-${r.replica}` }
+    targetRef: { kind: 'Pod', namespace: s.namespace, name: state.podOf(r.workloadId, r.replica) }
   })
   const ready = state.replicas.filter(r => r.ready)
   const notReady = state.replicas.filter(r => !r.ready)
@@ -95,7 +97,7 @@ export function toEndpointSlice (state: ServiceState, hostIp: (peerId: string) =
       addresses: [hostIp(r.peerId)],
       conditions: { ready: r.ready, serving: r.ready, terminating: false },
       nodeName: r.peerId,
-      targetRef: { kind: 'Pod', namespace: s.namespace, name: `${r.workloadId.split('/')[1] ?? ''}-${r.replica}` }
+      targetRef: { kind: 'Pod', namespace: s.namespace, name: state.podOf(r.workloadId, r.replica) }
     })),
     ports: s.ports.map(p => ({ ...(p.name != null ? { name: p.name } : {}), port: p.targetPort, protocol: 'TCP' }))
   }
