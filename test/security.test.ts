@@ -124,10 +124,7 @@ test('a manifest signed by an untrusted key is refused: by the API, and by every
   assert.match(byApi.stderr, new RegExp(`deployer ${outsider}`))
 
   // A compromised member (genuine credential) tenders a manifest signed by the outsider key.
-  const rogueKey = join(trust.dir, 'rogue-member.key')
-  const rogueId = await writeKeyFile(rogueKey, await generateKey())
-  const credFile = join(trust.dir, 'rogue-member.cred.json')
-  await writeFile(credFile, JSON.stringify(await issueCredential(trust.rootKey, rogueId)))
+  const { keyFile: rogueKey, credFile } = await compromisedMember('rogue-member')
   const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'manifest' })))
   const r = rogue([nodes[0]!.address, 'tender', credFile, rogueKey, outsiderKey])
   await r.waitForOutput(/"event":"tendered"/)
@@ -182,28 +179,66 @@ test('a stateless actor without the grant cannot publish to a topic', async () =
   assert.not.match(forbidden.stdout(), /"n":7/)
 })
 
-test('a node without a credential is ignored, scored down and disconnected; it gets no work', async () => {
+/** A compromised member's key and credential (genuine, issued by the root), for rogues that need to get in. */
+async function compromisedMember (name: string): Promise<{ keyFile: string, credFile: string, id: string }> {
+  const keyFile = join(trust.dir, `${name}.key`)
+  const id = await writeKeyFile(keyFile, await generateKey())
+  const credFile = join(trust.dir, `${name}.cred.json`)
+  await writeFile(credFile, JSON.stringify(await issueCredential(trust.rootKey, id)))
+  return { keyFile, credFile, id }
+}
+
+test('a node without a credential is refused at the connection: never admitted, never listed, never given work', async () => {
+  const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'connection', reason: 'not-a-member' })))
   const outsiderNode = await startNode({ trust: trustFlags(trust, { member: false, dev: false }), bootstrap: [nodes[0]!.address] })
   extra.push(outsiderNode)
   await outsiderNode.waitForOutput(/NOT a member/)
   await waitUntil(async () => {
-    const refused = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'beemesh.heartbeat.v1', reason: 'not-a-member' })))
-    return refused.some(v => v > 0)
-  }, { what: 'members to refuse the outsider\'s heartbeats' })
-  await waitUntil(async () => (await Promise.all(nodes.map(async n => await metric(n, 'beemesh_peers_banned_total')))).some(v => v > 0), { what: 'a member to hang up on the outsider', timeoutMs: 30_000 })
+    const refused = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'connection', reason: 'not-a-member' })))
+    return refused.some((v, i) => v > before[i]!)
+  }, { what: 'a member to refuse the outsider node at the connection' })
+  assert.match(nodes[0]!.stderr(), new RegExp(`${outsiderNode.peerId}.*not a member|not a member.*${outsiderNode.peerId}`))
   for (const n of nodes) {
     const seen = await n.api.request<Array<{ peerId: string }>>('/v1/nodes')
     assert.not.ok(seen.some(s => s.peerId === outsiderNode.peerId), 'members never list the outsider as a node')
+    const peer = await n.api.request<{ admitted: boolean, connected: boolean, addressBook: boolean }>(`/v1/peers/${outsiderNode.peerId}`)
+    assert.equal(peer, { peerId: outsiderNode.peerId, admitted: false, connected: false, addressBook: false }, 'nor keep it as a peer')
   }
+  assert.is((await outsiderNode.peers()).length, 0, 'the outsider has no admitted peer')
   const applied = await cli(['apply', join(ROOT, 'test/fixtures/workloads/fanout.ts'), '--api', nodes[1]!.apiUrl])
   assert.is(applied.code, 0, applied.stderr)
   const w = await nodes[1]!.api.request<{ placement: Array<{ peerId: string }> }>('/v1/workloads/default/fanout')
   assert.ok(w.placement.length === 2 && w.placement.every(p => p.peerId !== outsiderNode.peerId))
 })
 
-test('a flood of forged gossip from one peer: refused, the peer scored down and disconnected, nodes stay up', async () => {
+test('a non-member libp2p peer gets no gossip, no DHT write, no stream; it is disconnected within 2 s and forgotten', async () => {
+  for (const variant of ['plain', 'forged'] as const) {
+    // plain: no credential at all (it speaks no admission); forged: a credential signed by a root of its own.
+    const r = rogue([nodes[0]!.address, 'outsider', ...(variant === 'forged' ? ['forged'] : [])])
+    const line = await r.waitForOutput(/\{"event":"outsider".*\}/, { timeoutMs: 30_000 })
+    const report = JSON.parse(line[0]) as { member: string, put: number | string, raw: string, received: number, topicPeers: number }
+    const events = r.stdout().trim().split('\n').map(l => JSON.parse(l) as { event: string, peer?: string, ms?: number })
+    assert.is(report.received, 0, `${variant}: no gossip reached it`)
+    assert.is(report.topicPeers, 0, `${variant}: no member joined its topics`)
+    assert.ok(report.put === 0 || String(report.put).startsWith('failed'), `${variant}: its DHT put reached no member (${String(report.put)})`)
+    assert.match(report.raw, /^refused/, `${variant}: a raw DHT stream is refused (${report.raw})`)
+    // Disconnected within 2 s of the connection, each time it (re)connects.
+    const firstDrop = events.find(e => e.event === 'disconnected' && e.peer === report.member)
+    assert.ok(firstDrop != null, `${variant}: the member hung up (events: ${r.stdout().trim()})`)
+    const connectedAt = events.find(e => e.event === 'connected' && e.peer === report.member)?.ms
+    if (connectedAt != null) assert.ok(firstDrop.ms! - connectedAt <= 2_000, `${variant}: disconnected ${firstDrop.ms! - connectedAt} ms after connecting (${r.stdout().trim()})`)
+    if (variant === 'forged') assert.match(r.stdout(), /"event":"admission","reply":".*ok.*false.*not by the trusted mesh root/, 'its forged credential is refused')
+    r.child.kill('SIGKILL')
+    // The stored record it tried to write is nowhere, and no member keeps the peer.
+    const got = await cli(['record', 'get', '/beemesh/workload/default/ghost', '--api', nodes[1]!.apiUrl])
+    assert.is(got.code, 1, `${variant}: no member stored the outsider's record (${got.stdout})`)
+  }
+})
+
+test('a flood of forged gossip from a member: refused, the peer scored down and disconnected, nodes stay up', async () => {
   const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_peers_banned_total')))
-  const r = rogue([nodes[0]!.address, 'flood'])
+  const flooder = await compromisedMember('flooder')
+  const r = rogue([nodes[0]!.address, 'flood', flooder.credFile, flooder.keyFile])
   await r.waitForOutput(/"event":"joined"/)
   await r.waitForOutput(/"event":"flooded"/)
   await waitUntil(async () => (await Promise.all(nodes.map(async n => await metric(n, 'beemesh_peers_banned_total')))).some((v, i) => v > before[i]!), { what: 'the flooder to be banned' })

@@ -6,6 +6,7 @@ import { loadOrCreateIdentity } from '../transport/identity.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { silentLogger, type Logger } from '../transport/logger.js'
 import { NotStartedError } from '../transport/errors.js'
+import { TrustError } from '../policy/errors.js'
 import { MeshNode, type MeshMessage, type MeshPeer, type PutResult } from '../transport/mesh-node.js'
 import type { DecodedRecord } from '../transport/records.js'
 import type { AbortOptions } from '@libp2p/interface'
@@ -142,6 +143,19 @@ export class NodeRuntime {
             return { data: new TextEncoder().encode(body), sender }
           },
           onBanned: () => { this.metrics.bans.inc() }
+        },
+        membership: {
+          proof: () => trust.credential,
+          admit: async (peerId, proof) => {
+            try {
+              if (proof == null) throw new TrustError('not-a-member', `${peerId} presented no membership credential`)
+              return { expiresAt: (await trust.admit(proof, peerId)).expiresAt }
+            } catch (err) {
+              this.metrics.refusals.inc({ what: 'connection', reason: err instanceof TrustError ? err.reason : 'malformed' })
+              this.metrics.bans.inc()
+              throw err
+            }
+          }
         },
         scoredTopics: [SCHEDULER_TOPIC, HEARTBEAT_TOPIC, POLICY_TOPIC],
         privateKey: identity.privateKey,
@@ -321,6 +335,12 @@ export class NodeRuntime {
 
   peers (): MeshPeer[] {
     return this.meshNode().peers()
+  }
+
+  /** What this node knows of one peer: connected, admitted as a member, in its address book. */
+  async peer (peerId: string): Promise<{ peerId: string, connected: boolean, admitted: boolean, addressBook: boolean }> {
+    const mesh = this.meshNode()
+    return { peerId, connected: mesh.isConnected(peerId), admitted: mesh.isAdmitted(peerId), addressBook: await mesh.knowsPeer(peerId) }
   }
 
   async putRecord (key: string, value: Uint8Array, options?: AbortOptions): Promise<PutResult> {

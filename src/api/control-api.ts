@@ -22,7 +22,7 @@ import { CallError, callErrorStatus } from '../services/errors.js'
 import { MAX_CALL_BYTES } from '../services/calls.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
-export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics' | 'trust' | 'policies' | 'peerId'>
+export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'peer' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics' | 'trust' | 'policies' | 'peerId'>
 
 export interface ControlApiInit {
   node: NodeControl
@@ -185,6 +185,12 @@ export class ControlApi {
       return
     }
     if (path === '/v1/peers' && method === 'GET') { sendJson(res, 200, node.peers()); return }
+    if (path.startsWith('/v1/peers/') && method === 'GET') {
+      const id = path.slice('/v1/peers/'.length)
+      if (!/^[1-9A-HJ-NP-Za-km-z]{40,64}$/.test(id)) throw new HttpError(400, `"${id.slice(0, 80)}" is not a peer id`, 'BadRequest')
+      sendJson(res, 200, await node.peer(id))
+      return
+    }
 
     if (path === '/v1/records') {
       authorize('admin', { kind: 'namespace', name: SYSTEM_NAMESPACE })

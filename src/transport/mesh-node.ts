@@ -17,6 +17,7 @@ import type { CID } from 'multiformats/cid'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { describeError } from '../errors.js'
+import { Admission, type MembershipGate } from './admission.js'
 import { Bootstrapper, type BootstrapEvents } from './bootstrap.js'
 import { AddressInUseError, InvalidMultiaddrError, NotStartedError, RecordNotFoundError } from './errors.js'
 import { type Logger, silentLogger } from './logger.js'
@@ -52,6 +53,12 @@ export interface MeshNodeInit {
   scoredTopics?: string[]
   /** Send this node's own messages to every subscribed peer rather than its topic mesh (default false; see start()). */
   floodPublish?: boolean
+  /**
+   * Members only, at the connection (admission.ts): with a gate, a peer gets no
+   * protocol but admission until it proved membership, and is disconnected if it
+   * does not within 1.5 s. Without one, every authenticated peer is served.
+   */
+  membership?: MembershipGate
 }
 
 /** Who signed a delivered message, as the guard established it (opaque to the transport). */
@@ -195,6 +202,9 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   /** Peers hung up on for their gossip score, until when. */
   private readonly banned = new Map<string, number>()
   private scoreTimer?: NodeJS.Timeout
+  private admission?: Admission
+  /** Peers announced with peer:connect (admitted ones, with a membership gate), for a matching peer:disconnect. */
+  private readonly announced = new Set<string>()
 
   constructor (init: MeshNodeInit) {
     super()
@@ -242,7 +252,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
         denyOutboundEncryptedConnection: peerId => this.isBanned(peerId.toString())
       },
       services: {
-        identify: identify(),
+        // With admission, identify runs once a peer is admitted (admission.ts), not on connection open.
+        identify: identify({ runOnConnectionOpen: this.init.membership == null }),
         ping: ping(),
         dht: kadDHT({
           protocol: KAD_PROTOCOL,
@@ -278,14 +289,27 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       }
     })
 
-    node.addEventListener('peer:connect', evt => {
-      this.safeDispatch('peer:connect', evt.detail.toString())
+    const connected = (peerId: string): void => {
+      if (this.announced.has(peerId)) return
+      this.announced.add(peerId)
+      this.safeDispatch('peer:connect', peerId)
       this.scheduleDiscovery(250)
-    })
+    }
+    if (this.init.membership != null) {
+      const admission = new Admission(this.init.membership, {
+        admitted: peerId => { connected(peerId) },
+        refused: (peerId, reason, ban) => { this.refuse(node, peerId, reason, ban) }
+      }, this.log)
+      await admission.attach(node)
+      this.admission = admission
+    } else {
+      node.addEventListener('peer:connect', evt => { connected(evt.detail.toString()) })
+    }
     node.addEventListener('peer:disconnect', evt => {
+      if (!this.announced.delete(evt.detail.toString())) return
       this.safeDispatch('peer:disconnect', evt.detail.toString())
       // Fewer peers than wanted again: look soon, not after a long backoff.
-      if (node.getPeers().length < DISCOVERY_TARGET && this.discoveryWaitMs > DISCOVERY_INTERVAL_MS) {
+      if (this.peerCount() < DISCOVERY_TARGET && this.discoveryWaitMs > DISCOVERY_INTERVAL_MS) {
         this.discoveryWaitMs = DISCOVERY_INTERVAL_MS
         this.schedulePeriodicDiscovery()
       }
@@ -321,8 +345,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     this.libp2p = node
     this.startedAt = Date.now()
     this.schedulePeriodicDiscovery()
-    if (this.init.guard != null) {
-      this.scoreTimer = setInterval(() => { this.dropLowScorers() }, 1_000)
+    if (this.init.guard != null || this.admission != null) {
+      this.scoreTimer = setInterval(() => { this.dropLowScorers(); this.dropExpired() }, 1_000)
       this.scoreTimer.unref()
     }
     this.log.info({ peerId: this.peerId, addrs: this.addresses() }, 'mesh node started')
@@ -347,8 +371,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       this.bootstrapper = new Bootstrapper({
         addrs: bootstrapAddrs,
         dial: async (ma, options) => { await node.dial(ma, options) },
-        connectedTo: peerId => node.getConnections().some(c => c.remotePeer.toString() === peerId),
-        peerCount: () => node.getPeers().length,
+        connectedTo: peerId => this.isConnected(peerId),
+        peerCount: () => this.peerCount(),
         logger: this.log
       })
       for (const type of ['bootstrap:connected', 'bootstrap:retry'] as const) {
@@ -367,6 +391,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     clearTimeout(this.discoveryTimer)
     clearTimeout(this.discoveryInterval)
     clearInterval(this.scoreTimer)
+    this.admission?.stop()
     this.libp2p = undefined
     await node.stop()
     this.log.info({ peerId: this.peerId }, 'mesh node stopped')
@@ -391,9 +416,9 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     if (this.libp2p == null) return
     this.discoveryInterval = setTimeout(() => {
       void (async () => {
-        const before = this.libp2p?.getPeers().length ?? 0
+        const before = this.peerCount()
         await this.discover()
-        const after = this.libp2p?.getPeers().length ?? 0
+        const after = this.peerCount()
         this.discoveryWaitMs = after > before ? DISCOVERY_INTERVAL_MS : Math.min(DISCOVERY_MAX_INTERVAL_MS, this.discoveryWaitMs * 2)
         this.schedulePeriodicDiscovery()
       })()
@@ -412,7 +437,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
 
   private async discover (): Promise<void> {
     const node = this.libp2p
-    if (node == null || this.discovering || node.getPeers().length >= DISCOVERY_TARGET) return
+    if (node == null || this.discovering || this.peerCount() >= DISCOVERY_TARGET) return
     this.discovering = true
     try {
       for await (const _ of node.services.dht.getClosestPeers(node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(5_000) })) {
@@ -430,9 +455,26 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     await this.libp2p?.hangUp(peerIdFromString(peerId))
   }
 
-  /** An open connection to the peer exists now. */
+  /** An open connection to the peer exists now (and, with a membership gate, the peer is admitted). */
   isConnected (peerId: string): boolean {
+    if (this.admission != null && !this.admission.isAdmitted(peerId)) return false
     return this.libp2p?.getConnections().some(c => c.status === 'open' && c.remotePeer.toString() === peerId) ?? false
+  }
+
+  /** Connected peers (admitted ones, with a membership gate). */
+  private peerCount (): number {
+    const peers = this.libp2p?.getPeers() ?? []
+    return this.admission == null ? peers.length : peers.filter(p => this.admission!.isAdmitted(p.toString())).length
+  }
+
+  /** Whether a peer passed admission (always true without a membership gate). */
+  isAdmitted (peerId: string): boolean {
+    return this.admission?.isAdmitted(peerId) ?? true
+  }
+
+  /** Peers this node's store knows (the libp2p address book): for tests and diagnostics. */
+  async knowsPeer (peerId: string): Promise<boolean> {
+    return await this.node.peerStore.has(peerIdFromString(peerId))
   }
 
   /**
@@ -473,7 +515,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   peers (): MeshPeer[] {
     const byPeer = new Map<string, Connection[]>()
     for (const c of this.node.getConnections()) {
-      if (c.status !== 'open') continue
+      if (c.status !== 'open' || !this.isAdmitted(c.remotePeer.toString())) continue
       const id = c.remotePeer.toString()
       byPeer.set(id, [...(byPeer.get(id) ?? []), c])
     }
@@ -572,6 +614,34 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     return false
   }
 
+  /** Hangs up on a peer refused at admission, forgets it, and (when `ban`) refuses it for BAN_MS. */
+  private refuse (node: Libp2p<Services>, peerId: string, reason: string, ban: boolean): void {
+    if (ban) this.ban(peerId)
+    this.log.warn({ peer: peerId, reason }, `peer refused at the connection: not a member${ban ? '; refused for 10 minutes' : ''}`)
+    const id = peerIdFromString(peerId)
+    node.hangUp(id).catch(() => {}).finally(() => { node.peerStore.delete(id).catch(() => {}) })
+  }
+
+  /** At most this many banned peers are remembered; the oldest bans go first (each new key costs an attacker nothing, memory must not). */
+  private ban (peerId: string): void {
+    if (this.banned.size >= 10_000) {
+      const now = Date.now()
+      for (const [id, until] of this.banned) if (until <= now) this.banned.delete(id)
+      while (this.banned.size >= 10_000) this.banned.delete(this.banned.keys().next().value!)
+    }
+    this.banned.set(peerId, Date.now() + BAN_MS)
+  }
+
+  /** Admitted peers whose credentials have expired since are hung up on (they may come back with a renewed one). */
+  private dropExpired (): void {
+    const node = this.libp2p
+    if (node == null || this.admission == null) return
+    for (const id of node.getPeers().map(String).filter(p => this.announced.has(p) && !this.admission!.isAdmitted(p))) {
+      this.log.warn({ peer: id }, 'peer\'s membership credential expired: disconnected')
+      node.hangUp(peerIdFromString(id)).catch(() => {})
+    }
+  }
+
   /** gossipsub only stops listening to a graylisted peer; this also hangs up on it and refuses it for BAN_MS. */
   private dropLowScorers (): void {
     const node = this.libp2p
@@ -581,7 +651,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       const score = (node.services.pubsub as unknown as { getScore: (id: string) => number }).getScore(peer.toString())
       if (score >= SCORE_THRESHOLDS.graylistThreshold) continue
       const id = peer.toString()
-      this.banned.set(id, Date.now() + BAN_MS)
+      this.ban(id)
       this.log.warn({ peer: id, score: Math.round(score) }, 'peer sent invalid gossip: scored below the graylist threshold, disconnected and refused for 10 minutes')
       this.init.guard?.onBanned?.(id, score)
       node.hangUp(peer).catch(() => {})
