@@ -11,6 +11,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { MeshNode } from '../src/transport/mesh-node.js'
 import { KAD_PROTOCOL } from '../src/transport/mesh-node.js'
+import { presentingGate } from '../src/transport/admission.js'
+import { issueCredential, keyId } from '../src/policy/credentials.js'
 import { cli, startNode, tempDir, waitUntil, makeTrust, testTrust, trustFlags } from './helpers/processes.js'
 
 /** A one-line error: exactly one `beemesh: error:` line on stderr. */
@@ -134,9 +136,12 @@ test('unreachable bootstrap peer: the node runs, says so and retries with growin
   }
 })
 
-test('malformed messages from a peer do not crash the node', async () => {
+test('malformed messages from a member do not crash the node', async () => {
   const node = await startNode()
-  const attacker = new MeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [node.address] })
+  // A compromised member (a genuine credential): only members get past admission to the protocol parsers.
+  const key = await generateKeyPair('Ed25519')
+  const credential = await issueCredential((await testTrust()).rootKey, keyId(key))
+  const attacker = new MeshNode({ privateKey: key, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [node.address], membership: presentingGate(credential) })
   await attacker.start()
   try {
     await waitUntil(() => attacker.peers().some(p => p.peerId === node.peerId), { what: 'attacker to connect' })

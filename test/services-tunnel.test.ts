@@ -199,7 +199,9 @@ test('a workload the policy forbids is refused at the proxy, and at B when a mem
 
   // The same member on behalf of a permitted workload: the raw stream carries HTTP both ways, half-close included.
   const allowed = await rogue([b.address, credFile, rogueKey, 'default/web', 'default/web', '0', '8080', 'workload:default/tunnel-client'])
-  assert.equal(allowed.find(o => o.event === 'reply')?.reply, { ok: true })
+  const granted = allowed.find(o => o.event === 'reply')?.reply as { ok?: boolean, re?: unknown } | undefined
+  assert.is(granted?.ok, true)
+  assert.type(granted?.re, 'string', 'the sealed reply names the request it answers')
   const body = String(allowed.find(o => o.event === 'answer')?.body ?? '')
   assert.match(body, /^HTTP\/1\.[01] 200/)
   assert.match(body, /hello-from-web/)

@@ -176,7 +176,7 @@ test('a caller without the grant is refused at its own node, and at the callee\'
   child.stdout.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr.on('data', (d: Buffer) => { err += d.toString() })
   extra.push({ child, stdout: () => out, stderr: () => err, exited: new Promise(resolve => child.on('exit', resolve)), waitForOutput: async () => { throw new Error('unused') } })
-  const called = await waitUntil(() => /"event":"called","reply":(\{.*\})\}/.exec(out), { what: `the rogue's call (stderr: ${err.slice(-300)})`, timeoutMs: 30_000 })
+  const called = await waitUntil(() => /"event":"called","reply":(\{.*\})\}/.exec(out), { what: `the rogue's call (stdout: ${out.slice(-500)}, stderr: ${err.slice(-300)})`, timeoutMs: 30_000 })
   const reply = JSON.parse(called[1]!) as { ok: boolean, code: string, message: string }
   assert.is(reply.ok, false)
   assert.is(reply.code, 'DENIED')

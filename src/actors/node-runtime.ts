@@ -182,8 +182,15 @@ export class NodeRuntime {
           try {
             await mesh.start()
             setRpcGuard(mesh, {
-              seal: async (protocol, request) => await trust.sealValue(protocol, JSON.stringify(request)),
-              open: async (protocol, request, from) => JSON.parse((await trust.open(protocol, request, { from })).body)
+              seal: async (domain, value) => {
+                const sealed = await trust.sealValue(domain, JSON.stringify(value))
+                return { sealed, nonce: sealed.e.nonce }
+              },
+              open: async (domain, sealed, from) => {
+                const opened = await trust.open(domain, sealed, { from })
+                return { value: JSON.parse(opened.body), nonce: opened.nonce }
+              },
+              refused: (protocol, reason) => { this.metrics.refusals.inc({ what: protocol, reason }) }
             })
             const policySync = new PolicySync(mesh, trust, store, this.log)
             const persisted = await policySync.stored()

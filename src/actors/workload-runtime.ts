@@ -24,6 +24,7 @@ import { StateHolder } from './state-holder.js'
 import { LocationRecord, SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from './state-protocol.js'
 import { WorkloadJournal, type TraceRecord } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
+import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
 import { TrustError } from '../policy/errors.js'
 import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
 import { currentPrincipal } from '../policy/request-context.js'
@@ -176,6 +177,8 @@ const VIEW_SYNC_RETRY_MS = 2_000
 const VIEW_MAX_AGE_MS = 25_000
 /** What one view reply may carry (a frame is at most 1 MiB). */
 const VIEW_REPLY_MAX_BYTES = 900 * 1024
+/** Events and journal batches travel as one sealed envelope (a body of at most MAX_ENVELOPE_BYTES, which JSON escaping may double); every other request is small (rpc.ts's default). */
+const MAX_SEALED_BATCH = 2 * MAX_ENVELOPE_BYTES + 64 * 1024
 /** How long a node that lost its connection to a peer tries to dial it back (see checkDown). */
 const PEER_DOWN_CHECK_MS = 3_000
 
@@ -542,12 +545,12 @@ export class WorkloadRuntime {
       const req = SendRequest.safeParse(request)
       if (!req.success) return { result: { ok: false, refusal: { code: 'bad-event', message: `malformed send: ${req.error.issues[0]?.message ?? 'invalid'}` } } }
       return { result: await this.machines.handleSend(req.data) }
-    }, this.log)
+    }, this.log, { maxRequestBytes: MAX_SEALED_BATCH })
     await serveRpc(this.mesh, STATE_PROTOCOL, async (request, from) => {
       const req = StateRequest.safeParse(request)
       if (!req.success) return { result: { ok: false, code: 'invalid', message: `malformed request: ${req.error.issues[0]?.message ?? 'invalid'}` } }
       return { result: await this.holder.handle(req.data, from) }
-    }, this.log)
+    }, this.log, { maxRequestBytes: MAX_SEALED_BATCH })
     await serveRpc(this.mesh, LOGS_PROTOCOL, async request => {
       const req = LogsRequest.safeParse(request)
       if (!req.success) throw new Error('malformed logs request')

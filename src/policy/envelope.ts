@@ -65,35 +65,54 @@ export async function sealText (privateKey: PrivateKey, signer: string, domain: 
 /**
  * Remembers (signer, nonce) pairs for `windowMs`: anything older is refused as
  * stale anyway, so memory stays bounded by the message rate times the window
- * (and by `maxEntries`, oldest dropped first).
+ * (and by `maxEntries`).
  */
+export type ReplayVerdict = 'new' | 'replayed' | 'full'
+
 export class ReplayGuard {
+  /** `signer|nonce` → the message's timestamp. */
   private readonly seen = new Map<string, number>()
+  private readonly perSigner = new Map<string, number>()
+  private lastFullPrune = 0
 
-  constructor (private readonly windowMs: number, private readonly maxEntries = 200_000) {}
+  /**
+   * Remembers every message for `windowMs`: at most `maxEntries` in all and
+   * `maxPerSigner` of one signer (so one busy or hostile signer cannot crowd
+   * the others out). When full, it refuses a new message ('full') rather than
+   * forget one still inside its window, which would let that one be replayed.
+   */
+  constructor (private readonly windowMs: number, private readonly maxEntries = 250_000, private readonly maxPerSigner = Math.max(1, Math.floor(maxEntries / 4))) {}
 
-  /** True the first time a (signer, nonce) is offered within the window; false for a replay. */
-  accept (signer: string, nonce: string, ts: number, now: number): boolean {
+  /** 'new' the first time a (signer, nonce) is offered within the window; 'replayed' after; 'full' when it cannot be remembered. */
+  check (signer: string, nonce: string, ts: number, now: number): ReplayVerdict {
     this.prune(now)
     const key = `${signer}|${nonce}`
-    if (this.seen.has(key)) return false
-    this.seen.set(key, ts)
-    if (this.seen.size > this.maxEntries) {
-      const oldest = this.seen.keys().next().value
-      if (oldest != null) this.seen.delete(oldest)
+    if (this.seen.has(key)) return 'replayed'
+    if (this.seen.size >= this.maxEntries || (this.perSigner.get(signer) ?? 0) >= this.maxPerSigner) {
+      // Entries arrive roughly in timestamp order, not exactly: look at all of them, at most once a second.
+      if (now - this.lastFullPrune >= 1_000) { this.lastFullPrune = now; this.prune(now, true) }
+      if (this.seen.size >= this.maxEntries || (this.perSigner.get(signer) ?? 0) >= this.maxPerSigner) return 'full'
     }
-    return true
+    this.seen.set(key, ts)
+    this.perSigner.set(signer, (this.perSigner.get(signer) ?? 0) + 1)
+    return 'new'
   }
 
   get size (): number {
     return this.seen.size
   }
 
-  private prune (now: number): void {
-    // Insertion order is close to timestamp order; stop at the first fresh entry.
+  private prune (now: number, all = false): void {
     for (const [key, ts] of this.seen) {
-      if (ts >= now - this.windowMs) break
+      if (ts >= now - this.windowMs) {
+        if (all) continue
+        break // insertion order is close to timestamp order: the cheap prune stops at the first fresh entry
+      }
       this.seen.delete(key)
+      const signer = key.slice(0, key.indexOf('|'))
+      const n = (this.perSigner.get(signer) ?? 1) - 1
+      if (n <= 0) this.perSigner.delete(signer)
+      else this.perSigner.set(signer, n)
     }
   }
 }
@@ -161,7 +180,9 @@ export async function verifyEnvelope (input: Uint8Array | unknown, options: Open
   if (!good) throw new EnvelopeError('bad-signature', `signature of ${e.signer} does not verify (forged or tampered)`)
   if (e.ts < now - maxAgeMs) throw new EnvelopeError('stale', `message from ${e.signer} is ${now - e.ts} ms old (limit ${maxAgeMs} ms)`)
   if (e.ts > now + maxSkewMs) throw new EnvelopeError('future', `message from ${e.signer} is ${e.ts - now} ms in the future (limit ${maxSkewMs} ms)`)
-  if (replay != null && !replay.accept(e.signer, e.nonce, e.ts, now)) throw new EnvelopeError('replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`)
+  const verdict = replay?.check(e.signer, e.nonce, e.ts, now)
+  if (verdict === 'replayed') throw new EnvelopeError('replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`)
+  if (verdict === 'full') throw new EnvelopeError('overloaded', `message ${e.nonce} from ${e.signer} refused: the replay window is full (refused rather than forget a message still inside it)`)
   return e
 }
 

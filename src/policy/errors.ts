@@ -11,7 +11,7 @@ export class PolicyError extends BeeMeshError {
   }
 }
 
-export type EnvelopeRefusal = 'malformed' | 'wrong-domain' | 'bad-signature' | 'stale' | 'future' | 'replayed'
+export type EnvelopeRefusal = 'malformed' | 'wrong-domain' | 'bad-signature' | 'stale' | 'future' | 'replayed' | 'overloaded'
 
 /** A signed message refused by `open` (envelope.ts): `reason` says which check failed, the message names the problem. */
 export class EnvelopeError extends BeeMeshError {

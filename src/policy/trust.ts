@@ -174,7 +174,7 @@ export class Trust {
   async sealValue (domain: string, body: string, as?: WorkloadIdentity): Promise<{ e: SignedEnvelope, c: SignedCredential[] }> {
     const e = await sealText(as?.key ?? this.key, as?.id ?? this.selfId, domain, body)
     // Our own messages never pass through our validators: remember them, so a replay of one is recognised here too.
-    this.replay.accept(e.signer, e.nonce, e.ts, e.ts)
+    this.replay.check(e.signer, e.nonce, e.ts, Date.now())
     return { e, c: as?.chain ?? (this.ownCredential != null ? [this.ownCredential] : []) }
   }
 
@@ -190,7 +190,7 @@ export class Trust {
    * workload); on gossip, relays are fine: the signer is what counts.
    * Throws RefusedMessage with the reason.
    */
-  async open (domain: string, input: Uint8Array | unknown, { from, replay = true }: { from?: string, replay?: boolean } = {}): Promise<{ body: string, sender: Sender }> {
+  async open (domain: string, input: Uint8Array | unknown, { from, replay = true }: { from?: string, replay?: boolean } = {}): Promise<{ body: string, sender: Sender, nonce: string }> {
     let value = input
     if (input instanceof Uint8Array) {
       if (input.byteLength > MAX_ENVELOPE_BYTES + 64 * 1024) throw this.refuse(domain, 'malformed', `message of ${input.byteLength} bytes is too large`, 'reject')
@@ -211,8 +211,10 @@ export class Trust {
     // Envelope checks first (cheap to fail), then the chain, then the replay window:
     // a message is remembered as seen only once it is known to be genuine.
     const sender = await this.checkChain(domain, e.signer, sealed.data.c, from)
-    if (replay && !this.replay.accept(e.signer, e.nonce, e.ts, Date.now())) throw this.refuse(domain, 'replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`, 'ignore')
-    return { body: e.body, sender }
+    const verdict = replay ? this.replay.check(e.signer, e.nonce, e.ts, Date.now()) : 'new'
+    if (verdict === 'replayed') throw this.refuse(domain, 'replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`, 'ignore')
+    if (verdict === 'full') throw this.refuse(domain, 'overloaded', `message ${e.nonce} from ${e.signer} refused: the replay window is full (refused rather than forget a message still inside it)`, 'ignore')
+    return { body: e.body, sender, nonce: e.nonce }
   }
 
   private async checkChain (domain: string, signer: string, chain: unknown[], from?: string): Promise<Sender> {
@@ -249,7 +251,7 @@ export class Trust {
 
   private refuseEnvelope (domain: string, err: unknown): RefusedMessage {
     if (err instanceof EnvelopeError) {
-      const verdict = err.reason === 'stale' || err.reason === 'future' || err.reason === 'replayed' ? 'ignore' : 'reject'
+      const verdict = err.reason === 'stale' || err.reason === 'future' || err.reason === 'replayed' || err.reason === 'overloaded' ? 'ignore' : 'reject'
       return this.refuse(domain, err.reason, err.message, verdict)
     }
     return this.refuse(domain, 'malformed', describeError(err), 'reject')

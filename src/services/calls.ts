@@ -18,6 +18,7 @@ import { z } from 'zod'
 import { describeError } from '../errors.js'
 import type { MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'
+import { replyDomain } from '../transport/rpc.js'
 import type { Decision, Principal } from '../policy/engine.js'
 import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
 import type { CallOptions, CallRequest } from '../workloads/types.js'
@@ -28,7 +29,7 @@ import { CALL_ERROR_CODES, CallError, type CallErrorCode } from './errors.js'
 export const MAX_CALL_BYTES = 1024 * 1024
 /** A sealed request's frame: the request, escaped once more inside the envelope, plus signatures and credentials. */
 const MAX_REQUEST_FRAME = 2 * MAX_CALL_BYTES + 64 * 1024
-const MAX_REPLY_FRAME = MAX_CALL_BYTES + 64 * 1024
+const MAX_REPLY_FRAME = 2 * MAX_CALL_BYTES + 64 * 1024
 export const DEFAULT_CALL_TIMEOUT_MS = 5_000
 const MAX_CALL_TIMEOUT_MS = 600_000
 const DEFAULT_RETRIES = 2
@@ -191,16 +192,26 @@ export class CallRouter {
     }
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_REPLY_FRAME })
-      await lp.write(await this.init.trust.seal(CALL_PROTOCOL, JSON.stringify(body), identity), { signal })
+      const sealed = await this.init.trust.sealValue(CALL_PROTOCOL, JSON.stringify(body), identity)
+      await lp.write(enc.encode(JSON.stringify(sealed)), { signal })
       let frame: Uint8Array
       try {
         frame = (await lp.read({ signal })).subarray()
       } catch (err) {
         throw new AttemptError(signal.aborted ? 'TIMEOUT' : 'UNAVAILABLE', signal.aborted ? `timed out: no reply from ${endpoint.peerId} within the call's time` : `${endpoint.peerId} went away mid-call: ${describeError(err)}`, true)
       }
-      const reply = CallReply.safeParse(JSON.parse(dec.decode(frame)))
+      // The reply is sealed by the callee's node and names this request (a refusal made before the request was opened names none).
+      let opened: { body: string }
+      try {
+        opened = await this.init.trust.open(replyDomain(CALL_PROTOCOL), frame, { from: endpoint.peerId })
+      } catch (err) {
+        throw new AttemptError('UNAVAILABLE', `reply from ${endpoint.peerId} refused: ${describeError(err)}`, true)
+      }
+      const value = JSON.parse(opened.body) as { re?: unknown, ok?: unknown }
+      const reply = CallReply.safeParse(value)
       await stream.close({ signal }).catch(() => {})
       if (!reply.success) throw new AttemptError('UNAVAILABLE', `malformed reply from ${endpoint.peerId}`, true)
+      if (value.re !== sealed.e.nonce && !(value.ok === false && value.re == null)) throw new AttemptError('UNAVAILABLE', `the reply from ${endpoint.peerId} does not answer this call`, true)
       if (!reply.data.ok) throw new AttemptError(reply.data.code, reply.data.message, reply.data.ran)
       return reply.data.value
     } catch (err) {
@@ -216,9 +227,10 @@ export class CallRouter {
     const lp = lpStream(stream, { maxDataLength: MAX_REQUEST_FRAME })
     const signal = AbortSignal.timeout(MAX_CALL_TIMEOUT_MS)
     let service = 'unknown'
+    let re: string | undefined
     const answer = async (reply: CallReply): Promise<void> => {
       this.init.metrics?.call(service, 'callee', reply.ok ? 'ok' : reply.code.toLowerCase(), (performance.now() - started) / 1000)
-      await lp.write(enc.encode(JSON.stringify(reply)), { signal })
+      await lp.write(await this.init.trust.seal(replyDomain(CALL_PROTOCOL), JSON.stringify(re != null ? { ...reply, re } : reply)), { signal })
       await stream.close({ signal })
     }
     try {
@@ -237,6 +249,7 @@ export class CallRouter {
         await answer({ ok: false, code: 'DENIED', message: `refused by ${this.init.mesh.peerId}: ${describeError(err)}`, ran: false })
         return
       }
+      re = opened.nonce
       const body = CallBody.safeParse(JSON.parse(opened.body))
       if (!body.success) { await answer({ ok: false, code: 'BAD_REQUEST', message: 'malformed call request', ran: false }); return }
       service = body.data.service

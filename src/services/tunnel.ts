@@ -32,7 +32,8 @@ import { lpStream } from '@libp2p/utils'
 import { z } from 'zod'
 import { describeError } from '../errors.js'
 import type { Principal } from '../policy/engine.js'
-import { principalOfSender, senderOf, type Sender, type Trust } from '../policy/trust.js'
+import { principalOfSender, RefusedMessage, senderOf, type Sender, type Trust } from '../policy/trust.js'
+import { replyDomain } from '../transport/rpc.js'
 import type { Logger } from '../transport/logger.js'
 import type { MeshNode } from '../transport/mesh-node.js'
 import { cidrText, endpointKey, pickOfTwo, TUNNEL_PROTOCOL, type Endpoint, type ServiceDirectory, type ServiceSpec } from './directory.js'
@@ -455,9 +456,18 @@ export class ServiceTunnel {
     const stream = await this.init.mesh.dialProtocol(peerId, TUNNEL_PROTOCOL, { signal, negotiateFully: false })
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
-      await lp.write(await this.init.trust.seal(TUNNEL_PROTOCOL, JSON.stringify(header)), { signal })
-      const reply = TunnelReply.safeParse(JSON.parse(dec.decode((await lp.read({ signal })).subarray())))
-      if (!reply.success) throw new CallError('UNAVAILABLE', header.service, `malformed tunnel reply from ${peerId}`)
+      const sealed = await this.init.trust.sealValue(TUNNEL_PROTOCOL, JSON.stringify(header))
+      await lp.write(enc.encode(JSON.stringify(sealed)), { signal })
+      // The reply is sealed by the callee's node and names this request (a refusal made before it was opened names none).
+      let value: { re?: unknown, ok?: unknown }
+      try {
+        value = JSON.parse((await this.init.trust.open(replyDomain(TUNNEL_PROTOCOL), (await lp.read({ signal })).subarray(), { from: peerId })).body)
+      } catch (err) {
+        if (err instanceof RefusedMessage) throw new CallError('UNAVAILABLE', header.service, `tunnel reply from ${peerId} refused: ${err.message}`)
+        throw err
+      }
+      const reply = TunnelReply.safeParse(value)
+      if (!reply.success || (value.re !== sealed.e.nonce && !(value.ok === false && value.re == null))) throw new CallError('UNAVAILABLE', header.service, `malformed tunnel reply from ${peerId}`)
       if (!reply.data.ok) throw new Refusal(reply.data.code, header.service, reply.data.message)
       // From here on the stream carries the connection's bytes (any the callee sent already stay queued).
       return lp.unwrap()
@@ -509,16 +519,18 @@ export class ServiceTunnel {
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
     const signal = AbortSignal.timeout(HEADER_TIMEOUT_MS)
     let service = 'unknown'
+    let re: string | undefined
+    const reply = async (value: TunnelReply): Promise<Uint8Array> => await trust.seal(replyDomain(TUNNEL_PROTOCOL), JSON.stringify(re != null ? { ...value, re } : value))
     const refuse = async (code: CallErrorCode, message: string, outcome: string): Promise<void> => {
       this.counts.refused.callee++
       this.init.metrics?.tunnel(service, 'callee', outcome)
-      await lp.write(enc.encode(JSON.stringify({ ok: false, code, message } satisfies TunnelReply)), { signal })
+      await lp.write(await reply({ ok: false, code, message }), { signal })
       await stream.close({ signal })
     }
     try {
       if (this.stopped) { await refuse('UNAVAILABLE', `${this.init.mesh.peerId} is stopping`, 'unavailable'); return }
       const frame = (await lp.read({ signal })).subarray()
-      let opened: { body: string, sender: Sender }
+      let opened: { body: string, sender: Sender, nonce: string }
       try {
         opened = await trust.open(TUNNEL_PROTOCOL, frame, { from })
       } catch (err) {
@@ -526,6 +538,7 @@ export class ServiceTunnel {
         await refuse('DENIED', `refused by ${this.init.mesh.peerId}: ${describeError(err)}`, 'refused')
         return
       }
+      re = opened.nonce
       let header: TunnelHeader
       try {
         header = TunnelHeader.parse(JSON.parse(opened.body))
@@ -549,7 +562,7 @@ export class ServiceTunnel {
         return
       }
       try {
-        await lp.write(enc.encode(JSON.stringify({ ok: true } satisfies TunnelReply)), { signal })
+        await lp.write(await reply({ ok: true }), { signal })
       } catch (err) {
         socket.destroy()
         throw err

@@ -68,14 +68,37 @@ test('a replayed message is refused; the guard forgets what has gone stale anywa
   assert.is(replay.size, 2)
   // Later than the window: both entries are pruned, and the old message is stale, not replayed.
   await refused(e, 'stale', /old/, { replay, now: NOW + 40_000 })
-  assert.ok(replay.accept('x', 'y', NOW + 40_000, NOW + 40_000))
+  assert.is(replay.check('x', 'y', NOW + 40_000, NOW + 40_000), 'new')
   assert.is(replay.size, 1)
 })
 
-test('the replay guard is bounded', () => {
-  const guard = new ReplayGuard(60_000, 100)
-  for (let i = 0; i < 1000; i++) assert.ok(guard.accept('s', String(i), NOW, NOW))
+test('the replay guard is bounded: when full it refuses new messages rather than forget one still inside its window', () => {
+  const guard = new ReplayGuard(60_000, 100, 40)
+  // One signer gets at most its share: the 41st of its messages is refused, others still get in.
+  for (let i = 0; i < 40; i++) assert.is(guard.check('busy', String(i), NOW, NOW), 'new')
+  assert.is(guard.check('busy', '40', NOW, NOW), 'full')
+  for (let s = 0; s < 3; s++) for (let i = 0; i < 20; i++) assert.is(guard.check(`s${s}`, String(i), NOW, NOW), 'new')
   assert.is(guard.size, 100)
+  assert.is(guard.check('late', '0', NOW, NOW), 'full', 'full: refused')
+  // Nothing inside the window was forgotten: every one of them is still a replay.
+  assert.is(guard.check('busy', '0', NOW, NOW), 'replayed')
+  assert.is(guard.check('s0', '0', NOW, NOW), 'replayed')
+  // Once the window has passed, room again.
+  assert.is(guard.check('late', '0', NOW + 61_000, NOW + 61_000), 'new')
+  assert.is(guard.size, 1)
+})
+
+test('a replayed request is refused even after 200,000 others', () => {
+  const guard = new ReplayGuard(40_000)
+  assert.is(guard.check('member-a', 'first', NOW, NOW), 'new')
+  let refusedFull = 0
+  for (let i = 0; i < 200_000; i++) {
+    const v = guard.check(`member-${i % 50}`, `n${i}`, NOW, NOW + Math.floor(i / 10_000))
+    if (v === 'full') refusedFull++
+    else assert.is(v, 'new')
+  }
+  assert.is(refusedFull, 0, '200,000 messages from 50 signers fit the window')
+  assert.is(guard.check('member-a', 'first', NOW, NOW + 20), 'replayed')
 })
 
 test('malformed envelopes are refused with the field named', async () => {
