@@ -253,6 +253,25 @@ test('bad input: each class gets its Status code and names the field; nothing is
   const huge = await request('POST', DEPLOYMENTS, deployment('huge', { ...good(), pad: 'x'.repeat(4 * 1024 * 1024) }))
   assert.is(huge.code, 413)
 
+  // YAML bodies: no aliases (an alias bomb is refused unparsed, and the node answers on).
+  const levels = Array.from({ length: 9 }, (_, i) => i === 0 ? 'l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]' : `l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`)
+  const bomb = await request('POST', DEPLOYMENTS, `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: bomb\n${levels.join('\n')}\n`, 'application/yaml')
+  assert.is(bomb.code, 400)
+  assert.is(bomb.status.reason, 'BadRequest')
+  assert.match(bomb.status.message, 'YAML aliases (*name) are not allowed')
+  assert.is((await request('GET', '/version')).code, 200)
+  const yamlBody = await request('POST', DEPLOYMENTS, `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: yamly\nspec:\n  replicas: x\n`, 'application/yaml')
+  assert.is(yamlBody.code, 422, 'a YAML body without aliases is read (and then validated)')
+
+  // A malformed % escape in the path is the client's error, on the Kubernetes and the control API alike.
+  const badEscape = await request('GET', '/api/v1/namespaces/default/pods/web%E0%A4%A')
+  assert.is(badEscape.code, 400)
+  assert.is(badEscape.status.reason, 'BadRequest')
+  assert.match(badEscape.status.message, 'malformed % escape')
+  const controlEscape = await fetch(`${nodes[1]!.apiUrl}/v1/topics/a%ZZb/peers`, { signal: AbortSignal.timeout(10_000) })
+  assert.is(controlEscape.status, 400)
+  assert.match(await controlEscape.text(), 'malformed % escape')
+
   const notFound = await request('GET', `${DEPLOYMENTS}/nothing`)
   assert.is(notFound.code, 404)
   assert.is(notFound.status.reason, 'NotFound')

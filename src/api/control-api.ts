@@ -7,7 +7,7 @@ import { RecordNotFoundError, InvalidRecordError, NotStartedError } from '../tra
 import type { Logger } from '../transport/logger.js'
 import { isBeeMeshKey } from '../transport/records.js'
 import { ApiListenError } from './errors.js'
-import { HttpError, readJson, sendError, sendJson } from './http.js'
+import { decodePathSegment, HttpError, readJson, sendError, sendJson } from './http.js'
 import { EventNotHandledError, InvalidEventError, InvalidWorkloadError, MachineFailedError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from '../actors/errors.js'
 import { traceTopic, type TransitionRecord } from '../actors/state-protocol.js'
 import { ArtifactError } from '../transport/errors.js'
@@ -162,7 +162,7 @@ export class ControlApi {
     }
 
     // The Kubernetes-compatible API (kubectl): src/api/kube/.
-    if (isKubePath(path)) { await this.kube.handle(req, res, url, (action, resource) => { authorize(action, resource) }); return }
+    if (isKubePath(path)) { await this.kube.handle(req, res, url, authorize, (action, resource) => evaluate(node.trust.policy, { principal, action, resource }).allowed); return }
     if (path === '/v1/status' && method === 'GET') { sendJson(res, 200, node.status()); return }
     if (path === '/v1/policy') {
       if (method === 'GET') {
@@ -209,13 +209,13 @@ export class ControlApi {
 
     const peersMatch = /^\/v1\/topics\/([^/]+)\/peers$/.exec(path)
     if (peersMatch != null && method === 'GET') {
-      sendJson(res, 200, node.topicPeers(decodeURIComponent(peersMatch[1]!)))
+      sendJson(res, 200, node.topicPeers(decodePathSegment(peersMatch[1]!)))
       return
     }
 
     const topicMatch = /^\/v1\/topics\/([^/]+)\/messages$/.exec(path)
     if (topicMatch != null) {
-      const topic = decodeURIComponent(topicMatch[1]!)
+      const topic = decodePathSegment(topicMatch[1]!)
       if (!TOPIC.test(topic)) throw new HttpError(400, `invalid topic name "${topic}"`, 'BadRequest')
       if (method === 'POST') {
         authorize('publish', { kind: 'topic', name: topic })
