@@ -17,7 +17,7 @@ import { parseDocument } from 'yaml'
 import { firstAlias } from '../../yaml.js'
 import { nameOf, specFromObject } from './resources/create.js'
 import { EVENT_COLUMNS, eventsOf, matchesFields, parseFieldSelector } from './resources/events.js'
-import { ACTOR_COLUMNS, actorSpecFromObject, toActor, type Bundle } from './resources/actors.js'
+import { ACTOR_COLUMNS, actorSpecFromObject, toActor, type ReadArtifact } from './resources/actors.js'
 import { NAMESPACE_COLUMNS, toNamespaces } from './resources/namespaces.js'
 import { NODE_COLUMNS, toNode } from './resources/nodes.js'
 import { DEPLOYMENT_COLUMNS, POD_COLUMNS, podName, REPLICA_ANNOTATION, toDeployment, toPods, toScale, WORKLOAD_ID_ANNOTATION } from './resources/workloads.js'
@@ -37,8 +37,8 @@ export interface KubeApiComponents {
   logger: Logger
   /** The server's own URL, for /api's serverAddressByClientCIDRs. */
   url: () => string
-  /** Bundles an Actor's or Machine's module (bundleWorkload); resolved on this node's filesystem. */
-  bundle: Bundle
+  /** Reads the uploaded bundle an Actor or Machine names by sha256 (never a file of this node's). */
+  readArtifact: ReadArtifact
   now?: () => number
 }
 
@@ -509,7 +509,7 @@ export class KubeApi {
     const name = nameOf(body)
     if (name !== '' && workloads.list().some(w => w.id === `${namespace}/${name}`)) throw alreadyExists(t.resource.name, name, t.group)
     const { spec, artifact } = kind === 'Actor' || kind === 'Machine'
-      ? await actorSpecFromObject(body, kind, namespace, this.now(), this.c.bundle)
+      ? await actorSpecFromObject(body, kind, namespace, this.now(), this.c.readArtifact)
       : { spec: specFromObject(body, kind, namespace, this.now()), artifact: undefined }
     if (workloads.list().some(w => w.id === spec.id)) throw alreadyExists(t.resource.name, spec.name, t.group)
     access.authorize('deploy', workloadResource(spec))
