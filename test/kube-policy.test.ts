@@ -8,6 +8,7 @@
  * that gives a workload the label, is refused; lists leave it out.
  */
 import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -33,6 +34,7 @@ function policy (deployer: string): string {
     metadata: { name: 'kube-labels', version: 1 },
     rules: [
       { id: 'admins', effect: 'allow', principals: [{ kind: 'deployer', key: deployer }, { kind: 'deployer', key: 'anonymous' }], actions: ['*'], resources: everything },
+      { id: 'locked', effect: 'deny', principals: [{ kind: 'deployer', key: 'anonymous' }], actions: ['deploy'], resources: [{ kind: 'namespace', name: 'locked' }] },
       { id: 'guarded', effect: 'deny', principals: [{ kind: 'deployer', key: 'anonymous' }], actions: ['read', 'delete', 'deploy'], resources: [{ kind: 'workload', labels: GUARDED }] },
       { id: 'members-host', effect: 'allow', principals: [{ kind: 'node' }], actions: ['host'], resources: [{ kind: 'workload' }] }
     ]
@@ -155,6 +157,19 @@ test('a create or patch that gives a workload the denied labels is refused', asy
   const open = await request('GET', `${DEPLOYMENTS}/open`)
   assert.is(open.code, 200)
   assert.equal((open.body as { spec?: { template?: { metadata?: { labels?: unknown } } } }).spec?.template?.metadata?.labels, { app: 'open' })
+})
+
+test('a bundle upload (POST /v1/artifacts) needs deploy on its namespace and answers its sha256', async () => {
+  const bytes = Buffer.from('export default {}\n')
+  const body = JSON.stringify({ artifact: bytes.toString('base64') })
+  const locked = await request('POST', '/v1/artifacts?namespace=locked', { body })
+  assert.is(locked.code, 403, JSON.stringify(locked.body))
+  const admin = await request('POST', '/v1/artifacts?namespace=locked', { body, admin: true })
+  assert.is(admin.code, 201, JSON.stringify(admin.body))
+  assert.equal(admin.body, { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength })
+  assert.is((await request('POST', '/v1/artifacts', { body })).code, 201)
+  assert.is((await request('POST', '/v1/artifacts', { body: '{}' })).code, 400)
+  assert.is((await request('GET', '/v1/artifacts')).code, 405)
 })
 
 test.run()
