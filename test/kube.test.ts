@@ -6,6 +6,7 @@
  * deleted; and each class of bad input answered with the right Status.
  */
 import { execFile } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -152,8 +153,16 @@ test('a busybox Deployment: apply, rollout status, 2 Running pods, logs, events,
   assert.match((await kubectl(['get', 'deployments'])).stderr, 'No resources found')
 })
 
-test('a beemesh.io/v1 Machine: kubectl apply starts it, get -o yaml shows its state, an event moves it, delete stops it', async () => {
-  assert.match(await ok(['apply', '-f', `${FIXTURES}/turnstile-machine.yaml`]), 'machine.beemesh.io/turnstile created')
+test('a beemesh.io/v1 Machine: beemesh upload stores its bundle, kubectl apply starts it, get -o yaml shows its state, an event moves it, delete stops it', async () => {
+  // The bundle goes to node 0 as beemesh apply sends it; the object names it by sha256.
+  const uploaded = await cli(['upload', 'examples/turnstile/turnstile.ts', '--api', nodes[0]!.apiUrl])
+  assert.is(uploaded.code, 0, uploaded.stderr)
+  const sha256 = /artifact: sha256:([0-9a-f]{64})/.exec(uploaded.stdout)?.[1]
+  assert.ok(sha256 != null, `beemesh upload prints the object naming the artifact: ${uploaded.stdout}`)
+  assert.match(uploaded.stdout, /^kind: Machine$/m)
+  const machineFile = join(await tempDir('beemesh-kube-machine-'), 'turnstile.yaml')
+  await writeFile(machineFile, uploaded.stdout)
+  assert.match(await ok(['apply', '-f', machineFile]), 'machine.beemesh.io/turnstile created')
   const running = await waitUntil(async () => {
     const r = await kubectl(['get', 'machine', 'turnstile', '-o', 'yaml'])
     return /state: locked/.test(r.stdout) && /phase: Running/.test(r.stdout) ? r.stdout : undefined
@@ -163,11 +172,32 @@ test('a beemesh.io/v1 Machine: kubectl apply starts it, get -o yaml shows its st
   const sent = await cli(['send', 'turnstile', 'coin', '--api', nodes[2]!.apiUrl])
   assert.is(sent.code, 0, sent.stderr)
   await waitUntil(async () => (await ok(['get', 'machine', 'turnstile', '-o', 'jsonpath={.status.state}'])) === 'unlocked' || undefined, { what: 'the state to be unlocked', timeoutMs: 10_000 })
-  const noModule = await request('POST', '/apis/beemesh.io/v1/namespaces/default/machines', JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Machine', metadata: { name: 'nowhere' }, spec: { module: 'no/such/module.ts' } }))
-  assert.is(noModule.code, 422)
-  assert.equal(noModule.status.details?.causes?.map(c => c.field), ['spec.module'])
+  // Node 1 never had the bundle: it fetches it from the mesh, reads the definition, and refuses a stateful one as an Actor.
+  const asActor = await request('POST', '/apis/beemesh.io/v1/namespaces/default/actors', JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Actor', metadata: { name: 'wrong-kind' }, spec: { artifact: `sha256:${sha256!}` } }))
+  assert.is(asActor.code, 422)
+  assert.equal(asActor.status.details?.causes?.map(c => c.field), ['spec.artifact'])
+  assert.match(asActor.status.message, 'defines a stateful workload')
+  const unknown = await request('POST', '/apis/beemesh.io/v1/namespaces/default/machines', JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Machine', metadata: { name: 'unknown' }, spec: { artifact: `sha256:${'0'.repeat(64)}` } }))
+  assert.is(unknown.code, 422)
+  assert.equal(unknown.status.details?.causes?.map(c => c.field), ['spec.artifact'])
+  assert.match(unknown.status.message, 'is not in the mesh')
+  assert.match(unknown.status.message, 'beemesh upload')
   assert.match(await ok(['delete', 'machine', 'turnstile']), 'machine.beemesh.io "turnstile" deleted')
   assert.match((await kubectl(['get', 'machines'])).stderr, 'No resources found')
+})
+
+test('an Actor or Machine naming a file of the API node (spec.module) is refused without reading it', async () => {
+  for (const module of [join(process.cwd(), FIXTURES, 'not-a-module.ts'), 'no/such/module.ts', '/etc/passwd']) {
+    const r = await request('POST', '/apis/beemesh.io/v1/namespaces/default/machines', JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Machine', metadata: { name: 'nosy' }, spec: { module } }))
+    assert.is(r.code, 422, `${module}: ${JSON.stringify(r.status)}`)
+    assert.equal(r.status.details?.causes?.map(c => c.field), ['spec.module'])
+    assert.match(r.status.message, 'a path on the API node is not accepted')
+    assert.not.match(JSON.stringify(r.status), /kube-secret|root:/)
+  }
+  const actor = await request('POST', '/apis/beemesh.io/v1/namespaces/default/actors', JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Actor', metadata: { name: 'nosy' }, spec: { module: join(process.cwd(), FIXTURES, 'not-a-module.ts') } }))
+  assert.is(actor.code, 422)
+  assert.not.match(JSON.stringify(actor.status), 'kube-secret')
+  assert.match((await kubectl(['get', 'machines,actors'])).stderr, 'No resources found')
 })
 
 test('a Deployment and its Service: get svc shows the ClusterIP, endpoints the ready replicas; describe, re-apply, patch and delete', async () => {
@@ -252,6 +282,25 @@ test('bad input: each class gets its Status code and names the field; nothing is
 
   const huge = await request('POST', DEPLOYMENTS, deployment('huge', { ...good(), pad: 'x'.repeat(4 * 1024 * 1024) }))
   assert.is(huge.code, 413)
+
+  // YAML bodies: no aliases (an alias bomb is refused unparsed, and the node answers on).
+  const levels = Array.from({ length: 9 }, (_, i) => i === 0 ? 'l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]' : `l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`)
+  const bomb = await request('POST', DEPLOYMENTS, `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: bomb\n${levels.join('\n')}\n`, 'application/yaml')
+  assert.is(bomb.code, 400)
+  assert.is(bomb.status.reason, 'BadRequest')
+  assert.match(bomb.status.message, 'YAML aliases (*name) are not allowed')
+  assert.is((await request('GET', '/version')).code, 200)
+  const yamlBody = await request('POST', DEPLOYMENTS, `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: yamly\nspec:\n  replicas: x\n`, 'application/yaml')
+  assert.is(yamlBody.code, 422, 'a YAML body without aliases is read (and then validated)')
+
+  // A malformed % escape in the path is the client's error, on the Kubernetes and the control API alike.
+  const badEscape = await request('GET', '/api/v1/namespaces/default/pods/web%E0%A4%A')
+  assert.is(badEscape.code, 400)
+  assert.is(badEscape.status.reason, 'BadRequest')
+  assert.match(badEscape.status.message, 'malformed % escape')
+  const controlEscape = await fetch(`${nodes[1]!.apiUrl}/v1/topics/a%ZZb/peers`, { signal: AbortSignal.timeout(10_000) })
+  assert.is(controlEscape.status, 400)
+  assert.match(await controlEscape.text(), 'malformed % escape')
 
   const notFound = await request('GET', `${DEPLOYMENTS}/nothing`)
   assert.is(notFound.code, 404)

@@ -151,9 +151,17 @@ export async function bundleWorkload (entry: string, { overrides = {}, source }:
   }
   const file = output.outputFiles[0]
   if (file == null) throw new BundleError(shown, `${shown}: esbuild produced no output`)
-  const code = file.contents
-  const sha256 = createHash('sha256').update(code).digest('hex')
+  const read = await readBundle(file.contents, { overrides, source: source ?? shown, shown })
+  return { ...read, entry: path, warnings: output.warnings.map(w => formatMessage(w, workingDir)) }
+}
 
+/**
+ * The spec of an artifact already bundled (one uploaded to the mesh, named by
+ * its sha256): its definition read back in a sandbox worker, validated, with
+ * `overrides` applied. `shown` names it in errors. Throws InvalidDefinitionError.
+ */
+export async function readBundle (code: Uint8Array, { overrides = {}, source, shown }: BundleOptions & { shown: string }): Promise<Omit<BundleResult, 'entry' | 'warnings'>> {
+  const sha256 = createHash('sha256').update(code).digest('hex')
   const { hasHandler, hasOnCall, machine, ...fields } = await readDefinition(code, sha256, shown)
   const own = validateDefinition(fields, shown, { requireHandler: false })
   if (own.kind === 'container') {
@@ -167,15 +175,7 @@ export async function bundleWorkload (entry: string, { overrides = {}, source }:
   }
   const definition = { ...own, ...overrides } as DefinitionFields
   const { createdAt: _createdAt, ...spec } = toWorkloadSpec(definition, { artifact: { sha256, size: code.byteLength }, source: source ?? shown, now: 0, ...(machine?.id != null ? { machineId: machine.id } : {}) })
-  return {
-    code,
-    sha256,
-    size: code.byteLength,
-    spec,
-    definition,
-    entry: path,
-    warnings: output.warnings.map(w => formatMessage(w, workingDir))
-  }
+  return { code, sha256, size: code.byteLength, spec, definition }
 }
 
 /**

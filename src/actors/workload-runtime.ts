@@ -605,6 +605,9 @@ export class WorkloadRuntime {
 
   // ---------------------------------------------------------------- apply / read / delete
 
+  /** The node's bundles: uploads are stored here (POST /v1/artifacts), the Kubernetes API reads them by sha256. */
+  get artifacts (): ArtifactService { return this.init.artifacts }
+
   /** Places a workload on the mesh; resolves once every replica confirmed it runs. */
   async apply (specInput: unknown, artifact?: Uint8Array): Promise<WorkloadStatus> {
     return await (await this.submit(specInput, artifact)).placed

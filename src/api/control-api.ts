@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
@@ -7,7 +8,7 @@ import { RecordNotFoundError, InvalidRecordError, NotStartedError } from '../tra
 import type { Logger } from '../transport/logger.js'
 import { isBeeMeshKey } from '../transport/records.js'
 import { ApiListenError } from './errors.js'
-import { HttpError, readJson, sendError, sendJson } from './http.js'
+import { decodePathSegment, HttpError, readJson, sendError, sendJson } from './http.js'
 import { EventNotHandledError, InvalidEventError, InvalidWorkloadError, MachineFailedError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from '../actors/errors.js'
 import { traceTopic, type TransitionRecord } from '../actors/state-protocol.js'
 import { ArtifactError } from '../transport/errors.js'
@@ -34,6 +35,7 @@ export interface ControlApiInit {
 const RecordPut = z.object({ key: z.string(), value: z.string(), encoding: z.enum(['utf8', 'base64']).default('utf8') })
 const Publish = z.object({ data: z.unknown() })
 const Apply = z.object({ spec: z.unknown(), artifact: z.string().min(1).optional() })
+const Upload = z.object({ artifact: z.string().min(1) })
 const SendEvent = z.object({ event: z.unknown(), id: z.string().min(1).max(128).optional(), timeoutMs: z.number().int().min(100).max(120_000).optional() })
 const CallBody = z.object({ data: z.unknown(), timeoutMs: z.number().int().min(1).max(600_000).optional(), idempotent: z.boolean().optional(), retries: z.number().int().min(0).max(10).optional() })
 const MAX_APPLY_BYTES = 48 * 1024 * 1024
@@ -57,6 +59,7 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
  *   GET  /v1/nodes                     this node and every peer heartbeating: capacity, labels, replicas
  *   POST /v1/workloads                 {spec, artifact (base64 bundle)} → placed workload
  *   GET  /v1/workloads                 every workload with status and placement
+ *   POST /v1/artifacts                 {artifact: base64} → {sha256, size}: a bundle alone (beemesh upload), for Kubernetes Actors and Machines
  *   GET  /v1/workloads/:ns/:name       spec, placement, epoch, scheduling events
  *   DELETE /v1/workloads/:ns/:name     stop every replica and tombstone the record
  *   GET  /v1/workloads/:ns/:name/logs  ?tail=N&since=<ms>: log lines from every replica
@@ -80,8 +83,15 @@ export class ControlApi {
       workloads: () => init.node.workloads,
       logger: init.logger,
       url: () => this.url,
-      // esbuild loads only when an Actor or Machine is first posted.
-      bundle: async (entry, opts) => await (await import('../actors/bundler.js')).bundleWorkload(entry, opts)
+      // The bundle an Actor or Machine names: this node's copy, else a member's (POST /v1/artifacts stored it);
+      // its definition is read back in a sandbox. The bundler loads only when an Actor or Machine is first posted.
+      readArtifact: async (sha256, opts) => {
+        const path = await init.node.workloads.artifacts.ensure(sha256, [], { signal: AbortSignal.timeout(20_000) }).catch(err => {
+          throw err instanceof ArtifactError ? err : new ArtifactError(sha256, describeError(err), { cause: err })
+        })
+        const code = await readFile(path)
+        return await (await import('../actors/bundler.js')).readBundle(code, { ...opts, shown: opts.source })
+      }
     })
     this.server = createServer((req, res) => { void this.handle(req, res) })
     this.server.keepAliveTimeout = 1_000
@@ -162,7 +172,7 @@ export class ControlApi {
     }
 
     // The Kubernetes-compatible API (kubectl): src/api/kube/.
-    if (isKubePath(path)) { await this.kube.handle(req, res, url, (action, resource) => { authorize(action, resource) }); return }
+    if (isKubePath(path)) { await this.kube.handle(req, res, url, authorize, (action, resource) => evaluate(node.trust.policy, { principal, action, resource }).allowed); return }
     if (path === '/v1/status' && method === 'GET') { sendJson(res, 200, node.status()); return }
     if (path === '/v1/policy') {
       if (method === 'GET') {
@@ -215,13 +225,13 @@ export class ControlApi {
 
     const peersMatch = /^\/v1\/topics\/([^/]+)\/peers$/.exec(path)
     if (peersMatch != null && method === 'GET') {
-      sendJson(res, 200, node.topicPeers(decodeURIComponent(peersMatch[1]!)))
+      sendJson(res, 200, node.topicPeers(decodePathSegment(peersMatch[1]!)))
       return
     }
 
     const topicMatch = /^\/v1\/topics\/([^/]+)\/messages$/.exec(path)
     if (topicMatch != null) {
-      const topic = decodeURIComponent(topicMatch[1]!)
+      const topic = decodePathSegment(topicMatch[1]!)
       if (!TOPIC.test(topic)) throw new HttpError(400, `invalid topic name "${topic}"`, 'BadRequest')
       if (method === 'POST') {
         authorize('publish', { kind: 'topic', name: topic })
@@ -262,6 +272,16 @@ export class ControlApi {
       return
     }
     if (path.startsWith('/v1/services/')) throw new HttpError(400, `service path must be /v1/services/<namespace>/<name>[/call] with DNS-1123 names, got ${path}`, 'BadRequest')
+
+    if (path === '/v1/artifacts') {
+      // A bundle alone, as `beemesh apply` sends it: Kubernetes Actors and Machines name it by its sha256.
+      if (method !== 'POST') throw methodNotAllowed(method, path)
+      authorize('deploy', { kind: 'namespace', name: url.searchParams.get('namespace') ?? 'default' })
+      const bytes = Buffer.from(parse(Upload, await readJson(req, MAX_APPLY_BYTES)).artifact, 'base64')
+      const sha256 = await node.workloads.artifacts.publish(bytes)
+      sendJson(res, 201, { sha256, size: bytes.byteLength })
+      return
+    }
 
     if (path === '/v1/workloads') {
       if (method === 'GET') {

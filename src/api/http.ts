@@ -11,6 +11,15 @@ export class HttpError extends BeeMeshError {
   }
 }
 
+/** One `/`-separated segment of a URL path, %-decoded; a malformed escape is the client's error (400). */
+export function decodePathSegment (segment: string): string {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    throw new HttpError(400, `the URL path segment ${JSON.stringify(segment)} has a malformed % escape`, 'BadRequest')
+  }
+}
+
 export function sendJson (res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body)
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })

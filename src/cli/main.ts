@@ -9,7 +9,7 @@ import { registerInspect } from './commands/inspect.js'
 import { runExample } from './commands/example.js'
 import { exportTrace, send, state, trace } from './commands/machines.js'
 import { call, services } from './commands/services.js'
-import { apply, deleteWorkload, describeWorkload, getNodes, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
+import { apply, upload, deleteWorkload, describeWorkload, getNodes, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
 import { availableParallelism, totalmem } from 'node:os'
 import { InvalidArgumentError } from '../errors.js'
 import { LOG_LEVELS } from './logging.js'
@@ -127,6 +127,10 @@ A module default-exports defineWorkload({ name, kind: 'stateless', topics, handl
 a manifest (apiVersion beemesh.io/v1, kind Actor) points at one with spec.module.
 Waits until every replica runs and prints where each landed.`)
     .action(async (file: string, opts: { wait: boolean }, cmd: Command) => { await apply(file, { ...workloadOptions(cmd), wait: opts.wait }) })
+
+  program.command('upload <file>')
+    .description('bundle a workload module (.ts/.js) or Actor manifest (.yaml) and store it on the mesh without running it; prints the beemesh.io/v1 Actor or Machine naming it, for kubectl apply')
+    .action(async (file: string, _opts: unknown, cmd: Command) => { await upload(file, workloadOptions(cmd)) })
 
   program.command('get <resource>')
     .description('list workloads (status and placement) or nodes (capacity, allocation, labels); resource: workloads | nodes')

@@ -14,7 +14,8 @@
  * here and test thoroughly; its semantics (default deny, deny wins) match
  * Cedar's so a later switch stays possible.
  */
-import { LineCounter, parseDocument, isNode, isAlias, visit } from 'yaml'
+import { LineCounter, parseDocument, isNode } from 'yaml'
+import { firstAlias } from '../yaml.js'
 import { z } from 'zod'
 import { PolicyError } from './errors.js'
 
@@ -159,8 +160,7 @@ export function parsePolicy (text: string, source: string): PolicySet {
   }
   // Policies need no anchors: refusing aliases outright also rules out alias bombs
   // (a self-referencing anchor makes yaml's toJS take cubic time despite maxAliasCount).
-  let alias: number | undefined
-  visit(doc, { Alias (_key, node) { if (isAlias(node)) { alias = node.range?.[0] ?? 0; return visit.BREAK } } })
+  const alias = firstAlias(doc)
   if (alias != null) throw new PolicyError(source, `${at(alias)}: yaml: aliases (*name) are not allowed in a policy`)
   let value: unknown
   try {

@@ -12,6 +12,8 @@ import { matches, parseSelector } from '../../src/api/kube/selectors.js'
 import { toStatus } from '../../src/api/kube/status.js'
 import { age, buildTable, tableVersion, wantsTable } from '../../src/api/kube/table.js'
 import { KubeStatusError } from '../../src/api/kube/errors.js'
+import { actorSpecFromObject, type ReadArtifact } from '../../src/api/kube/resources/actors.js'
+import { ArtifactError } from '../../src/transport/errors.js'
 
 const NOW = Date.parse('2026-01-01T12:00:00Z')
 
@@ -133,6 +135,44 @@ test('specFromObject: a Deployment becomes a container spec with its labels and 
   // kubectl create … --dry-run=client -o yaml writes an empty strategy: dropped, not refused.
   assert.is(specFromObject({ ...body, spec: { ...body.spec, strategy: {} } }, 'Deployment', 'default', NOW).replicas, 2)
   assert.is(code(() => specFromObject([], 'Deployment', 'default', NOW)), 400)
+})
+
+test('an Actor or Machine names an uploaded artifact: a spec.module path is refused unread, a bad or unknown reference names spec.artifact', async () => {
+  const sha = 'ab'.repeat(32)
+  const reads: string[] = []
+  const readArtifact: ReadArtifact = async (sha256, { overrides, source }) => {
+    reads.push(sha256)
+    if (sha256 !== sha) throw new ArtifactError(sha256, 'could not fetch from any provider (none found)')
+    return { code: new Uint8Array([1]), spec: { id: 'default/t', name: 't', namespace: 'default', kind: 'stateful', topics: [], replicas: 1, resources: { cpuMillis: 0, memoryBytes: 0 }, nodeSelector: {}, delivery: 'queue', retries: 0, timeoutMs: 1000, memoryLimitMb: 64, source, artifact: { sha256, size: 1 }, ...overrides } as never }
+  }
+  const machine = (spec: unknown, kind: 'Machine' | 'Actor' = 'Machine'): unknown => ({ apiVersion: 'beemesh.io/v1', kind, metadata: { name: 't', labels: { app: 't' } }, spec })
+  const refusal = async (body: unknown, kind: 'Machine' | 'Actor' = 'Machine'): Promise<{ code: number, field: string, message: string }> => {
+    try {
+      await actorSpecFromObject(body, kind, 'default', NOW, readArtifact)
+    } catch (err) {
+      const s = toStatus(err)
+      return { code: s.code, field: s.details?.causes?.[0]?.field ?? '', message: s.message }
+    }
+    throw new Error('expected a refusal')
+  }
+  const byPath = await refusal(machine({ module: '/etc/passwd' }))
+  assert.equal([byPath.code, byPath.field], [422, 'spec.module'])
+  assert.match(byPath.message, 'a path on the API node is not accepted')
+  assert.match(byPath.message, 'beemesh upload')
+  assert.equal(reads, [], 'nothing is read for a spec.module')
+  assert.equal((await refusal(machine({}))).field, 'spec.artifact')
+  const bad = await refusal(machine({ artifact: 'sha256:nothex' }))
+  assert.equal([bad.code, bad.field], [422, 'spec.artifact'])
+  const unknown = await refusal(machine({ artifact: `sha256:${'cd'.repeat(32)}` }))
+  assert.equal([unknown.code, unknown.field], [422, 'spec.artifact'])
+  assert.match(unknown.message, 'is not in the mesh')
+  const wrongKind = await refusal(machine({ artifact: `sha256:${sha}` }, 'Actor'), 'Actor')
+  assert.equal([wrongKind.code, wrongKind.field], [422, 'spec.artifact'])
+  assert.match(wrongKind.message, 'defines a stateful workload')
+  const badOverride = await refusal(machine({ artifact: `sha256:${sha}`, replicas: 'two' }))
+  assert.equal([badOverride.code, badOverride.field], [422, 'spec.replicas'])
+  const { spec, artifact } = await actorSpecFromObject(machine({ artifact: sha, snapshotEvery: 5 }), 'Machine', 'default', NOW, readArtifact)
+  assert.equal([spec.kubeKind, spec.source, spec.labels, spec.createdAt, (spec as { snapshotEvery?: number }).snapshotEvery, artifact.byteLength], ['Machine', `sha256:${sha}`, { app: 't' }, NOW, 5, 1])
 })
 
 test.run()

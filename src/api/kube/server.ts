@@ -12,11 +12,12 @@ import { describeError } from '../../errors.js'
 import { apiGroup, coreVersions, findGroupVersion, findResource, groupList, resourceList, versionInfo, type ApiResource } from './discovery.js'
 import { alreadyExists, badRequest, conflict, invalid, KubeStatusError, methodNotSupported, notFound } from './errors.js'
 import { applyPatch, patchType, type PatchType } from './patch.js'
-import { readBody } from '../http.js'
-import { parse as parseYaml } from 'yaml'
+import { decodePathSegment, readBody } from '../http.js'
+import { parseDocument } from 'yaml'
+import { firstAlias } from '../../yaml.js'
 import { nameOf, specFromObject } from './resources/create.js'
 import { EVENT_COLUMNS, eventsOf, matchesFields, parseFieldSelector } from './resources/events.js'
-import { ACTOR_COLUMNS, actorSpecFromObject, toActor, type Bundle } from './resources/actors.js'
+import { ACTOR_COLUMNS, actorSpecFromObject, toActor, type ReadArtifact } from './resources/actors.js'
 import { NAMESPACE_COLUMNS, toNamespaces } from './resources/namespaces.js'
 import { NODE_COLUMNS, toNode } from './resources/nodes.js'
 import { DEPLOYMENT_COLUMNS, POD_COLUMNS, podName, REPLICA_ANNOTATION, toDeployment, toPods, toScale, WORKLOAD_ID_ANNOTATION } from './resources/workloads.js'
@@ -36,8 +37,8 @@ export interface KubeApiComponents {
   logger: Logger
   /** The server's own URL, for /api's serverAddressByClientCIDRs. */
   url: () => string
-  /** Bundles an Actor's or Machine's module (bundleWorkload); resolved on this node's filesystem. */
-  bundle: Bundle
+  /** Reads the uploaded bundle an Actor or Machine names by sha256 (never a file of this node's). */
+  readArtifact: ReadArtifact
   now?: () => number
 }
 
@@ -47,6 +48,11 @@ export function isKubePath (path: string): boolean {
 }
 
 export type Authorize = (action: Action, resource: Resource) => void
+/** Whether the caller may do `action` on the resource, without logging a denial (lists show only what the caller may read). */
+export type Allows = (action: Action, resource: Resource) => boolean
+
+/** The caller's checks for one request. */
+interface Access { authorize: Authorize, allows: Allows }
 
 interface Target { group: string, version: string, namespace?: string, resource: ApiResource, name?: string, sub?: string }
 
@@ -85,9 +91,9 @@ export class KubeApi {
    * `authorize` throws (a TrustError: 403 Forbidden) when the caller may not
    * do `action` on the resource; the control API binds it to the caller.
    */
-  async handle (req: IncomingMessage, res: ServerResponse, url: URL, authorize: Authorize = () => {}): Promise<void> {
+  async handle (req: IncomingMessage, res: ServerResponse, url: URL, authorize: Authorize = () => {}, allows: Allows = () => true): Promise<void> {
     try {
-      await this.route(req, res, url, authorize)
+      await this.route(req, res, url, { authorize, allows })
     } catch (err) {
       const status = toStatus(err)
       if (status.code >= 500) this.c.logger.error({ err: describeError(err), url: req.url }, 'kubernetes API request failed')
@@ -96,7 +102,7 @@ export class KubeApi {
     }
   }
 
-  private async route (req: IncomingMessage, res: ServerResponse, url: URL, authorize: Authorize): Promise<void> {
+  private async route (req: IncomingMessage, res: ServerResponse, url: URL, access: Access): Promise<void> {
     const path = url.pathname.replace(/\/+$/, '') || '/'
     const method = req.method ?? 'GET'
     if (path === '/version') { send(res, 200, versionInfo()); return }
@@ -105,7 +111,7 @@ export class KubeApi {
     if (path.startsWith('/openapi/')) throw new KubeStatusError(404, 'NotFound', `the server could not find the requested resource (${path})`)
     if (path === '/api') { send(res, 200, coreVersions(new URL(this.c.url()).host)); return }
     if (path === '/apis') { send(res, 200, groupList()); return }
-    const parts = path.split('/').slice(1).map(decodeURIComponent)
+    const parts = path.split('/').slice(1).map(decodePathSegment)
     const core = parts[0] === 'api'
     const group = core ? '' : parts[1] ?? ''
     const rest = core ? parts.slice(1) : parts.slice(2)
@@ -124,17 +130,16 @@ export class KubeApi {
     if (method !== 'GET' && url.searchParams.has('dryRun')) throw badRequest('dryRun: server-side dry runs are not supported by BeeMesh; use --dry-run=client')
     if (target.resource.namespaced) {
       const action = method === 'GET' ? 'read' : method === 'DELETE' ? 'delete' : 'deploy'
-      const namespace = target.namespace ?? '*'
-      // A POST names its object in the body: the manifest's own check (every node's) decides on the name.
-      const kind = target.resource.name === 'services' || target.resource.name === 'endpoints' || target.resource.name === 'endpointslices' ? 'service' : 'workload'
-      authorize(action, target.name != null ? { kind, namespace, name: target.name } : { kind: 'namespace', name: namespace })
+      // A named object is decided on what owns it, with its labels (a pod on its workload);
+      // a POST names its object in the body: create checks that once it is read.
+      for (const resource of this.resourcesOf(target)) access.authorize(action, resource)
     }
-    if (method === 'GET') { await this.get(target, req, res, url); return }
+    if (method === 'GET') { await this.get(target, req, res, url, access); return }
     if (method === 'DELETE') { await this.remove(target, res); return }
-    if (method === 'POST') { await this.create(target, req, res); return }
+    if (method === 'POST') { await this.create(target, req, res, access); return }
     if (method === 'PATCH' || method === 'PUT') {
       if (target.sub === 'scale') await this.updateScale(target, req, res, method)
-      else await this.update(target, req, res, method)
+      else await this.update(target, req, res, method, access)
       return
     }
     throw methodNotSupported(method, path)
@@ -151,6 +156,47 @@ export class KubeApi {
     if (sub != null && findResource(group, version, `${resourceName}/${sub}`) == null) throw new KubeStatusError(404, 'NotFound', `the server could not find the requested resource (${path})`)
     if (namespace != null && !resource.namespaced) throw new KubeStatusError(404, 'NotFound', `the server could not find the requested resource (${path})`)
     return { group, version, resource, ...(namespace != null ? { namespace } : {}), ...(name != null ? { name } : {}), ...(sub != null ? { sub } : {}) }
+  }
+
+  /**
+   * What a request on `t` is authorized against: for a named object, what
+   * owns it, with its labels (a Deployment, Actor or Machine is its workload,
+   * a pod the workload it is a replica of, endpoints their service); for a
+   * list, its namespace. An unknown name is decided on the name alone (and
+   * then not found).
+   */
+  private resourcesOf (t: Target): Resource[] {
+    const namespace = t.namespace ?? '*'
+    if (t.name == null || t.resource.name === 'events') return [{ kind: 'namespace', name: namespace }]
+    const name = t.name
+    const inNamespace = (ns: string): boolean => t.namespace == null || ns === t.namespace
+    if (t.resource.name === 'services' || t.resource.name === 'endpoints' || t.resource.name === 'endpointslices') {
+      const service = t.resource.name === 'endpointslices' ? name.replace(/-beemesh$/, '') : name
+      const found = this.c.workloads().services.directory.services().filter(s => s.name === service && inNamespace(s.namespace))
+      return found.length > 0 ? found.map(serviceResource) : [{ kind: 'service', namespace, name: service, labels: {} }]
+    }
+    const owners = this.c.workloads().list().filter(w => inNamespace(w.namespace) && (t.resource.name === 'pods' ? ownsPod(w, name) : w.name === name))
+    return owners.length > 0 ? owners.map(workloadResource) : [{ kind: 'workload', namespace, name, labels: {} }]
+  }
+
+  /** What the caller may read of `items` (objects of `resource`): each decided on what owns it, with its labels. */
+  private readable (resource: string, items: KubeObject[], allows: Allows): KubeObject[] {
+    if (resource === 'nodes' || resource === 'namespaces') return items
+    const runtime = this.c.workloads()
+    if (resource === 'services' || resource === 'endpoints' || resource === 'endpointslices') {
+      const services = new Map(runtime.services.directory.services().map(s => [s.id, s]))
+      return items.filter(o => {
+        const name = resource === 'endpointslices' ? o.metadata.name.replace(/-beemesh$/, '') : o.metadata.name
+        const s = services.get(`${o.metadata.namespace ?? ''}/${name}`)
+        return allows('read', s != null ? serviceResource(s) : { kind: 'service', namespace: o.metadata.namespace ?? '', name, labels: {} })
+      })
+    }
+    const workloads = new Map(runtime.list().map(w => [w.id, w]))
+    return items.filter(o => {
+      const id = resource === 'pods' ? (o.metadata.annotations as Record<string, string> | undefined)?.[WORKLOAD_ID_ANNOTATION] ?? '' : `${o.metadata.namespace ?? ''}/${o.metadata.name}`
+      const w = workloads.get(id)
+      return allows('read', w != null ? workloadResource(w) : { kind: 'workload', namespace: o.metadata.namespace ?? '', name: o.metadata.name, labels: {} })
+    })
   }
 
   private kind (resource: string): Kind {
@@ -192,11 +238,11 @@ export class KubeApi {
     return this.kind(t.resource.name).list(t.namespace).map(withVersion)
   }
 
-  private async get (t: Target, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  private async get (t: Target, req: IncomingMessage, res: ServerResponse, url: URL, access: Access): Promise<void> {
     const q = url.searchParams
     if (t.sub === 'log') { await this.podLog(t, req, res, q); return }
     if (t.sub === 'scale') { send(res, 200, toScale(this.existing(t))); return }
-    if (t.resource.name === 'events') { await this.events(t, req, res, q); return }
+    if (t.resource.name === 'events') { await this.events(t, req, res, q, access); return }
     const kind = this.kind(t.resource.name)
     const table = wantsTable(req.headers.accept)
     const render = (items: KubeObject[]): unknown => table
@@ -211,7 +257,7 @@ export class KubeApi {
     }
     const selector = parseSelector(q.get('labelSelector') ?? '')
     const fields = parseFieldSelector(q.get('fieldSelector'))
-    const select = (): KubeObject[] => this.objects(t).filter(o => matches(selector, o.metadata.labels) && matchesFields(o, fields))
+    const select = (): KubeObject[] => this.readable(t.resource.name, this.objects(t), access.allows).filter(o => matches(selector, o.metadata.labels) && matchesFields(o, fields))
     if (q.get('watch') === 'true' || q.get('watch') === '1') { this.watch(select, req, res, table ? kind.columns : undefined, q); return }
     const items = select()
     send(res, 200, render(items) ?? {
@@ -334,12 +380,12 @@ export class KubeApi {
    * descriptions; with `involvedObject.name` (kubectl describe) only the
    * workload that object belongs to is described.
    */
-  private async events (t: Target, req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
+  private async events (t: Target, req: IncomingMessage, res: ServerResponse, q: URLSearchParams, access: Access): Promise<void> {
     if (q.get('watch') === 'true' || q.get('watch') === '1') throw methodNotSupported('WATCH', 'events')
     const fields = parseFieldSelector(q.get('fieldSelector'))
     const about = fields['involvedObject.name']
     const workloads = this.c.workloads()
-    const chosen = workloads.list().filter(w => (t.namespace == null || w.namespace === t.namespace) && (about == null || w.name === about || about.startsWith(`${w.name}-`)))
+    const chosen = workloads.list().filter(w => (t.namespace == null || w.namespace === t.namespace) && (about == null || w.name === about || about.startsWith(`${w.name}-`)) && access.allows('read', workloadResource(w)))
     const described = await Promise.all(chosen.map(async w => await workloads.describe(w.id).catch(() => undefined)))
     const selector = parseSelector(q.get('labelSelector') ?? '')
     const items = described.flatMap(d => d != null ? eventsOf(d) : []).map(withVersion).filter(o => matchesFields(o, fields) && matches(selector, o.metadata.labels))
@@ -381,8 +427,8 @@ export class KubeApi {
    * object and applied: only replicas (or annotations) changed → scaled in
    * place; anything else → a new generation replaces the replicas.
    */
-  private async update (t: Target, req: IncomingMessage, res: ServerResponse, method: 'PATCH' | 'PUT'): Promise<void> {
-    if (t.resource.name === 'services' && t.name != null && t.sub == null) { await this.updateService(t, req, res, method); return }
+  private async update (t: Target, req: IncomingMessage, res: ServerResponse, method: 'PATCH' | 'PUT', access: Access): Promise<void> {
+    if (t.resource.name === 'services' && t.name != null && t.sub == null) { await this.updateService(t, req, res, method, access); return }
     const kind = t.resource.name === 'deployments' ? 'Deployment' : t.resource.name === 'pods' ? 'Pod' : undefined
     if (kind == null || t.name == null || t.sub != null) throw methodNotSupported(method, t.resource.name)
     const current = this.existing(t)
@@ -399,13 +445,15 @@ export class KubeApi {
     if (kind === 'Pod' && spec0 != null && spec0.nodeName === (current.spec as { nodeName?: string }).nodeName) delete spec0.nodeName
     if (nameOf(body) !== t.name) throw badRequest(`metadata.name: the name of the object (${JSON.stringify(nameOf(body))}) does not match the name on the URL (${JSON.stringify(t.name)})`)
     const spec = specFromObject(body, kind, namespace, this.now())
+    // Decided on the labels it will have too: a patch cannot take a workload out of a rule's reach.
+    access.authorize('deploy', workloadResource(spec))
     const { placed } = await workloads.submit(spec)
     placed.catch(err => { this.c.logger.warn({ workload: spec.id, err: describeError(err) }, 'placement of an updated kubernetes object failed') })
     send(res, 200, this.objects(t).find(o => o.metadata.name === t.name) ?? body)
   }
 
   /** PATCH or PUT of a Service made through this API: the result replaces it everywhere. */
-  private async updateService (t: Target, req: IncomingMessage, res: ServerResponse, method: 'PATCH' | 'PUT'): Promise<void> {
+  private async updateService (t: Target, req: IncomingMessage, res: ServerResponse, method: 'PATCH' | 'PUT', access: Access): Promise<void> {
     const current = this.existing(t)
     const namespace = t.namespace ?? 'default'
     const plane = this.c.workloads().services
@@ -418,6 +466,7 @@ export class KubeApi {
     const spec0 = (body as { spec?: Record<string, unknown> }).spec
     if (spec0 != null) { delete spec0.clusterIP; delete spec0.clusterIPs }
     const spec = serviceFromObject(body, namespace, old.createdAt, selector => this.selected(namespace, selector))
+    access.authorize('deploy', serviceResource(spec))
     await plane.catalog.put(spec)
     send(res, 200, this.objects(t).find(o => o.metadata.name === t.name) ?? body)
   }
@@ -440,13 +489,14 @@ export class KubeApi {
   }
 
   /** POST of a Pod, Deployment, Actor or Machine: validated, then recorded and tendered (placement goes on after the answer). */
-  private async create (t: Target, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async create (t: Target, req: IncomingMessage, res: ServerResponse, access: Access): Promise<void> {
     if (t.resource.name === 'services' && t.name == null && t.sub == null) {
       const namespace = t.namespace ?? 'default'
       const body = await readObject(req)
       const plane = this.c.workloads().services
       if (plane.directory.services().some(s => s.id === `${namespace}/${nameOf(body)}`)) throw alreadyExists('services', nameOf(body))
       const spec = serviceFromObject(body, namespace, this.now(), selector => this.selected(namespace, selector))
+      access.authorize('deploy', serviceResource(spec))
       await plane.catalog.put(spec)
       send(res, 201, this.objects(t).find(o => o.metadata.name === spec.name) ?? body)
       return
@@ -459,9 +509,10 @@ export class KubeApi {
     const name = nameOf(body)
     if (name !== '' && workloads.list().some(w => w.id === `${namespace}/${name}`)) throw alreadyExists(t.resource.name, name, t.group)
     const { spec, artifact } = kind === 'Actor' || kind === 'Machine'
-      ? await actorSpecFromObject(body, kind, namespace, this.now(), this.c.bundle)
+      ? await actorSpecFromObject(body, kind, namespace, this.now(), this.c.readArtifact)
       : { spec: specFromObject(body, kind, namespace, this.now()), artifact: undefined }
     if (workloads.list().some(w => w.id === spec.id)) throw alreadyExists(t.resource.name, spec.name, t.group)
+    access.authorize('deploy', workloadResource(spec))
     const { placed } = await workloads.submit(spec, artifact)
     placed.catch(err => { this.c.logger.warn({ workload: spec.id, err: describeError(err) }, 'placement of a kubernetes object failed') })
     const created = this.objects(t).find(o => o.metadata.name === spec.name && o.metadata.namespace === namespace)
@@ -486,6 +537,21 @@ function openApiV2 (req: IncomingMessage, res: ServerResponse): void {
   send(res, 200, { swagger: '2.0', info: { title: 'BeeMesh', version: versionInfo().gitVersion }, paths: {}, definitions: {} })
 }
 
+/** A workload as the policy sees it: its namespace, name and labels. */
+function workloadResource (w: { namespace: string, name: string, labels?: Record<string, string> }): Resource {
+  return { kind: 'workload', namespace: w.namespace, name: w.name, labels: w.labels ?? {} }
+}
+
+function serviceResource (s: { namespace: string, name: string, labels?: Record<string, string> }): Resource {
+  return { kind: 'service', namespace: s.namespace, name: s.name, labels: s.labels ?? {} }
+}
+
+/** Whether `pod` is a replica of `w`: a workload created as a Pod is its own pod, a Deployment's are `<name>-<ordinal>`. */
+function ownsPod (w: { kind: string, name: string, kubeKind?: string }, pod: string): boolean {
+  if (w.kind !== 'container') return false
+  return w.kubeKind === 'Pod' ? pod === w.name : pod.startsWith(`${w.name}-`) && /^\d+$/.test(pod.slice(w.name.length + 1))
+}
+
 /** The largest request body accepted, as the Kubernetes API server's limit. */
 export const MAX_OBJECT_BYTES = 3 * 1024 * 1024
 
@@ -499,10 +565,20 @@ async function readObject (req: IncomingMessage, patch?: PatchType): Promise<unk
   const text = raw.toString('utf8')
   const yaml = patch == null && /yaml/.test(req.headers['content-type'] ?? '')
   try {
-    return yaml ? parseYaml(text) : JSON.parse(text)
+    return yaml ? parseYamlObject(text) : JSON.parse(text)
   } catch (err) {
+    if (err instanceof KubeStatusError) throw err
     throw badRequest(`the request body is not valid ${yaml ? 'YAML' : 'JSON'}: ${(err as Error).message.split('\n')[0] ?? ''}`)
   }
+}
+
+/** A YAML body, refused (400) when it has aliases (`*name`): no object needs them, and they make alias bombs. */
+function parseYamlObject (text: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+  const e = doc.errors[0]
+  if (e != null) throw e
+  if (firstAlias(doc) != null) throw badRequest('the request body is not accepted: YAML aliases (*name) are not allowed; write the values out')
+  return doc.toJS()
 }
 
 /** An update naming a resourceVersion must name the current one (optimistic concurrency). */

@@ -1,10 +1,12 @@
-import { relative } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { extname, relative } from 'node:path'
 import { WorkloadSpecSchema, type LogLine } from '../../actors/protocol.js'
 import { signManifest } from '../../policy/credentials.js'
 import type { WorkloadSpec } from '../../workloads/types.js'
 import type { NodeSummary, WorkloadDescription, WorkloadStatus } from '../../actors/workload-runtime.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
 import { loadWorkload } from '../../actors/bundler.js'
+import { MANIFEST_API_VERSION, parseAnyManifest } from '../../workloads/define.js'
 import { formatCpu, formatMemory, formatMemoryApprox } from '../../workloads/quantities.js'
 import { ApiClient, deployerKey } from '../api-client.js'
 import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'
@@ -33,6 +35,33 @@ async function signSpec (spec: WorkloadSpec): Promise<WorkloadSpec> {
   if (key == null) return spec
   const parsed = WorkloadSpecSchema.parse(spec)
   return { ...parsed, provenance: await signManifest(key.key, parsed as never) }
+}
+
+/**
+ * `beemesh upload <file>`: bundles a workload module (or an Actor manifest's),
+ * stores the bundle on the node without running it (POST /v1/artifacts, the
+ * bundle as apply sends it) and prints the beemesh.io/v1 Actor or Machine
+ * naming it by sha256, with the manifest's overrides: `kubectl apply -f` it.
+ */
+export async function upload (file: string, opts: WorkloadCliOptions): Promise<void> {
+  const { spec, bundle } = await loadWorkload(file)
+  if (bundle == null) throw new InvalidArgumentError(`${spec.id} is a container workload: it has no module to upload; apply it as a Pod or Deployment`)
+  const client = new ApiClient(opts.api)
+  const stored = await client.request<{ sha256: string, size: number }>(`/v1/artifacts?namespace=${encodeURIComponent(spec.namespace)}`, { method: 'POST', body: { artifact: Buffer.from(bundle.code).toString('base64') }, timeoutMs: 120_000 })
+  if (stored.sha256 !== bundle.sha256) throw new BeeMeshError(`the node stored the upload as sha256:${stored.sha256}, not sha256:${bundle.sha256}`)
+  process.stderr.write(`uploaded ${spec.id}: artifact sha256:${bundle.sha256.slice(0, 12)} (${(bundle.code.byteLength / 1024).toFixed(1)} KiB) to ${opts.api}\n`)
+  let overrides: Record<string, unknown> = {}
+  if (!['.ts', '.mts', '.js', '.mjs'].includes(extname(file).toLowerCase())) {
+    const parsed = parseAnyManifest(await readFile(file, 'utf8'), file)
+    if (parsed.type === 'actor') { const { name: _n, namespace: _ns, ...rest } = parsed.manifest.overrides; overrides = rest }
+  }
+  const object = {
+    apiVersion: MANIFEST_API_VERSION,
+    kind: spec.kind === 'stateful' ? 'Machine' : 'Actor',
+    metadata: { name: spec.name, namespace: spec.namespace },
+    spec: { artifact: `sha256:${bundle.sha256}`, ...overrides }
+  }
+  printObject(object, opts.output === 'json' ? 'json' : 'yaml')
 }
 
 /** `beemesh apply <file>`: bundle, send to a node, wait until every replica runs (unless --no-wait). */

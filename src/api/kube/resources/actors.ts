@@ -1,14 +1,16 @@
 /**
  * BeeMesh's own kinds in group beemesh.io/v1: `Actor` (a stateless workload)
- * and `Machine` (a stateful one). Their `spec` is the Actor manifest's
- * (`module` plus optional overrides); `spec.module` is a path on the node that
- * serves the request, resolved against its working directory, and bundled there.
+ * and `Machine` (a stateful one). Their `spec` is the Actor manifest's with
+ * `artifact: sha256:<hex>` in place of `module`: the bundle, uploaded to the
+ * mesh as `beemesh apply` sends it (`beemesh upload <module>`), read by its
+ * hash. Nothing is read from the disk of the node that serves the request: a
+ * `spec.module` path is refused.
  */
-import { join } from 'node:path'
 import type { WorkloadStatus } from '../../../actors/workload-runtime.js'
 import type { MachineStateReport } from '../../../actors/state-protocol.js'
 import { actorManifest, MANIFEST_API_VERSION, MANIFEST_KIND } from '../../../workloads/define.js'
-import { BundleError, InvalidDefinitionError, InvalidManifestError, WorkloadFileNotFoundError } from '../../../workloads/errors.js'
+import { InvalidDefinitionError, InvalidManifestError } from '../../../workloads/errors.js'
+import { ArtifactError } from '../../../transport/errors.js'
 import type { WorkloadSpec } from '../../../workloads/types.js'
 import { badRequest, invalid } from '../errors.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'
@@ -17,11 +19,19 @@ import { causeOf } from './create.js'
 export type ActorKind = 'Actor' | 'Machine'
 export const GROUP = 'beemesh.io'
 
-/** What bundling a module gives: a spec and its artifact (bundleWorkload, injected). */
-export type Bundle = (entry: string, opts: { overrides: Record<string, unknown>, source: string }) => Promise<{ spec: Omit<WorkloadSpec, 'createdAt'>, code: Uint8Array }>
+/**
+ * The spec of an uploaded bundle, by its hex sha256, with `overrides` applied
+ * (injected: the node reads it from its artifact store, fetching it from the
+ * mesh when it is not stored there, and reads its definition back in a sandbox).
+ * Throws ArtifactError when no member has it, InvalidDefinitionError for a bad definition.
+ */
+export type ReadArtifact = (sha256: string, opts: { overrides: Record<string, unknown>, source: string }) => Promise<{ spec: Omit<WorkloadSpec, 'createdAt'>, code: Uint8Array }>
 
-/** Validates and bundles a posted Actor or Machine; 400 for another kind or namespace, 422 naming the field. */
-export async function actorSpecFromObject (body: unknown, kind: ActorKind, namespace: string, now: number, bundle: Bundle, cwd = process.cwd()): Promise<{ spec: WorkloadSpec, artifact: Uint8Array }> {
+const ARTIFACT_REF = /^(?:sha256:)?([0-9a-f]{64})$/
+const UPLOAD_HINT = 'upload the module with `beemesh upload <module>` (it prints the object) and name its artifact in spec.artifact'
+
+/** Validates a posted Actor or Machine and reads its uploaded bundle; 400 for another kind or namespace, 422 naming the field. */
+export async function actorSpecFromObject (body: unknown, kind: ActorKind, namespace: string, now: number, readArtifact: ReadArtifact): Promise<{ spec: WorkloadSpec, artifact: Uint8Array }> {
   if (typeof body !== 'object' || body == null || Array.isArray(body)) throw badRequest(`the request body must be a ${kind} object`)
   const o = body as Record<string, unknown>
   if (o.kind !== kind) throw badRequest(`kind: the object's kind ${JSON.stringify(o.kind ?? '')} does not match the resource (expected "${kind}")`)
@@ -30,26 +40,34 @@ export async function actorSpecFromObject (body: unknown, kind: ActorKind, names
   const name = typeof meta.name === 'string' ? meta.name : ''
   if (meta.namespace != null && meta.namespace !== namespace) throw badRequest(`metadata.namespace: the namespace of the provided object (${JSON.stringify(meta.namespace)}) does not match the namespace sent on the request (${JSON.stringify(namespace)})`)
   if (name === '') throw invalid(kind, '', [{ reason: 'FieldValueRequired', field: 'metadata.name', message: 'Required value: name is required' }], GROUP)
-  // The Actor manifest's checks, on its fields (labels and annotations are kept aside).
+  const fieldInvalid = (field: string, message: string): never => { throw invalid(kind, name, [{ reason: 'FieldValueInvalid', field, message }], GROUP) }
   const { status: _s, ...rest } = o
-  const value = { apiVersion: MANIFEST_API_VERSION, kind: MANIFEST_KIND, metadata: { name, namespace }, spec: rest.spec }
+  const spec = typeof rest.spec === 'object' && rest.spec != null && !Array.isArray(rest.spec) ? rest.spec as Record<string, unknown> : undefined
+  // The node serving the request bundles nothing of its own disk.
+  if (spec != null && 'module' in spec) fieldInvalid('spec.module', `a path on the API node is not accepted; ${UPLOAD_HINT}`)
+  const { artifact: ref, ...overrideFields } = spec ?? {}
+  const sha256 = typeof ref === 'string' ? ARTIFACT_REF.exec(ref)?.[1] : undefined
+  if (sha256 == null) {
+    throw invalid(kind, name, [{ reason: ref == null ? 'FieldValueRequired' : 'FieldValueInvalid', field: 'spec.artifact', message: `${ref == null ? 'Required value' : `Invalid value: ${JSON.stringify(ref)}`}: expected sha256:<64 hex digits>; ${UPLOAD_HINT}` }], GROUP)
+  }
+  const source = `sha256:${sha256}`
   try {
-    const manifest = actorManifest(value, join(cwd, `${kind.toLowerCase()}.yaml`))
-    const bundled = await bundle(manifest.module, { overrides: manifest.overrides as Record<string, unknown>, source: manifest.module })
+    // The Actor manifest's checks on its overrides (its module field is not used: the code is the artifact).
+    const value = { apiVersion: MANIFEST_API_VERSION, kind: MANIFEST_KIND, metadata: { name, namespace }, spec: { ...overrideFields, module: source } }
+    const manifest = actorManifest(value, `${kind.toLowerCase()}.yaml`)
+    const read = await readArtifact(sha256, { overrides: manifest.overrides as Record<string, unknown>, source })
     const want = kind === 'Machine' ? 'stateful' : 'stateless'
-    if (bundled.spec.kind !== want) {
-      throw invalid(kind, name, [{ reason: 'FieldValueInvalid', field: 'spec.module', message: `the module defines a ${bundled.spec.kind} workload; a ${kind} needs a ${want} one (use kind ${kind === 'Machine' ? 'Actor' : 'Machine'})` }], GROUP)
-    }
+    if (read.spec.kind !== want) fieldInvalid('spec.artifact', `the artifact defines a ${read.spec.kind} workload; a ${kind} needs a ${want} one (use kind ${kind === 'Machine' ? 'Actor' : 'Machine'})`)
     const stored = { ...rest, metadata: { ...meta, namespace } }
     for (const key of ['uid', 'resourceVersion', 'generation', 'creationTimestamp', 'managedFields']) delete (stored.metadata as Record<string, unknown>)[key]
     const labels = meta.labels as Record<string, string> | undefined
     return {
-      spec: { ...bundled.spec, createdAt: now, kubeKind: kind, manifest: JSON.stringify(stored), ...(labels != null && Object.keys(labels).length > 0 ? { labels } : {}) },
-      artifact: bundled.code
+      spec: { ...read.spec, createdAt: now, kubeKind: kind, manifest: JSON.stringify(stored), ...(labels != null && Object.keys(labels).length > 0 ? { labels } : {}) },
+      artifact: read.code
     }
   } catch (err) {
     if (err instanceof InvalidManifestError || err instanceof InvalidDefinitionError) throw invalid(kind, name, [causeOf(err.detail)], GROUP)
-    if (err instanceof WorkloadFileNotFoundError || err instanceof BundleError) throw invalid(kind, name, [{ reason: 'FieldValueInvalid', field: 'spec.module', message: err.message }], GROUP)
+    if (err instanceof ArtifactError) fieldInvalid('spec.artifact', `${source} is not in the mesh (${err.message}); ${UPLOAD_HINT}`)
     throw err
   }
 }
