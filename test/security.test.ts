@@ -235,6 +235,31 @@ test('a non-member libp2p peer gets no gossip, no DHT write, no stream; it is di
   }
 })
 
+test('a member\'s records about what it does not own are stored by no member and believed by none', async () => {
+  const forger = await compromisedMember('forger')
+  const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'record', reason: 'writer' })))
+  const r = rogue([nodes[0]!.address, 'forge-records', forger.credFile, forger.keyFile, nodes[1]!.peerId])
+  const line = await r.waitForOutput(/\{"event":"forged".*\}/, { timeoutMs: 60_000 })
+  const { stored } = JSON.parse(line[0]) as { stored: Record<string, number | string> }
+  // Each member's own DHT store (the other rogues of this file, members without a guard, may keep anything).
+  const held = async (key: string): Promise<boolean[]> => await Promise.all(nodes.map(async n => (await n.api.request<{ present: boolean }>(`/v1/records?key=${encodeURIComponent(key)}&local=true`)).present))
+  await waitUntil(async () => (await held('/beemesh/notes/rogue')).some(Boolean), { what: `a member to store the forger's own note (puts: ${JSON.stringify(stored)})` })
+  for (const key of ['/beemesh/workload/default/ghost2', '/beemesh/workload/default/ghost3', '/beemesh/location/default/relay', `/beemesh/svc/default/echo/${nodes[1]!.peerId}`]) {
+    assert.equal(await held(key), [false, false, false], `${key}: stored by no member (puts: ${JSON.stringify(stored)})`)
+  }
+  await waitUntil(async () => (await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'record', reason: 'writer' })))).some((v, i) => v > before[i]!), { what: 'members to count the refused records' })
+  // Read through a member, nothing of it is believed (the forger still holds its own copies and answers gets).
+  for (const key of ['/beemesh/workload/default/ghost2', '/beemesh/workload/default/ghost3', '/beemesh/location/default/relay']) {
+    const got = await cli(['record', 'get', key, '--api', nodes[2]!.apiUrl])
+    assert.is(got.code, 1, `${key} is believed by no member: ${got.stdout}`)
+  }
+  const note = await cli(['record', 'get', '/beemesh/notes/rogue', '--api', nodes[2]!.apiUrl])
+  assert.is(note.code, 0, note.stderr)
+  const ghost = await nodes[1]!.api.fetch('/v1/workloads/default/ghost2')
+  assert.is(ghost.status, 404)
+  r.child.kill('SIGKILL')
+})
+
 test('a flood of forged gossip from a member: refused, the peer scored down and disconnected, nodes stay up', async () => {
   const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_peers_banned_total')))
   const flooder = await compromisedMember('flooder')

@@ -7,6 +7,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { silentLogger, type Logger } from '../transport/logger.js'
 import { NotStartedError } from '../transport/errors.js'
 import { TrustError } from '../policy/errors.js'
+import { recordGuard } from './record-writers.js'
 import { MeshNode, type MeshMessage, type MeshPeer, type PutResult } from '../transport/mesh-node.js'
 import type { DecodedRecord } from '../transport/records.js'
 import type { AbortOptions } from '@libp2p/interface'
@@ -144,6 +145,7 @@ export class NodeRuntime {
           },
           onBanned: () => { this.metrics.bans.inc() }
         },
+        recordGuard: recordGuard(trust, reason => { this.metrics.refusals.inc({ what: 'record', reason }) }),
         membership: {
           proof: () => trust.credential,
           admit: async (peerId, proof) => {

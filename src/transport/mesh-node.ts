@@ -21,7 +21,7 @@ import { Admission, type MembershipGate } from './admission.js'
 import { Bootstrapper, type BootstrapEvents } from './bootstrap.js'
 import { AddressInUseError, InvalidMultiaddrError, NotStartedError, RecordNotFoundError } from './errors.js'
 import { type Logger, silentLogger } from './logger.js'
-import { decodeRecord, encodeRecord, RECORD_NAMESPACE, selectRecord, validateRecord, type DecodedRecord } from './records.js'
+import { decodeRecord, encodeRecord, RECORD_NAMESPACE, recordValidator, selectRecord, type DecodedRecord, type RecordGuard } from './records.js'
 
 export const KAD_PROTOCOL = '/beemesh/kad/1.0.0'
 /** Below this many peers a node keeps looking for more through the DHT. */
@@ -59,6 +59,8 @@ export interface MeshNodeInit {
    * does not within 1.5 s. Without one, every authenticated peer is served.
    */
   membership?: MembershipGate
+  /** Checks every record beyond its signature (member publisher, allowed writer) before it is stored or believed. */
+  recordGuard?: RecordGuard
 }
 
 /** Who signed a delivered message, as the guard established it (opaque to the transport). */
@@ -258,7 +260,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
         dht: kadDHT({
           protocol: KAD_PROTOCOL,
           clientMode: false,
-          validators: { [RECORD_NAMESPACE]: validateRecord },
+          validators: { [RECORD_NAMESPACE]: recordValidator(this.init.recordGuard) },
           selectors: { [RECORD_NAMESPACE]: selectRecord },
           peerInfoMapper: keepPrivate ? passthroughMapper : removePrivateAddressesMapper,
           initialQuerySelfInterval: 200,
@@ -531,7 +533,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   async putRecord (key: string, value: Uint8Array, options: AbortOptions & { seq?: number } = {}): Promise<PutResult> {
     const seq = options.seq ?? Math.max(Date.now(), this.lastSeq + 1)
     this.lastSeq = Math.max(this.lastSeq, seq)
-    const record = await encodeRecord(this.init.privateKey, this.peerId, key, value, seq)
+    // Records carry the publisher's membership credential, so any member can check who wrote them.
+    const record = await encodeRecord(this.init.privateKey, this.peerId, key, value, seq, Date.now(), this.init.membership?.proof() ?? undefined)
     const stored = new Set<string>()
     for await (const event of this.node.services.dht.put(uint8ArrayFromString(key), record, { signal: options.signal })) {
       if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE') stored.add(event.from.toString())
@@ -552,7 +555,9 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     const valid: Array<{ bytes: Uint8Array, record: DecodedRecord }> = []
     for (const bytes of candidates) {
       try {
-        valid.push({ bytes, record: await decodeRecord(bytes, key) })
+        const record = await decodeRecord(bytes, key)
+        await this.init.recordGuard?.(record)
+        valid.push({ bytes, record })
       } catch (err) {
         this.log.warn({ key, err: describeError(err) }, 'discarded an invalid DHT record')
       }

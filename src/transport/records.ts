@@ -25,6 +25,8 @@ export interface SignedRecord {
   value: string
   /** base64 Ed25519 signature over the signing domain and the fields above */
   sig: string
+  /** The publisher's membership credential (self-authenticating: signed by the mesh root, naming the publisher). */
+  cred?: unknown
 }
 
 export interface DecodedRecord {
@@ -33,7 +35,16 @@ export interface DecodedRecord {
   ts: number
   publisher: string
   value: Uint8Array
+  /** The publisher's membership credential, as the record carried it (checked by the node's record guard, not here). */
+  cred?: unknown
 }
+
+/**
+ * What a node checks of a record beyond its signature, before storing it for
+ * the mesh or believing it on a get: that the publisher is a member and is the
+ * writer this kind of record allows. Throws naming the reason.
+ */
+export type RecordGuard = (record: DecodedRecord) => Promise<void>
 
 export function isBeeMeshKey (key: string): boolean {
   const parts = key.split('/')
@@ -44,11 +55,11 @@ function signingBytes (r: Omit<SignedRecord, 'sig' | 'v'>): Uint8Array {
   return uint8ArrayFromString(SIGNING_DOMAIN + JSON.stringify([r.key, r.seq, r.ts, r.publisher, r.value]))
 }
 
-export async function encodeRecord (privateKey: PrivateKey, publisher: string, key: string, value: Uint8Array, seq: number, ts = Date.now()): Promise<Uint8Array> {
+export async function encodeRecord (privateKey: PrivateKey, publisher: string, key: string, value: Uint8Array, seq: number, ts = Date.now(), cred?: unknown): Promise<Uint8Array> {
   if (!isBeeMeshKey(key)) throw new InvalidRecordError(`key "${key}" is not of the form /${RECORD_NAMESPACE}/<kind>/<id>`)
   const body = { key, seq, ts, publisher, value: uint8ArrayToString(value, 'base64') }
   const sig = await privateKey.sign(signingBytes(body))
-  const record: SignedRecord = { v: 1, ...body, sig: uint8ArrayToString(sig, 'base64') }
+  const record: SignedRecord = { v: 1, ...body, sig: uint8ArrayToString(sig, 'base64'), ...(cred != null ? { cred } : {}) }
   const bytes = uint8ArrayFromString(JSON.stringify(record))
   if (bytes.byteLength > MAX_RECORD_BYTES) throw new InvalidRecordError(`record of ${bytes.byteLength} bytes exceeds ${MAX_RECORD_BYTES}`)
   return bytes
@@ -96,13 +107,19 @@ export async function decodeRecord (bytes: Uint8Array, expectedKey?: string): Pr
     ok = false
   }
   if (!ok) throw new InvalidRecordError(`bad signature from ${r.publisher}`)
-  return { key: r.key, seq: r.seq, ts: r.ts, publisher: r.publisher, value: uint8ArrayFromString(r.value, 'base64') }
+  return { key: r.key, seq: r.seq, ts: r.ts, publisher: r.publisher, value: uint8ArrayFromString(r.value, 'base64'), ...(r.cred != null ? { cred: r.cred } : {}) }
 }
 
-/** kad-dht validator for `/beemesh/...` keys. */
-export async function validateRecord (key: Uint8Array, value: Uint8Array): Promise<void> {
-  await decodeRecord(value, uint8ArrayToString(key))
+/** kad-dht validator for `/beemesh/...` keys: the signature, then the node's guard (membership, writer) when it has one. */
+export function recordValidator (guard?: RecordGuard): (key: Uint8Array, value: Uint8Array) => Promise<void> {
+  return async (key, value) => {
+    const record = await decodeRecord(value, uint8ArrayToString(key))
+    await guard?.(record)
+  }
 }
+
+/** kad-dht validator for `/beemesh/...` keys, the signature alone. */
+export const validateRecord = recordValidator()
 
 /** kad-dht selector: the highest seq wins, then the newest ts, then the publisher id (a total order). */
 export function selectRecord (_key: Uint8Array, records: Uint8Array[]): number {
