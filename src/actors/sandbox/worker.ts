@@ -10,7 +10,7 @@
  */
 import { format } from 'node:util'
 import { pathToFileURL } from 'node:url'
-import { parentPort, workerData } from 'node:worker_threads'
+import { connectParent } from './channel.js'
 import { isMachine } from '../../workloads/machine.js'
 import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { CallHandler, CallOptions, CallRequest, HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
@@ -113,12 +113,10 @@ function plain (value: unknown, ancestors: object[] = []): unknown {
   return out
 }
 
-if (parentPort == null) throw new Error('the sandbox worker must run in a worker thread')
-const port = parentPort
-const init = workerData as WorkerInit
+const { init, channel: port } = await connectParent<WorkerInit, ToWorker, FromWorker>()
 
 function post (msg: FromWorker): void {
-  port.postMessage(msg)
+  port.post(msg)
 }
 
 let onInvoke: ((id: number, event: TopicEvent) => void) | undefined
@@ -138,7 +136,7 @@ class CallError extends Error {
 // Registered first, this listener also keeps the thread alive after it has
 // reported (inspected, load-failed), until the parent terminates it: nothing
 // it posted can be lost to an early exit.
-port.on('message', (msg: ToWorker) => {
+port.onMessage((msg: ToWorker) => {
   if (msg.type === 'invoke') {
     onInvoke?.(msg.id, msg.event)
   } else if (msg.type === 'invoke-call') {
