@@ -31,6 +31,26 @@ import type { ChildFatal } from './channel.js'
 /** How a sandbox runs user code: a confined child process, or a worker thread of the node (fault isolation only). */
 export type Isolation = 'confined' | 'thread'
 
+/** How a node runs sandboxes: `refused` on a host that cannot confine, unless the node allows unconfined workloads. */
+export type NodeIsolation = Isolation | 'refused'
+
+/** What a node reports in its status (`sandbox`). */
+export interface SandboxMode {
+  /** What the host can do. */
+  host: 'confined' | 'unconfined'
+  /** What the node does with workload code: confine it, run it in worker threads (--allow-unconfined), or refuse it. */
+  isolation: NodeIsolation
+  /** Why the host cannot confine. */
+  reason?: string
+}
+
+/** The node's sandbox mode: confined where possible; otherwise worker threads with `allowUnconfined`, refusal without. */
+export function sandboxMode (allowUnconfined: boolean): SandboxMode {
+  const h = hostConfinement()
+  if (h.mode === 'confined') return { host: 'confined', isolation: 'confined' }
+  return { host: 'unconfined', isolation: allowUnconfined ? 'thread' : 'refused', ...(h.reason != null ? { reason: h.reason } : {}) }
+}
+
 /** What this host can do: `confined` when bubblewrap can start a confined child here. */
 export interface HostConfinement {
   mode: 'confined' | 'unconfined'
@@ -191,7 +211,7 @@ export function spawnConfined (file: WorkerFile, artifactPath: string, memoryLim
     process.execPath,
     `--max-old-space-size=${heap}`,
     `--max-semi-space-size=${Math.min(16, Math.max(1, Math.floor(heap / 16)))}`,
-    '--experimental-permission', `--allow-fs-read=${SANDBOX_DIR}/*`, '--allow-fs-write=/tmp/*',
+    '--experimental-permission', `--allow-fs-read=${SANDBOX_DIR}/*`, '--allow-fs-read=/tmp/*', '--allow-fs-write=/tmp/*',
     '--disable-warning=ExperimentalWarning',
     SANDBOX_ENTRY
   ]

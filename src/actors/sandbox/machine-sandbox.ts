@@ -122,7 +122,7 @@ import { describeError } from '../../errors.js'
 import type { WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, InvalidMachineEventError, MachineNotActiveError, MachineRestoreError, SandboxStoppedError, TransitionFailedError } from './errors.js'
 import type { InspectionRecord } from '../inspection.js'
-import type { Isolation } from './confine.js'
+import type { NodeIsolation } from './confine.js'
 import type { FromMachineWorker, MachineWorkerInit, ToMachineWorker, WireTimer, WireTransition } from './machine-worker.js'
 import { describeExit, isOutOfMemory, remoteError, restartDelay, spawnThread, type SandboxLogLine, type Thread, type ThreadExit } from './sandbox.js'
 
@@ -176,8 +176,8 @@ export interface MachineSandboxInit {
   identity: WorkloadIdentity
   /** V8 old-generation heap limit of the worker thread. */
   memoryLimitMb: number
-  /** Confined child processes or worker threads. Default: confined where the host can confine (defaultIsolation). */
-  isolation?: Isolation
+  /** Confined child processes or worker threads (or `refused`: starting fails with UnconfinedHostError). Default: confined where the host can confine (defaultIsolation). */
+  isolation?: NodeIsolation
   /** Each sent event (alone or in a batch) may take at most this long, else the thread is replaced and its result is a TransitionFailedError. */
   timeoutMs: number
   /** A transition nobody sent: a delayed event fired, an invoked/spawned actor finished or failed, etc. Called in order with send results. */
@@ -702,7 +702,7 @@ export class MachineSandbox {
     try {
       thread = spawnThread<MachineWorkerInit, FromMachineWorker>(init, this.init.memoryLimitMb, msg => { this.onMessage(self, msg) }, (stream, line) => { this.log(stream, line) }, 'machine-worker', this.init.isolation)
     } catch (err) {
-      throw new ArtifactLoadError(where, `cannot start a worker thread: ${describeError(err)}`, { cause: err })
+      throw new ArtifactLoadError(where, `cannot start a sandbox: ${describeError(err)}`, { cause: err })
     }
     self = { thread, retired: false, started: false, startId: start.id, busy: [] }
     this.threads.add(self)

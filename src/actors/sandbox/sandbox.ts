@@ -18,8 +18,8 @@ import type { Serializable } from 'node:child_process'
 import { describeError } from '../../errors.js'
 import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { CallOptions, CallRequest, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
-import { ArtifactLoadError, SandboxStoppedError } from './errors.js'
-import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, type Isolation, type WorkerFile } from './confine.js'
+import { ArtifactLoadError, SandboxStoppedError, UnconfinedHostError } from './errors.js'
+import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
 import type { CallFailure, FetchInit, FetchReply, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
@@ -65,8 +65,8 @@ export interface ReplicaSandboxInit {
   onLog: (line: SandboxLogLine) => void
   /** How long loading the module may take, at start and after each restart. Default 30 s. */
   loadTimeoutMs?: number
-  /** Confined child processes or worker threads. Default: confined where the host can confine (defaultIsolation). */
-  isolation?: Isolation
+  /** Confined child processes or worker threads (or `refused`: starting fails with UnconfinedHostError). Default: confined where the host can confine (defaultIsolation). */
+  isolation?: NodeIsolation
 }
 
 const DEFAULT_LOAD_TIMEOUT_MS = 30_000
@@ -170,7 +170,8 @@ export function defaultIsolation (): Isolation {
  * nothing it sends can throw in the host. Messages without a string `type`
  * are dropped.
  */
-export function spawnThread<TInit extends { artifactPath: string } = WorkerInit, TMessage extends { type: string } = FromWorker> (init: TInit, memoryLimitMb: number, onMessage: (msg: TMessage) => void, onOutput: (stream: 'log' | 'error', line: string) => void, file: WorkerFile = 'worker', isolation: Isolation = defaultIsolation()): Thread {
+export function spawnThread<TInit extends { artifactPath: string } = WorkerInit, TMessage extends { type: string } = FromWorker> (init: TInit, memoryLimitMb: number, onMessage: (msg: TMessage) => void, onOutput: (stream: 'log' | 'error', line: string) => void, file: WorkerFile = 'worker', isolation: NodeIsolation = defaultIsolation()): Thread {
+  if (isolation === 'refused') throw new UnconfinedHostError(hostConfinement().reason ?? 'the host cannot confine workload code')
   const receive = (msg: unknown): void => {
     if (typeof msg !== 'object' || msg === null || typeof (msg as { type?: unknown }).type !== 'string') return
     try {
@@ -407,7 +408,7 @@ export class ReplicaSandbox {
     try {
       thread = spawnThread(init, this.init.memoryLimitMb, msg => { this.onMessage(self, msg, loaded, failed) }, (stream, line) => { this.log(stream, line) }, 'worker', this.init.isolation)
     } catch (err) {
-      throw new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `cannot start a worker thread: ${describeError(err)}`, { cause: err })
+      throw new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `cannot start a sandbox: ${describeError(err)}`, { cause: err })
     }
     self = { thread, ready: false, retired: false }
     this.threads.add(self)
@@ -644,7 +645,7 @@ export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAU
         }
       }, () => {}, 'worker', isolation)
     } catch (err) {
-      finish(new ArtifactLoadError(source, `cannot start a worker thread: ${describeError(err)}`, { cause: err }))
+      finish(new ArtifactLoadError(source, `cannot start a sandbox: ${describeError(err)}`, { cause: err }))
       return
     }
     void thread.exited.then(exit => {
