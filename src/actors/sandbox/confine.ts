@@ -186,9 +186,10 @@ export interface ConfinedChild {
 /**
  * Starts `file` confined, with the artifact at SANDBOX_ARTIFACT and the IPC
  * channel on fd 3; the caller sends the init as the first message. Throws when
- * the host cannot confine.
+ * the host cannot confine. `nodePermissions: false` leaves out Node's
+ * permission model (tests of the OS layer alone).
  */
-export function spawnConfined (file: WorkerFile, artifactPath: string, memoryLimitMb: number): ConfinedChild {
+export function spawnConfined (file: WorkerFile, artifactPath: string, memoryLimitMb: number, { nodePermissions = true }: { nodePermissions?: boolean } = {}): ConfinedChild {
   const h = hostConfinement()
   if (h.mode !== 'confined' || h.bwrap == null) throw new Error(`this host cannot confine workload code: ${h.reason ?? 'unknown reason'}`)
   const entry = workerBundle(file)
@@ -211,7 +212,8 @@ export function spawnConfined (file: WorkerFile, artifactPath: string, memoryLim
     process.execPath,
     `--max-old-space-size=${heap}`,
     `--max-semi-space-size=${Math.min(16, Math.max(1, Math.floor(heap / 16)))}`,
-    '--experimental-permission', `--allow-fs-read=${SANDBOX_DIR}/*`, '--allow-fs-read=/tmp/*', '--allow-fs-write=/tmp/*',
+    // the second layer; off only in the test that shows the OS layer holds on its own
+    ...(nodePermissions ? ['--experimental-permission', `--allow-fs-read=${SANDBOX_DIR}/*`, '--allow-fs-read=/tmp/*', '--allow-fs-write=/tmp/*'] : []),
     '--disable-warning=ExperimentalWarning',
     SANDBOX_ENTRY
   ]
