@@ -1,16 +1,18 @@
 /**
- * User code runs in worker threads: one thread per replica, with a V8 heap
- * limit from the workload's memory request. A handler that throws fails only
- * its event; one that runs past its timeout, exhausts its heap or ends its
- * thread (`process.exit`) gets the thread replaced by a fresh one. No user
- * code runs in the host's thread, so none of it can crash the host process.
+ * User code runs in sandboxes: one per replica, with a V8 heap limit from the
+ * workload's memory request. A handler that throws fails only its event; one
+ * that runs past its timeout, exhausts its heap or ends its sandbox
+ * (`process.exit`) gets the sandbox replaced by a fresh one.
  *
- * This is fault isolation, not a security boundary: user code in a worker
- * shares the process (file system, network, native memory such as Buffers,
- * which the heap limit does not cover).
+ * Where the host can (confine.ts), a sandbox is a child process confined by
+ * the OS (bubblewrap: its own uid and namespaces, no network, none of the
+ * node's files or environment); the node relays its capabilities over the
+ * IPC channel. Otherwise (`isolation: 'thread'`, a node started with
+ * --allow-unconfined) it is a worker thread of the node: fault isolation, not
+ * a security boundary (it shares the process's file system, network and
+ * environment). Both run the same worker entries behind one spawn function.
  */
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker, type ResourceLimits } from 'node:worker_threads'
 import type { Readable } from 'node:stream'
@@ -19,7 +21,7 @@ import { describeError } from '../../errors.js'
 import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { CallOptions, CallRequest, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, SandboxStoppedError, UnconfinedHostError } from './errors.js'
-import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
+import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, workerBundle, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
 import type { CallFailure, FetchInit, FetchReply, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
@@ -77,29 +79,6 @@ const MAX_OUTPUT_LINE = 64 * 1024
 
 /** The worker entries next to this file: `worker` serves stateless handlers, `machine-worker` runs a state machine (machine-sandbox.ts). */
 export type { WorkerFile }
-
-/**
- * How to start a worker. The compiled worker sits next to this file
- * (`dist/actors/sandbox/<file>.js`). From source (tests) it is `<file>.ts`;
- * tsx's loader does not carry over into worker threads on Node 20, so a small
- * bootstrap registers it in the thread before importing the worker.
- */
-const workerEntries = new Map<WorkerFile, { filename: string | URL, eval: boolean }>()
-function entry (file: WorkerFile): { filename: string | URL, eval: boolean } {
-  let found = workerEntries.get(file)
-  if (found == null) {
-    const js = new URL(`./${file}.js`, import.meta.url)
-    if (existsSync(fileURLToPath(js))) {
-      found = { filename: js, eval: false }
-    } else {
-      const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'))
-      const ts = JSON.stringify(new URL(`./${file}.ts`, import.meta.url).href)
-      found = { filename: `import(${tsx}).then(({ register }) => { register(); return import(${ts}) })`, eval: true }
-    }
-    workerEntries.set(file, found)
-  }
-  return found
-}
 
 export function resourceLimits (memoryLimitMb: number): ResourceLimits {
   return {
@@ -217,9 +196,9 @@ export function spawnThread<TInit extends { artifactPath: string } = WorkerInit,
       }
     }
   }
-  const { filename, eval: isEval } = entry(file)
+  // the same self-contained entry a confined child runs (no loader needed, from source or dist);
   // execArgv is not inherited: the host's flags (loaders, --import) are not meant for user code
-  const worker = new Worker(filename, { eval: isEval, execArgv: [], workerData: init, resourceLimits: resourceLimits(memoryLimitMb), stdout: true, stderr: true })
+  const worker = new Worker(pathToFileURL(workerBundle(file)), { execArgv: [], workerData: init, resourceLimits: resourceLimits(memoryLimitMb), stdout: true, stderr: true })
   let error: Error | undefined
   worker.on('message', receive)
   worker.on('error', err => { error ??= err })

@@ -1,5 +1,6 @@
 /**
- * The worker-thread entry of the sandbox: it imports one workload artifact (an
+ * The entry of the sandbox (a confined child process or a worker thread; see
+ * channel.ts): it imports one workload artifact (an
  * ESM bundle on disk) and either serves `invoke` messages with its handler
  * (`mode: 'serve'`) or reports the serialisable parts of its default export
  * (`mode: 'inspect'`). The parent (sandbox.ts) owns the thread's lifetime: it
@@ -310,8 +311,9 @@ async function serve (identity: WorkloadIdentity): Promise<void> {
 
 /**
  * Actors reach hosts outside the mesh through `ctx.fetch`, which the node
- * checks against the egress policy; the global `fetch` would bypass it. (Not a
- * security boundary: `node:net` stays importable. docs/services.md says so.)
+ * checks against the egress policy; the global `fetch` would bypass it. In a
+ * confined sandbox there is no network at all (its own network namespace);
+ * in a worker thread (unconfined nodes) `node:net` stays importable.
  */
 function withholdFetch (): void {
   const refuse = async (): Promise<never> => { throw new TypeError('fetch is not available to BeeMesh actors: use ctx.fetch(url), which goes through the egress policy') }
