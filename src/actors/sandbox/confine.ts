@@ -96,8 +96,8 @@ function systemBinds (): string[] {
   return args
 }
 
-/** The bwrap arguments up to the command, without the two data files. */
-function bwrapArgs (): string[] {
+/** The bwrap arguments up to the command, without the two data files (exported for the benchmark). */
+export function confinementArgs (): string[] {
   return [
     '--unshare-all', '--die-with-parent', '--new-session',
     '--uid', String(NOBODY), '--gid', String(NOBODY),
@@ -134,7 +134,7 @@ function probe (): HostConfinement {
   const uids = process.getuid?.() === 0 ? [NOBODY] : [process.getuid?.() ?? NOBODY]
   let last = ''
   for (const uid of uids) {
-    const r = spawnSync(bwrap, [...bwrapArgs(), process.execPath, '-e', 'process.exit(process.getuid() === 65534 ? 0 : 3)'], {
+    const r = spawnSync(bwrap, [...confinementArgs(), process.execPath, '-e', 'process.exit(process.getuid() === 65534 ? 0 : 3)'], {
       env: {},
       stdio: ['ignore', 'ignore', 'pipe'],
       timeout: 10_000,
@@ -203,7 +203,7 @@ export function spawnConfined (file: WorkerFile, artifactPath: string, memoryLim
   }
   const heap = Math.max(16, Math.floor(memoryLimitMb))
   const args = [
-    ...bwrapArgs(),
+    ...confinementArgs(),
     '--ro-bind-data', '4', SANDBOX_ENTRY,
     '--ro-bind-data', '5', SANDBOX_ARTIFACT,
     '--remount-ro', '/',
