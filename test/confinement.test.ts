@@ -121,9 +121,10 @@ test('a host that cannot confine refuses workload code without --allow-unconfine
   assert.is(status.sandbox.host, 'unconfined')
   assert.is(status.sandbox.isolation, 'refused')
   assert.match(refusing.stderr(), /this host cannot confine workload code/)
-  const r = await cli(['apply', `${FIXTURES}/escape.ts`, '--no-wait', '--api', refusing.apiUrl], { timeoutMs: 60_000 })
-  assert.is(r.code, 0, r.stderr)
-  await waitUntil(async () => (await logLines(refusing, 'escape')).some(l => /refuses to run workload code unconfined/.test(l.message)), { timeoutMs: 15_000, what: 'the refusing node to log why the replica did not start' })
+  // it does not bid: the apply fails with its reason
+  const r = await cli(['apply', `${FIXTURES}/escape.ts`, '--api', refusing.apiUrl], { timeoutMs: 60_000 })
+  assert.is.not(r.code, 0, r.stdout)
+  assert.match(r.stderr, /cannot be placed: 0\/1 nodes can host default\/escape: 1 × this node cannot confine workload code and was not started with --allow-unconfined/)
   const s = await cli(['status', '--api', refusing.apiUrl])
   assert.match(s.stdout, /sandbox:\s+refused \(host cannot confine: BEEMESH_SANDBOX=unconfined is set\)/)
 })

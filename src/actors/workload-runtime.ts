@@ -1177,7 +1177,9 @@ export class WorkloadRuntime {
     const refusal = await this.admissible(tender.spec)
     const evaluated: ReturnType<typeof evaluate> = refusal != null
       ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'policy', reason: refusal.slice(0, 500) }] }
-      : evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
+      : tender.spec.kind !== 'container' && this.init.isolation === 'refused'
+        ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'capability', reason: 'this node cannot confine workload code and was not started with --allow-unconfined' }] }
+        : evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
     // Containers of it from before a restart are being adopted or removed here: a new one would race them.
     const result: typeof evaluated = this.containers.isSorting(tender.spec.id)
       ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'already-hosting', reason: 'sorting out its containers from before a restart (adopt or remove)' }] }
