@@ -153,12 +153,19 @@ const bundles = new Map<WorkerFile, string>()
 
 /**
  * The worker entry as one self-contained ESM file (its imports, xstate
- * included, bundled in), built once per process into a private temp dir and
- * copied into each sandbox: the sandbox needs none of the node's files.
+ * included, bundled in): `dist/actors/sandbox/<file>.bundle.mjs` when built,
+ * else bundled once per process into a private temp dir. It is copied into
+ * each sandbox: the sandbox needs none of the node's files.
  */
 export function workerBundle (file: WorkerFile): string {
   const found = bundles.get(file)
   if (found != null) return found
+  // built with dist/ (scripts/build.mjs); from source it is bundled here, once
+  const prebuilt = fileURLToPath(new URL(`./${file}.bundle.mjs`, import.meta.url))
+  if (existsSync(prebuilt)) {
+    bundles.set(file, prebuilt)
+    return prebuilt
+  }
   const js = fileURLToPath(new URL(`./${file}.js`, import.meta.url))
   const entry = existsSync(js) ? js : fileURLToPath(new URL(`./${file}.ts`, import.meta.url))
   const out = buildSync({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, logLevel: 'silent' })
