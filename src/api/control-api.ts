@@ -81,7 +81,8 @@ export class ControlApi {
       logger: init.logger,
       url: () => this.url,
       // esbuild loads only when an Actor or Machine is first posted.
-      bundle: async (entry, opts) => await (await import('../actors/bundler.js')).bundleWorkload(entry, opts)
+      // the module's top-level code runs in this node's sandbox mode (refused where it cannot confine)
+      bundle: async (entry, opts) => await (await import('../actors/bundler.js')).bundleWorkload(entry, { ...opts, isolation: init.node.status().sandbox?.isolation })
     })
     this.server = createServer((req, res) => { void this.handle(req, res) })
     this.server.keepAliveTimeout = 1_000

@@ -586,8 +586,8 @@ export interface InspectOptions {
   memoryLimitMb?: number
   /** Names the module in errors (e.g. the user's entry file). Default: the artifact path. */
   source?: string
-  /** Default: confined where the host can confine, so module top-level code never runs with the caller's authority there. */
-  isolation?: Isolation
+  /** Default: confined where the host can confine, so module top-level code never runs with the caller's authority there; `refused` fails with UnconfinedHostError. */
+  isolation?: NodeIsolation
 }
 
 /**
