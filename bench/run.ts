@@ -8,7 +8,8 @@ const all: Record<string, () => Promise<void>> = {
   state: async () => { await (await import('./state.js')).run() },
   containers: async () => { await (await import('./containers.js')).run() },
   scale: async () => { await (await import('./scale.js')).run() },
-  services: async () => { await (await import('./services.js')).run() }
+  services: async () => { await (await import('./services.js')).run() },
+  sandbox: async () => { await (await import('./sandbox.js')).run() }
 }
 
 const wanted = process.argv.slice(2)

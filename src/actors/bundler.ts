@@ -2,8 +2,10 @@
  * Turns a workload module (TypeScript or JavaScript, with everything it
  * imports) into one ESM file: the artifact, addressed by the sha256 of its
  * bytes. The module's definition is read back by loading the artifact in a
- * sandbox worker (user code never runs in the calling thread), validated, and
- * turned into the WorkloadSpec that travels on the mesh.
+ * sandbox (user code never runs in the calling process where the host can
+ * confine it: a bubblewrap child, src/actors/sandbox/confine.ts; a worker
+ * thread otherwise), validated, and turned into the WorkloadSpec that travels
+ * on the mesh.
  */
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
@@ -16,12 +18,15 @@ import { parseAnyManifest, toWorkloadSpec, validateDefinition, type DefinitionFi
 import { BundleError, InvalidDefinitionError, UnsupportedWorkloadFileError, WorkloadFileNotFoundError } from '../workloads/errors.js'
 import type { WorkloadSpec } from '../workloads/types.js'
 import { inspectArtifact } from './sandbox/sandbox.js'
+import type { NodeIsolation } from './sandbox/confine.js'
 
 export interface BundleOptions {
   /** Fields that replace the module's own (from a manifest). */
   overrides?: DefinitionOverrides
   /** What the spec records as its `source`. Default: the module's path. */
   source?: string
+  /** How the module's top-level code runs while its definition is read: a node passes its own mode (`refused` on a host that cannot confine). Default: confined where the host can confine. */
+  isolation?: NodeIsolation
 }
 
 export interface BundleResult {
@@ -103,13 +108,13 @@ async function assertFile (path: string, shown: string, context?: string): Promi
   if (!isFile) throw new WorkloadFileNotFoundError(shown, context != null ? `${context}; it is not a regular file` : 'it is not a regular file')
 }
 
-/** Reads the definition back from the artifact in a throwaway worker thread. */
-async function readDefinition (code: Uint8Array, sha256: string, source: string): Promise<Awaited<ReturnType<typeof inspectArtifact>>> {
+/** Reads the definition back from the artifact in a throwaway sandbox (confined where the host can confine). */
+async function readDefinition (code: Uint8Array, sha256: string, source: string, isolation?: NodeIsolation): Promise<Awaited<ReturnType<typeof inspectArtifact>>> {
   const dir = await mkdtemp(join(tmpdir(), 'beemesh-bundle-'))
   try {
     const file = join(dir, `${sha256}.mjs`)
     await writeFile(file, code)
-    return await inspectArtifact(file, { timeoutMs: INSPECT_TIMEOUT_MS, source })
+    return await inspectArtifact(file, { timeoutMs: INSPECT_TIMEOUT_MS, source, ...(isolation != null ? { isolation } : {}) })
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
@@ -122,7 +127,7 @@ async function readDefinition (code: Uint8Array, sha256: string, source: string)
  * returns the artifact with its spec. Throws BundleError for build errors and
  * InvalidDefinitionError for a bad or missing definition.
  */
-export async function bundleWorkload (entry: string, { overrides = {}, source }: BundleOptions = {}): Promise<BundleResult> {
+export async function bundleWorkload (entry: string, { overrides = {}, source, isolation }: BundleOptions = {}): Promise<BundleResult> {
   const path = resolve(entry)
   const shown = displayPath(path)
   await assertFile(path, shown)
@@ -151,18 +156,19 @@ export async function bundleWorkload (entry: string, { overrides = {}, source }:
   }
   const file = output.outputFiles[0]
   if (file == null) throw new BundleError(shown, `${shown}: esbuild produced no output`)
-  const read = await readBundle(file.contents, { overrides, source: source ?? shown, shown })
+  const read = await readBundle(file.contents, { overrides, source: source ?? shown, shown, ...(isolation != null ? { isolation } : {}) })
   return { ...read, entry: path, warnings: output.warnings.map(w => formatMessage(w, workingDir)) }
 }
 
 /**
  * The spec of an artifact already bundled (one uploaded to the mesh, named by
- * its sha256): its definition read back in a sandbox worker, validated, with
- * `overrides` applied. `shown` names it in errors. Throws InvalidDefinitionError.
+ * its sha256): its definition read back in a sandbox (confined where the host
+ * can confine), validated, with `overrides` applied. `shown` names it in
+ * errors. Throws InvalidDefinitionError.
  */
-export async function readBundle (code: Uint8Array, { overrides = {}, source, shown }: BundleOptions & { shown: string }): Promise<Omit<BundleResult, 'entry' | 'warnings'>> {
+export async function readBundle (code: Uint8Array, { overrides = {}, source, shown, isolation }: BundleOptions & { shown: string }): Promise<Omit<BundleResult, 'entry' | 'warnings'>> {
   const sha256 = createHash('sha256').update(code).digest('hex')
-  const { hasHandler, hasOnCall, machine, ...fields } = await readDefinition(code, sha256, shown)
+  const { hasHandler, hasOnCall, machine, ...fields } = await readDefinition(code, sha256, shown, isolation)
   const own = validateDefinition(fields, shown, { requireHandler: false })
   if (own.kind === 'container') {
     // A container definition is data: nothing of the module runs on the mesh.

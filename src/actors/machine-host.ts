@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { NodeIsolation } from './sandbox/confine.js'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describeError } from '../errors.js'
 import { guardians } from '../machines/placement.js'
@@ -115,6 +116,8 @@ export interface MachineHostInit {
   forbidSend?: (spec: WorkloadSpec, sender: string | undefined) => string | undefined
   /** The node's inspector (`--inspect`): every machine's inspection events go to it. */
   inspection?: Inspection
+  /** How sandboxes run workload code (confine.ts); default: confined where the host can confine. */
+  isolation?: NodeIsolation
   /** Whether the workload is known (from its record or heartbeats) to have been placed at an epoch before `epoch`. */
   placedBefore?: (workloadId: string, epoch: number) => boolean
 }
@@ -206,7 +209,8 @@ export class MachineHost {
         timeoutMs: spec.timeoutMs,
         onSpontaneous: (event, t) => { this.onSpontaneous(o, event, t) },
         onLog: line => { this.log.info({ workload: spec.id, stream: line.stream }, line.message) },
-        ...(inspection != null ? { onInspect: inspection.forward(spec.id) } : {})
+        ...(inspection != null ? { onInspect: inspection.forward(spec.id) } : {}),
+        ...(this.init.isolation != null ? { isolation: this.init.isolation } : {})
       })
       const lastTimers = entries.at(-1)?.timers as MachineState['timers'] | undefined
       const restore = stored != null || entries.length > 0

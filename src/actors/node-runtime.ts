@@ -1,4 +1,5 @@
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
+import { sandboxMode, type SandboxMode } from './sandbox/confine.js'
 import { describeError } from '../errors.js'
 import { nodeMachine, nodeStateName } from '../machines/node-machine.js'
 import { NodeStore } from '../store/node-store.js'
@@ -65,6 +66,8 @@ export interface NodeRuntimeInit {
   trust: NodeTrustConfig
   /** The Stately inspector relay (`beemesh inspect`) every actor of this node reports to; absent: no inspection. */
   inspectUrl?: string
+  /** `--allow-unconfined`: on a host that cannot confine workload code, run it in worker threads instead of refusing it. */
+  allowUnconfined?: boolean
 }
 
 export interface NodeStatus {
@@ -87,6 +90,8 @@ export interface NodeStatus {
   dataDir: string
   pid: number
   version: string
+  /** How workload code runs here (docs/security.md, "Workload confinement"). */
+  sandbox: SandboxMode
   /** Membership and the policy in force. */
   trust: { root: string, member: boolean, labels: Record<string, string>, policy: { name: string, version: number }, dev: boolean }
 }
@@ -107,6 +112,8 @@ export class NodeRuntime {
   private trustService?: Trust
   private policySync?: PolicySync
   private inspection?: Inspection
+  /** How workload code runs on this node: decided once, at construction. */
+  readonly sandbox: SandboxMode
   /** Prometheus metrics of this node (`GET /metrics`). */
   readonly metrics = new NodeMetrics({
     peers: () => this.mesh?.started === true ? this.mesh.peers().length : 0,
@@ -117,12 +124,15 @@ export class NodeRuntime {
   constructor (init: NodeRuntimeInit) {
     this.init = init
     this.log = init.logger ?? silentLogger
+    this.sandbox = sandboxMode(init.allowUnconfined ?? false)
   }
 
   /** Starts the node; resolves once the mesh transport listens, rejects with the reason it could not. */
   async start (): Promise<void> {
     const identity = await loadOrCreateIdentity(this.init.dataDir)
     if (identity.created) this.log.info({ path: identity.path }, 'created a new node identity')
+    if (this.sandbox.isolation === 'thread') this.log.warn({ sandbox: this.sandbox }, 'WORKLOAD CODE IS NOT CONFINED on this node (--allow-unconfined): it runs in worker threads of the node process, with the node\'s files, network and environment')
+    else if (this.sandbox.isolation === 'refused') this.log.warn({ sandbox: this.sandbox }, 'this host cannot confine workload code: actor workloads will fail to start here (start the node with --allow-unconfined to run them unconfined)')
     const store = await NodeStore.open(this.init.dataDir)
     this.store = store
     const known = await store.knownPeers().catch(() => [])
@@ -202,7 +212,7 @@ export class NodeRuntime {
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
             await artifacts.start()
             const engine = this.init.containerSocket != null ? new ContainerEngine({ socketPath: this.init.containerSocket, log: this.log }) : undefined
-            const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(this.init.serviceCidr != null ? { serviceCidr: this.init.serviceCidr } : {}), ...(engine != null ? { engine } : {}), ...(inspection != null ? { inspection } : {}) })
+            const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(this.init.serviceCidr != null ? { serviceCidr: this.init.serviceCidr } : {}), ...(engine != null ? { engine } : {}), ...(inspection != null ? { inspection } : {}), isolation: this.sandbox.isolation })
             await runtime.start()
             this.runtime = runtime
           } catch (err) {
@@ -330,6 +340,7 @@ export class NodeRuntime {
       replicas: (this.runtime?.host.list().length ?? 0) + (this.runtime?.containers.list().length ?? 0) + (this.runtime?.machines.list().length ?? 0),
       ...(this.init.containerSocket != null ? { containers: { socket: this.init.containerSocket, available: this.runtime?.containers.available ?? false } } : {}),
       dataDir: this.init.dataDir,
+      sandbox: this.sandbox,
       trust: {
         root: this.init.trust.mesh.root,
         member: this.trustService?.isMember ?? false,

@@ -1,4 +1,5 @@
 import { describeError } from '../errors.js'
+import type { NodeIsolation } from './sandbox/confine.js'
 import type { Logger } from '../transport/logger.js'
 import type { ArtifactService } from '../transport/artifacts.js'
 import { artifactOf, deadLetterTopic, type Resources, type TopicEvent, type WorkloadSpec } from '../workloads/types.js'
@@ -36,6 +37,8 @@ export interface ReplicaHostInit {
   /** Called whenever the set of topics local replicas need changes. */
   onTopicsChanged: (topics: Set<string>) => void
   metrics?: NodeMetrics
+  /** How sandboxes run workload code (confine.ts); default: confined where the host can confine. */
+  isolation?: NodeIsolation
 }
 
 const LOG_LINES_PER_WORKLOAD = 20_000
@@ -111,7 +114,8 @@ export class ReplicaHost {
         onPublish: async (topic, data) => { await this.init.publish(topic, data, local) },
         ...(this.init.call != null ? { onCall: async (service: string, request: unknown, options: CallOptions) => await this.init.call!(local, service, request, options) } : {}),
         ...(this.init.fetch != null ? { onFetch: async (url: string, fetchInit: FetchInit) => await this.init.fetch!(local, url, fetchInit) } : {}),
-        onLog: line => { this.appendLog({ ts: line.ts, workloadId: spec.id, replica, nodeId: this.init.selfId, stream: line.stream, message: line.message, fields: line.fields as Record<string, unknown> | undefined }) }
+        onLog: line => { this.appendLog({ ts: line.ts, workloadId: spec.id, replica, nodeId: this.init.selfId, stream: line.stream, message: line.message, fields: line.fields as Record<string, unknown> | undefined }) },
+        ...(this.init.isolation != null ? { isolation: this.init.isolation } : {})
       })
       await sandbox.start()
       if (this.replicas.get(key) !== local) { await sandbox.stop(); throw new Error('replica was stopped while starting') }

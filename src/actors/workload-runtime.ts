@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { NodeIsolation } from './sandbox/confine.js'
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
 import { describeError } from '../errors.js'
 import { evaluate, guardians, rendezvousOwner, type NodeOffer } from '../machines/placement.js'
@@ -72,6 +73,8 @@ export interface WorkloadRuntimeInit {
   inspection?: Inspection
   /** Where this node's service proxy puts service addresses (`--service-cidr`, default 198.18.0.0/16). */
   serviceCidr?: ServiceCidr
+  /** How workload code runs here (src/actors/sandbox/confine.ts); default: confined where the host can confine. */
+  isolation?: NodeIsolation
 }
 
 export interface ReplicaPlacement {
@@ -256,7 +259,8 @@ export class WorkloadRuntime {
       call: async (from, service, request, options) => await this.services.call(service, request, options, { principal: workloadPrincipal(from.spec), identity: await this.identityOf(from), namespace: from.spec.namespace }),
       fetch: async (from, url, init) => await this.services.fetch(workloadPrincipal(from.spec), url, init),
       onTopicsChanged: topics => { this.syncSubscriptions(topics) },
-      metrics: init.metrics
+      metrics: init.metrics,
+      ...(init.isolation != null ? { isolation: init.isolation } : {})
     })
     this.containers = new ContainerHost({
       selfId: this.mesh.peerId,
@@ -295,6 +299,7 @@ export class WorkloadRuntime {
         return d.allowed ? undefined : `forbidden: ${d.reason}`
       },
       ...(init.inspection != null ? { inspection: init.inspection } : {}),
+      ...(init.isolation != null ? { isolation: init.isolation } : {}),
       placedBefore: (id, epoch) => (this.catalog.get(id)?.placement.some(p => p.replica === 0 && p.epoch < epoch) ?? false) || this.view.remoteReplicas(id).some(r => r.replica === 0 && r.epoch < epoch)
     })
     this.services = new ServicePlane({
@@ -1178,7 +1183,9 @@ export class WorkloadRuntime {
     const refusal = await this.admissible(tender.spec)
     const evaluated: ReturnType<typeof evaluate> = refusal != null
       ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'policy', reason: refusal.slice(0, 500) }] }
-      : evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
+      : tender.spec.kind !== 'container' && this.init.isolation === 'refused'
+        ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'capability', reason: 'this node cannot confine workload code and was not started with --allow-unconfined' }] }
+        : evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
     // Containers of it from before a restart are being adopted or removed here: a new one would race them.
     const result: typeof evaluated = this.containers.isSorting(tender.spec.id)
       ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'already-hosting', reason: 'sorting out its containers from before a restart (adopt or remove)' }] }

@@ -84,13 +84,15 @@ export class ControlApi {
       logger: init.logger,
       url: () => this.url,
       // The bundle an Actor or Machine names: this node's copy, else a member's (POST /v1/artifacts stored it);
-      // its definition is read back in a sandbox. The bundler loads only when an Actor or Machine is first posted.
+      // its definition is read back in this node's sandbox mode (refused where it cannot confine).
+      // The bundler loads only when an Actor or Machine is first posted.
       readArtifact: async (sha256, opts) => {
         const path = await init.node.workloads.artifacts.ensure(sha256, [], { signal: AbortSignal.timeout(20_000) }).catch(err => {
           throw err instanceof ArtifactError ? err : new ArtifactError(sha256, describeError(err), { cause: err })
         })
         const code = await readFile(path)
-        return await (await import('../actors/bundler.js')).readBundle(code, { ...opts, shown: opts.source })
+        const isolation = init.node.status().sandbox?.isolation
+        return await (await import('../actors/bundler.js')).readBundle(code, { ...opts, shown: opts.source, ...(isolation != null ? { isolation } : {}) })
       }
     })
     this.server = createServer((req, res) => { void this.handle(req, res) })

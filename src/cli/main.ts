@@ -95,8 +95,9 @@ Examples:
     .option('--credential <file>', 'this node\'s membership credential (`beemesh credential issue`)')
     .option('--issue-with <root.key>', 'dev/test: issue this node its own credential with the root key at start (kept as <data dir>/credential.json)')
     .option('--dev', 'allow anonymous API requests from loopback (as the "anonymous" deployer)', false)
+    .option('--allow-unconfined', 'on a host without bubblewrap or user namespaces, run workload code in worker threads of the node instead of refusing it (no security boundary)', false)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean, allowUnconfined: boolean }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })

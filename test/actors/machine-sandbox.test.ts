@@ -28,9 +28,10 @@ test.before(async () => {
   artifacts.stateless = join(dir, 'stateless.mjs')
   await writeFile(artifacts.stateless, "export default { name: 'plain', kind: 'stateless', topics: ['t'], handler () {} }\n")
   // `ping` sends `pong` to the machine itself: a step of its own (through the mailbox), caused by ping's processing
-  artifacts.echo = join(dir, 'echo.mjs')
-  await writeFile(artifacts.echo, [
-    `import { assign, sendTo, setup } from ${JSON.stringify(import.meta.resolve('xstate'))}`,
+  // bundled like any artifact: a confined sandbox sees the artifact alone, not node_modules
+  const echoSource = join(dir, 'echo-source.mjs')
+  await writeFile(echoSource, [
+    `import { assign, sendTo, setup } from ${JSON.stringify(fileURLToPath(import.meta.resolve('xstate')))}`,
     'const machine = setup({}).createMachine({',
     "  id: 'echo', initial: 'on', context: { pings: 0, pongs: 0, n: 0 },",
     '  states: { on: { on: {',
@@ -42,6 +43,8 @@ test.before(async () => {
     "export default { name: 'echo', kind: 'stateful', machine }",
     ''
   ].join('\n'))
+  artifacts.echo = join(dir, 'echo.mjs')
+  await writeFile(artifacts.echo, (await bundleWorkload(echoSource)).code)
 })
 
 test.after(async () => {

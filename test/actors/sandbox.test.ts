@@ -4,7 +4,9 @@ import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { bundleWorkload } from '../../src/actors/bundler.js'
-import { ArtifactLoadError, SandboxStoppedError } from '../../src/actors/sandbox/errors.js'
+import { createServer } from 'node:net'
+import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined } from '../../src/actors/sandbox/confine.js'
+import { ArtifactLoadError, SandboxStoppedError, UnconfinedHostError } from '../../src/actors/sandbox/errors.js'
 import { inspectArtifact, ReplicaSandbox, type ReplicaSandboxInit, type SandboxLogLine } from '../../src/actors/sandbox/sandbox.js'
 import { InvalidDefinitionError } from '../../src/workloads/errors.js'
 import type { TopicEvent, WorkloadIdentity } from '../../src/workloads/types.js'
@@ -277,6 +279,73 @@ test('inspectArtifact: load errors, missing exports and hangs are clear errors',
   await rejects(inspectArtifact(join(dir, 'exits.mjs'), { source: 'exits.ts' }), ArtifactLoadError, /exits\.ts: the worker exited \(exit code 4\) while loading the module/)
   await writeFile(join(dir, 'forever.mjs'), 'await new Promise(() => setInterval(() => {}, 1000))\n')
   await rejects(inspectArtifact(join(dir, 'forever.mjs'), { timeoutMs: 300 }), ArtifactLoadError, /did not finish loading within 300 ms/)
+})
+
+test('this host confines (tests run as root with bubblewrap installed)', () => {
+  assert.is(hostConfinement().mode, 'confined', hostConfinement().reason)
+})
+
+test('inspectArtifact runs module top-level code confined: uid 65534, an empty environment (but PWD), none of the caller\'s files', async () => {
+  const secret = join(dir, 'secret.txt')
+  await writeFile(secret, 'the caller\'s file')
+  const file = join(dir, 'toplevel.mjs')
+  await writeFile(file, `import { existsSync } from 'node:fs'
+const probe = { uid: process.getuid(), env: Object.keys(process.env), sees: existsSync(${JSON.stringify(secret)}) }
+export default { name: 'top', kind: 'stateless', topics: ['t'], probe }
+`)
+  const info = await inspectArtifact(file, { timeoutMs: 10_000 })
+  // bwrap sets PWD (the scratch dir) and nothing else
+  assert.equal(info.probe, { uid: 65534, env: ['PWD'], sees: false })
+})
+
+test('the OS layer holds without Node\'s permission model: no host files, read-only root, no shell, no signals to the host, no network', async () => {
+  const secret = join(dir, 'host-secret.txt')
+  await writeFile(secret, 'host')
+  const server = createServer(socket => { socket.destroy() })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  const file = join(dir, 'os-layer.mjs')
+  await writeFile(file, `import { readFileSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { connect } from 'node:net'
+const code = f => { try { f(); return 'ok' } catch (e) { return e.code } }
+const probe = {
+  uid: process.getuid(),
+  readHost: code(() => readFileSync(${JSON.stringify(secret)})),
+  writeRoot: code(() => writeFileSync('/planted', 'x')),
+  writeScratch: code(() => writeFileSync('/tmp/scratch', 'x')),
+  shell: code(() => { const r = spawnSync('/bin/sh', ['-c', 'id']); if (r.error) throw r.error }),
+  signalHost: code(() => process.kill(${process.pid}, 0)),
+  tcp: await new Promise(resolve => { const s = connect(${port}, '127.0.0.1'); s.on('connect', () => { s.destroy(); resolve('ok') }); s.on('error', e => resolve(e.code)) })
+}
+export default { name: 'os', kind: 'stateless', topics: ['t'], probe }
+`)
+  const { child } = spawnConfined('worker', file, 64, { nodePermissions: false })
+  try {
+    const inspected = await new Promise<{ value: { probe: unknown } }>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error('the confined worker did not report within 10 s')) }, 10_000)
+      child.on('message', (msg: { type: string, value: { probe: unknown } }) => { if (msg.type === 'inspected') { clearTimeout(timer); resolve(msg) } })
+      child.send({ mode: 'inspect', artifactPath: SANDBOX_ARTIFACT })
+    })
+    assert.equal(inspected.value.probe, { uid: 65534, readHost: 'ENOENT', writeRoot: 'EROFS', writeScratch: 'ok', shell: 'ENOENT', signalHost: 'ESRCH', tcp: 'ECONNREFUSED' })
+  } finally {
+    child.kill('SIGKILL')
+    server.close()
+  }
+})
+
+test('isolation: thread still runs handlers (the --allow-unconfined fallback); refused fails start with the reason', async () => {
+  const { sandbox } = harness({ isolation: 'thread' })
+  await sandbox.start()
+  assert.is((await sandbox.invoke(event('ok'))).ok, true)
+  const refused = harness({ isolation: 'refused' })
+  try {
+    await refused.sandbox.start()
+    assert.unreachable('a refused sandbox must not start')
+  } catch (err) {
+    assert.match((err as Error).message, /refuses to run workload code unconfined/)
+    assert.instance((err as Error).cause ?? err, UnconfinedHostError)
+  }
 })
 
 test.run()

@@ -50,3 +50,11 @@ export class TransitionFailedError extends BeeMeshError {
     this.name = 'TransitionFailedError'
   }
 }
+
+/** This host cannot confine workload code (no bubblewrap or user namespaces) and the node was not started with --allow-unconfined. */
+export class UnconfinedHostError extends BeeMeshError {
+  constructor (readonly reason: string) {
+    super(`this node refuses to run workload code unconfined: ${reason}; start it with --allow-unconfined to run workloads in worker threads of the node process (no security boundary)`)
+    this.name = 'UnconfinedHostError'
+  }
+}

@@ -122,6 +122,7 @@ import { describeError } from '../../errors.js'
 import type { WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, InvalidMachineEventError, MachineNotActiveError, MachineRestoreError, SandboxStoppedError, TransitionFailedError } from './errors.js'
 import type { InspectionRecord } from '../inspection.js'
+import type { NodeIsolation } from './confine.js'
 import type { FromMachineWorker, MachineWorkerInit, ToMachineWorker, WireTimer, WireTransition } from './machine-worker.js'
 import { describeExit, isOutOfMemory, remoteError, restartDelay, spawnThread, type SandboxLogLine, type Thread, type ThreadExit } from './sandbox.js'
 
@@ -175,6 +176,8 @@ export interface MachineSandboxInit {
   identity: WorkloadIdentity
   /** V8 old-generation heap limit of the worker thread. */
   memoryLimitMb: number
+  /** Confined child processes or worker threads (or `refused`: starting fails with UnconfinedHostError). Default: confined where the host can confine (defaultIsolation). */
+  isolation?: NodeIsolation
   /** Each sent event (alone or in a batch) may take at most this long, else the thread is replaced and its result is a TransitionFailedError. */
   timeoutMs: number
   /** A transition nobody sent: a delayed event fired, an invoked/spawned actor finished or failed, etc. Called in order with send results. */
@@ -394,7 +397,7 @@ export class MachineSandbox {
     }
     await Promise.all([...this.threads].map(async live => {
       live.retired = true
-      await live.thread.worker.terminate()
+      await live.thread.terminate()
     }))
   }
 
@@ -644,7 +647,7 @@ export class MachineSandbox {
         }
       }
       try {
-        live.thread.worker.postMessage(msg)
+        live.thread.post(msg)
       } catch (err) {
         settle({ kind: 'unsendable', error: describeError(err) })
       }
@@ -663,7 +666,7 @@ export class MachineSandbox {
   private replace (live: Live): void {
     if (live.retired) return
     live.retired = true
-    void live.thread.worker.terminate()
+    void live.thread.terminate()
     if (this.status !== 'running') return
     this.respawn()
   }
@@ -697,9 +700,9 @@ export class MachineSandbox {
     let self!: Live
     let thread: Thread
     try {
-      thread = spawnThread<MachineWorkerInit, FromMachineWorker>(init, this.init.memoryLimitMb, msg => { this.onMessage(self, msg) }, (stream, line) => { this.log(stream, line) }, 'machine-worker')
+      thread = spawnThread<MachineWorkerInit, FromMachineWorker>(init, this.init.memoryLimitMb, msg => { this.onMessage(self, msg) }, (stream, line) => { this.log(stream, line) }, 'machine-worker', this.init.isolation)
     } catch (err) {
-      throw new ArtifactLoadError(where, `cannot start a worker thread: ${describeError(err)}`, { cause: err })
+      throw new ArtifactLoadError(where, `cannot start a sandbox: ${describeError(err)}`, { cause: err })
     }
     self = { thread, retired: false, started: false, startId: start.id, busy: [] }
     this.threads.add(self)
@@ -735,7 +738,7 @@ export class MachineSandbox {
       }
     } catch (err) {
       self.retired = true
-      void thread.worker.terminate()
+      void thread.terminate()
       if (this.stopped()) throw this.stoppedError()
       throw err
     }
@@ -839,7 +842,7 @@ export class MachineSandbox {
     clearTimeout(live.watchdog)
     live.watchdog = undefined
     live.retired = true
-    void live.thread.worker.terminate()
+    void live.thread.terminate()
     if (this.serving != null) this.serving = undefined
     const last = this.last as Transition
     const type = (event as { type?: unknown } | undefined)?.type

@@ -28,12 +28,12 @@
  */
 import { format } from 'node:util'
 import { pathToFileURL } from 'node:url'
-import { parentPort, workerData } from 'node:worker_threads'
 import { createActor, initialTransition, transition, type Actor, type AnyMachineSnapshot, type AnyStateMachine, type InspectionEvent, type Snapshot } from 'xstate'
 import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import { isMachine } from '../../workloads/machine.js'
 import type { InspectionRecord } from '../inspection.js'
 import type { WorkerErrorInfo } from './worker.js'
+import { connectParent } from './channel.js'
 
 /** `workerData` of a machine worker. */
 export interface MachineWorkerInit {
@@ -148,12 +148,10 @@ function isEvent (value: unknown): value is { type: string } {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && typeof (value as { type?: unknown }).type === 'string'
 }
 
-if (parentPort == null) throw new Error('the machine worker must run in a worker thread')
-const port = parentPort
-const init = workerData as MachineWorkerInit
+const { init, channel: port } = await connectParent<MachineWorkerInit, ToMachineWorker, FromMachineWorker>()
 
 function post (msg: FromMachineWorker): void {
-  port.postMessage(msg)
+  port.post(msg)
 }
 
 function log (stream: 'log' | 'error', message: string): void {
@@ -501,7 +499,7 @@ function send (id: number, index: number, event: { type: string }): void {
   finishRequest(id, index, a)
 }
 
-port.on('message', (msg: ToMachineWorker) => {
+port.onMessage((msg: ToMachineWorker) => {
   if (msg.type === 'start') start(msg)
   else if (msg.type === 'send') {
     const events = Array.isArray(msg.events) ? msg.events : []

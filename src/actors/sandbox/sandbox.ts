@@ -1,23 +1,27 @@
 /**
- * User code runs in worker threads: one thread per replica, with a V8 heap
- * limit from the workload's memory request. A handler that throws fails only
- * its event; one that runs past its timeout, exhausts its heap or ends its
- * thread (`process.exit`) gets the thread replaced by a fresh one. No user
- * code runs in the host's thread, so none of it can crash the host process.
+ * User code runs in sandboxes: one per replica, with a V8 heap limit from the
+ * workload's memory request. A handler that throws fails only its event; one
+ * that runs past its timeout, exhausts its heap or ends its sandbox
+ * (`process.exit`) gets the sandbox replaced by a fresh one.
  *
- * This is fault isolation, not a security boundary: user code in a worker
- * shares the process (file system, network, native memory such as Buffers,
- * which the heap limit does not cover).
+ * Where the host can (confine.ts), a sandbox is a child process confined by
+ * the OS (bubblewrap: its own uid and namespaces, no network, none of the
+ * node's files or environment); the node relays its capabilities over the
+ * IPC channel. Otherwise (`isolation: 'thread'`, a node started with
+ * --allow-unconfined) it is a worker thread of the node: fault isolation, not
+ * a security boundary (it shares the process's file system, network and
+ * environment). Both run the same worker entries behind one spawn function.
  */
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker, type ResourceLimits } from 'node:worker_threads'
 import type { Readable } from 'node:stream'
+import type { Serializable } from 'node:child_process'
 import { describeError } from '../../errors.js'
 import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { CallOptions, CallRequest, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
-import { ArtifactLoadError, SandboxStoppedError } from './errors.js'
+import { ArtifactLoadError, SandboxStoppedError, UnconfinedHostError } from './errors.js'
+import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, workerBundle, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
 import type { CallFailure, FetchInit, FetchReply, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
@@ -63,6 +67,8 @@ export interface ReplicaSandboxInit {
   onLog: (line: SandboxLogLine) => void
   /** How long loading the module may take, at start and after each restart. Default 30 s. */
   loadTimeoutMs?: number
+  /** Confined child processes or worker threads (or `refused`: starting fails with UnconfinedHostError). Default: confined where the host can confine (defaultIsolation). */
+  isolation?: NodeIsolation
 }
 
 const DEFAULT_LOAD_TIMEOUT_MS = 30_000
@@ -72,30 +78,7 @@ const MAX_RESTART_DELAY_MS = 30_000
 const MAX_OUTPUT_LINE = 64 * 1024
 
 /** The worker entries next to this file: `worker` serves stateless handlers, `machine-worker` runs a state machine (machine-sandbox.ts). */
-export type WorkerFile = 'worker' | 'machine-worker'
-
-/**
- * How to start a worker. The compiled worker sits next to this file
- * (`dist/actors/sandbox/<file>.js`). From source (tests) it is `<file>.ts`;
- * tsx's loader does not carry over into worker threads on Node 20, so a small
- * bootstrap registers it in the thread before importing the worker.
- */
-const workerEntries = new Map<WorkerFile, { filename: string | URL, eval: boolean }>()
-function entry (file: WorkerFile): { filename: string | URL, eval: boolean } {
-  let found = workerEntries.get(file)
-  if (found == null) {
-    const js = new URL(`./${file}.js`, import.meta.url)
-    if (existsSync(fileURLToPath(js))) {
-      found = { filename: js, eval: false }
-    } else {
-      const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'))
-      const ts = JSON.stringify(new URL(`./${file}.ts`, import.meta.url).href)
-      found = { filename: `import(${tsx}).then(({ register }) => { register(); return import(${ts}) })`, eval: true }
-    }
-    workerEntries.set(file, found)
-  }
-  return found
-}
+export type { WorkerFile }
 
 export function resourceLimits (memoryLimitMb: number): ResourceLimits {
   return {
@@ -116,9 +99,13 @@ export interface ThreadExit {
 }
 
 export interface Thread {
-  worker: Worker
-  /** Resolves (never rejects) once the thread has exited. */
+  /** Sends a message to the worker; throws when it cannot be sent (the worker is gone). */
+  post: (msg: unknown) => void
+  /** Ends the worker (a thread is terminated, a confined child killed); resolves once it is gone. */
+  terminate: () => Promise<void>
+  /** Resolves (never rejects) once the worker has exited. */
   exited: Promise<ThreadExit>
+  isolation: Isolation
 }
 
 export function isOutOfMemory (exit: ThreadExit): boolean {
@@ -150,26 +137,28 @@ function forwardLines (stream: Readable, onLine: (line: string) => void): void {
   stream.on('error', () => {})
 }
 
+/** How sandboxes run when their owner does not say: confined where the host can confine, in worker threads otherwise. */
+export function defaultIsolation (): Isolation {
+  return hostConfinement().mode === 'confined' ? 'confined' : 'thread'
+}
+
 /**
- * Starts a worker thread on a sandbox worker (`file`, by default the stateless
- * one). Every listener is guarded: whatever the thread does, nothing it sends
- * can throw in the host. Messages without a string `type` are dropped.
+ * Starts a sandbox worker (`file`, by default the stateless one) for `init`:
+ * a confined child process (confine.ts) or a worker thread of this process,
+ * behind one interface. Every listener is guarded: whatever the worker does,
+ * nothing it sends can throw in the host. Messages without a string `type`
+ * are dropped.
  */
-export function spawnThread<TInit = WorkerInit, TMessage extends { type: string } = FromWorker> (init: TInit, memoryLimitMb: number, onMessage: (msg: TMessage) => void, onOutput: (stream: 'log' | 'error', line: string) => void, file: WorkerFile = 'worker'): Thread {
-  const { filename, eval: isEval } = entry(file)
-  // execArgv is not inherited: the host's flags (loaders, --import) are not meant for user code
-  const worker = new Worker(filename, { eval: isEval, execArgv: [], workerData: init, resourceLimits: resourceLimits(memoryLimitMb), stdout: true, stderr: true })
-  let error: Error | undefined
-  worker.on('message', (msg: unknown) => {
+export function spawnThread<TInit extends { artifactPath: string } = WorkerInit, TMessage extends { type: string } = FromWorker> (init: TInit, memoryLimitMb: number, onMessage: (msg: TMessage) => void, onOutput: (stream: 'log' | 'error', line: string) => void, file: WorkerFile = 'worker', isolation: NodeIsolation = defaultIsolation()): Thread {
+  if (isolation === 'refused') throw new UnconfinedHostError(hostConfinement().reason ?? 'the host cannot confine workload code')
+  const receive = (msg: unknown): void => {
     if (typeof msg !== 'object' || msg === null || typeof (msg as { type?: unknown }).type !== 'string') return
     try {
       onMessage(msg as TMessage)
     } catch {
-      // a malformed message from user code posting on the port; ignored
+      // a malformed message from user code posting on the channel; ignored
     }
-  })
-  worker.on('error', err => { error ??= err })
-  worker.on('messageerror', err => { error ??= err })
+  }
   const guarded = (stream: 'log' | 'error') => (line: string) => {
     try {
       onOutput(stream, line)
@@ -177,12 +166,54 @@ export function spawnThread<TInit = WorkerInit, TMessage extends { type: string 
       // the host's log sink failed; the line is dropped
     }
   }
+  if (isolation === 'confined') {
+    const { child, fatal, outOfMemory } = spawnConfined(file, init.artifactPath, memoryLimitMb)
+    let spawnError: Error | undefined
+    child.on('error', err => { spawnError ??= err })
+    child.on('message', receive)
+    if (child.stdout != null) forwardLines(child.stdout, guarded('log'))
+    if (child.stderr != null) forwardLines(child.stderr, guarded('error'))
+    const exited = new Promise<ThreadExit>(resolve => {
+      child.once('close', (code, signal) => {
+        const error = outOfMemory()
+          ? Object.assign(new Error('the sandbox ran out of memory'), { code: 'ERR_WORKER_OUT_OF_MEMORY' })
+          : fatal() ?? spawnError ?? (signal != null && code == null ? new Error(`the sandbox process was killed by ${signal}`) : undefined)
+        resolve({ code: code ?? 1, ...(error != null ? { error } : {}) })
+      })
+    })
+    // the first message is the init, with the artifact where the sandbox sees it
+    child.send({ ...init, artifactPath: SANDBOX_ARTIFACT })
+    return {
+      isolation,
+      exited,
+      post: msg => {
+        if (!child.connected) throw new Error('the sandbox process is gone')
+        child.send(msg as Serializable, err => { if (err != null) child.kill('SIGKILL') })
+      },
+      terminate: async () => {
+        if (child.exitCode == null && child.signalCode == null) child.kill('SIGKILL')
+        await exited
+      }
+    }
+  }
+  // the same self-contained entry a confined child runs (no loader needed, from source or dist);
+  // execArgv is not inherited: the host's flags (loaders, --import) are not meant for user code
+  const worker = new Worker(pathToFileURL(workerBundle(file)), { execArgv: [], workerData: init, resourceLimits: resourceLimits(memoryLimitMb), stdout: true, stderr: true })
+  let error: Error | undefined
+  worker.on('message', receive)
+  worker.on('error', err => { error ??= err })
+  worker.on('messageerror', err => { error ??= err })
   forwardLines(worker.stdout, guarded('log'))
   forwardLines(worker.stderr, guarded('error'))
   const exited = new Promise<ThreadExit>(resolve => {
     worker.once('exit', code => { resolve({ code, ...(error != null ? { error } : {}) }) })
   })
-  return { worker, exited }
+  return {
+    isolation,
+    exited,
+    post: msg => { worker.postMessage(msg) },
+    terminate: async () => { await worker.terminate() }
+  }
 }
 
 export function remoteError (info: WorkerErrorInfo): string {
@@ -295,7 +326,7 @@ export class ReplicaSandbox {
       const timer = setTimeout(() => { this.pings.delete(id); resolve(false) }, timeoutMs)
       this.pings.set(id, () => { clearTimeout(timer); resolve(true) })
       try {
-        live.thread.worker.postMessage({ type: 'ping', id } satisfies ToWorker)
+        live.thread.post({ type: 'ping', id } satisfies ToWorker)
       } catch {
         clearTimeout(timer)
         this.pings.delete(id)
@@ -314,7 +345,7 @@ export class ReplicaSandbox {
     }
     await Promise.all([...this.threads].map(async live => {
       live.retired = true
-      await live.thread.worker.terminate()
+      await live.thread.terminate()
     }))
   }
 
@@ -354,9 +385,9 @@ export class ReplicaSandbox {
     let self!: Live
     let thread: Thread
     try {
-      thread = spawnThread(init, this.init.memoryLimitMb, msg => { this.onMessage(self, msg, loaded, failed) }, (stream, line) => { this.log(stream, line) })
+      thread = spawnThread(init, this.init.memoryLimitMb, msg => { this.onMessage(self, msg, loaded, failed) }, (stream, line) => { this.log(stream, line) }, 'worker', this.init.isolation)
     } catch (err) {
-      throw new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `cannot start a worker thread: ${describeError(err)}`, { cause: err })
+      throw new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `cannot start a sandbox: ${describeError(err)}`, { cause: err })
     }
     self = { thread, ready: false, retired: false }
     this.threads.add(self)
@@ -369,7 +400,7 @@ export class ReplicaSandbox {
       await ready
     } catch (err) {
       self.retired = true
-      void thread.worker.terminate()
+      void thread.terminate()
       if (this.stopped()) throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
       throw err
     } finally {
@@ -420,7 +451,7 @@ export class ReplicaSandbox {
     const send = (msg: ToWorker): void => {
       if (live.retired) return
       try {
-        live.thread.worker.postMessage(msg)
+        live.thread.post(msg)
       } catch {
         // the thread is gone; its pending request went with it
       }
@@ -444,7 +475,7 @@ export class ReplicaSandbox {
   private replace (live: Live): void {
     if (live.retired) return
     live.retired = true
-    void live.thread.worker.terminate()
+    void live.thread.terminate()
     if (this.state !== 'running') return
     this.respawn()
   }
@@ -509,7 +540,7 @@ export class ReplicaSandbox {
       }
       live.inflight = { id, settle }
       try {
-        live.thread.worker.postMessage((job.call != null ? { type: 'invoke-call', id, call: job.call } : { type: 'invoke', id, event: job.event as TopicEvent }) satisfies ToWorker)
+        live.thread.post((job.call != null ? { type: 'invoke-call', id, call: job.call } : { type: 'invoke', id, event: job.event as TopicEvent }) satisfies ToWorker)
       } catch (err) {
         settle({ kind: 'unsendable', error: describeError(err) })
       }
@@ -555,6 +586,8 @@ export interface InspectOptions {
   memoryLimitMb?: number
   /** Names the module in errors (e.g. the user's entry file). Default: the artifact path. */
   source?: string
+  /** Default: confined where the host can confine, so module top-level code never runs with the caller's authority there; `refused` fails with UnconfinedHostError. */
+  isolation?: NodeIsolation
 }
 
 /**
@@ -564,7 +597,7 @@ export interface InspectOptions {
  * a missing or non-object default export (or a failing `defineWorkload`), and
  * ArtifactLoadError when the module throws, hangs or crashes while loading.
  */
-export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAULT_LOAD_TIMEOUT_MS, memoryLimitMb = 256, source = artifactPath }: InspectOptions = {}): Promise<Record<string, unknown> & { hasHandler: boolean, hasOnCall: boolean, machine?: InspectedMachine }> {
+export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAULT_LOAD_TIMEOUT_MS, memoryLimitMb = 256, source = artifactPath, isolation }: InspectOptions = {}): Promise<Record<string, unknown> & { hasHandler: boolean, hasOnCall: boolean, machine?: InspectedMachine }> {
   return await new Promise((resolve, reject) => {
     let thread: Thread | undefined
     let settled = false
@@ -573,7 +606,7 @@ export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAU
       if (settled) return
       settled = true
       clearTimeout(timer)
-      if (thread != null) void thread.worker.terminate()
+      if (thread != null) void thread.terminate()
       if (err != null) reject(err)
       else if (value != null) resolve(value)
     }
@@ -589,9 +622,9 @@ export async function inspectArtifact (artifactPath: string, { timeoutMs = DEFAU
           else if (msg.exportType !== 'object') finish(new InvalidDefinitionError(source, `the default export is ${msg.exportType === 'null' ? 'null' : `a ${msg.exportType}`}; export default defineWorkload({...})`))
           else finish(undefined, { ...msg.value, hasHandler: msg.hasHandler, hasOnCall: msg.hasOnCall, ...(msg.machine != null ? { machine: msg.machine } : {}) })
         }
-      }, () => {})
+      }, () => {}, 'worker', isolation)
     } catch (err) {
-      finish(new ArtifactLoadError(source, `cannot start a worker thread: ${describeError(err)}`, { cause: err }))
+      finish(new ArtifactLoadError(source, `cannot start a sandbox: ${describeError(err)}`, { cause: err }))
       return
     }
     void thread.exited.then(exit => {

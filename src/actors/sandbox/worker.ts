@@ -1,5 +1,6 @@
 /**
- * The worker-thread entry of the sandbox: it imports one workload artifact (an
+ * The entry of the sandbox (a confined child process or a worker thread; see
+ * channel.ts): it imports one workload artifact (an
  * ESM bundle on disk) and either serves `invoke` messages with its handler
  * (`mode: 'serve'`) or reports the serialisable parts of its default export
  * (`mode: 'inspect'`). The parent (sandbox.ts) owns the thread's lifetime: it
@@ -10,7 +11,7 @@
  */
 import { format } from 'node:util'
 import { pathToFileURL } from 'node:url'
-import { parentPort, workerData } from 'node:worker_threads'
+import { connectParent } from './channel.js'
 import { isMachine } from '../../workloads/machine.js'
 import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { CallHandler, CallOptions, CallRequest, HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
@@ -113,12 +114,10 @@ function plain (value: unknown, ancestors: object[] = []): unknown {
   return out
 }
 
-if (parentPort == null) throw new Error('the sandbox worker must run in a worker thread')
-const port = parentPort
-const init = workerData as WorkerInit
+const { init, channel: port } = await connectParent<WorkerInit, ToWorker, FromWorker>()
 
 function post (msg: FromWorker): void {
-  port.postMessage(msg)
+  port.post(msg)
 }
 
 let onInvoke: ((id: number, event: TopicEvent) => void) | undefined
@@ -138,7 +137,7 @@ class CallError extends Error {
 // Registered first, this listener also keeps the thread alive after it has
 // reported (inspected, load-failed), until the parent terminates it: nothing
 // it posted can be lost to an early exit.
-port.on('message', (msg: ToWorker) => {
+port.onMessage((msg: ToWorker) => {
   if (msg.type === 'invoke') {
     onInvoke?.(msg.id, msg.event)
   } else if (msg.type === 'invoke-call') {
@@ -312,8 +311,9 @@ async function serve (identity: WorkloadIdentity): Promise<void> {
 
 /**
  * Actors reach hosts outside the mesh through `ctx.fetch`, which the node
- * checks against the egress policy; the global `fetch` would bypass it. (Not a
- * security boundary: `node:net` stays importable. docs/services.md says so.)
+ * checks against the egress policy; the global `fetch` would bypass it. In a
+ * confined sandbox there is no network at all (its own network namespace);
+ * in a worker thread (unconfined nodes) `node:net` stays importable.
  */
 function withholdFetch (): void {
   const refuse = async (): Promise<never> => { throw new TypeError('fetch is not available to BeeMesh actors: use ctx.fetch(url), which goes through the egress policy') }

@@ -13,7 +13,7 @@ export interface ClientOptions {
 export async function status (opts: ClientOptions): Promise<void> {
   const s = await new ApiClient(opts.api).request<NodeStatus>('/v1/status', { timeoutMs: 5_000 })
   if (opts.output !== 'table') { printObject(s as unknown as Record<string, unknown>, opts.output); return }
-  printObject({ peerId: s.peerId, state: s.state, uptime: formatAge(s.uptimeMs), peers: s.peerCount, ...(s.dht != null ? { dhtRoutingTable: s.dht.routingTable } : {}), ...(s.heartbeatMs != null ? { heartbeatEvery: `${s.heartbeatMs} ms` } : {}), addresses: s.addresses, dataDir: s.dataDir, version: s.version }, 'table')
+  printObject({ peerId: s.peerId, state: s.state, uptime: formatAge(s.uptimeMs), peers: s.peerCount, ...(s.dht != null ? { dhtRoutingTable: s.dht.routingTable } : {}), ...(s.heartbeatMs != null ? { heartbeatEvery: `${s.heartbeatMs} ms` } : {}), addresses: s.addresses, ...(s.sandbox != null ? { sandbox: s.sandbox.isolation === 'confined' ? 'confined' : `${s.sandbox.isolation} (host cannot confine: ${s.sandbox.reason ?? 'unknown'})` } : {}), dataDir: s.dataDir, version: s.version }, 'table')
 }
 
 export async function peers (opts: ClientOptions): Promise<void> {

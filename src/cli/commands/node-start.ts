@@ -33,6 +33,8 @@ export interface NodeStartOptions {
   dev?: boolean
   /** `--inspect [ws-url]`: true without a URL (the default relay). */
   inspect?: string | boolean
+  /** `--allow-unconfined`: run workload code in worker threads where the host cannot confine it. */
+  allowUnconfined?: boolean
 }
 
 /** Reads the trust material named by the flags; every problem names the file and the flag. */
@@ -115,6 +117,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     tenderWindowMs,
     serviceCidr,
     ...(containerSocket != null ? { containerSocket } : {}),
+    allowUnconfined: opts.allowUnconfined ?? false,
     ...(inspectUrl != null ? { inspectUrl } : {})
   })
   const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log })

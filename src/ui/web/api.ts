@@ -15,6 +15,8 @@ export interface NodeStatus {
   peerCount: number
   version?: string
   trust?: { member?: boolean, dev?: boolean, policy?: { name: string, version: number } }
+  /** How workload code runs on this node (docs/security.md, "Workload confinement"). */
+  sandbox?: { host: string, isolation: string }
 }
 
 /** `GET /v1/nodes`: one node seen by heartbeats. */

@@ -52,6 +52,7 @@ function describeNode (node: MeshNode, status: NodeStatus | undefined, hostedHer
   const lines: NodeLines['lines'] = []
   lines.push({ text: `${round(node.capacity.cpuMillis / 1000)} cpu · ${round(node.capacity.memoryBytes / 2 ** 30)} GiB memory`, kind: 'info' })
   for (const [k, v] of Object.entries(node.labels)) lines.push({ text: `${k}=${v}`, kind: 'label' })
+  if (node.self && status?.sandbox != null) lines.push({ text: status.sandbox.isolation === 'confined' ? 'workload code confined' : `workload code ${status.sandbox.isolation === 'thread' ? 'NOT confined (worker threads)' : 'refused (host cannot confine)'}`, kind: 'info' })
   for (const h of hostedHere) lines.push({ text: `▸ ${h}`, kind: 'hosted' })
   return { title: `${shortPeer(node.peerId)}${node.self ? '  (this node)' : ''}`, state, lines }
 }

@@ -1,0 +1,253 @@
+/**
+ * Workload code confined by the OS: a sandbox worker (worker.ts,
+ * machine-worker.ts) runs as a child process started through bubblewrap:
+ *
+ * - an unprivileged uid (65534; when the node runs as root, bwrap itself is
+ *   started as 65534, so the sandbox is not root on the host either), in its
+ *   own user, mount, pid, network, ipc and uts namespaces (`--unshare-all`: no
+ *   network at all; the node's pid does not exist in its pid namespace);
+ * - a file system of the node binary and its libraries, read-only, a private
+ *   tmpfs at /tmp (its only writable place, bounded), and two files copied in
+ *   read-only: the worker entry (bundled once per node process, so no
+ *   node_modules and none of the node's files are visible) and the artifact;
+ * - an empty environment (`--clearenv`) but for Node's IPC channel variables;
+ * - rlimits (open files, file size, no core dumps) and a V8 heap limit from
+ *   the workload's memory request;
+ * - inside, Node's permission model as a second layer: reads only of
+ *   /sandbox, writes only of /tmp, no child processes, no workers, no addons.
+ *
+ * Capabilities (publish, call, fetch, log) are relayed by the node over the
+ * inherited IPC channel (Node's child_process channel on fd 3, advanced
+ * serialisation, so messages keep structured-clone semantics), never a port.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { buildSync } from 'esbuild'
+import type { ChildFatal } from './channel.js'
+
+/** How a sandbox runs user code: a confined child process, or a worker thread of the node (fault isolation only). */
+export type Isolation = 'confined' | 'thread'
+
+/** How a node runs sandboxes: `refused` on a host that cannot confine, unless the node allows unconfined workloads. */
+export type NodeIsolation = Isolation | 'refused'
+
+/** What a node reports in its status (`sandbox`). */
+export interface SandboxMode {
+  /** What the host can do. */
+  host: 'confined' | 'unconfined'
+  /** What the node does with workload code: confine it, run it in worker threads (--allow-unconfined), or refuse it. */
+  isolation: NodeIsolation
+  /** Why the host cannot confine. */
+  reason?: string
+}
+
+/** The node's sandbox mode: confined where possible; otherwise worker threads with `allowUnconfined`, refusal without. */
+export function sandboxMode (allowUnconfined: boolean): SandboxMode {
+  const h = hostConfinement()
+  if (h.mode === 'confined') return { host: 'confined', isolation: 'confined' }
+  return { host: 'unconfined', isolation: allowUnconfined ? 'thread' : 'refused', ...(h.reason != null ? { reason: h.reason } : {}) }
+}
+
+/** What this host can do: `confined` when bubblewrap can start a confined child here. */
+export interface HostConfinement {
+  mode: 'confined' | 'unconfined'
+  /** Why the host cannot confine (unconfined only). */
+  reason?: string
+  bwrap?: string
+  /** The host uid bwrap runs as (65534 when the node is root). */
+  uid?: number
+}
+
+/** Where the sandbox sees its files. */
+export const SANDBOX_DIR = '/sandbox'
+export const SANDBOX_ENTRY = `${SANDBOX_DIR}/worker.mjs`
+export const SANDBOX_ARTIFACT = `${SANDBOX_DIR}/artifact.mjs`
+/** The unprivileged uid and gid of the sandbox ("nobody"). */
+const NOBODY = 65534
+/** Scratch space in /tmp, per sandbox. */
+const SCRATCH_BYTES = 64 * 1024 * 1024
+const MAX_OPEN_FILES = 256
+
+const BWRAP_CANDIDATES = ['/usr/bin/bwrap', '/bin/bwrap', '/usr/local/bin/bwrap']
+const PRLIMIT_CANDIDATES = ['/usr/bin/prlimit', '/bin/prlimit']
+
+function findExecutable (candidates: string[]): string | undefined {
+  return candidates.find(p => existsSync(p))
+}
+
+/** Read-only binds of the node binary and the shared libraries it needs (merged /usr symlinks kept as symlinks). */
+function systemBinds (): string[] {
+  const args: string[] = []
+  for (const dir of ['/usr/lib', '/usr/lib64', '/lib', '/lib64']) {
+    let st
+    try {
+      st = lstatSync(dir)
+    } catch {
+      continue
+    }
+    if (st.isSymbolicLink()) args.push('--symlink', readlinkSync(dir), dir)
+    else if (st.isDirectory()) args.push('--ro-bind', dir, dir)
+  }
+  const node = realpathSync(process.execPath)
+  args.push('--ro-bind', node, node)
+  return args
+}
+
+/** The bwrap arguments up to the command, without the two data files (exported for the benchmark). */
+export function confinementArgs (): string[] {
+  return [
+    '--unshare-all', '--die-with-parent', '--new-session',
+    '--uid', String(NOBODY), '--gid', String(NOBODY),
+    ...systemBinds(),
+    '--proc', '/proc', '--dev', '/dev',
+    '--size', String(SCRATCH_BYTES), '--tmpfs', '/tmp',
+    '--clearenv', '--chdir', '/tmp'
+  ]
+}
+
+function prlimitArgs (prlimit: string | undefined): string[] {
+  return prlimit == null ? [] : [prlimit, `--nofile=${MAX_OPEN_FILES}`, '--core=0', `--fsize=${SCRATCH_BYTES}`, '--']
+}
+
+let host: HostConfinement | undefined
+
+/**
+ * Probes once per process whether bubblewrap can start a confined node here
+ * (as uid 65534 when this process is root, as itself otherwise: that needs
+ * unprivileged user namespaces). `BEEMESH_SANDBOX=unconfined` forces the
+ * unconfined answer (tests of the fallback).
+ */
+export function hostConfinement (): HostConfinement {
+  if (host != null) return host
+  host = probe()
+  return host
+}
+
+function probe (): HostConfinement {
+  if (process.env.BEEMESH_SANDBOX === 'unconfined') return { mode: 'unconfined', reason: 'BEEMESH_SANDBOX=unconfined is set' }
+  if (process.platform !== 'linux') return { mode: 'unconfined', reason: `confinement needs Linux (this is ${process.platform})` }
+  const bwrap = findExecutable(BWRAP_CANDIDATES)
+  if (bwrap == null) return { mode: 'unconfined', reason: 'bubblewrap is not installed (apt-get install -y bubblewrap)' }
+  const uids = process.getuid?.() === 0 ? [NOBODY] : [process.getuid?.() ?? NOBODY]
+  let last = ''
+  for (const uid of uids) {
+    const r = spawnSync(bwrap, [...confinementArgs(), process.execPath, '-e', 'process.exit(process.getuid() === 65534 ? 0 : 3)'], {
+      env: {},
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 10_000,
+      ...(uid !== process.getuid?.() ? { uid, gid: NOBODY } : {})
+    })
+    if (r.status === 0) return { mode: 'confined', bwrap, uid }
+    last = r.error != null ? r.error.message : (r.stderr?.toString().trim() || `exit code ${String(r.status)}`)
+  }
+  return { mode: 'unconfined', reason: `bubblewrap cannot start a confined process here: ${last}` }
+}
+
+export type WorkerFile = 'worker' | 'machine-worker'
+
+let bundleDir: string | undefined
+const bundles = new Map<WorkerFile, string>()
+
+/**
+ * The worker entry as one self-contained ESM file (its imports, xstate
+ * included, bundled in): `dist/actors/sandbox/<file>.bundle.mjs` when built,
+ * else bundled once per process into a private temp dir. It is copied into
+ * each sandbox: the sandbox needs none of the node's files.
+ */
+export function workerBundle (file: WorkerFile): string {
+  const found = bundles.get(file)
+  if (found != null) return found
+  // built with dist/ (scripts/build.mjs); from source it is bundled here, once
+  const prebuilt = fileURLToPath(new URL(`./${file}.bundle.mjs`, import.meta.url))
+  if (existsSync(prebuilt)) {
+    bundles.set(file, prebuilt)
+    return prebuilt
+  }
+  const js = fileURLToPath(new URL(`./${file}.js`, import.meta.url))
+  const entry = existsSync(js) ? js : fileURLToPath(new URL(`./${file}.ts`, import.meta.url))
+  const out = buildSync({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, logLevel: 'silent' })
+  const code = out.outputFiles[0]?.contents
+  if (code == null) throw new Error(`bundling the sandbox entry ${entry} produced no output`)
+  if (bundleDir == null) {
+    const dir = mkdtempSync(join(tmpdir(), 'beemesh-sandbox-'))
+    bundleDir = dir
+    process.once('exit', () => { rmSync(dir, { recursive: true, force: true }) })
+  }
+  const path = join(bundleDir, `${file}.mjs`)
+  writeFileSync(path, code, { mode: 0o600 })
+  bundles.set(file, path)
+  return path
+}
+
+export interface ConfinedChild {
+  child: ChildProcess
+  /** Set when the child reported an uncaught exception before exiting. */
+  fatal: () => Error | undefined
+  /** True once stderr showed V8's fatal out-of-memory report. */
+  outOfMemory: () => boolean
+}
+
+/**
+ * Starts `file` confined, with the artifact at SANDBOX_ARTIFACT and the IPC
+ * channel on fd 3; the caller sends the init as the first message. Throws when
+ * the host cannot confine. `nodePermissions: false` leaves out Node's
+ * permission model (tests of the OS layer alone).
+ */
+export function spawnConfined (file: WorkerFile, artifactPath: string, memoryLimitMb: number, { nodePermissions = true }: { nodePermissions?: boolean } = {}): ConfinedChild {
+  const h = hostConfinement()
+  if (h.mode !== 'confined' || h.bwrap == null) throw new Error(`this host cannot confine workload code: ${h.reason ?? 'unknown reason'}`)
+  const entry = workerBundle(file)
+  const entryFd = openSync(entry, 'r')
+  let artifactFd: number
+  try {
+    artifactFd = openSync(artifactPath, 'r')
+  } catch (err) {
+    closeSync(entryFd)
+    throw err
+  }
+  const heap = Math.max(16, Math.floor(memoryLimitMb))
+  const args = [
+    ...confinementArgs(),
+    '--ro-bind-data', '4', SANDBOX_ENTRY,
+    '--ro-bind-data', '5', SANDBOX_ARTIFACT,
+    '--remount-ro', '/',
+    '--setenv', 'NODE_CHANNEL_FD', '3',
+    '--setenv', 'NODE_CHANNEL_SERIALIZATION_MODE', 'advanced',
+    process.execPath,
+    `--max-old-space-size=${heap}`,
+    `--max-semi-space-size=${Math.min(16, Math.max(1, Math.floor(heap / 16)))}`,
+    // the second layer; off only in the test that shows the OS layer holds on its own
+    ...(nodePermissions ? ['--experimental-permission', `--allow-fs-read=${SANDBOX_DIR}/*`, '--allow-fs-read=/tmp/*', '--allow-fs-write=/tmp/*'] : []),
+    '--disable-warning=ExperimentalWarning',
+    SANDBOX_ENTRY
+  ]
+  const prlimit = prlimitArgs(findExecutable(PRLIMIT_CANDIDATES))
+  const [command, ...rest] = prlimit.length > 0 ? [...prlimit, h.bwrap, ...args] : [h.bwrap, ...args]
+  let child: ChildProcess
+  try {
+    child = spawn(command as string, rest, {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc', entryFd, artifactFd],
+      serialization: 'advanced',
+      env: {},
+      ...(h.uid != null && h.uid !== process.getuid?.() ? { uid: h.uid, gid: NOBODY } : {})
+    })
+  } finally {
+    closeSync(entryFd)
+    closeSync(artifactFd)
+  }
+  let fatal: Error | undefined
+  let oom = false
+  child.on('message', (msg: unknown) => {
+    const f = msg as Partial<ChildFatal> | null
+    if (f?.type === '__sandbox-fatal') {
+      fatal ??= Object.assign(new Error(String(f.message)), { name: String(f.name) })
+    }
+  })
+  child.stderr?.on('data', (chunk: Buffer) => {
+    if (!oom && /heap out of memory|Reached heap limit/.test(chunk.toString('latin1'))) oom = true
+  })
+  return { child, fatal: () => fatal, outOfMemory: () => oom }
+}
