@@ -106,7 +106,7 @@ test.after(async () => {
 
 test('up makes a mesh CA beside the root key (key 0600) and its nodes serve certificates from it', async () => {
   assert.is((await stat(join(dir, 'trust', 'ca.key'))).mode & 0o777, 0o600)
-  assert.is((await stat(join(dir, 'node-0', 'api.key'))).mode & 0o777, 0o600)
+  assert.is((await stat(join(dir, 'trust', 'api.key'))).mode & 0o777, 0o600)
   const ca = await readFile(caFile, 'utf8')
   const res = await httpsGet(`https://127.0.0.1:${base}/healthz`, { ca })
   assert.is(res.status, 200, JSON.stringify(res))
@@ -206,7 +206,7 @@ test('node start without a certificate needs --api-insecure-http, and a certific
   const half = await cli(['node', 'start', ...trustFlags(trust), '--tls-cert', trust.caFile, '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', '0'])
   assert.is(half.code, 2, half.stderr)
   assert.match(half.stderr, /--tls-cert and --tls-key go together/)
-  const mismatched = await cli(['node', 'start', ...trustFlags(trust), '--tls-cert', trust.caFile, '--tls-key', join(dir, 'node-0', 'api.key'), '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', '0'])
+  const mismatched = await cli(['node', 'start', ...trustFlags(trust), '--tls-cert', trust.caFile, '--tls-key', join(dir, 'trust', 'api.key'), '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', '0'])
   assert.is(mismatched.code, 2, mismatched.stderr)
   assert.match(mismatched.stderr, /not a usable certificate and key pair/)
   const badHost = await cli(['cert', 'issue', '--ca-dir', trust.dir, '--host', 'not a host!', '--out', join(await tempDir(), 'x')])

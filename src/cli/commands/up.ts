@@ -114,12 +114,10 @@ async function startNode (i: number, bootstrap: string[], basePort: number, base
   const log = await open(logFile, 'a')
   const apiPort = basePort + i
   const trustDir = join(baseDir, 'trust')
-  // TLS with a certificate from the local mesh's CA (kubectl, client libraries), and
+  // TLS with the loopback certificate from the local mesh's CA (kubectl, client libraries), and
   // plain HTTP for loopback callers (the CLI's default URL, the web view in a browser).
-  const { issueServingCert, readMeshCa, writePemPair } = await import('../../policy/tls-issue.js')
-  const tlsCert = join(dataDir, 'api.crt')
-  const tlsKey = join(dataDir, 'api.key')
-  await writePemPair(tlsCert, tlsKey, await issueServingCert(await readMeshCa(trustDir), ['127.0.0.1', 'localhost', '::1'], { commonName: `beemesh ${name}` }))
+  const tlsCert = join(trustDir, 'api.crt')
+  const tlsKey = join(trustDir, 'api.key')
   const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel, '--trust', join(trustDir, 'mesh.json'), '--issue-with', join(trustDir, 'root.key'), '--dev', '--tls-cert', tlsCert, '--tls-key', tlsKey, '--api-insecure-http']
   for (const b of bootstrap) args.push('--bootstrap', b)
   const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd, 'ipc'] })
@@ -191,7 +189,9 @@ async function devTrust (baseDir: string): Promise<{ root: string, dir: string, 
   const policy = await signPolicy(rootKey, defaultPolicyText({ admins: admin != null ? [admin] : [], dev: true, name: 'local-dev', version: Math.floor(Date.now() / 1000) }))
   const mesh = { apiVersion: 'beemesh.io/v1', kind: 'Mesh', name: 'local', root: keyId(rootKey), policy }
   await writeFile(join(dir, 'mesh.json'), JSON.stringify(mesh, null, 2) + '\n', { mode: 0o600 })
-  const { ensureMeshCa } = await import('../../policy/tls-issue.js')
-  await ensureMeshCa(dir, mesh.name)
+  // Every node of the local mesh serves its API on loopback: one certificate (127.0.0.1, localhost, ::1) for all, fresh on each start.
+  const { ensureMeshCa, issueServingCert, writePemPair } = await import('../../policy/tls-issue.js')
+  const ca = await ensureMeshCa(dir, mesh.name)
+  await writePemPair(join(dir, 'api.crt'), join(dir, 'api.key'), await issueServingCert(ca, ['127.0.0.1', 'localhost', '::1'], { commonName: 'beemesh local mesh API' }))
   return { root: mesh.root, dir, ...(admin != null ? { admin } : {}) }
 }
