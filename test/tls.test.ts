@@ -198,6 +198,31 @@ test('a node reachable from other machines serves TLS only: plain HTTP refused, 
   }
 })
 
+test('broken and hostile connections leave the API serving: a cut handshake, garbage after a TLS byte, silence, plain bytes', async () => {
+  const { connect } = await import('node:net')
+  const send = async (bytes: Buffer | null, { end = true } = {}): Promise<void> => {
+    await new Promise<void>(resolve => {
+      const s = connect(base, '127.0.0.1', () => {
+        if (bytes != null) s.write(bytes)
+        if (end) s.end(); else s.destroy()
+      })
+      s.on('error', () => {})
+      s.on('close', () => { resolve() })
+      s.resume()
+    })
+  }
+  await send(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 6, 7]))
+  await send(Buffer.from([0x16]), { end: false })
+  await send(Buffer.concat([Buffer.from([0x16, 0x03, 0x03, 0xff, 0xff]), Buffer.alloc(4096, 0x41)]))
+  await send(null, { end: false })
+  await send(Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'))
+  await send(Buffer.alloc(3000, 0x00))
+  const ca = await readFile(caFile, 'utf8')
+  const res = await httpsGet(`https://127.0.0.1:${base}/healthz`, { ca })
+  assert.is(res.status, 200, JSON.stringify(res))
+  assert.is(up!.child.exitCode, null)
+})
+
 test('node start without a certificate needs --api-insecure-http, and a certificate needs its key', async () => {
   const trust = await testTrust()
   const none = await cli(['node', 'start', ...trustFlags(trust, { insecureHttp: false }), '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', await tempDir(), '--api-port', '0'])

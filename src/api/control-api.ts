@@ -107,9 +107,6 @@ export class ControlApi {
     this.front = createNetServer(socket => { this.dispatch(socket) })
   }
 
-  /** The mesh CA certificate (PEM) this API's certificate chains to, if it serves TLS. */
-  get ca (): string | undefined { return this.init.tls?.ca }
-
   /**
    * TLS on a socket whose first bytes were already read (Node's TLS would read
    * the socket's handle directly and miss them): the socket is wrapped in a
@@ -145,26 +142,24 @@ export class ControlApi {
       socket.setTimeout(0)
       socket.pause()
       socket.unshift(first)
-      if (first[0] === TLS_HANDSHAKE && this.secureContext != null) {
-        this.terminateTls(socket, this.secureContext)
-        return
-      } else if (first[0] !== TLS_HANDSHAKE && this.init.insecureHttp === true && isLoopbackAddress(socket.remoteAddress)) {
+      const tls = first[0] === TLS_HANDSHAKE
+      if (tls && this.secureContext != null) { this.terminateTls(socket, this.secureContext); return }
+      if (!tls && this.init.insecureHttp === true && isLoopbackAddress(socket.remoteAddress)) {
         this.server.emit('connection', socket)
-      } else {
-        const why = first[0] === TLS_HANDSHAKE
-          ? 'this API has no TLS certificate (start the node with --tls-cert and --tls-key)'
-          : this.secureContext != null
-            ? `this API speaks TLS: use https://${socket.localAddress ?? ''}:${socket.localPort ?? ''} with the mesh CA (plain HTTP is served only to loopback callers of a node started with --api-insecure-http)`
-            : 'plain HTTP is served only to loopback callers'
-        this.init.logger.debug({ peer: socket.remoteAddress }, `refused an API connection: ${why}`)
-        if (first[0] !== TLS_HANDSHAKE) {
-          const body = JSON.stringify({ error: why, reason: 'TLSRequired' }) + '\n'
-          socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
-        } else {
-          socket.destroy()
-        }
+        socket.resume()
         return
       }
+      const why = tls
+        ? 'this API has no TLS certificate (start the node with --tls-cert and --tls-key)'
+        : this.secureContext != null
+          ? `this API speaks TLS: use https://${hostPort(socket.localAddress, socket.localPort)} with the mesh CA (plain HTTP is served only to loopback callers of a node started with --api-insecure-http)`
+          : 'plain HTTP is served only to loopback callers'
+      this.init.logger.debug({ peer: socket.remoteAddress }, `refused an API connection: ${why}`)
+      if (tls) { socket.destroy(); return }
+      const body = JSON.stringify({ error: why, reason: 'TLSRequired' }) + '\n'
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+      // Drain what the peer still sends until it closes, for at most the first-byte timeout.
+      socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => { socket.destroy() })
       socket.resume()
     })
   }
@@ -185,7 +180,7 @@ export class ControlApi {
 
   get url (): string {
     const addr = this.front.address() as AddressInfo
-    return `${this.secureContext != null ? 'https' : 'http'}://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`
+    return `${this.secureContext != null ? 'https' : 'http'}://${hostPort(addr.address, addr.port)}`
   }
 
   async close (): Promise<void> {
@@ -472,6 +467,10 @@ export class ControlApi {
   }
 }
 
+function hostPort (address: string | undefined, port: number | undefined): string {
+  return `${address?.includes(':') === true ? `[${address}]` : address ?? ''}:${port ?? ''}`
+}
+
 /** A duplex over a socket that first yields what was already read from it (unshifted). */
 class ReplayingStream extends Duplex {
   constructor (private readonly socket: Socket) {
@@ -480,6 +479,8 @@ class ReplayingStream extends Duplex {
     socket.once('end', () => { this.push(null) })
     socket.once('close', () => { this.destroy() })
     socket.on('error', err => { this.destroy(err) })
+    // The TLS socket above reports failures; a broken peer must never become an unhandled 'error'.
+    this.on('error', () => {})
   }
 
   override _read (): void { this.socket.resume() }
