@@ -55,9 +55,12 @@ const SERVICE_PATH = new RegExp(`^/v1/services/(${NAME})/(${NAME})(/call)?$`)
 const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
 
 /**
- * The node's local control API (used by the CLI), on 127.0.0.1 by default.
+ * The node's local control API (used by the CLI), on 127.0.0.1 by default:
+ * TLS with the node's certificate, plain HTTP only to loopback callers and
+ * only when asked for (both on one port: see dispatch).
  *
  *   GET  /healthz                      liveness and node state
+ *   GET  /v1/ca                        the mesh CA certificate (PEM; public)
  *   GET  /v1/status                    peer id, addresses, uptime, peer count
  *   GET  /metrics                      Prometheus metrics
  *   GET  /v1/peers                     connected peers
