@@ -167,6 +167,14 @@ test('the CLI talks https to a node with --ca (or BEEMESH_CA), and says what to 
   const none = await cli(['status', '--api', `https://127.0.0.1:${base}`], { env: { BEEMESH_CA: '', HOME: await tempDir() } })
   assert.is.not(none.code, 0)
   assert.match(none.stderr, /TLS certificate was not accepted[^\n]*--ca <ca\.crt>/)
+  // kubeconfig from an https URL: the CA is fetched over verified TLS, or there is no kubeconfig.
+  const kc = await cli(['kubeconfig', '--api', `https://localhost:${base + 1}`, '--ca', caFile])
+  assert.is(kc.code, 0, kc.stderr)
+  assert.is((parseYaml(kc.stdout) as { clusters: Array<{ cluster: { server: string } }> }).clusters[0]!.cluster.server, `https://localhost:${base + 1}`)
+  const unverified = await cli(['kubeconfig', '--api', `https://localhost:${base + 1}`], { env: { BEEMESH_CA: '', HOME: await tempDir() } })
+  assert.is.not(unverified.code, 0)
+  assert.is(unverified.stdout, '')
+  assert.match(unverified.stderr, /TLS certificate was not accepted/)
 })
 
 test('a node reachable from other machines serves TLS only: plain HTTP refused, even from loopback; --api-insecure-http refused there', async () => {

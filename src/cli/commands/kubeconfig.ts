@@ -50,7 +50,8 @@ export async function printKubeconfig (api: string, { write }: { write?: string 
   try {
     ca = await nodeCa(api)
   } catch (err) {
-    if (err instanceof ApiRequestError) throw err
+    // An https server needs its CA in the kubeconfig: no kubeconfig that cannot verify it.
+    if (err instanceof ApiRequestError || api.startsWith('https:')) throw err
     process.stderr.write(`warning: could not ask ${api} for its mesh CA (${describeError(err)}); the kubeconfig points at ${api} as given\n`)
   }
   const text = toYaml(kubeconfig(api, ca != null ? { ca } : {}))
