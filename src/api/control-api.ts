@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { Duplex } from 'node:stream'
+import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls'
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { z } from 'zod'
 import { describeError } from '../errors.js'
 import type { NodeRuntime } from '../actors/node-runtime.js'
@@ -21,6 +23,7 @@ import { asPrincipal } from '../policy/request-context.js'
 import { SYSTEM_NAMESPACE } from '../policy/defaults.js'
 import { CallError, callErrorStatus } from '../services/errors.js'
 import { MAX_CALL_BYTES } from '../services/calls.js'
+import { isLoopbackAddress, type ServingTls } from '../policy/tls.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
 export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'peer' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics' | 'trust' | 'policies' | 'peerId'>
@@ -30,7 +33,16 @@ export interface ControlApiInit {
   host: string
   port: number
   logger: Logger
+  /** Serve TLS with this certificate (docs/security.md, "TLS"). */
+  tls?: ServingTls
+  /** Also answer plain HTTP, to loopback peers only (`--api-insecure-http`). */
+  insecureHttp?: boolean
 }
+
+/** The first byte of a TLS record carrying a handshake (the ClientHello). */
+const TLS_HANDSHAKE = 0x16
+/** How long a connection may stay silent before its first byte says what it speaks. */
+const FIRST_BYTE_TIMEOUT_MS = 10_000
 
 const RecordPut = z.object({ key: z.string(), value: z.string(), encoding: z.enum(['utf8', 'base64']).default('utf8') })
 const Publish = z.object({ data: z.unknown() })
@@ -45,9 +57,12 @@ const SERVICE_PATH = new RegExp(`^/v1/services/(${NAME})/(${NAME})(/call)?$`)
 const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
 
 /**
- * The node's local control API (used by the CLI), on 127.0.0.1 by default.
+ * The node's local control API (used by the CLI), on 127.0.0.1 by default:
+ * TLS with the node's certificate, plain HTTP only to loopback callers and
+ * only when asked for (both on one port: see dispatch).
  *
  *   GET  /healthz                      liveness and node state
+ *   GET  /v1/ca                        the mesh CA certificate (PEM; public)
  *   GET  /v1/status                    peer id, addresses, uptime, peer count
  *   GET  /metrics                      Prometheus metrics
  *   GET  /v1/peers                     connected peers
@@ -74,6 +89,11 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
 export class ControlApi {
   private readonly init: ControlApiInit
   private readonly server: Server
+  /** One port for both: the first byte of a connection picks TLS or (loopback, when allowed) plain HTTP. */
+  private readonly front: NetServer
+  private readonly secureContext?: SecureContext
+  /** Connections whose first byte has not come yet. */
+  private readonly undecided = new Set<Socket>()
   private readonly streams = new Set<ServerResponse>()
   private readonly kube: KubeApi
 
@@ -95,8 +115,68 @@ export class ControlApi {
         return await (await import('../actors/bundler.js')).readBundle(code, { ...opts, shown: opts.source, ...(isolation != null ? { isolation } : {}) })
       }
     })
-    this.server = createServer((req, res) => { void this.handle(req, res) })
+    const handler = (req: IncomingMessage, res: ServerResponse): void => { void this.handle(req, res) }
+    this.server = createServer(handler)
     this.server.keepAliveTimeout = 1_000
+    if (init.tls != null) this.secureContext = createSecureContext({ cert: init.tls.cert, key: init.tls.key, minVersion: 'TLSv1.2' })
+    this.front = createNetServer(socket => { this.dispatch(socket) })
+  }
+
+  /**
+   * TLS on a socket whose first bytes were already read (Node's TLS would read
+   * the socket's handle directly and miss them): the socket is wrapped in a
+   * stream that replays them, and the decrypted side goes to the HTTP server
+   * as one more connection, with the peer's real address.
+   */
+  private terminateTls (socket: Socket, secureContext: SecureContext): void {
+    const tlsSocket = new TLSSocket(new ReplayingStream(socket), { isServer: true, secureContext })
+    for (const key of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort'] as const) {
+      Object.defineProperty(tlsSocket, key, { value: socket[key], configurable: true })
+    }
+    const handshake = setTimeout(() => { tlsSocket.destroy() }, FIRST_BYTE_TIMEOUT_MS)
+    tlsSocket.on('error', err => {
+      this.init.logger.debug({ err: describeError(err), peer: socket.remoteAddress }, 'TLS with an API client failed')
+      tlsSocket.destroy()
+    })
+    tlsSocket.once('close', () => { clearTimeout(handshake); socket.destroy() })
+    tlsSocket.once('secure', () => {
+      clearTimeout(handshake)
+      this.server.emit('connection', tlsSocket)
+    })
+    socket.resume()
+  }
+
+  /** Hands a new connection to the TLS server, or to the plain one when it may speak plain HTTP. */
+  private dispatch (socket: Socket): void {
+    socket.on('error', () => { socket.destroy() })
+    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => { socket.destroy() })
+    this.undecided.add(socket)
+    socket.once('close', () => { this.undecided.delete(socket) })
+    socket.once('data', (first: Buffer) => {
+      this.undecided.delete(socket)
+      socket.setTimeout(0)
+      socket.pause()
+      socket.unshift(first)
+      const tls = first[0] === TLS_HANDSHAKE
+      if (tls && this.secureContext != null) { this.terminateTls(socket, this.secureContext); return }
+      if (!tls && this.init.insecureHttp === true && isLoopbackAddress(socket.remoteAddress)) {
+        this.server.emit('connection', socket)
+        socket.resume()
+        return
+      }
+      const why = tls
+        ? 'this API has no TLS certificate (start the node with --tls-cert and --tls-key)'
+        : this.secureContext != null
+          ? `this API speaks TLS: use https://${hostPort(socket.localAddress, socket.localPort)} with the mesh CA (plain HTTP is served only to loopback callers of a node started with --api-insecure-http)`
+          : 'plain HTTP is served only to loopback callers'
+      this.init.logger.debug({ peer: socket.remoteAddress }, `refused an API connection: ${why}`)
+      if (tls) { socket.destroy(); return }
+      const body = JSON.stringify({ error: why, reason: 'TLSRequired' }) + '\n'
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+      // Drain what the peer still sends until it closes, for at most the first-byte timeout.
+      socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => { socket.destroy() })
+      socket.resume()
+    })
   }
 
   async listen (): Promise<string> {
@@ -104,9 +184,9 @@ export class ControlApi {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new ApiListenError(this.init.host, this.init.port, err.code === 'EADDRINUSE' ? 'address already in use' : describeError(err), { cause: err }))
       }
-      this.server.once('error', onError)
-      this.server.listen(this.init.port, this.init.host, () => {
-        this.server.off('error', onError)
+      this.front.once('error', onError)
+      this.front.listen(this.init.port, this.init.host, () => {
+        this.front.off('error', onError)
         resolve()
       })
     })
@@ -114,15 +194,16 @@ export class ControlApi {
   }
 
   get url (): string {
-    const addr = this.server.address() as AddressInfo
-    return `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`
+    const addr = this.front.address() as AddressInfo
+    return `${this.secureContext != null ? 'https' : 'http'}://${hostPort(addr.address, addr.port)}`
   }
 
   async close (): Promise<void> {
     for (const res of this.streams) res.end()
     this.kube.close()
     this.server.closeAllConnections()
-    await new Promise<void>(resolve => this.server.close(() => { resolve() }))
+    for (const socket of this.undecided) socket.destroy()
+    await new Promise<void>(resolve => this.front.close(() => { resolve() }))
   }
 
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -145,6 +226,14 @@ export class ControlApi {
     if (path === '/healthz' && method === 'GET') {
       const status = node.status()
       sendJson(res, status.state.startsWith('running') ? 200 : 503, { status: status.state.startsWith('running') ? 'ok' : 'unavailable', state: status.state, peerId: status.peerId })
+      return
+    }
+    // The mesh CA certificate is public: clients fetch it to verify this API (`beemesh kubeconfig`).
+    if (path === '/v1/ca' && method === 'GET') {
+      const ca = this.init.tls?.ca
+      if (ca == null) throw new HttpError(404, this.init.tls != null ? 'this node\'s certificate file holds no CA certificate after its own' : 'this node serves no TLS (no --tls-cert)', 'NotFound')
+      res.writeHead(200, { 'content-type': 'application/x-pem-file', 'content-length': Buffer.byteLength(ca) })
+      res.end(ca)
       return
     }
     // The web view's static files (no data in them: the page calls the API below with its token).
@@ -407,6 +496,28 @@ export class ControlApi {
     req.on('close', end)
     res.on('close', end)
   }
+}
+
+function hostPort (address: string | undefined, port: number | undefined): string {
+  return `${address?.includes(':') === true ? `[${address}]` : address ?? ''}:${port ?? ''}`
+}
+
+/** A duplex over a socket that first yields what was already read from it (unshifted). */
+class ReplayingStream extends Duplex {
+  constructor (private readonly socket: Socket) {
+    super()
+    socket.on('data', (chunk: Buffer) => { if (!this.push(chunk)) socket.pause() })
+    socket.once('end', () => { this.push(null) })
+    socket.once('close', () => { this.destroy() })
+    socket.on('error', err => { this.destroy(err) })
+    // The TLS socket above reports failures; a broken peer must never become an unhandled 'error'.
+    this.on('error', () => {})
+  }
+
+  override _read (): void { this.socket.resume() }
+  override _write (chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void { this.socket.write(chunk, done) }
+  override _final (done: (err?: Error | null) => void): void { this.socket.end(done) }
+  override _destroy (err: Error | null, done: (err?: Error | null) => void): void { this.socket.destroy(); done(err) }
 }
 
 function parse<T> (schema: z.ZodType<T>, value: unknown): T {

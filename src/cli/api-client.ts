@@ -51,6 +51,65 @@ async function bearer (): Promise<string | undefined> {
   return await token
 }
 
+/**
+ * The mesh CA the CLI verifies https APIs with: `useCa`, else `BEEMESH_CA`,
+ * else the CA of `beemesh up`'s default mesh (~/.beemesh/local/trust/ca.crt)
+ * when it exists; without one, Node's default trust (which knows no mesh CA).
+ */
+let caPath: string | undefined
+let caPem: Promise<string | undefined> | undefined
+
+export function useCa (path: string | undefined): void {
+  caPath = path
+  caPem = undefined
+}
+
+async function meshCa (): Promise<string | undefined> {
+  caPem ??= (async () => {
+    const { readFile } = await import('node:fs/promises')
+    const explicit = caPath ?? (process.env.BEEMESH_CA !== '' ? process.env.BEEMESH_CA : undefined)
+    if (explicit != null) {
+      try {
+        return await readFile(explicit, 'utf8')
+      } catch (err) {
+        throw new ApiUnreachableError(explicit, `cannot read the mesh CA certificate (--ca / BEEMESH_CA): ${describeError(err)}`, { cause: err })
+      }
+    }
+    const { join } = await import('node:path')
+    const { homedir } = await import('node:os')
+    return await readFile(join(homedir(), '.beemesh', 'local', 'trust', 'ca.crt'), 'utf8').catch(() => undefined)
+  })()
+  return await caPem
+}
+
+/** fetch() over node:https, verifying the server with `ca` (global fetch cannot be given a CA without undici). */
+async function httpsFetch (url: string, init: { method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal }, ca: string | undefined): Promise<Response> {
+  const { request } = await import('node:https')
+  const { Readable } = await import('node:stream')
+  return await new Promise<Response>((resolve, reject) => {
+    const req = request(url, { method: init.method, headers: init.headers, ...(ca != null ? { ca } : {}), ...(init.signal != null ? { signal: init.signal } : {}) }, res => {
+      const headers = new Headers()
+      for (const [k, v] of Object.entries(res.headers)) {
+        if (Array.isArray(v)) for (const one of v) headers.append(k, one)
+        else if (v != null) headers.set(k, v)
+      }
+      const status = res.statusCode ?? 502
+      const nullBody = status === 204 || status === 304 || init.method === 'HEAD'
+      if (nullBody) res.resume()
+      resolve(new Response(nullBody ? null : Readable.toWeb(res) as ReadableStream<Uint8Array>, { status, statusText: res.statusMessage ?? '', headers }))
+    })
+    req.on('error', reject)
+    req.end(init.body)
+  })
+}
+
+/** A certificate failure in words a user can act on. */
+function tlsReason (err: unknown, hasCa: boolean): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? ''
+  if (!/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return undefined
+  return `the API's TLS certificate was not accepted (${code}: ${describeError(err)}); ${hasCa ? 'the mesh CA given (--ca / BEEMESH_CA) did not sign it for this host' : 'pass the mesh CA certificate with --ca <ca.crt> or BEEMESH_CA'}`
+}
+
 export interface RequestOptions {
   method?: string
   body?: unknown
@@ -87,16 +146,18 @@ export class ApiClient {
       ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
       ...(auth != null ? { authorization: `Bearer ${auth}` } : {})
     }
+    const init = {
+      method: options.method ?? 'GET',
+      headers,
+      ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+      ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {})
+    }
+    const ca = url.startsWith('https:') ? await meshCa() : undefined
     try {
-      return await fetch(url, {
-        method: options.method ?? 'GET',
-        headers,
-        body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
-        signal: signals.length > 0 ? AbortSignal.any(signals) : undefined
-      })
+      return url.startsWith('https:') ? await httpsFetch(url, init, ca) : await fetch(url, init)
     } catch (err) {
-      const cause = (err as { cause?: unknown }).cause
-      const reason = (cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED' ? 'connection refused' : describeError(cause ?? err)
+      const cause = (err as { cause?: unknown }).cause ?? err
+      const reason = (cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED' ? 'connection refused' : tlsReason(cause, ca != null) ?? describeError(cause)
       throw new ApiUnreachableError(this.baseUrl, reason, { cause: err })
     }
   }

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import { BeeMeshError, describeError } from '../errors.js'
 import { VERSION } from '../actors/node-runtime.js'
-import { resolveApiUrl, useCredentials } from './api-client.js'
+import { resolveApiUrl, useCa, useCredentials } from './api-client.js'
 import { peers, publish, recordGet, recordPut, status, subscribe, type ClientOptions } from './commands/client.js'
 import { DEFAULT_DATA_DIR, nodeStart } from './commands/node-start.js'
 import { up } from './commands/up.js'
@@ -16,7 +16,7 @@ import { LOG_LEVELS } from './logging.js'
 import { OUTPUT_FORMATS, parseOutputFormat } from './output.js'
 import { printKubeconfig } from './commands/kubeconfig.js'
 import { registerUi } from './commands/ui.js'
-import { credentialIssue, DEFAULT_CREDENTIAL_TTL, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, DEFAULT_TRUST_DIR, identity, init, keygen, nodeId, policyApply, policyGet, policySign, token } from './commands/trust.js'
+import { certIssue, credentialIssue, DEFAULT_CERT_TTL, DEFAULT_CREDENTIAL_TTL, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, DEFAULT_TRUST_DIR, identity, init, keygen, nodeId, policyApply, policyGet, policySign, token } from './commands/trust.js'
 import type { OutputFormat } from './output.js'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
@@ -61,7 +61,9 @@ export function buildProgram (): Command {
     .option('--api <url>', 'control API of the node to talk to (env BEEMESH_API)', undefined)
     .option('--key <file>', 'deployer key to sign manifests and API requests with (env BEEMESH_KEY; default ~/.config/beemesh/deployer.key when it exists)')
     .option('--token <token>', 'bearer token to send instead (env BEEMESH_TOKEN; make one with `beemesh token`)')
+    .option('--ca <file>', 'the mesh CA certificate that verifies an https --api (env BEEMESH_CA; default: `beemesh up`\'s, when it exists)')
     .hook('preAction', (_cmd, action) => {
+      useCa(action.optsWithGlobals<{ ca?: string }>().ca)
       const g = action.optsWithGlobals<{ key?: string, token?: string }>()
       useCredentials({ ...(g.token != null ? { token: g.token } : {}), ...(g.key != null && action.name() !== 'keygen' && action.name() !== 'identity' && action.name() !== 'token' ? { keyPath: g.key } : {}) })
     })
@@ -96,8 +98,11 @@ Examples:
     .option('--issue-with <root.key>', 'dev/test: issue this node its own credential with the root key at start (kept as <data dir>/credential.json)')
     .option('--dev', 'allow anonymous API requests from loopback (as the "anonymous" deployer)', false)
     .option('--allow-unconfined', 'on a host without bubblewrap or user namespaces, run workload code in worker threads of the node instead of refusing it (no security boundary)', false)
+    .option('--tls-cert <file>', 'the API\'s TLS certificate chain, PEM (`beemesh cert issue`)')
+    .option('--tls-key <file>', 'the private key of --tls-cert, PEM')
+    .option('--api-insecure-http', 'also answer plain HTTP, to loopback callers only (refused with a non-loopback --api-host)', false)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean, allowUnconfined: boolean }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean, allowUnconfined: boolean, tlsCert?: string, tlsKey?: string, apiInsecureHttp: boolean }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })
@@ -274,6 +279,15 @@ request too large, or the handler failed (the message names which).`)
       const deployerKeyPath = opts.deployerKey ?? cmd.optsWithGlobals<{ key?: string }>().key
       await init({ dir: opts.dir, name: opts.name, deployerKeyPath, dev: opts.dev, force: opts.force, output: opts.output })
     })
+
+  const cert = program.command('cert').description('TLS certificates for node APIs, signed by the mesh CA')
+  cert.command('issue')
+    .description('issue a node\'s API serving certificate (ECDSA P-256) with the mesh CA; writes <out>.crt and <out>.key')
+    .option('--ca-dir <dir>', 'the mesh\'s trust directory holding ca.crt and ca.key (`beemesh init`)', DEFAULT_TRUST_DIR)
+    .requiredOption('--host <name|ip>', 'a host name or IP address clients reach the API by (repeatable)', collect, [])
+    .option('--ttl <duration>', 'how long the certificate is valid', DEFAULT_CERT_TTL)
+    .requiredOption('--out <prefix>', 'write <prefix>.crt and <prefix>.key')
+    .action(async (opts: { caDir: string, host: string[], ttl: string, out: string }) => { await certIssue(opts) })
 
   const credential = program.command('credential').description('membership credentials signed by the mesh root')
   credential.command('issue')

@@ -14,7 +14,8 @@ import { defaultPolicyText } from '../../src/policy/defaults.js'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as assert from 'uvu/assert'
-import { ApiClient, useCredentials } from '../../src/cli/api-client.js'
+import { ApiClient, useCa, useCredentials } from '../../src/cli/api-client.js'
+import { ensureMeshCa, issueServingCert, writePemPair } from '../../src/policy/tls-issue.js'
 import type { NodeStatus } from '../../src/actors/node-runtime.js'
 import type { MeshPeer } from '../../src/transport/mesh-node.js'
 
@@ -36,8 +37,8 @@ export async function tempDir (prefix = 'beemesh-test-'): Promise<string> {
   return await mkdtemp(join(tmpdir(), prefix))
 }
 
-/** A mesh trust root for tests: its files, the root key, and an admin deployer key. */
-export interface TestTrust { dir: string, meshFile: string, rootKeyFile: string, root: string, rootKey: PrivateKey, deployerKeyFile: string, deployer: string }
+/** A mesh trust root for tests: its files, the root key, an admin deployer key, and the mesh CA (ca.crt, ca.key). */
+export interface TestTrust { dir: string, meshFile: string, rootKeyFile: string, root: string, rootKey: PrivateKey, deployerKeyFile: string, deployer: string, caFile: string }
 
 let sharedTrust: Promise<TestTrust> | undefined
 
@@ -56,7 +57,8 @@ export async function makeTrust (policy: (deployer: string) => string = deployer
   const meshFile = join(dir, 'mesh.json')
   const root = keyId(rootKey)
   await writeFile(meshFile, JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Mesh', name: 'test', root, policy: await signPolicy(rootKey, policy(deployer)) }))
-  return { dir, meshFile, rootKeyFile, root, rootKey, deployerKeyFile, deployer }
+  await ensureMeshCa(dir, 'test')
+  return { dir, meshFile, rootKeyFile, root, rootKey, deployerKeyFile, deployer, caFile: join(dir, 'ca.crt') }
 }
 
 /**
@@ -68,14 +70,26 @@ export async function testTrust (): Promise<TestTrust> {
   sharedTrust ??= makeTrust().then(t => {
     process.env.BEEMESH_KEY = t.deployerKeyFile
     useCredentials({ keyPath: t.deployerKeyFile })
+    // https APIs (nodes in network namespaces) are verified with the test mesh's CA.
+    process.env.BEEMESH_CA = t.caFile
+    useCa(t.caFile)
     return t
   })
   return await sharedTrust
 }
 
-/** `node start` flags joining `trust` as a member that issues its own credential, with anonymous loopback API access. */
-export function trustFlags (trust: TestTrust, { member = true, dev = true } = {}): string[] {
-  return ['--trust', trust.meshFile, ...(member ? ['--issue-with', trust.rootKeyFile] : []), ...(dev ? ['--dev'] : [])]
+/** `node start` flags joining `trust` as a member that issues its own credential, with anonymous loopback API access, over plain HTTP (loopback only). */
+export function trustFlags (trust: TestTrust, { member = true, dev = true, insecureHttp = true } = {}): string[] {
+  return ['--trust', trust.meshFile, ...(member ? ['--issue-with', trust.rootKeyFile] : []), ...(dev ? ['--dev'] : []), ...(insecureHttp ? ['--api-insecure-http'] : [])]
+}
+
+/** An API certificate for `hosts` from the test mesh's CA, as `beemesh cert issue` makes one: `node start` flags. */
+export async function tlsFlags (hosts: string[], dir?: string): Promise<string[]> {
+  const trust = await testTrust()
+  const out = dir ?? await tempDir('beemesh-tls-')
+  const ca = await ensureMeshCa(trust.dir, 'test')
+  await writePemPair(join(out, 'api.crt'), join(out, 'api.key'), await issueServingCert(ca, hosts))
+  return ['--tls-cert', join(out, 'api.crt'), '--tls-key', join(out, 'api.key')]
 }
 
 /** Resolves when `check` returns a truthy value; rejects after `timeoutMs` with `what` and the last value. */
@@ -172,8 +186,10 @@ export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, t
   // Default: a member of the test process's mesh, in dev mode (anonymous loopback API).
   const trustArgs = trust ?? trustFlags(await testTrust())
   const listenArgs = (fallback: string): string[] => (listen ?? [fallback]).flatMap(a => ['--listen', a])
-  const where = netns == null ? listenArgs('/ip4/127.0.0.1/tcp/0') : [...listenArgs(`/ip4/${netns.ip}/tcp/0`), '--api-host', netns.ip, '--private-addresses']
-  const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...trustArgs, ...extra]
+  // In a namespace the API is reached from another address: TLS with the test mesh's CA, never plain HTTP.
+  const where = netns == null ? listenArgs('/ip4/127.0.0.1/tcp/0') : [...listenArgs(`/ip4/${netns.ip}/tcp/0`), '--api-host', netns.ip, '--private-addresses', ...await tlsFlags([netns.ip], dir)]
+  if (netns != null) extra = extra.filter(a => a !== '--api-insecure-http')
+  const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...(netns != null ? trustArgs.filter(a => a !== '--api-insecure-http') : trustArgs), ...extra]
   for (const b of bootstrap) args.push('--bootstrap', b)
   const running = startCli(args, { netns: netns?.name })
   const m = await running.waitForOutput(/node (\S+) running\n\s+listening\s+(\S+)[\s\S]*?api\s+(\S+)\n/)

@@ -8,6 +8,7 @@ import { ControlApi } from '../../api/control-api.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
 import { createLogger } from '../logging.js'
 import { DEFAULT_INSPECT_URL, nodeSuffix } from '../../actors/inspection.js'
+import { isLoopbackHost, loadServingTls, type ServingTls } from '../../policy/tls.js'
 import { formatCpu, formatMemory, parseCpu, parseMemory } from '../../workloads/quantities.js'
 
 export interface NodeStartOptions {
@@ -31,6 +32,11 @@ export interface NodeStartOptions {
   credential?: string
   issueWith?: string
   dev?: boolean
+  /** `--tls-cert`/`--tls-key`: the API's serving certificate (chain) and key (`beemesh cert issue`). */
+  tlsCert?: string
+  tlsKey?: string
+  /** `--api-insecure-http`: also answer plain HTTP, to loopback callers only. */
+  apiInsecureHttp?: boolean
   /** `--inspect [ws-url]`: true without a URL (the default relay). */
   inspect?: string | boolean
   /** `--allow-unconfined`: run workload code in worker threads where the host cannot confine it. */
@@ -46,6 +52,22 @@ export async function loadTrustConfig (opts: Pick<NodeStartOptions, 'trust' | 'c
   const issueWith = opts.issueWith != null ? (await readKeyFile(opts.issueWith)).key : undefined
   if (issueWith != null && keyId(issueWith) !== mesh.root) throw new InvalidArgumentError(`--issue-with ${opts.issueWith}: that key is not the root of mesh ${mesh.name} (${mesh.root})`)
   return { mesh, ...(credential != null ? { credential } : {}), ...(issueWith != null ? { issueWith } : {}), dev: opts.dev ?? false }
+}
+
+/**
+ * The API's transport from the flags: TLS with a certificate, plain HTTP for
+ * loopback callers only when asked for, and never plain HTTP on a host
+ * other machines can reach.
+ */
+export async function loadApiTls (opts: Pick<NodeStartOptions, 'apiHost' | 'tlsCert' | 'tlsKey' | 'apiInsecureHttp'>): Promise<{ tls?: ServingTls, insecureHttp: boolean }> {
+  if ((opts.tlsCert == null) !== (opts.tlsKey == null)) throw new InvalidArgumentError('--tls-cert and --tls-key go together: the serving certificate (chain) and its private key, made by `beemesh cert issue`')
+  const insecureHttp = opts.apiInsecureHttp === true
+  if (insecureHttp && !isLoopbackHost(opts.apiHost)) throw new InvalidArgumentError(`--api-insecure-http: plain HTTP is only served on loopback, but --api-host is ${opts.apiHost}; give the API a certificate (--tls-cert, --tls-key from \`beemesh cert issue\`) instead`)
+  if (opts.tlsCert == null) {
+    if (!insecureHttp) throw new InvalidArgumentError('the API needs a TLS certificate: pass --tls-cert and --tls-key (made by `beemesh cert issue` with the mesh CA), or --api-insecure-http for plain HTTP on loopback only')
+    return { insecureHttp }
+  }
+  return { tls: await loadServingTls(opts.tlsCert, opts.tlsKey!), insecureHttp }
 }
 
 export const DEFAULT_DATA_DIR = join(homedir(), '.beemesh')
@@ -103,6 +125,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   const containerSocket = opts.containerSocket === false ? undefined : resolveSocket(opts.containerSocket)
   const inspectUrl = parseInspectUrl(opts.inspect)
   const trust = await loadTrustConfig(opts)
+  const apiTls = await loadApiTls(opts)
   const log = createLogger(opts.logLevel, { component: 'node' })
   const runtime = new NodeRuntime({
     trust,
@@ -120,7 +143,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     allowUnconfined: opts.allowUnconfined ?? false,
     ...(inspectUrl != null ? { inspectUrl } : {})
   })
-  const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log })
+  const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log, ...apiTls })
 
   // The API port is claimed first so a conflict fails fast, before joining the mesh.
   await api.listen()
@@ -139,6 +162,8 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   process.stdout.write(`node ${status.peerId} running\n`)
   for (const addr of status.addresses) process.stdout.write(`  listening  ${addr}\n`)
   process.stdout.write(`  api        ${api.url}\n`)
+  if (apiTls.tls != null) process.stdout.write(`  api tls    certificate ${opts.tlsCert!}${apiTls.tls.ca != null ? ' (mesh CA at GET /v1/ca)' : ''}${apiTls.insecureHttp ? `; plain HTTP too, for loopback callers only (${api.url.replace('https:', 'http:')})` : ''}\n`)
+  else process.stdout.write('  api tls    none: plain HTTP, for loopback callers only (--api-insecure-http)\n')
   process.stdout.write(`  data dir   ${dataDir}\n`)
   process.stdout.write(`  offers     cpu ${formatCpu(capacity.cpuMillis)}, memory ${formatMemory(capacity.memoryBytes)}${Object.keys(opts.label).length > 0 ? `, labels ${Object.entries(opts.label).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}\n`)
   process.stdout.write(`  mesh       ${trust.mesh.name} (root ${trust.mesh.root}); ${status.trust.member ? 'member' : 'NOT a member: no valid credential, the mesh ignores this node'}; policy ${status.trust.policy.name} v${status.trust.policy.version}\n`)

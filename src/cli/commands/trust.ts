@@ -146,6 +146,9 @@ export interface InitMeshResult {
   deployerKeyFile: string
   deployerCreated: boolean
   name: string
+  /** The mesh CA (ECDSA P-256) that signs the nodes' API certificates. */
+  caCertFile: string
+  caKeyFile: string
 }
 
 const MESH_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
@@ -183,7 +186,11 @@ export async function initMesh ({ dir, name = DEFAULT_MESH_NAME, deployerKeyPath
   await writePublic(policyFile, policyText)
   const mesh: MeshTrust = { apiVersion: 'beemesh.io/v1', kind: 'Mesh', name, root, policy: await signPolicy(rootKey, policyText) }
   await writePublic(meshFile, json(mesh))
-  return { root, deployer, dir: absDir, meshFile, rootKeyFile, policyFile, deployerKeyFile, deployerCreated, name }
+  const { createMeshCa, writePemPair, CA_CERT_FILE, CA_KEY_FILE } = await import('../../policy/tls-issue.js')
+  const caCertFile = join(absDir, CA_CERT_FILE)
+  const caKeyFile = join(absDir, CA_KEY_FILE)
+  await writePemPair(caCertFile, caKeyFile, await createMeshCa(name))
+  return { root, deployer, dir: absDir, meshFile, rootKeyFile, policyFile, deployerKeyFile, deployerCreated, name, caCertFile, caKeyFile }
 }
 
 /** `beemesh init`: prints what `initMesh` created and the next steps. */
@@ -198,6 +205,8 @@ export async function init (opts: InitMeshOptions & { output?: OutputFormat }): 
                 signs node credentials and policies: keep it offline, never copy it to a node
   policy        ${r.policyFile} (default deny; the deployer below is admin${opts.dev === true ? ', and so is anonymous loopback access to --dev nodes' : ''})
   mesh file     ${r.meshFile} (give it to every node)
+  mesh CA       ${r.caCertFile} (public: clients verify node APIs with it)
+                ${r.caKeyFile} (signs node API certificates: keep it offline with the root key)
   deployer key  ${r.deployerKeyFile} (${r.deployerCreated ? 'created' : 'existing'})
                 ${r.deployer}
 
@@ -206,11 +215,13 @@ Next steps:
        beemesh node id --data-dir <node data dir>
   2. issue the node its membership credential (on this machine, with the root key):
        beemesh credential issue --root ${r.rootKeyFile} --node <peer id> --label zone=eu --out node.cred
-  3. copy ${r.meshFile} and node.cred to the node and start it:
-       beemesh node start --trust mesh.json --credential node.cred --data-dir <node data dir>
-  4. make a bearer token for the node's API (deployer key, 1h):
+  3. issue the node's API certificate for the names clients reach it by:
+       beemesh cert issue --ca-dir ${r.dir} --host <node ip or name> --out node-api
+  4. copy ${r.meshFile}, node.cred, node-api.crt and node-api.key to the node and start it:
+       beemesh node start --trust mesh.json --credential node.cred --tls-cert node-api.crt --tls-key node-api.key --data-dir <node data dir>
+  5. make a bearer token for the node's API (deployer key, 1h):
        beemesh token${keyFlag}
-  5. change the policy: edit ${r.policyFile}, raise metadata.version, then
+  6. change the policy: edit ${r.policyFile}, raise metadata.version, then
        beemesh policy apply ${r.policyFile} --root ${r.rootKeyFile}
 `)
 }
@@ -241,6 +252,30 @@ export async function nodeId ({ dataDir }: { dataDir: string }): Promise<void> {
   const { privateKey, path, created } = await loadOrCreateIdentity(resolve(dataDir))
   if (created) process.stderr.write(`created node identity key ${path}\n`)
   process.stdout.write(`${peerIdFromPrivateKey(privateKey).toString()}\n`)
+}
+
+// ---------------------------------------------------------------- API certificates
+
+export const DEFAULT_CERT_TTL = '90d'
+
+/**
+ * `beemesh cert issue`: a serving certificate for a node's API, signed by the
+ * mesh CA of `caDir` (ca.crt, ca.key), for `hosts` (IP addresses and DNS
+ * names). Writes `<out>.crt` (the certificate, then the CA) and `<out>.key` (0600).
+ */
+export async function certIssue ({ caDir = DEFAULT_TRUST_DIR, host = [], ttl = DEFAULT_CERT_TTL, out }: { caDir?: string, host?: string[], ttl?: string, out: string }): Promise<{ certFile: string, keyFile: string }> {
+  const ttlMs = parseDuration(ttl)
+  const { checkHosts, issueServingCert, readMeshCa, writePemPair } = await import('../../policy/tls-issue.js')
+  const hosts = checkHosts(host)
+  const ca = await readMeshCa(resolve(caDir))
+  const pair = await issueServingCert(ca, hosts, { ttlMs })
+  const certFile = resolve(`${out}.crt`)
+  const keyFile = resolve(`${out}.key`)
+  await writePemPair(certFile, keyFile, pair)
+  process.stdout.write(`wrote the API certificate for ${hosts.join(', ')} to ${certFile} (key ${keyFile}; expires ${new Date(Date.now() + ttlMs).toISOString().slice(0, 10)})
+  start the node with: --tls-cert ${certFile} --tls-key ${keyFile}
+`)
+  return { certFile, keyFile }
 }
 
 // ---------------------------------------------------------------- policies

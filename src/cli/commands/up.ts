@@ -87,6 +87,7 @@ export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: strin
     const ready = nodes.map((n, i) => ({ name: n.name, url: n.api.baseUrl, peerId: statuses[i]!.peerId }))
     for (const n of ready) process.stdout.write(`  ${n.name}  ${n.peerId}  ${n.url}\n`)
     process.stdout.write(`web view: ${ready[0]!.url}/ui/   (or: beemesh ui)\n`)
+    process.stdout.write(`kubectl: beemesh kubeconfig --api ${ready[0]!.url} --write kubeconfig   (https, verified with the mesh CA ${join(baseDir, 'trust', 'ca.crt')})\n`)
     process.stdout.write(`try: beemesh peers --api ${ready[0]!.url}   (Ctrl-C stops the mesh)\n`)
 
     for (const node of nodes) {
@@ -113,7 +114,11 @@ async function startNode (i: number, bootstrap: string[], basePort: number, base
   const log = await open(logFile, 'a')
   const apiPort = basePort + i
   const trustDir = join(baseDir, 'trust')
-  const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel, '--trust', join(trustDir, 'mesh.json'), '--issue-with', join(trustDir, 'root.key'), '--dev']
+  // TLS with the loopback certificate from the local mesh's CA (kubectl, client libraries), and
+  // plain HTTP for loopback callers (the CLI's default URL, the web view in a browser).
+  const tlsCert = join(trustDir, 'api.crt')
+  const tlsKey = join(trustDir, 'api.key')
+  const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel, '--trust', join(trustDir, 'mesh.json'), '--issue-with', join(trustDir, 'root.key'), '--dev', '--tls-cert', tlsCert, '--tls-key', tlsKey, '--api-insecure-http']
   for (const b of bootstrap) args.push('--bootstrap', b)
   const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd, 'ipc'] })
   await log.close()
@@ -184,5 +189,9 @@ async function devTrust (baseDir: string): Promise<{ root: string, dir: string, 
   const policy = await signPolicy(rootKey, defaultPolicyText({ admins: admin != null ? [admin] : [], dev: true, name: 'local-dev', version: Math.floor(Date.now() / 1000) }))
   const mesh = { apiVersion: 'beemesh.io/v1', kind: 'Mesh', name: 'local', root: keyId(rootKey), policy }
   await writeFile(join(dir, 'mesh.json'), JSON.stringify(mesh, null, 2) + '\n', { mode: 0o600 })
+  // Every node of the local mesh serves its API on loopback: one certificate (127.0.0.1, localhost, ::1) for all, fresh on each start.
+  const { ensureMeshCa, issueServingCert, writePemPair } = await import('../../policy/tls-issue.js')
+  const ca = await ensureMeshCa(dir, mesh.name)
+  await writePemPair(join(dir, 'api.crt'), join(dir, 'api.key'), await issueServingCert(ca, ['127.0.0.1', 'localhost', '::1'], { commonName: 'beemesh local mesh API' }))
   return { root: mesh.root, dir, ...(admin != null ? { admin } : {}) }
 }
