@@ -28,7 +28,7 @@ let siteUrl = ''
 
 /** The default policy, with `echo` forbidden to the intruder and egress granted to the fetcher for 127.0.0.1 only. */
 function policy (deployer: string): string {
-  const doc = parse(defaultPolicyText({ admins: [deployer], dev: true, name: 'services-test' })) as { rules: unknown[] }
+  const doc = parse(defaultPolicyText({ admins: [deployer], name: 'services-test' })) as { rules: unknown[] }
   doc.rules.push(
     { id: 'no-intruders', effect: 'deny', principals: [{ kind: 'workload', name: 'intruder' }], actions: ['call'], resources: [{ kind: 'service', name: 'echo' }] },
     { id: 'fetcher-loopback', effect: 'allow', principals: [{ kind: 'workload', name: 'fetcher' }], actions: ['egress'], resources: [{ kind: 'host', name: '127.0.0.1' }] }

@@ -61,9 +61,10 @@ export function buildProgram (): Command {
     .option('--api <url>', 'control API of the node to talk to (env BEEMESH_API)', undefined)
     .option('--key <file>', 'deployer key to sign manifests and API requests with (env BEEMESH_KEY; default ~/.config/beemesh/deployer.key when it exists)')
     .option('--token <token>', 'bearer token to send instead (env BEEMESH_TOKEN; make one with `beemesh token`)')
+    .option('--mesh <mesh.json|root id>', 'the mesh the tokens made from --key are for (env BEEMESH_MESH; default: the `beemesh up` mesh serving --api, else ./beemesh-trust/mesh.json)')
     .hook('preAction', (_cmd, action) => {
-      const g = action.optsWithGlobals<{ key?: string, token?: string }>()
-      useCredentials({ ...(g.token != null ? { token: g.token } : {}), ...(g.key != null && action.name() !== 'keygen' && action.name() !== 'identity' && action.name() !== 'token' ? { keyPath: g.key } : {}) })
+      const g = action.optsWithGlobals<{ key?: string, token?: string, mesh?: string }>()
+      useCredentials({ ...(g.token != null ? { token: g.token } : {}), ...(g.mesh != null ? { mesh: g.mesh } : {}), ...(g.key != null && action.name() !== 'keygen' && action.name() !== 'identity' && action.name() !== 'token' ? { keyPath: g.key } : {}) })
     })
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', `
@@ -94,9 +95,8 @@ Examples:
     .option('--trust <file>', 'the mesh\'s trust file, mesh.json from `beemesh init` (env BEEMESH_TRUST)')
     .option('--credential <file>', 'this node\'s membership credential (`beemesh credential issue`)')
     .option('--issue-with <root.key>', 'dev/test: issue this node its own credential with the root key at start (kept as <data dir>/credential.json)')
-    .option('--dev', 'allow anonymous API requests from loopback (as the "anonymous" deployer)', false)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })
@@ -262,12 +262,11 @@ request too large, or the handler failed (the message names which).`)
     .option('--dir <dir>', 'where root.key, policy.yaml and mesh.json go', DEFAULT_TRUST_DIR)
     .option('--name <name>', 'the mesh\'s name', DEFAULT_MESH_NAME)
     .option('--deployer-key <file>', 'the admin\'s deployer key, created if missing (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
-    .option('--dev', 'the policy also lets anonymous loopback access to --dev nodes do everything', false)
     .option('--force', 'replace an existing root key in <dir> (everything it signed stops being valid)', false)
     .addOption(outputOption())
-    .action(async (opts: { dir: string, name: string, deployerKey?: string, dev: boolean, force: boolean, output: OutputFormat }, cmd: Command) => {
+    .action(async (opts: { dir: string, name: string, deployerKey?: string, force: boolean, output: OutputFormat }, cmd: Command) => {
       const deployerKeyPath = opts.deployerKey ?? cmd.optsWithGlobals<{ key?: string }>().key
-      await init({ dir: opts.dir, name: opts.name, deployerKeyPath, dev: opts.dev, force: opts.force, output: opts.output })
+      await init({ dir: opts.dir, name: opts.name, deployerKeyPath, force: opts.force, output: opts.output })
     })
 
   const credential = program.command('credential').description('membership credentials signed by the mesh root')
@@ -289,7 +288,7 @@ request too large, or the handler failed (the message names which).`)
     .description('print a bearer token for the control API, signed by the deployer key (only the token goes to stdout)')
     .option('--key <file>', 'deployer key file (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
     .option('--ttl <duration>', 'lifetime, at most 30d: 30d, 12h, 90m, 3600s', DEFAULT_TOKEN_TTL)
-    .action(async (_opts: unknown, cmd: Command) => { await token(cmd.optsWithGlobals<{ key?: string, ttl: string }>()) })
+    .action(async (_opts: unknown, cmd: Command) => { await token(cmd.optsWithGlobals<{ key?: string, ttl: string, mesh?: string, api?: string }>()) })
 
   const policy = program.command('policy').description('root-signed policies: who may deploy, host, publish and send')
   policy.command('sign <file>')

@@ -17,6 +17,7 @@ import { parse as parseYaml } from 'yaml'
 import { nameOf, specFromObject } from './resources/create.js'
 import { EVENT_COLUMNS, eventsOf, matchesFields, parseFieldSelector } from './resources/events.js'
 import { ACTOR_COLUMNS, actorSpecFromObject, toActor, type Bundle } from './resources/actors.js'
+import { SYSTEM_NAMESPACE } from '../../policy/defaults.js'
 import { NAMESPACE_COLUMNS, toNamespaces } from './resources/namespaces.js'
 import { NODE_COLUMNS, toNode } from './resources/nodes.js'
 import { DEPLOYMENT_COLUMNS, POD_COLUMNS, podName, REPLICA_ANNOTATION, toDeployment, toPods, toScale, WORKLOAD_ID_ANNOTATION } from './resources/workloads.js'
@@ -128,6 +129,9 @@ export class KubeApi {
       // A POST names its object in the body: the manifest's own check (every node's) decides on the name.
       const kind = target.resource.name === 'services' || target.resource.name === 'endpoints' || target.resource.name === 'endpointslices' ? 'service' : 'workload'
       authorize(action, target.name != null ? { kind, namespace, name: target.name } : { kind: 'namespace', name: namespace })
+    } else {
+      // Nodes and namespaces are mesh-level: reading them is a read of the system namespace.
+      authorize(method === 'GET' ? 'read' : 'admin', { kind: 'namespace', name: SYSTEM_NAMESPACE })
     }
     if (method === 'GET') { await this.get(target, req, res, url); return }
     if (method === 'DELETE') { await this.remove(target, res); return }

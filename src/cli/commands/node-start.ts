@@ -30,20 +30,19 @@ export interface NodeStartOptions {
   trust?: string
   credential?: string
   issueWith?: string
-  dev?: boolean
   /** `--inspect [ws-url]`: true without a URL (the default relay). */
   inspect?: string | boolean
 }
 
 /** Reads the trust material named by the flags; every problem names the file and the flag. */
-export async function loadTrustConfig (opts: Pick<NodeStartOptions, 'trust' | 'credential' | 'issueWith' | 'dev'>): Promise<NodeTrustConfig> {
+export async function loadTrustConfig (opts: Pick<NodeStartOptions, 'trust' | 'credential' | 'issueWith'>): Promise<NodeTrustConfig> {
   const trustFile = opts.trust ?? (process.env.BEEMESH_TRUST !== '' ? process.env.BEEMESH_TRUST : undefined)
   if (trustFile == null) throw new InvalidArgumentError('a node needs its mesh\'s trust file: pass --trust <mesh.json> (made by `beemesh init`), or run `beemesh up` for a local mesh')
   const mesh = await readJsonFile(trustFile, MeshTrustSchema, 'mesh trust file (--trust)')
   const credential = opts.credential != null ? await readJsonFile(opts.credential, SignedCredentialSchema, 'membership credential (--credential)') : undefined
   const issueWith = opts.issueWith != null ? (await readKeyFile(opts.issueWith)).key : undefined
   if (issueWith != null && keyId(issueWith) !== mesh.root) throw new InvalidArgumentError(`--issue-with ${opts.issueWith}: that key is not the root of mesh ${mesh.name} (${mesh.root})`)
-  return { mesh, ...(credential != null ? { credential } : {}), ...(issueWith != null ? { issueWith } : {}), dev: opts.dev ?? false }
+  return { mesh, ...(credential != null ? { credential } : {}), ...(issueWith != null ? { issueWith } : {}) }
 }
 
 export const DEFAULT_DATA_DIR = join(homedir(), '.beemesh')
@@ -139,7 +138,6 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   process.stdout.write(`  data dir   ${dataDir}\n`)
   process.stdout.write(`  offers     cpu ${formatCpu(capacity.cpuMillis)}, memory ${formatMemory(capacity.memoryBytes)}${Object.keys(opts.label).length > 0 ? `, labels ${Object.entries(opts.label).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}\n`)
   process.stdout.write(`  mesh       ${trust.mesh.name} (root ${trust.mesh.root}); ${status.trust.member ? 'member' : 'NOT a member: no valid credential, the mesh ignores this node'}; policy ${status.trust.policy.name} v${status.trust.policy.version}\n`)
-  if (trust.dev) process.stdout.write(`  dev mode   anonymous API access from loopback (${api.url}) acts as the "anonymous" deployer\n`)
   if (status.containers != null) process.stdout.write(`  containers ${status.containers.socket} (${status.containers.available ? 'engine answers' : 'engine does not answer yet: no container workloads until it does'})\n`)
   if (opts.bootstrap.length > 0) process.stdout.write(`  joining    ${opts.bootstrap.join(', ')}\n`)
   if (inspectUrl != null) process.stdout.write(`  inspector  ${inspectUrl} (this node's actors show as <name>@${nodeSuffix(status.peerId)})\n`)

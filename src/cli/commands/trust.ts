@@ -114,10 +114,11 @@ export function tokenTtl (ttl: string): number {
 }
 
 /** `beemesh token`: a bearer token for the control API, signed by the deployer key; only the token is printed. */
-export async function token ({ key, ttl = DEFAULT_TOKEN_TTL }: { key?: string, ttl?: string }): Promise<void> {
+export async function token ({ key, ttl = DEFAULT_TOKEN_TTL, mesh, api }: { key?: string, ttl?: string, mesh?: string, api?: string }): Promise<void> {
   const ttlMs = tokenTtl(ttl)
   const { key: deployerKey } = await readKeyFile(resolve(key ?? DEFAULT_KEY_PATH()))
-  process.stdout.write(`${await issueToken(deployerKey, { ttlMs })}\n`)
+  const { meshFor, resolveApiUrl } = await import('../api-client.js')
+  process.stdout.write(`${await issueToken(deployerKey, { ttlMs, mesh: await meshFor(resolveApiUrl(api), mesh) })}\n`)
 }
 
 // ---------------------------------------------------------------- a mesh's trust root
@@ -128,8 +129,6 @@ export interface InitMeshOptions {
   name?: string
   /** The admin's deployer key file; created if missing. */
   deployerKeyPath?: string
-  /** Let --dev nodes' anonymous loopback callers do everything too. */
-  dev?: boolean
   /** Replace an existing root key (and the policy and mesh files next to it). */
   force?: boolean
 }
@@ -156,7 +155,7 @@ const MESH_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
  * `mesh.json` (the root key id and the root-signed policy: what every node
  * gets with --trust). Refuses when `dir/root.key` exists, unless `force`.
  */
-export async function initMesh ({ dir, name = DEFAULT_MESH_NAME, deployerKeyPath, dev = false, force = false }: InitMeshOptions): Promise<InitMeshResult> {
+export async function initMesh ({ dir, name = DEFAULT_MESH_NAME, deployerKeyPath, force = false }: InitMeshOptions): Promise<InitMeshResult> {
   if (!MESH_NAME.test(name)) throw new InvalidArgumentError(`--name must be a lower-case DNS label (a-z, 0-9, -; at most 63 characters), got "${name}"`)
   const absDir = resolve(dir)
   const rootKeyFile = join(absDir, 'root.key')
@@ -179,7 +178,7 @@ export async function initMesh ({ dir, name = DEFAULT_MESH_NAME, deployerKeyPath
   }
   const rootKey = await generateKey()
   const root = await writeKeyFile(rootKeyFile, rootKey, { overwrite: force })
-  const policyText = defaultPolicyText({ admins: [deployer], dev })
+  const policyText = defaultPolicyText({ admins: [deployer] })
   await writePublic(policyFile, policyText)
   const mesh: MeshTrust = { apiVersion: 'beemesh.io/v1', kind: 'Mesh', name, root, policy: await signPolicy(rootKey, policyText) }
   await writePublic(meshFile, json(mesh))
@@ -196,7 +195,7 @@ export async function init (opts: InitMeshOptions & { output?: OutputFormat }): 
   root key      ${r.rootKeyFile}
                 ${r.root}
                 signs node credentials and policies: keep it offline, never copy it to a node
-  policy        ${r.policyFile} (default deny; the deployer below is admin${opts.dev === true ? ', and so is anonymous loopback access to --dev nodes' : ''})
+  policy        ${r.policyFile} (default deny; the deployer below is admin)
   mesh file     ${r.meshFile} (give it to every node)
   deployer key  ${r.deployerKeyFile} (${r.deployerCreated ? 'created' : 'existing'})
                 ${r.deployer}

@@ -14,7 +14,7 @@ export interface NodeStatus {
   uptimeMs: number
   peerCount: number
   version?: string
-  trust?: { member?: boolean, dev?: boolean, policy?: { name: string, version: number } }
+  trust?: { member?: boolean, policy?: { name: string, version: number } }
 }
 
 /** `GET /v1/nodes`: one node seen by heartbeats. */
