@@ -235,7 +235,7 @@ export class Trust {
 
   private async verifyCached (value: SignedCredential, options: Parameters<typeof verifyCredential>[1]): Promise<Credential> {
     const hit = this.verified.get(value.sig)
-    if (hit != null && hit.subject === options.subject && hit.issuer === options.issuer && hit.expiresAt > Date.now()) return hit
+    if (hit != null && hit.subject === options.subject && hit.issuer === options.issuer && (options.kind == null || hit.kind === options.kind) && hit.expiresAt > Date.now()) return hit
     const c = await verifyCredential(value, options)
     this.verified.set(value.sig, c)
     return c
@@ -341,7 +341,8 @@ export class Trust {
   /**
    * The deployer behind an API request: a bearer token made for this mesh
    * (`aud` = the root's key id), unexpired, by a deployer key the policy in
-   * force names in some rule and does not list as `revoked`. There is no
+   * force names in some rule, or one whose token carries a deployer
+   * credential the root issued, and that the policy does not list as `revoked`. There is no
    * anonymous caller. Throws TrustError (the API answers 401).
    */
   async authenticate (authorization: string | undefined): Promise<Principal> {
@@ -353,8 +354,12 @@ export class Trust {
     const claims = await verifyToken(m[1]!, { mesh: this.root })
     const policy = this.policy
     if (policy.revoked.has(claims.sub)) throw new TrustError('revoked', `deployer key ${claims.sub} is revoked by policy ${policy.name} v${policy.version}`)
-    if (!policy.deployers.has(claims.sub)) throw new TrustError('unknown-key', `deployer key ${claims.sub} is not named by policy ${policy.name} v${policy.version}: tokens are accepted only from deployers a rule names`)
-    return { kind: 'deployer', key: claims.sub }
+    // A root-issued deployer credential in the token vouches for the key (and gives it labels the policy can match).
+    const vouched = claims.cred != null ? await this.verifyCached(claims.cred, { issuer: this.root, subject: claims.sub, kind: 'deployer' }) : undefined
+    if (vouched == null && !policy.deployers.has(claims.sub)) {
+      throw new TrustError('unknown-key', `deployer key ${claims.sub} is not named by policy ${policy.name} v${policy.version}: tokens are accepted only from deployers a rule names or the root issued a deployer credential`)
+    }
+    return { kind: 'deployer', key: claims.sub, ...(vouched?.labels != null ? { labels: vouched.labels } : {}) }
   }
 }
 

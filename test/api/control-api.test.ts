@@ -2,7 +2,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { bearerFor } from '../../src/cli/api-client.js'
-import { generateKey, issueToken, keyId, signPolicy } from '../../src/policy/credentials.js'
+import { generateKey, issueCredential, issueToken, keyId, signPolicy } from '../../src/policy/credentials.js'
 import { defaultPolicyText } from '../../src/policy/defaults.js'
 import { startNode, testTrust, type NodeProcess, type TestTrust } from '../helpers/processes.js'
 
@@ -95,6 +95,24 @@ test('no anonymous callers: no token, a stranger\'s token, a token for another m
   assert.match(r.body.error, /is for mesh/)
   r = await call('/v1/nodes', { headers: { authorization: 'Basic YTpi' } })
   assert.is(r.status, 401)
+})
+
+test('a key no rule names authenticates with a deployer credential the root issued (its labels reach the policy), not with another issuer\'s or a node credential', async () => {
+  const key = await generateKey()
+  const id = keyId(key)
+  const vouched = await issueToken(key, { mesh: trust.root, credential: await issueCredential(trust.rootKey, id, { kind: 'deployer', labels: { team: 'ops' }, ttlMs: 3_600_000 }) })
+  // Authenticated (not 401), and the default policy grants this deployer nothing: 403.
+  let r = await call('/v1/status', { headers: { authorization: `Bearer ${vouched}` } })
+  assert.is(r.status, 403)
+  assert.match(r.body.error, new RegExp(`read by deployer ${id}`))
+  const stranger = await generateKey()
+  const forged = await issueToken(key, { mesh: trust.root, credential: await issueCredential(stranger, id, { kind: 'deployer' }) })
+  r = await call('/v1/status', { headers: { authorization: `Bearer ${forged}` } })
+  assert.is(r.status, 401)
+  assert.match(r.body.error, /not by the trusted/)
+  const asNode = await issueCredential(trust.rootKey, id, { kind: 'node' })
+  const refused = await issueToken(key, { mesh: trust.root, credential: asNode }).then(() => '', (err: Error) => err.message)
+  assert.match(refused, /not a deployer credential/)
 })
 
 test('writes need a JSON (or Kubernetes patch/YAML) body type: text/plain, forms and untyped bodies → 415', async () => {

@@ -14,7 +14,9 @@ import {
   issueCredential,
   issueToken,
   MAX_TOKEN_TTL_MS,
+  readJsonFile,
   readKeyFile,
+  SignedCredentialSchema,
   signPolicy,
   SignedPolicySchema,
   writeKeyFile,
@@ -114,11 +116,12 @@ export function tokenTtl (ttl: string): number {
 }
 
 /** `beemesh token`: a bearer token for the control API, signed by the deployer key; only the token is printed. */
-export async function token ({ key, ttl = DEFAULT_TOKEN_TTL, mesh, api }: { key?: string, ttl?: string, mesh?: string, api?: string }): Promise<void> {
+export async function token ({ key, ttl = DEFAULT_TOKEN_TTL, mesh, api, credential }: { key?: string, ttl?: string, mesh?: string, api?: string, credential?: string }): Promise<void> {
   const ttlMs = tokenTtl(ttl)
   const { key: deployerKey } = await readKeyFile(resolve(key ?? DEFAULT_KEY_PATH()))
   const { meshFor, resolveApiUrl } = await import('../api-client.js')
-  process.stdout.write(`${await issueToken(deployerKey, { ttlMs, mesh: await meshFor(resolveApiUrl(api), mesh) })}\n`)
+  const cred = credential != null ? await readJsonFile(credential, SignedCredentialSchema, 'deployer credential (--credential)') : undefined
+  process.stdout.write(`${await issueToken(deployerKey, { ttlMs, mesh: await meshFor(resolveApiUrl(api), mesh), ...(cred != null ? { credential: cred } : {}) })}\n`)
 }
 
 // ---------------------------------------------------------------- a mesh's trust root
@@ -225,11 +228,13 @@ function nodePeerId (value: string): string {
 }
 
 /** `beemesh credential issue`: the root vouches for a node (peer id) with labels, until the TTL runs out. */
-export async function credentialIssue ({ root, node, label = {}, ttl = DEFAULT_CREDENTIAL_TTL, out }: { root: string, node: string, label?: Record<string, string>, ttl?: string, out?: string }): Promise<void> {
-  const subject = nodePeerId(node)
-  const ttlMs = parseDuration(ttl)
+export async function credentialIssue ({ root, node, deployer, label = {}, ttl, out }: { root: string, node?: string, deployer?: string, label?: Record<string, string>, ttl?: string, out?: string }): Promise<void> {
+  if ((node == null) === (deployer == null)) throw new InvalidArgumentError('pass --node <peer id> (a member node) or --deployer <key id> (an API caller), one of them')
+  const subject = nodePeerId((node ?? deployer)!)
+  // A deployer credential rides in bearer tokens, which live at most 30 days: it defaults to that.
+  const ttlMs = parseDuration(ttl ?? (deployer != null ? '30d' : DEFAULT_CREDENTIAL_TTL))
   const { key } = await readKeyFile(resolve(root))
-  const credential = await issueCredential(key, subject, { labels: label, ttlMs })
+  const credential = await issueCredential(key, subject, { labels: label, ttlMs, ...(deployer != null ? { kind: 'deployer' as const } : {}) })
   if (out == null) { process.stdout.write(json(credential)); return }
   await writePublic(out, json(credential))
   process.stdout.write(`wrote the credential of ${subject} to ${out} (expires ${new Date(credential.credential.expiresAt).toISOString()})\n`)
