@@ -108,6 +108,7 @@ test.before(async () => {
   engine = (await requireEngine()).engine
   trust = await makeTrust(policy)
   process.env.BEEMESH_KEY = trust.deployerKeyFile
+  process.env.BEEMESH_MESH = trust.meshFile
   const flags = trustFlags(trust)
   a = await startNode({ trust: flags, extra: ['--label', 'role=client'] })
   b = await startNode({ trust: flags, bootstrap: [a.address], extra: ['--label', 'role=web', '--service-cidr', '198.19.0.0/16'] })

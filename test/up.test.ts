@@ -143,7 +143,7 @@ test('up: no anonymous callers; the run deployer\'s token works for the CLI, kub
   const env = { BEEMESH_KEY: '', BEEMESH_TOKEN: '', BEEMESH_MESH: '' }
   const up = startCli(['up', '--nodes', '2', '--api-port', String(base), '--data-dir', dir], { env })
   try {
-    await up.waitForOutput(/mesh ready: 2 nodes/, { timeoutMs: 30_000 })
+    await up.waitForOutput(/mesh ready: 2 nodes/, { timeoutMs: 60_000 })
     const urls = [0, 1].map(i => `http://127.0.0.1:${base + i}`)
     const api = urls[0]!
 

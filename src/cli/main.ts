@@ -83,6 +83,7 @@ Examples:
     .option('--data-dir <dir>', 'where the identity key and database live', DEFAULT_DATA_DIR)
     .option('--api-host <host>', 'interface for the control API', '127.0.0.1')
     .option('--api-port <port>', 'port for the control API', '7700')
+    .option('--metrics-listen <host:port>', 'also serve GET /metrics, and nothing else, without a token on this address (for a Prometheus that sends none)')
     .option('--private-addresses', 'keep loopback/private addresses in DHT records (default: when listening on one)')
     .option('--no-private-addresses', 'drop loopback/private addresses from DHT records')
     .option('--cpu <quantity>', 'CPU this node offers to workloads (e.g. 2, 1500m)', String(availableParallelism()))
@@ -96,7 +97,7 @@ Examples:
     .option('--credential <file>', 'this node\'s membership credential (`beemesh credential issue`)')
     .option('--issue-with <root.key>', 'dev/test: issue this node its own credential with the root key at start (kept as <data dir>/credential.json)')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, metricsListen?: string }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })

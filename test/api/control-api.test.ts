@@ -82,6 +82,22 @@ test('publish to a topic nobody listens on → 404 NoSubscribers, nothing sent',
   assert.match(r.body.error, /no actor or subscriber listens on topic "lonely"/)
 })
 
+test('--metrics-listen: a separate listener serves /metrics without a token, and nothing else', async () => {
+  const other = await startNode({ extra: ['--metrics-listen', '127.0.0.1:0'] })
+  try {
+    const url = (await other.waitForOutput(/metrics\s+(http:\/\/\S+\/metrics) \(no token/))[1]!
+    const res = await fetch(url)
+    assert.is(res.status, 200)
+    assert.match(await res.text(), /^beemesh_peers \d+$/m)
+    assert.is((await fetch(url.replace(/\/metrics$/, '/v1/status'))).status, 404)
+    assert.is((await fetch(url, { method: 'POST', body: '' })).status, 404)
+    // The API's own /metrics still needs a token.
+    assert.is((await fetch(`${other.apiUrl}/metrics`)).status, 401)
+  } finally {
+    await other.kill()
+  }
+})
+
 test('no anonymous callers: no token, a stranger\'s token, a token for another mesh, a malformed header → 401', async () => {
   const plain = await fetch(`${node.apiUrl}/v1/status`)
   assert.is(plain.status, 401)

@@ -5,6 +5,7 @@ import { NodeRuntime, type NodeTrustConfig } from '../../actors/node-runtime.js'
 import { keyId, MeshTrustSchema, readJsonFile, readKeyFile, SignedCredentialSchema } from '../../policy/credentials.js'
 import { resolveEngineSocket } from '../../actors/container-engine.js'
 import { ControlApi } from '../../api/control-api.js'
+import { MetricsListener, parseListen } from '../../api/metrics-listener.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
 import { createLogger } from '../logging.js'
 import { DEFAULT_INSPECT_URL, nodeSuffix } from '../../actors/inspection.js'
@@ -30,6 +31,8 @@ export interface NodeStartOptions {
   trust?: string
   credential?: string
   issueWith?: string
+  /** `--metrics-listen host:port`: a separate listener serving only /metrics, without a token. */
+  metricsListen?: string
   /** `--inspect [ws-url]`: true without a URL (the default relay). */
   inspect?: string | boolean
 }
@@ -117,13 +120,16 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     ...(inspectUrl != null ? { inspectUrl } : {})
   })
   const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log })
+  const metricsAt = opts.metricsListen != null ? parseListen(opts.metricsListen) : undefined
+  const metrics = metricsAt != null ? new MetricsListener({ render: async () => await runtime.metrics.render(), ...metricsAt, logger: log }) : undefined
 
   // The API port is claimed first so a conflict fails fast, before joining the mesh.
   await api.listen()
   try {
+    await metrics?.listen()
     await runtime.start()
   } catch (err) {
-    await api.close()
+    await Promise.allSettled([api.close(), metrics?.close()])
     throw err
   }
 
@@ -135,6 +141,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   process.stdout.write(`node ${status.peerId} running\n`)
   for (const addr of status.addresses) process.stdout.write(`  listening  ${addr}\n`)
   process.stdout.write(`  api        ${api.url}\n`)
+  if (metrics != null) process.stdout.write(`  metrics    ${metrics.url} (no token: this listener serves only /metrics)\n`)
   process.stdout.write(`  data dir   ${dataDir}\n`)
   process.stdout.write(`  offers     cpu ${formatCpu(capacity.cpuMillis)}, memory ${formatMemory(capacity.memoryBytes)}${Object.keys(opts.label).length > 0 ? `, labels ${Object.entries(opts.label).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}\n`)
   process.stdout.write(`  mesh       ${trust.mesh.name} (root ${trust.mesh.root}); ${status.trust.member ? 'member' : 'NOT a member: no valid credential, the mesh ignores this node'}; policy ${status.trust.policy.name} v${status.trust.policy.version}\n`)
@@ -153,7 +160,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
         process.exit(0)
       }, STOP_DEADLINE_MS)
       deadline.unref()
-      Promise.allSettled([api.close(), runtime.stop()]).then(() => {
+      Promise.allSettled([api.close(), metrics?.close(), runtime.stop()]).then(() => {
         clearTimeout(deadline)
         resolveStop()
       }, () => {})
