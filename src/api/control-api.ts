@@ -152,7 +152,8 @@ export class ControlApi {
     // writes only in the JSON/YAML types the APIs read (no text/plain or form posts).
     const refusal = this.guard(req, method)
     if (refusal != null) {
-      node.trust.noteRefusal('api', refusal.reason, `refused an API request to ${method} ${path}: ${refusal.error.message}`)
+      // (Before the node has started there is no trust service to count it: refused all the same.)
+      try { node.trust.noteRefusal('api', refusal.reason, `refused an API request to ${method} ${path}: ${refusal.error.message}`) } catch {}
       throw refusal.error
     }
     if (path === '/healthz' && method === 'GET') {
