@@ -43,6 +43,13 @@ let nodes: NodeProcess[] = []
 const extra: Running[] = []
 let outsiderKey: string
 let outsider: string
+/** A rule naming the outsider, so its tokens authenticate; it grants reading hosts only. */
+const outsiderRule = (): string => `  - id: outsider-known
+    effect: allow
+    principals: [{ kind: deployer, key: ${outsider} }]
+    actions: [read]
+    resources: [{ kind: host }]
+`
 
 
 function rogue (args: string[]): Running {
@@ -72,12 +79,14 @@ async function kubectl (kubeconfig: string, args: string[]): Promise<{ code: num
 }
 
 test.before(async () => {
-  trust = await makeTrust(policy(1))
-  process.env.BEEMESH_KEY = trust.deployerKeyFile
-  outsiderKey = join(trust.dir, 'outsider.key')
+  // The outsider is a deployer the policy names (tokens of unnamed keys are refused outright: 401), granted nothing it tries.
+  outsiderKey = join(await tempDir('beemesh-outsider-'), 'outsider.key')
   outsider = await writeKeyFile(outsiderKey, await generateKey())
-  // Members, not in --dev mode: every API call carries a deployer's token.
-  const flags = trustFlags(trust, { dev: false })
+  trust = await makeTrust(admin => policy(1)(admin) + outsiderRule())
+  process.env.BEEMESH_KEY = trust.deployerKeyFile
+  process.env.BEEMESH_MESH = trust.meshFile
+  // Every API call carries a deployer's token for this mesh.
+  const flags = trustFlags(trust)
   nodes.push(await startNode({ trust: flags }))
   nodes.push(...await Promise.all([1, 2].map(async () => await startNode({ trust: flags, bootstrap: [nodes[0]!.address] }))))
   await waitUntil(async () => (await Promise.all(nodes.map(async n => (await n.peers()).length))).every(c => c >= 2), { what: 'three members connected' })
@@ -101,7 +110,7 @@ test('an API caller needs a token; a token without the grant gets 403 (a Kuberne
   const kubeconfig = join(dir, 'kubeconfig')
   const k = await cli(['kubeconfig', '--api', nodes[2]!.apiUrl, '--write', kubeconfig])
   assert.is(k.code, 0, k.stderr)
-  const token = await issueToken((await readKeyFile(outsiderKey)).key)
+  const token = await issueToken((await readKeyFile(outsiderKey)).key, { mesh: trust.root })
   // The real kubectl without credentials is refused (kubectl sends bearer tokens only over TLS,
   // which the API does not serve yet: the token's 403 is checked on the wire below).
   const refused = await kubectl(kubeconfig, ['get', 'pods'])
@@ -112,7 +121,7 @@ test('an API caller needs a token; a token without the grant gets 403 (a Kuberne
   const status = await raw.json() as { kind: string, reason: string, code: number }
   assert.equal([status.kind, status.reason, status.code], ['Status', 'Forbidden', 403])
   // The admin's token reads the same list.
-  const adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key)
+  const adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key, { mesh: trust.root })
   const ok = await fetch(`${nodes[2]!.apiUrl}/api/v1/namespaces/default/pods`, { headers: { authorization: `Bearer ${adminToken}` } })
   assert.is(ok.status, 200)
   assert.is((await ok.json() as { kind: string }).kind, 'PodList')
@@ -190,7 +199,7 @@ async function compromisedMember (name: string): Promise<{ keyFile: string, cred
 
 test('a node without a credential is refused at the connection: never admitted, never listed, never given work', async () => {
   const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'connection', reason: 'not-a-member' })))
-  const outsiderNode = await startNode({ trust: trustFlags(trust, { member: false, dev: false }), bootstrap: [nodes[0]!.address] })
+  const outsiderNode = await startNode({ trust: trustFlags(trust, { member: false }), bootstrap: [nodes[0]!.address] })
   extra.push(outsiderNode)
   await outsiderNode.waitForOutput(/NOT a member/)
   await waitUntil(async () => {
@@ -291,7 +300,7 @@ test('a policy update reaches every node within a bounded time and takes effect'
   assert.is(reads.code, 0, reads.stderr)
   // An older version is refused, and v2 stays in force.
   const old = await signPolicy(trust.rootKey, policy(1)(trust.deployer))
-  const replay = await fetch(`${nodes[1]!.apiUrl}/v1/policy`, { method: 'PUT', headers: { authorization: `Bearer ${await issueToken((await readKeyFile(trust.deployerKeyFile)).key)}`, 'content-type': 'application/json' }, body: JSON.stringify(old) })
+  const replay = await fetch(`${nodes[1]!.apiUrl}/v1/policy`, { method: 'PUT', headers: { authorization: `Bearer ${await issueToken((await readKeyFile(trust.deployerKeyFile)).key, { mesh: trust.root })}`, 'content-type': 'application/json' }, body: JSON.stringify(old) })
   assert.is(replay.status, 400)
   assert.match(await replay.text(), /not newer/)
   assert.is((await nodes[1]!.status()).trust.policy.version, 2)

@@ -346,9 +346,9 @@ test(`verifyToken: ${ROUNDS} mutated and random tokens are refused with TrustErr
   const seed = BASE_SEED ^ 0x70c4
   const rnd = prng(seed)
   const tokens: string[] = []
-  for (let j = 0; j < 10; j++) tokens.push(await issueToken(j % 5 === 4 ? strangerKey : deployerKey, { ttlMs: 1 + j * 3_600_000 }))
+  for (let j = 0; j < 10; j++) tokens.push(await issueToken(j % 5 === 4 ? strangerKey : deployerKey, { mesh: root, ttlMs: 1 + j * 3_600_000 }))
   // genuinely signed, odd clocks: expired, from the future, over-long
-  for (const now of [0, 1, Date.now() - 40 * 86_400_000, Date.now() + 86_400_000, 8.64e15, 8.7e15, 2 ** 53 - 40 * 86_400_000, 1.5]) tokens.push(await issueToken(deployerKey, { now }))
+  for (const now of [0, 1, Date.now() - 40 * 86_400_000, Date.now() + 86_400_000, 8.64e15, 8.7e15, 2 ** 53 - 40 * 86_400_000, 1.5]) tokens.push(await issueToken(deployerKey, { mesh: root, now }))
   const genuineClaims = new Set(tokens.map(t => t.split('.')[1]!))
   const B64URL = 'ABCxyz0189-_'
   let accepted = 0
@@ -372,7 +372,7 @@ test(`verifyToken: ${ROUNDS} mutated and random tokens are refused with TrustErr
     else if (kind === 5) token = pick(rnd, ['', '.', '..', 'bm1..', 'bm1.e30.', 'Bearer ' + base, base + ' ', base + '.', base.repeat(12), 'bm1.' + 'A'.repeat(2100) + '.x', 'bm1.' + 'A'.repeat(2040) + '.x', `bm1.${Buffer.from('{"sub":"' + deployerId + '","iat":0,"exp":1e400,"aud":"beemesh"}').toString('base64url')}.${parts[2]!}`])
     else if (kind === 6) token = `${parts[0]!}.${parts[1]!}.${mutateString(parts[2]!, rnd, B64URL)}` // signature tampered only
     else token = base // a genuine token again
-    const out = await decode('verifyToken', seed, i, token, async () => await verifyToken(token), err => err instanceof TrustError)
+    const out = await decode('verifyToken', seed, i, token, async () => await verifyToken(token, { mesh: root }), err => err instanceof TrustError)
     if (out.ok) {
       accepted++
       const p = token.split('.')
@@ -430,7 +430,7 @@ metadata: { name: base, version: 3 }
 rules:
 ${exampleRules('ed25519:AAAA')}`
 const POLICY_TEXTS = [
-  defaultPolicyText({ admins: [deployerId], dev: true }),
+  defaultPolicyText({ admins: [deployerId] }),
   defaultPolicyText({ admins: [], version: 7, name: 'strict' }),
   POLICY_ENGINE_BASE,
   JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Policy', metadata: { name: 'j', version: 2 }, rules: [{ id: 'r', effect: 'allow', principals: [{ kind: 'deployer' }], actions: ['*'], resources: [{ kind: 'namespace' }] }] }, null, 2)
