@@ -17,12 +17,13 @@ import { stringify } from 'yaml'
 import type { ContainerEngine } from '../src/actors/container-engine.js'
 import { generateKey, issueToken, keyId, readKeyFile } from '../src/policy/credentials.js'
 import type { PrivateKey } from '@libp2p/interface'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { stringify as toYaml } from 'yaml'
 import { kubeconfig as makeKubeconfig } from '../src/cli/commands/kubeconfig.js'
-import { ensureMeshCa, issueServingCert, writePemPair } from '../src/policy/tls-issue.js'
 import { removeContainersOf, requireEngine } from './helpers/engine.js'
 import { cli, makeTrust, type NodeProcess, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
+import { ensureMeshCa, issueServingCert, writePemPair } from '../src/policy/tls-issue.js'
+import { useCa } from '../src/cli/api-client.js'
 
 let trust: TestTrust
 let nodes: NodeProcess[] = []
@@ -67,7 +68,8 @@ interface Answer { code: number, body: { kind?: string, reason?: string, message
 /** A request to node 1's API: as the admin with `admin`, else as the guest. */
 async function request (method: string, path: string, { body, admin = false, contentType = 'application/json' }: { body?: string, admin?: boolean, contentType?: string } = {}): Promise<Answer> {
   const headers: Record<string, string> = { ...(body != null ? { 'content-type': contentType } : {}), authorization: `Bearer ${admin ? adminToken : guestToken}` }
-  const res = await fetch(`${nodes[1]!.apiUrl}${path}`, { method, headers, ...(body != null ? { body } : {}), signal: AbortSignal.timeout(10_000) })
+  // Plain HTTP on loopback (the nodes answer it there, --api-insecure-http); kubectl uses TLS.
+  const res = await fetch(`${nodes[1]!.apiUrl.replace(/^https:/, 'http:')}${path}`, { method, headers, ...(body != null ? { body } : {}), signal: AbortSignal.timeout(10_000) })
   const text = await res.text()
   let parsed: Answer['body'] = {}
   try { parsed = JSON.parse(text) as Answer['body'] } catch { parsed = { message: text } }
@@ -94,15 +96,19 @@ test.before(async () => {
   adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key, { mesh: trust.root })
   guestToken = await issueToken(guestKey, { mesh: trust.root })
   // The API serves TLS with a certificate from this mesh's CA, so kubectl sends the guest's token.
+  // The certificate comes from this mesh's CA, which this process's API clients trust (as the CLI would with --ca).
   const dir = await tempDir('beemesh-kube-policy-')
-  const ca = await ensureMeshCa(trust.dir, 'kube-policy')
-  await writePemPair(join(dir, 'api.crt'), join(dir, 'api.key'), await issueServingCert(ca, ['127.0.0.1']))
+  await writePemPair(join(dir, 'api.crt'), join(dir, 'api.key'), await issueServingCert(await ensureMeshCa(trust.dir, 'test'), ['127.0.0.1']))
+  process.env.BEEMESH_KEY = trust.deployerKeyFile
+  process.env.BEEMESH_MESH = trust.meshFile
+  process.env.BEEMESH_CA = trust.caFile
+  useCa(trust.caFile)
   const flags = [...trustFlags(trust), '--tls-cert', join(dir, 'api.crt'), '--tls-key', join(dir, 'api.key')]
   nodes.push(await startNode({ trust: flags }))
   nodes.push(await startNode({ trust: flags, bootstrap: [nodes[0]!.address] }))
   await waitUntil(async () => (await Promise.all(nodes.map(async n => (await n.peers()).length))).every(c => c >= 1), { what: 'two members connected' })
   kubeconfig = join(dir, 'kubeconfig')
-  await writeFile(kubeconfig, toYaml(makeKubeconfig(nodes[1]!.apiUrl, { ca: ca.certPem, token: guestToken })), { mode: 0o600 })
+  await writeFile(kubeconfig, toYaml(makeKubeconfig(nodes[1]!.apiUrl, { ca: await readFile(trust.caFile, 'utf8'), token: guestToken })), { mode: 0o600 })
   // The admin deploys the guarded workload, the guest an open one.
   const vault = await request('POST', DEPLOYMENTS, { body: deployment('vault', GUARDED), admin: true })
   assert.is(vault.code, 201, JSON.stringify(vault.body))

@@ -316,7 +316,7 @@ test('bad input: each class gets its Status code and names the field; nothing is
   assert.is(badEscape.code, 400)
   assert.is(badEscape.status.reason, 'BadRequest')
   assert.match(badEscape.status.message, 'malformed % escape')
-  const controlEscape = await fetch(`${nodes[1]!.apiUrl}/v1/topics/a%ZZb/peers`, { signal: AbortSignal.timeout(10_000) })
+  const controlEscape = await nodes[1]!.api.fetch('/v1/topics/a%ZZb/peers', { timeoutMs: 10_000 })
   assert.is(controlEscape.status, 400)
   assert.match(await controlEscape.text(), 'malformed % escape')
 

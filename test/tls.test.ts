@@ -73,19 +73,6 @@ function externalIp (): string {
   throw new Error('this machine has no non-loopback IPv4 address: the plain-HTTP refusal test needs one')
 }
 
-/**
- * Until `beemesh kubeconfig` writes the user's token itself, the test adds its
- * deployer's (an admin of the up mesh, which takes BEEMESH_KEY's key as admin):
- * kubectl asks for a password on an https server with no credentials.
- */
-async function addToken (file: string): Promise<void> {
-  const t = await cli(['token', '--key', (await testTrust()).deployerKeyFile])
-  assert.is(t.code, 0, t.stderr)
-  const config = parseYaml(await readFile(file, 'utf8')) as { users: Array<{ user: Record<string, unknown> }> }
-  config.users[0]!.user.token = t.stdout.trim()
-  await writeFile(file, JSON.stringify(config))
-}
-
 test.before(async () => {
   await testTrust()
   base = await freePorts(2)
@@ -93,11 +80,13 @@ test.before(async () => {
   up = startCli(['up', '--nodes', '2', '--api-port', String(base), '--data-dir', dir])
   await up.waitForOutput(/mesh ready: 2 nodes/, { timeoutMs: 30_000 })
   caFile = join(dir, 'trust', 'ca.crt')
+  // The CLI runs below sign tokens with the test deployer's key (BEEMESH_KEY), which `up` made admin of its
+  // mesh too: they are for that mesh, as a user would say with --mesh.
+  process.env.BEEMESH_MESH = join(dir, 'trust', 'mesh.json')
   kubeconfig = join(dir, 'kubeconfig')
   // The CLI learns the CA from the node itself (GET /v1/ca, over loopback).
   const r = await cli(['kubeconfig', '--api', `http://127.0.0.1:${base}`, '--write', kubeconfig])
   assert.is(r.code, 0, r.stderr)
-  await addToken(kubeconfig)
 })
 
 test.after(async () => {

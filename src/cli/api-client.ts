@@ -194,7 +194,8 @@ export interface RequestOptions {
 
 /** A thin JSON client for the control API; every failure is one clear BeeMeshError. */
 export class ApiClient {
-  constructor (readonly baseUrl: string) {}
+  /** `token`: this client's own bearer token (`beemesh up` talking to its nodes), else the CLI's for the URL (bearerFor). */
+  constructor (readonly baseUrl: string, private readonly token?: string) {}
 
   async request<T> (path: string, options: RequestOptions = {}): Promise<T> {
     const res = await this.fetch(path, options)
@@ -216,7 +217,7 @@ export class ApiClient {
   async fetch (path: string, options: RequestOptions = {}): Promise<Response> {
     const url = this.baseUrl + path
     const signals = [options.signal, options.timeoutMs != null ? AbortSignal.timeout(options.timeoutMs) : undefined].filter((s): s is AbortSignal => s != null)
-    const auth = await bearerFor(this.baseUrl)
+    const auth = this.token ?? await bearerFor(this.baseUrl)
     const headers: Record<string, string> = {
       ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
       ...(auth != null ? { authorization: `Bearer ${auth}` } : {})

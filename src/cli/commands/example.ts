@@ -6,7 +6,7 @@ import { loadApplyFile } from '../../actors/bundler.js'
 import { describeError } from '../../errors.js'
 import { ApiClient } from '../api-client.js'
 
-export interface ReadyNode { name: string, url: string, peerId: string }
+export interface ReadyNode { name: string, url: string, peerId: string, token?: string }
 
 /**
  * What `npm start` shows after the mesh is ready: applies every workload module
@@ -22,7 +22,7 @@ export async function runExample (dir: string, nodes: ReadyNode[], { intervalMs 
     const bundle = await loadApplyFile(file)
     const node = nodes[i % nodes.length]!
     const started = Date.now()
-    const status = await new ApiClient(node.url).request<WorkloadStatus>('/v1/workloads', {
+    const status = await new ApiClient(node.url, node.token).request<WorkloadStatus>('/v1/workloads', {
       method: 'POST',
       body: { spec: { ...bundle.spec, createdAt: Date.now() }, artifact: Buffer.from(bundle.code).toString('base64') },
       timeoutMs: 60_000
@@ -33,7 +33,7 @@ export async function runExample (dir: string, nodes: ReadyNode[], { intervalMs 
   }
   process.stdout.write('publishing an order every second on topic "orders"; log lines follow (Ctrl-C stops)\n')
 
-  const api = new ApiClient(nodes[0]!.url)
+  const api = new ApiClient(nodes[0]!.url, nodes[0]!.token)
   const since = new Map(workloads.map(w => [w, Date.now() - 1]))
   let id = 1
   const publisher = setInterval(() => {

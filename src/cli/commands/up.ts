@@ -41,7 +41,7 @@ const BIN = fileURLToPath(new URL('../../../bin/beemesh.js', import.meta.url))
  * serving its API on BASE+i, each bootstrapped to node 0. Prints a ready line
  * once every node sees N-1 peers, and stops every child on SIGINT/SIGTERM.
  */
-export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: string, url: string, peerId: string }>) => Promise<void>): Promise<void> {
+export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: string, url: string, peerId: string, token: string }>) => Promise<void>): Promise<void> {
   const count = Number(opts.nodes)
   if (!Number.isInteger(count) || count < 1 || count > 200) throw new InvalidArgumentError(`--nodes must be a whole number from 1 to 200, got "${opts.nodes}"`)
   const basePort = parsePort(opts.apiPort, '--api-port')
@@ -91,7 +91,7 @@ export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: strin
 
     const seconds = ((Date.now() - started) / 1000).toFixed(1)
     process.stdout.write(`mesh ready: ${count} nodes in ${seconds}s\n`)
-    const ready = nodes.map((n, i) => ({ name: n.name, url: n.api.baseUrl, peerId: statuses[i]!.peerId }))
+    const ready = nodes.map((n, i) => ({ name: n.name, url: n.api.baseUrl, peerId: statuses[i]!.peerId, token: trust.token }))
     for (const n of ready) process.stdout.write(`  ${n.name}  ${n.peerId}  ${n.url}\n`)
     process.stdout.write(`web view: ${ready[0]!.url}/ui/   (or: beemesh ui)\n`)
     process.stdout.write(`kubectl: beemesh kubeconfig --api ${ready[0]!.url} --write kubeconfig   (https, verified with the mesh CA ${join(baseDir, 'trust', 'ca.crt')})\n`)
@@ -138,7 +138,8 @@ async function startNode (i: number, bootstrap: string[], basePort: number, base
   for (const b of bootstrap) args.push('--bootstrap', b)
   const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd, 'ipc'] })
   await log.close()
-  const node: LocalNode = { name, child, api: new ApiClient(`http://127.0.0.1:${apiPort}`), logFile }
+  // `up` speaks to its own nodes with the run token, whatever credentials the environment names.
+  const node: LocalNode = { name, child, api: new ApiClient(`http://127.0.0.1:${apiPort}`, trust.token), logFile }
   child.once('exit', (code, signal) => { node.exited = signal != null ? `signal ${signal}` : `exit code ${code ?? '?'}` })
   nodes.push(node)
   return node
@@ -186,7 +187,7 @@ async function stopAll (nodes: LocalNode[]): Promise<void> {
 }
 
 /** The local mesh's trust: its root key (never given to a node), the run deployer and its token. */
-interface LocalTrust { root: string, rootKey: PrivateKey, dir: string, deployer: string, tokenFile: string, admin?: string }
+interface LocalTrust { root: string, rootKey: PrivateKey, dir: string, deployer: string, tokenFile: string, token: string, admin?: string }
 
 /** How long the run deployer's token and the nodes' credentials last (`up` makes new ones on every start). */
 const LOCAL_TTL_MS = MAX_TOKEN_TTL_MS
@@ -220,7 +221,8 @@ async function devTrust (baseDir: string): Promise<LocalTrust> {
   }
   const deployer = keyId(deployerKeyValue)
   const tokenFile = join(baseDir, 'deployer.token')
-  await writeFile(tokenFile, await issueToken(deployerKeyValue, { mesh: root, ttlMs: LOCAL_TTL_MS }) + '\n', { mode: 0o600 })
+  const token = await issueToken(deployerKeyValue, { mesh: root, ttlMs: LOCAL_TTL_MS })
+  await writeFile(tokenFile, token + '\n', { mode: 0o600 })
   await chmod(tokenFile, 0o600)
   const admin = await deployerKey().then(k => k?.id, () => undefined)
   const admins = [deployer, ...(admin != null && admin !== deployer ? [admin] : [])]
@@ -231,7 +233,7 @@ async function devTrust (baseDir: string): Promise<LocalTrust> {
   const { ensureMeshCa, issueServingCert, writePemPair } = await import('../../policy/tls-issue.js')
   const ca = await ensureMeshCa(dir, mesh.name)
   await writePemPair(join(dir, 'api.crt'), join(dir, 'api.key'), await issueServingCert(ca, ['127.0.0.1', 'localhost', '::1'], { commonName: 'beemesh local mesh API' }))
-  return { root, rootKey, dir, deployer, tokenFile, ...(admin != null && admin !== deployer ? { admin } : {}) }
+  return { root, rootKey, dir, deployer, tokenFile, token, ...(admin != null && admin !== deployer ? { admin } : {}) }
 }
 
 /** Notes, for each node's API URL, that this mesh serves it and where its token lies: how the CLI, kubeconfig and ui find it. */
