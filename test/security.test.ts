@@ -269,6 +269,19 @@ test('a member\'s records about what it does not own are stored by no member and
   r.child.kill('SIGKILL')
 })
 
+test('RPC frames above a protocol\'s limit are refused unread, with a sealed reply; the node stays up', async () => {
+  const member = await compromisedMember('big-framer')
+  const target = nodes[1]!
+  const before = await metric(target, 'beemesh_security_refusals_total', { what: '/beemesh/view/1.0.0', reason: 'too-large' })
+  const r = rogue([nodes[0]!.address, 'big-frame', member.credFile, member.keyFile, target.peerId])
+  const line = await r.waitForOutput(/\{"event":"big-frames".*\}/, { timeoutMs: 60_000 })
+  const { replies } = JSON.parse(line[0]) as { replies: string[] }
+  for (const reply of replies) assert.match(reply, /refused unread: it exceeds \/beemesh\/view\/1\.0\.0's limit of 65536 bytes/, `a sealed refusal, not a parse error (${reply})`)
+  assert.is(await metric(target, 'beemesh_security_refusals_total', { what: '/beemesh/view/1.0.0', reason: 'too-large' }), before + 2)
+  assert.match((await target.status()).state, /^running/)
+  r.child.kill('SIGKILL')
+})
+
 test('a flood of forged gossip from a member: refused, the peer scored down and disconnected, nodes stay up', async () => {
   const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_peers_banned_total')))
   const flooder = await compromisedMember('flooder')
