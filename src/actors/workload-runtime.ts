@@ -26,6 +26,7 @@ import { LocationRecord, SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateReques
 import { WorkloadJournal, type TraceRecord } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
+import { checkApplyWindow } from '../policy/credentials.js'
 import { TrustError } from '../policy/errors.js'
 import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
 import { currentPrincipal } from '../policy/request-context.js'
@@ -630,7 +631,9 @@ export class WorkloadRuntime {
       throw new InvalidWorkloadError(`${issue?.path.join('.') || 'spec'}: ${issue?.message ?? 'invalid'}`)
     }
     const spec = await this.attest(parsed.data)
-    await this.init.trust.checkManifest(spec as never)
+    const provenance = await this.init.trust.checkManifest(spec as never)
+    // The signature binds this apply, not the workload's life: an old manifest is not applied again.
+    checkApplyWindow(spec.id, provenance)
     for (const topic of spec.topics) this.init.trust.authorize({ kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} }, 'subscribe', { kind: 'topic', name: topic })
     // Announced as a DHT provider after placement: awardees fetch from the tenderer
     // first, and the provider query would compete with the tender for every node's time.
