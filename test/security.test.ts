@@ -179,6 +179,51 @@ test('a stateless actor without the grant cannot publish to a topic', async () =
   assert.not.match(forbidden.stdout(), /"n":7/)
 })
 
+test('a member cannot stop or read another node\'s replicas, as itself or claiming a deployer without the deployer\'s token', async () => {
+  const w = await nodes[0]!.api.request<{ placement: Array<{ peerId: string, replica: number }> }>('/v1/workloads/default/relay')
+  const host = nodes.find(n => n.peerId === w.placement[0]!.peerId)!
+  const other = nodes.find(n => n !== host)!
+  // The legitimate path: the admin's API node relays the admin's token; the host checks it and answers.
+  const logs = await cli(['logs', 'relay', '--api', other.apiUrl])
+  assert.is(logs.code, 0, logs.stderr)
+  assert.match(logs.stdout, /publish refused/, 'logs gathered from the hosting node for the admin')
+  const { keyFile, credFile } = await compromisedMember('stopper')
+  const admin = trust.deployer
+  const outsiderToken = await issueToken((await readKeyFile(outsiderKey)).key)
+  const adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key)
+  const stop = { workloadId: 'default/relay', replica: 0 }
+  const requests = [
+    stop,
+    { ...stop, onBehalfOf: `deployer:${admin}` },
+    { ...stop, onBehalfOf: `deployer:${admin}`, token: outsiderToken },
+    { ...stop, onBehalfOf: `deployer:${admin}`, token: adminToken.slice(0, -4) + (adminToken.endsWith('AAAA') ? 'BBBB' : 'AAAA') },
+    { ...stop, onBehalfOf: `${other.peerId}` }
+  ]
+  const before = await metric(host, 'beemesh_security_refusals_total', { what: '/beemesh/replica/1.0.0', reason: 'denied' })
+  const r = rogue([host.address, 'rpc', credFile, keyFile, host.peerId, '/beemesh/replica/1.0.0', ...requests.map(q => JSON.stringify(q))])
+  await r.waitForOutput(/"event":"rpc-done"/, { timeoutMs: 60_000 })
+  const answers = r.stdout().trim().split('\n').map(l => JSON.parse(l) as { event: string, ok?: boolean, error?: string }).filter(a => a.event === 'rpc')
+  assert.is(answers.length, requests.length, r.stdout())
+  assert.ok(answers.every(a => a.ok === false), `every stop refused: ${JSON.stringify(answers)}`)
+  assert.match(answers[0]!.error!, new RegExp(`forbidden by ${host.peerId}: .* may not delete default/relay`))
+  assert.match(answers[1]!.error!, new RegExp(`claims to act for deployer ${admin} without the deployer's token`))
+  assert.match(answers[2]!.error!, new RegExp(`claims to act for deployer ${admin} with a token of ${outsider}`))
+  assert.match(answers[3]!.error!, /token it relays does not verify/)
+  assert.match(answers[4]!.error!, /may not act on behalf of .*another node/)
+  assert.is(await metric(host, 'beemesh_security_refusals_total', { what: '/beemesh/replica/1.0.0', reason: 'denied' }), before + 2)
+  const logsRogue = rogue([host.address, 'rpc', credFile, keyFile, host.peerId, '/beemesh/logs/1.0.0', JSON.stringify({ workloadId: 'default/relay' }), JSON.stringify({ workloadId: 'default/relay', onBehalfOf: `deployer:${admin}` })])
+  await logsRogue.waitForOutput(/"event":"rpc-done"/, { timeoutMs: 60_000 })
+  assert.match(logsRogue.stdout(), /"i":0,"ok":false,"error":"[^"]*may not read default\/relay/)
+  assert.match(logsRogue.stdout(), /"i":1,"ok":false,"error":"[^"]*without the deployer's token/)
+  // The replica was never stopped: the host still runs it at the epoch it was placed at.
+  const after = await host.api.request<{ placement: Array<{ peerId: string, replica: number, status?: string }>, epoch: number }>('/v1/workloads/default/relay')
+  assert.is(after.placement.length, 1)
+  assert.is(after.placement[0]!.peerId, host.peerId)
+  assert.not.match(host.stderr(), /replica stopped on request/)
+  r.child.kill('SIGKILL')
+  logsRogue.child.kill('SIGKILL')
+})
+
 /** A compromised member's key and credential (genuine, issued by the root), for rogues that need to get in. */
 async function compromisedMember (name: string): Promise<{ keyFile: string, credFile: string, id: string }> {
   const keyFile = join(trust.dir, `${name}.key`)
