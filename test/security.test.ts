@@ -9,7 +9,8 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { generateKey, issueCredential, issueToken, readKeyFile, signPolicy, writeKeyFile } from '../src/policy/credentials.js'
+import { generateKey, issueCredential, issueToken, readKeyFile, signManifest, signPolicy, writeKeyFile } from '../src/policy/credentials.js'
+import { WorkloadSpecSchema } from '../src/actors/protocol.js'
 import { cli, makeTrust, metric, type NodeProcess, ROOT, type Running, startCli, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const policy = (version: number, extra = '') => (admin: string): string => `apiVersion: beemesh.io/v1
@@ -222,6 +223,24 @@ test('a member cannot stop or read another node\'s replicas, as itself or claimi
   assert.not.match(host.stderr(), /replica stopped on request/)
   r.child.kill('SIGKILL')
   logsRogue.child.kill('SIGKILL')
+})
+
+test('a captured signed manifest is not applied again once its apply window has passed', async () => {
+  const relay = await nodes[0]!.api.request<{ spec: Record<string, unknown> }>('/v1/workloads/default/relay')
+  const { provenance: _old, ...rest } = relay.spec
+  const spec = WorkloadSpecSchema.parse({ ...rest, name: 'relay-again', id: 'default/relay-again' })
+  const deployerKey = (await readKeyFile(trust.deployerKeyFile)).key
+  // Signed by the admin two days ago: a genuine signature, captured and replayed now.
+  const captured = { ...spec, provenance: await signManifest(deployerKey, spec as never, { now: Date.now() - 2 * 24 * 3600_000 }) }
+  const post = async (body: unknown): Promise<{ status: number, body: { error?: string } }> => {
+    const res = await fetch(`${nodes[1]!.apiUrl}/v1/workloads?wait=false`, { method: 'POST', headers: { authorization: `Bearer ${await issueToken(deployerKey)}`, 'content-type': 'application/json' }, body: JSON.stringify({ spec: body }) })
+    return { status: res.status, body: await res.json() as { error?: string } }
+  }
+  const replayed = await post(captured)
+  assert.is(replayed.status, 403, JSON.stringify(replayed.body))
+  assert.match(replayed.body.error ?? '', /manifest of default\/relay-again could be applied until .*replay/)
+  const listed = await nodes[1]!.api.request<Array<{ id: string }>>('/v1/workloads')
+  assert.not.ok(listed.some(w => w.id === 'default/relay-again'), 'nothing was recorded')
 })
 
 /** A compromised member's key and credential (genuine, issued by the root), for rogues that need to get in. */

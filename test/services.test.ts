@@ -184,8 +184,12 @@ test('a caller without the grant is refused at its own node, and at the callee\'
   assert.is(await metric(callee, 'beemesh_calls_denied_total', { service: 'default/echo', side: 'callee' }), calleeBefore + 1)
   child.kill('SIGKILL')
 
-  // The same member claims to call for the admin deployer, without the deployer's token: refused by the callee.
-  const claim = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/security/rogue.ts'), nodes[0]!.address, 'call', credFile, rogueKey, callee.peerId, 'default/echo', target.workloadId, String(target.replica), `deployer:${trust.deployer}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  // Another member claims to call for the admin deployer, without the deployer's token: refused by the callee.
+  const claimKey = join(trust.dir, 'rogue-claimer.key')
+  const claimId = await writeKeyFile(claimKey, await generateKey())
+  const claimCred = join(trust.dir, 'rogue-claimer.cred.json')
+  await writeFile(claimCred, JSON.stringify(await issueCredential(trust.rootKey, claimId)))
+  const claim = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/security/rogue.ts'), callee.address, 'call', claimCred, claimKey, callee.peerId, 'default/echo', target.workloadId, String(target.replica), `deployer:${trust.deployer}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let claimOut = ''
   let claimErr = ''
   claim.stdout.on('data', (d: Buffer) => { claimOut += d.toString() })
