@@ -188,7 +188,7 @@ async function buildSnapshot (dir: string): Promise<string> {
 
 interface NodeProc { i: number, peerId: string, address: string, pid: number, child: ChildProcess, api: ApiClient, status: () => Promise<NodeStatus>, kill: () => Promise<void> }
 
-/** `beemesh node start` on loopback (ephemeral ports, the test trust root, --dev), as test/helpers/processes.ts starts one; resolves once it runs. */
+/** `beemesh node start` on loopback (ephemeral ports, the test trust root; its clients speak as the admin deployer), as test/helpers/processes.ts starts one; resolves once it runs. */
 async function startNodeProcess (app: string, i: number, dataDir: string, bootstrap: string[], trustArgs: string[]): Promise<NodeProc> {
   const args = [join(app, 'bin', 'beemesh.js'), 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', '0', '--log-level', 'warn', ...trustArgs]
   for (const b of bootstrap) args.push('--bootstrap', b)

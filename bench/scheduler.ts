@@ -8,8 +8,11 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { loadApplyFile } from '../src/actors/bundler.js'
 import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
+import { issueCredential, keyId } from '../src/policy/credentials.js'
+import { Trust } from '../src/policy/trust.js'
+import { presentingGate } from '../src/transport/admission.js'
 import { MeshNode } from '../src/transport/mesh-node.js'
-import { startMesh, waitUntil, type NodeProcess } from '../test/helpers/processes.js'
+import { startMesh, testTrust, waitUntil, type NodeProcess } from '../test/helpers/processes.js'
 import { fmt, summary, writeResult } from './lib.js'
 
 const SEQUENTIAL_APPLIES = 40
@@ -69,13 +72,24 @@ export async function run (): Promise<void> {
   }
 
   async function throughput (bundle: Awaited<ReturnType<typeof loadApplyFile>>): Promise<{ rawPerSecond: number, dispatchPerSecond: number, ratio: number }> {
+    // The publisher and the raw subscriber are members (the mesh admits no one else): each has a
+    // credential from the mesh's root. Raw gossip between them is unsealed; BeeMesh events are sealed
+    // by the publisher as every member seals what it publishes, so sealing is part of the measured path.
+    const root = await testTrust()
+    const members: Trust[] = []
     const mk = async (): Promise<MeshNode> => {
-      const n = new MeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [nodes[0]!.address] })
+      const key = await generateKeyPair('Ed25519')
+      const credential = await issueCredential(root.rootKey, keyId(key))
+      const trust = new Trust({ root: root.root, key, credential })
+      await trust.start()
+      members.push(trust)
+      const n = new MeshNode({ privateKey: key, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [nodes[0]!.address], membership: presentingGate(credential) })
       await n.start()
       extra.push(n)
       return n
     }
     const publisher = await mk()
+    const sealer = members[0]!
     const rawSubscriber = await mk()
     rawSubscriber.subscribe('raw-bench')
     await waitUntil(() => publisher.topicPeers('raw-bench').includes(rawSubscriber.peerId), { what: 'raw subscriber to be known' })
@@ -94,7 +108,7 @@ export async function run (): Promise<void> {
     await waitUntil(() => publisher.topicPeers('bench').includes(host.peerId), { what: 'sink host subscription to be known' })
     const handled = async (): Promise<number> => (await host.api.request<{ placement: Array<{ handled: number }> }>('/v1/workloads/default/sink')).placement.reduce((a, p) => a + p.handled, 0)
     const d0 = performance.now()
-    for (let i = 0; i < EVENTS; i++) await publisher.publish('bench', enc.encode(JSON.stringify({ id: `ev-${i}`, data: { n: i }, ts: Date.now() })))
+    for (let i = 0; i < EVENTS; i++) await publisher.publish('bench', await sealer.seal('bench', JSON.stringify({ id: `ev-${i}`, data: { n: i }, ts: Date.now() })))
     await waitUntil(async () => await handled() >= EVENTS, { timeoutMs: 120_000, intervalMs: 20, what: 'every bench event handled' })
     const dispatchPerSecond = EVENTS / ((performance.now() - d0) / 1000)
     const ratio = dispatchPerSecond / rawPerSecond

@@ -7,7 +7,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { MeshTrustSchema, verifyCredential, verifySignedPolicy, verifyToken } from '../src/policy/credentials.js'
+import { generateKey, keyId, MeshTrustSchema, verifyCredential, verifySignedPolicy, verifyToken } from '../src/policy/credentials.js'
 import { cli, tempDir, type CliResult } from './helpers/processes.js'
 
 /** A fresh temp dir and the env that puts the deployer key in it. */
@@ -74,15 +74,18 @@ test('init creates root.key, policy.yaml and mesh.json with a policy signed by t
   const policyText = await readFile(join(trustDir, 'policy.yaml'), 'utf8')
   assert.is(signed.text, policyText)
   assert.ok(policyText.includes(deployer), 'the deployer is the admin')
-  assert.not.ok(policyText.includes('anonymous'), 'no anonymous access without --dev')
+  assert.not.ok(policyText.includes('anonymous'), 'no anonymous access')
 
   const again = await cli(['init', '--dir', trustDir], { env })
   assert.is(again.code, 1)
   assert.match(again.stderr, /root\.key: a mesh trust root is already there.*--force/)
-  const forced = JSON.parse(ok(await cli(['init', '--dir', trustDir, '--force', '--dev', '-o', 'json'], { env }))) as { root: string, deployer: string }
+  const forced = JSON.parse(ok(await cli(['init', '--dir', trustDir, '--force', '-o', 'json'], { env }))) as { root: string, deployer: string }
   assert.is.not(forced.root, root)
   assert.is(forced.deployer, deployer)
-  assert.ok((await readFile(join(trustDir, 'policy.yaml'), 'utf8')).includes('anonymous'))
+  // --dev (which let anonymous loopback callers in) is gone.
+  const dev = await cli(['init', '--dir', trustDir, '--force', '--dev'], { env })
+  assert.is.not(dev.code, 0)
+  assert.match(dev.stderr, /unknown option '--dev'/)
 })
 
 test('credential issue: the credential verifies against the root and carries the labels', async () => {
@@ -124,18 +127,42 @@ test('a bad --ttl exits 2 naming the value', async () => {
 })
 
 test('token prints only a token that verifies and names the deployer', async () => {
-  const { dir, env } = await sandbox()
+  const { dir, env: keyEnv } = await sandbox()
+  const mesh = keyId(await generateKey())
+  const env = { ...keyEnv, BEEMESH_MESH: mesh }
   ok(await cli(['keygen'], { env }))
   const id = ok(await cli(['identity'], { env })).trim()
   const out = ok(await cli(['token'], { env }))
   assert.match(out, /^bm1\.[^\s]+\n$/)
-  const claims = await verifyToken(out.trim())
+  const claims = await verifyToken(out.trim(), { mesh })
   assert.is(claims.sub, id)
   assert.is(claims.exp - claims.iat, 3600_000)
-  const long = await verifyToken(ok(await cli(['token', '--ttl', '30d'], { env })).trim())
+  const long = await verifyToken(ok(await cli(['token', '--ttl', '30d'], { env })).trim(), { mesh })
   assert.is(long.exp - long.iat, 30 * 24 * 3600_000)
   const other = JSON.parse(ok(await cli(['keygen', '--out', join(dir, 'other.key'), '-o', 'json'], { env }))) as { id: string }
-  assert.is((await verifyToken(ok(await cli(['token', '--key', join(dir, 'other.key')], { env })).trim())).sub, other.id)
+  assert.is((await verifyToken(ok(await cli(['token', '--key', join(dir, 'other.key')], { env })).trim(), { mesh })).sub, other.id)
+  assert.is((await verifyToken(ok(await cli(['token', '--mesh', other.id], { env: keyEnv })).trim(), { mesh: other.id })).aud, other.id)
+  const noMesh = await cli(['token'], { env: keyEnv })
+  assert.is(noMesh.code, 2)
+  assert.match(noMesh.stderr, /which mesh is the token for\? pass --mesh/)
+})
+
+test('credential issue --deployer: a root-issued deployer credential that `token --credential` carries', async () => {
+  const { dir, env } = await sandbox()
+  const trustDir = join(dir, 'trust')
+  const { root } = JSON.parse(ok(await cli(['init', '--dir', trustDir, '-o', 'json'], { env }))) as { root: string }
+  const other = JSON.parse(ok(await cli(['keygen', '--out', join(dir, 'ci.key'), '-o', 'json'], { env }))) as { id: string }
+  const file = join(dir, 'ci.cred.json')
+  ok(await cli(['credential', 'issue', '--root', join(trustDir, 'root.key'), '--deployer', other.id, '--label', 'team=ci', '--out', file], { env }))
+  const cred = await verifyCredential(JSON.parse(await readFile(file, 'utf8')), { issuer: root, subject: other.id, kind: 'deployer' })
+  assert.equal(cred.labels, { team: 'ci' })
+  assert.is(cred.expiresAt - cred.issuedAt, 30 * 24 * 3600_000)
+  const t = ok(await cli(['token', '--key', join(dir, 'ci.key'), '--credential', file, '--mesh', join(trustDir, 'mesh.json')], { env })).trim()
+  const claims = await verifyToken(t, { mesh: root })
+  assert.is(claims.cred?.credential.subject, other.id)
+  const both = await cli(['credential', 'issue', '--root', join(trustDir, 'root.key'), '--deployer', other.id, '--node', other.id], { env })
+  assert.is.not(both.code, 0)
+  assert.match(both.stderr, /--node <peer id> .* or --deployer <key id> .*, one of them/)
 })
 
 test('policy sign: a bad field exits 1 with file:line:col and signs nothing; a good one verifies', async () => {

@@ -1,8 +1,9 @@
 /**
  * The Kubernetes API under a policy that denies by labels, on 2 real nodes
- * and the test container engine: the anonymous loopback caller of a --dev
- * node may do anything except read, delete or deploy workloads labelled
- * `tier: guarded`; the admin deployer (a bearer token) may do everything.
+ * (serving TLS with the test mesh's CA) and the test container engine: a
+ * guest deployer may do anything except read, delete or deploy workloads
+ * labelled `tier: guarded`; the admin deployer may do everything. Both send
+ * bearer tokens; kubectl speaks as the guest, over TLS.
  * Every request on a guarded workload's Deployment, its pods (get, logs,
  * delete, through the real kubectl too), its scale, and a create or patch
  * that gives a workload the label, is refused; lists leave it out.
@@ -14,7 +15,12 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { stringify } from 'yaml'
 import type { ContainerEngine } from '../src/actors/container-engine.js'
-import { issueToken, readKeyFile } from '../src/policy/credentials.js'
+import { generateKey, issueToken, keyId, readKeyFile } from '../src/policy/credentials.js'
+import type { PrivateKey } from '@libp2p/interface'
+import { writeFile } from 'node:fs/promises'
+import { stringify as toYaml } from 'yaml'
+import { kubeconfig as makeKubeconfig } from '../src/cli/commands/kubeconfig.js'
+import { ensureMeshCa, issueServingCert, writePemPair } from '../src/policy/tls-issue.js'
 import { removeContainersOf, requireEngine } from './helpers/engine.js'
 import { cli, makeTrust, type NodeProcess, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
@@ -22,7 +28,10 @@ let trust: TestTrust
 let nodes: NodeProcess[] = []
 let engine: ContainerEngine
 let adminToken = ''
+let guestToken = ''
 let kubeconfig = ''
+const guestKey: PrivateKey = await generateKey()
+const GUEST = keyId(guestKey)
 
 const GUARDED = { tier: 'guarded' }
 
@@ -33,9 +42,9 @@ function policy (deployer: string): string {
     kind: 'Policy',
     metadata: { name: 'kube-labels', version: 1 },
     rules: [
-      { id: 'admins', effect: 'allow', principals: [{ kind: 'deployer', key: deployer }, { kind: 'deployer', key: 'anonymous' }], actions: ['*'], resources: everything },
-      { id: 'locked', effect: 'deny', principals: [{ kind: 'deployer', key: 'anonymous' }], actions: ['deploy'], resources: [{ kind: 'namespace', name: 'locked' }] },
-      { id: 'guarded', effect: 'deny', principals: [{ kind: 'deployer', key: 'anonymous' }], actions: ['read', 'delete', 'deploy'], resources: [{ kind: 'workload', labels: GUARDED }] },
+      { id: 'admins', effect: 'allow', principals: [{ kind: 'deployer', key: deployer }, { kind: 'deployer', key: GUEST }], actions: ['*'], resources: everything },
+      { id: 'locked', effect: 'deny', principals: [{ kind: 'deployer', key: GUEST }], actions: ['deploy'], resources: [{ kind: 'namespace', name: 'locked' }] },
+      { id: 'guarded', effect: 'deny', principals: [{ kind: 'deployer', key: GUEST }], actions: ['read', 'delete', 'deploy'], resources: [{ kind: 'workload', labels: GUARDED }] },
       { id: 'members-host', effect: 'allow', principals: [{ kind: 'node' }], actions: ['host'], resources: [{ kind: 'workload' }] }
     ]
   })
@@ -55,9 +64,9 @@ function deployment (name: string, labels: Record<string, string>): string {
 
 interface Answer { code: number, body: { kind?: string, reason?: string, message?: string, items?: Array<{ metadata: { name: string } }> } }
 
-/** A request to node 1's API: as the admin with `admin`, else as the anonymous loopback caller. */
+/** A request to node 1's API: as the admin with `admin`, else as the guest. */
 async function request (method: string, path: string, { body, admin = false, contentType = 'application/json' }: { body?: string, admin?: boolean, contentType?: string } = {}): Promise<Answer> {
-  const headers: Record<string, string> = { ...(body != null ? { 'content-type': contentType } : {}), ...(admin ? { authorization: `Bearer ${adminToken}` } : {}) }
+  const headers: Record<string, string> = { ...(body != null ? { 'content-type': contentType } : {}), authorization: `Bearer ${admin ? adminToken : guestToken}` }
   const res = await fetch(`${nodes[1]!.apiUrl}${path}`, { method, headers, ...(body != null ? { body } : {}), signal: AbortSignal.timeout(10_000) })
   const text = await res.text()
   let parsed: Answer['body'] = {}
@@ -82,15 +91,19 @@ async function kubectl (args: string[]): Promise<{ code: number, stdout: string,
 test.before(async () => {
   engine = (await requireEngine()).engine
   trust = await makeTrust(policy)
-  adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key)
-  const flags = trustFlags(trust)
+  adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key, { mesh: trust.root })
+  guestToken = await issueToken(guestKey, { mesh: trust.root })
+  // The API serves TLS with a certificate from this mesh's CA, so kubectl sends the guest's token.
+  const dir = await tempDir('beemesh-kube-policy-')
+  const ca = await ensureMeshCa(trust.dir, 'kube-policy')
+  await writePemPair(join(dir, 'api.crt'), join(dir, 'api.key'), await issueServingCert(ca, ['127.0.0.1']))
+  const flags = [...trustFlags(trust), '--tls-cert', join(dir, 'api.crt'), '--tls-key', join(dir, 'api.key')]
   nodes.push(await startNode({ trust: flags }))
   nodes.push(await startNode({ trust: flags, bootstrap: [nodes[0]!.address] }))
   await waitUntil(async () => (await Promise.all(nodes.map(async n => (await n.peers()).length))).every(c => c >= 1), { what: 'two members connected' })
-  kubeconfig = join(await tempDir('beemesh-kube-policy-'), 'kubeconfig')
-  const r = await cli(['kubeconfig', '--api', nodes[1]!.apiUrl, '--write', kubeconfig])
-  assert.is(r.code, 0, r.stderr)
-  // The admin deploys the guarded workload, the anonymous caller an open one.
+  kubeconfig = join(dir, 'kubeconfig')
+  await writeFile(kubeconfig, toYaml(makeKubeconfig(nodes[1]!.apiUrl, { ca: ca.certPem, token: guestToken })), { mode: 0o600 })
+  // The admin deploys the guarded workload, the guest an open one.
   const vault = await request('POST', DEPLOYMENTS, { body: deployment('vault', GUARDED), admin: true })
   assert.is(vault.code, 201, JSON.stringify(vault.body))
   const open = await request('POST', DEPLOYMENTS, { body: deployment('open', { app: 'open' }) })

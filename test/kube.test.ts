@@ -6,18 +6,27 @@
  * deleted; and each class of bad input answered with the right Status.
  */
 import { execFile } from 'node:child_process'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { ContainerEngine } from '../src/actors/container-engine.js'
 import { removeContainersOf, requireEngine } from './helpers/engine.js'
+import { parse as parseYaml, stringify as toYaml } from 'yaml'
+import { bearerFor } from '../src/cli/api-client.js'
+import { authProxy, type AuthProxy } from './helpers/auth-proxy.js'
 import { cli, startMesh, tempDir, waitUntil, type NodeProcess } from './helpers/processes.js'
 
 const FIXTURES = 'test/fixtures/kube'
 let nodes: NodeProcess[] = []
 let engine: ContainerEngine
 let kubeconfig = ''
+let proxy: AuthProxy | undefined
+
+/** The test admin's bearer token, for the raw requests. */
+async function auth (url: string): Promise<Record<string, string>> {
+  return { authorization: `Bearer ${(await bearerFor(url))!}` }
+}
 
 interface Run { code: number, stdout: string, stderr: string }
 
@@ -37,7 +46,7 @@ async function ok (args: string[], timeoutMs?: number): Promise<string> {
 
 /** A raw request to the API, for the Status objects kubectl only summarises. */
 async function request (method: string, path: string, body?: string, contentType = 'application/json'): Promise<{ code: number, status: { kind: string, code: number, reason: string, message: string, details?: { causes?: Array<{ field: string }> } } }> {
-  const res = await fetch(`${nodes[1]!.apiUrl}${path}`, { method, ...(body != null ? { body, headers: { 'content-type': contentType } } : {}), signal: AbortSignal.timeout(10_000) })
+  const res = await fetch(`${nodes[1]!.apiUrl}${path}`, { method, headers: { ...await auth(nodes[1]!.apiUrl), ...(body != null ? { 'content-type': contentType } : {}) }, ...(body != null ? { body } : {}), signal: AbortSignal.timeout(10_000) })
   return { code: res.status, status: await res.json() as never }
 }
 
@@ -62,9 +71,18 @@ test.before(async () => {
   kubeconfig = join(await tempDir('beemesh-kube-'), 'kubeconfig')
   const r = await cli(['kubeconfig', '--api', nodes[0]!.apiUrl, '--write', kubeconfig])
   assert.is(r.code, 0, r.stderr)
+  // The kubeconfig's user carries the token; kubectl sends it only over TLS, so until the API
+  // speaks TLS kubectl reaches the node through a loopback proxy that adds that same token.
+  const config = parseYaml(await readFile(kubeconfig, 'utf8')) as { clusters: Array<{ cluster: { server: string } }>, users: Array<{ user: { token?: string } }> }
+  const token = config.users[0]!.user.token
+  assert.ok(token != null, 'the kubeconfig carries a token')
+  proxy = await authProxy(nodes[0]!.apiUrl, token)
+  config.clusters[0]!.cluster.server = proxy.url
+  await writeFile(kubeconfig, toYaml(config), { mode: 0o600 })
 })
 
 test.after(async () => {
+  await proxy?.close()
   await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
   await removeContainersOf(engine, nodes.map(n => n.peerId))
 })
@@ -113,7 +131,7 @@ test('a busybox Deployment: apply, rollout status, 2 Running pods, logs, events,
   assert.match(await kubectl(['get', 'pods', '-l', 'app=other']).then(r => r.stdout + r.stderr), 'No resources found')
   assert.match(await ok(['get', 'deployments']), /^ticker\s+2\/2\s+2\s+2\s/m)
   // Every node shows the same mesh-wide state.
-  const other = await (await fetch(`${nodes[1]!.apiUrl}/api/v1/namespaces/default/pods`)).json() as { items: unknown[] }
+  const other = await (await fetch(`${nodes[1]!.apiUrl}/api/v1/namespaces/default/pods`, { headers: await auth(nodes[1]!.apiUrl) })).json() as { items: unknown[] }
   assert.is(other.items.length, 2)
   await waitUntil(async () => (await kubectl(['logs', 'ticker-0'])).stdout.includes('hello from ticker') || undefined, { what: 'the logs of ticker-0', timeoutMs: 15_000 })
   assert.match(await ok(['apply', '-f', `${FIXTURES}/ticker.yaml`]), 'deployment.apps/ticker unchanged')
@@ -212,7 +230,7 @@ test('a Deployment and its Service: get svc shows the ClusterIP, endpoints the r
   assert.equal(object.spec.ports.map(p => [p.port, p.targetPort]), [[80, 'http']])
   assert.equal(object.metadata.labels, { tier: 'front' })
   // Every node gives the Service the same address.
-  const elsewhere = await (await fetch(`${nodes[2]!.apiUrl}/api/v1/namespaces/default/services/web`)).json() as { spec: { clusterIP: string } }
+  const elsewhere = await (await fetch(`${nodes[2]!.apiUrl}/api/v1/namespaces/default/services/web`, { headers: await auth(nodes[2]!.apiUrl) })).json() as { spec: { clusterIP: string } }
   assert.is(elsewhere.spec.clusterIP, object.spec.clusterIP)
   // Endpoints: the 2 replicas once they run, each at its host's address and the target port.
   const endpoints = await waitUntil(async () => {
@@ -233,7 +251,7 @@ test('a Deployment and its Service: get svc shows the ClusterIP, endpoints the r
   assert.match(await ok(['delete', '-f', `${FIXTURES}/web-client-pod.yaml`]), 'pod "web-client" deleted')
   // A patch changes the port everywhere.
   assert.match(await ok(['patch', 'svc', 'web', '--type=merge', '-p', '{"spec":{"ports":[{"name":"http","port":8081,"targetPort":8080}]}}']), 'service/web patched')
-  await waitUntil(async () => (await (await fetch(`${nodes[1]!.apiUrl}/api/v1/namespaces/default/services/web`)).json() as { spec: { ports: Array<{ port: number }> } }).spec.ports[0]?.port === 8081 || undefined, { what: 'the patched port on another node', timeoutMs: 20_000 })
+  await waitUntil(async () => (await (await fetch(`${nodes[1]!.apiUrl}/api/v1/namespaces/default/services/web`, { headers: await auth(nodes[1]!.apiUrl) })).json() as { spec: { ports: Array<{ port: number }> } }).spec.ports[0]?.port === 8081 || undefined, { what: 'the patched port on another node', timeoutMs: 20_000 })
   assert.match(await ok(['get', 'svc']), /^web\s+ClusterIP\s+\S+\s+<none>\s+8081\/TCP/m)
   // Bad Services: 422 naming the field; nothing is created.
   const nodePort = await request('POST', '/api/v1/namespaces/default/services', JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'np' }, spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80 }] } }))
@@ -248,7 +266,7 @@ test('a Deployment and its Service: get svc shows the ClusterIP, endpoints the r
   assert.match((await kubectl(['get', 'svc', 'np'])).stderr, /NotFound|not found/)
 
   assert.match(await ok(['delete', '-f', `${FIXTURES}/web-svc.yaml`]), 'service "web" deleted')
-  await waitUntil(async () => (await fetch(`${nodes[2]!.apiUrl}/api/v1/namespaces/default/services/web`)).status === 404 || undefined, { what: 'the service gone on every node', timeoutMs: 20_000 })
+  await waitUntil(async () => (await fetch(`${nodes[2]!.apiUrl}/api/v1/namespaces/default/services/web`, { headers: await auth(nodes[2]!.apiUrl) })).status === 404 || undefined, { what: 'the service gone on every node', timeoutMs: 20_000 })
   await waitUntil(async () => (await runningPods()).length === 0 || undefined, { what: 'the pods to go', timeoutMs: 30_000 })
 })
 

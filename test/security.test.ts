@@ -44,6 +44,13 @@ let nodes: NodeProcess[] = []
 const extra: Running[] = []
 let outsiderKey: string
 let outsider: string
+/** A rule naming the outsider, so its tokens authenticate; it grants reading hosts only. */
+const outsiderRule = (): string => `  - id: outsider-known
+    effect: allow
+    principals: [{ kind: deployer, key: ${outsider} }]
+    actions: [read]
+    resources: [{ kind: host }]
+`
 
 
 function rogue (args: string[]): Running {
@@ -73,12 +80,14 @@ async function kubectl (kubeconfig: string, args: string[]): Promise<{ code: num
 }
 
 test.before(async () => {
-  trust = await makeTrust(policy(1))
-  process.env.BEEMESH_KEY = trust.deployerKeyFile
-  outsiderKey = join(trust.dir, 'outsider.key')
+  // The outsider is a deployer the policy names (tokens of unnamed keys are refused outright: 401), granted nothing it tries.
+  outsiderKey = join(await tempDir('beemesh-outsider-'), 'outsider.key')
   outsider = await writeKeyFile(outsiderKey, await generateKey())
-  // Members, not in --dev mode: every API call carries a deployer's token.
-  const flags = trustFlags(trust, { dev: false })
+  trust = await makeTrust(admin => policy(1)(admin) + outsiderRule())
+  process.env.BEEMESH_KEY = trust.deployerKeyFile
+  process.env.BEEMESH_MESH = trust.meshFile
+  // Every API call carries a deployer's token for this mesh.
+  const flags = trustFlags(trust)
   nodes.push(await startNode({ trust: flags }))
   nodes.push(...await Promise.all([1, 2].map(async () => await startNode({ trust: flags, bootstrap: [nodes[0]!.address] }))))
   await waitUntil(async () => (await Promise.all(nodes.map(async n => (await n.peers()).length))).every(c => c >= 2), { what: 'three members connected' })
@@ -102,7 +111,7 @@ test('an API caller needs a token; a token without the grant gets 403 (a Kuberne
   const kubeconfig = join(dir, 'kubeconfig')
   const k = await cli(['kubeconfig', '--api', nodes[2]!.apiUrl, '--write', kubeconfig])
   assert.is(k.code, 0, k.stderr)
-  const token = await issueToken((await readKeyFile(outsiderKey)).key)
+  const token = await issueToken((await readKeyFile(outsiderKey)).key, { mesh: trust.root })
   // The real kubectl without credentials is refused (kubectl sends bearer tokens only over TLS,
   // which the API does not serve yet: the token's 403 is checked on the wire below).
   const refused = await kubectl(kubeconfig, ['get', 'pods'])
@@ -113,7 +122,7 @@ test('an API caller needs a token; a token without the grant gets 403 (a Kuberne
   const status = await raw.json() as { kind: string, reason: string, code: number }
   assert.equal([status.kind, status.reason, status.code], ['Status', 'Forbidden', 403])
   // The admin's token reads the same list.
-  const adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key)
+  const adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key, { mesh: trust.root })
   const ok = await fetch(`${nodes[2]!.apiUrl}/api/v1/namespaces/default/pods`, { headers: { authorization: `Bearer ${adminToken}` } })
   assert.is(ok.status, 200)
   assert.is((await ok.json() as { kind: string }).kind, 'PodList')
@@ -190,13 +199,12 @@ test('a member cannot stop or read another node\'s replicas, as itself or claimi
   assert.match(logs.stdout, /publish refused/, 'logs gathered from the hosting node for the admin')
   const { keyFile, credFile } = await compromisedMember('stopper')
   const admin = trust.deployer
-  const outsiderToken = await issueToken((await readKeyFile(outsiderKey)).key)
-  const adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key)
+  const adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key, { mesh: trust.root })
   const stop = { workloadId: 'default/relay', replica: 0 }
   const requests = [
     stop,
     { ...stop, onBehalfOf: `deployer:${admin}` },
-    { ...stop, onBehalfOf: `deployer:${admin}`, token: outsiderToken },
+    { ...stop, onBehalfOf: `deployer:${outsider}`, token: adminToken },
     { ...stop, onBehalfOf: `deployer:${admin}`, token: adminToken.slice(0, -4) + (adminToken.endsWith('AAAA') ? 'BBBB' : 'AAAA') },
     { ...stop, onBehalfOf: `${other.peerId}` }
   ]
@@ -208,7 +216,7 @@ test('a member cannot stop or read another node\'s replicas, as itself or claimi
   assert.ok(answers.every(a => a.ok === false), `every stop refused: ${JSON.stringify(answers)}`)
   assert.match(answers[0]!.error!, new RegExp(`forbidden by ${host.peerId}: .* may not delete default/relay`))
   assert.match(answers[1]!.error!, new RegExp(`claims to act for deployer ${admin} without the deployer's token`))
-  assert.match(answers[2]!.error!, new RegExp(`claims to act for deployer ${admin} with a token of ${outsider}`))
+  assert.match(answers[2]!.error!, new RegExp(`claims to act for deployer ${outsider} with a token of ${admin}`))
   assert.match(answers[3]!.error!, /token it relays does not verify/)
   assert.match(answers[4]!.error!, /may not act on behalf of .*another node/)
   assert.is(await metric(host, 'beemesh_security_refusals_total', { what: '/beemesh/replica/1.0.0', reason: 'denied' }), before + 2)
@@ -233,7 +241,7 @@ test('a captured signed manifest is not applied again once its apply window has 
   // Signed by the admin two days ago: a genuine signature, captured and replayed now.
   const captured = { ...spec, provenance: await signManifest(deployerKey, spec as never, { now: Date.now() - 2 * 24 * 3600_000 }) }
   const post = async (body: unknown): Promise<{ status: number, body: { error?: string } }> => {
-    const res = await fetch(`${nodes[1]!.apiUrl}/v1/workloads?wait=false`, { method: 'POST', headers: { authorization: `Bearer ${await issueToken(deployerKey)}`, 'content-type': 'application/json' }, body: JSON.stringify({ spec: body }) })
+    const res = await fetch(`${nodes[1]!.apiUrl}/v1/workloads?wait=false`, { method: 'POST', headers: { authorization: `Bearer ${await issueToken(deployerKey, { mesh: trust.root })}`, 'content-type': 'application/json' }, body: JSON.stringify({ spec: body }) })
     return { status: res.status, body: await res.json() as { error?: string } }
   }
   const replayed = await post(captured)
@@ -254,7 +262,7 @@ async function compromisedMember (name: string): Promise<{ keyFile: string, cred
 
 test('a node without a credential is refused at the connection: never admitted, never listed, never given work', async () => {
   const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'connection', reason: 'not-a-member' })))
-  const outsiderNode = await startNode({ trust: trustFlags(trust, { member: false, dev: false }), bootstrap: [nodes[0]!.address] })
+  const outsiderNode = await startNode({ trust: trustFlags(trust, { member: false }), bootstrap: [nodes[0]!.address] })
   extra.push(outsiderNode)
   await outsiderNode.waitForOutput(/NOT a member/)
   await waitUntil(async () => {
@@ -355,7 +363,7 @@ test('a policy update reaches every node within a bounded time and takes effect'
   assert.is(reads.code, 0, reads.stderr)
   // An older version is refused, and v2 stays in force.
   const old = await signPolicy(trust.rootKey, policy(1)(trust.deployer))
-  const replay = await fetch(`${nodes[1]!.apiUrl}/v1/policy`, { method: 'PUT', headers: { authorization: `Bearer ${await issueToken((await readKeyFile(trust.deployerKeyFile)).key)}`, 'content-type': 'application/json' }, body: JSON.stringify(old) })
+  const replay = await fetch(`${nodes[1]!.apiUrl}/v1/policy`, { method: 'PUT', headers: { authorization: `Bearer ${await issueToken((await readKeyFile(trust.deployerKeyFile)).key, { mesh: trust.root })}`, 'content-type': 'application/json' }, body: JSON.stringify(old) })
   assert.is(replay.status, 400)
   assert.match(await replay.text(), /not newer/)
   assert.is((await nodes[1]!.status()).trust.policy.version, 2)

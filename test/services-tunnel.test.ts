@@ -43,7 +43,7 @@ const webAddressOnB = serviceAddresses(['default/web'], { base: [198, 19], bits:
 
 /** The default policy, with service `web` forbidden to the workload `tunnel-intruder` and granted to nodes (the hosts' own processes). */
 function policy (deployer: string): string {
-  const doc = parse(defaultPolicyText({ admins: [deployer], dev: true, name: 'tunnel-test' })) as { rules: unknown[] }
+  const doc = parse(defaultPolicyText({ admins: [deployer], name: 'tunnel-test' })) as { rules: unknown[] }
   doc.rules.push(
     { id: 'no-tunnel-intruders', effect: 'deny', principals: [{ kind: 'workload', name: 'tunnel-intruder' }], actions: ['call'], resources: [{ kind: 'service', name: 'web' }] },
     { id: 'hosts-call-web', effect: 'allow', principals: [{ kind: 'node' }], actions: ['call'], resources: [{ kind: 'service', name: 'web' }] }
@@ -108,6 +108,7 @@ test.before(async () => {
   engine = (await requireEngine()).engine
   trust = await makeTrust(policy)
   process.env.BEEMESH_KEY = trust.deployerKeyFile
+  process.env.BEEMESH_MESH = trust.meshFile
   const flags = trustFlags(trust)
   a = await startNode({ trust: flags, extra: ['--label', 'role=client'] })
   b = await startNode({ trust: flags, bootstrap: [a.address], extra: ['--label', 'role=web', '--service-cidr', '198.19.0.0/16'] })

@@ -17,6 +17,7 @@ import { parse, stringify } from 'yaml'
 import type { LogLine } from '../src/actors/protocol.js'
 import { defaultPolicyText } from '../src/policy/defaults.js'
 import { generateKey, issueCredential, writeKeyFile } from '../src/policy/credentials.js'
+import { bearerFor } from '../src/cli/api-client.js'
 import { cli, makeTrust, metric, type NodeProcess, ROOT, type Running, startNode, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const FIXTURES = 'test/fixtures/services'
@@ -28,7 +29,7 @@ let siteUrl = ''
 
 /** The default policy, with `echo` forbidden to the intruder and egress granted to the fetcher for 127.0.0.1 only. */
 function policy (deployer: string): string {
-  const doc = parse(defaultPolicyText({ admins: [deployer], dev: true, name: 'services-test' })) as { rules: unknown[] }
+  const doc = parse(defaultPolicyText({ admins: [deployer], name: 'services-test' })) as { rules: unknown[] }
   doc.rules.push(
     { id: 'no-intruders', effect: 'deny', principals: [{ kind: 'workload', name: 'intruder' }], actions: ['call'], resources: [{ kind: 'service', name: 'echo' }] },
     { id: 'fetcher-loopback', effect: 'allow', principals: [{ kind: 'workload', name: 'fetcher' }], actions: ['egress'], resources: [{ kind: 'host', name: '127.0.0.1' }] }
@@ -66,6 +67,7 @@ function live (): NodeProcess[] {
 test.before(async () => {
   trust = await makeTrust(policy)
   process.env.BEEMESH_KEY = trust.deployerKeyFile
+  process.env.BEEMESH_MESH = trust.meshFile
   const flags = trustFlags(trust)
   // node 0 is the client; 1-3 may host the service (3 is the spare a killed replica moves to).
   nodes.push(await startNode({ trust: flags, extra: ['--label', 'role=client'] }))
@@ -243,7 +245,7 @@ test('bad input: unknown service, no healthy replica, timeout, handler failure, 
   assert.is(failing.code, 1)
   assert.match(failing.stderr, /echo was asked to fail/)
 
-  const big = await fetch(`${api}/v1/services/default/echo/call`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ data: { blob: 'x'.repeat(1024 * 1024 + 10) } }) })
+  const big = await fetch(`${api}/v1/services/default/echo/call`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${(await bearerFor(api))!}` }, body: JSON.stringify({ data: { blob: 'x'.repeat(1024 * 1024 + 10) } }) })
   assert.is(big.status, 413)
   assert.match(await big.text(), /the limit is 1048576/)
   // Nothing is left hanging: the service still answers at once.

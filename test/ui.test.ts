@@ -81,8 +81,9 @@ test('every node serves the web view\'s files at /ui/ without a token, under a r
   const style = await fetch(`${base}/ui/style.css`)
   assert.is(style.status, 200)
   assert.match(style.headers.get('content-type') ?? '', /^text\/css/)
-  // Anything else under /ui/ is no file of the view: the API answers it (here, a --dev node on loopback: 404).
-  assert.is((await fetch(`${base}/ui/secrets.json`)).status, 404)
+  // Anything else under /ui/ is no file of the view: the API answers it (without a token: 401; with one: 404).
+  assert.is((await fetch(`${base}/ui/secrets.json`)).status, 401)
+  assert.is((await nodes[0]!.api.fetch('/ui/secrets.json')).status, 404)
 })
 
 test('beemesh ui --no-open prints the web view\'s URL, with a bearer token in the fragment when the CLI has a key', async () => {
@@ -93,7 +94,7 @@ test('beemesh ui --no-open prints the web view\'s URL, with a bearer token in th
   const withToken = await cli(['--token', 'bm1.given.token', 'ui', '--no-open', '--api', api])
   assert.is(withToken.code, 0, withToken.stderr)
   assert.is(withToken.stdout.trim(), `${api}/ui/#token=bm1.given.token`)
-  // No key and no token: a plain URL (a --dev node on loopback answers the page without one).
+  // No key, no token and no `beemesh up` mesh at that URL: a plain URL (whose page the API answers 401).
   const { BEEMESH_KEY: _key, BEEMESH_TOKEN: _token, ...env } = process.env
   const anonymous = await run(process.execPath, [BIN, 'ui', '--no-open', '--api', api], { ...env, HOME: await tempDir() })
   assert.is(anonymous.code, 0, anonymous.stderr)
@@ -138,7 +139,7 @@ test('the web view shows the mesh, draws the turnstile\'s statechart and follows
   const problems: string[] = []
   page.on('pageerror', err => { problems.push(`page error: ${err.message}`) })
   page.on('console', msg => { if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`) })
-  // Every data call carries the token from the link (the node would also take anonymous loopback calls: --dev).
+  // Every data call carries the token from the link (the API has no anonymous access).
   const unauthenticated: string[] = []
   page.on('request', req => { if (new URL(req.url()).pathname.startsWith('/v1/') && req.headers().authorization == null) unauthenticated.push(req.url()) })
 

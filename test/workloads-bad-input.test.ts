@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
+import { bearerFor } from '../src/cli/api-client.js'
 import { cli, startNode, tempDir, waitUntil, type NodeProcess } from './helpers/processes.js'
 
 const FIXTURES = 'test/fixtures/workloads'
@@ -92,6 +93,7 @@ test('get nodes: every node with its capacity, allocation, labels and replicas, 
 test('an artifact whose bytes do not match its hash is refused (422)', async () => {
   const res = await fetch(`${nodes[0]!.apiUrl}/v1/workloads`, {
     method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${(await bearerFor(nodes[0]!.apiUrl))!}` },
     body: JSON.stringify({
       spec: { id: 'default/forged', name: 'forged', namespace: 'default', kind: 'stateless', topics: ['t'], replicas: 1, resources: { cpuMillis: 100, memoryBytes: 67108864 }, nodeSelector: {}, delivery: 'queue', retries: 0, timeoutMs: 1000, memoryLimitMb: 64, artifact: { sha256: 'a'.repeat(64), size: 5 }, source: 'forged.ts', createdAt: Date.now() },
       artifact: Buffer.from('hello').toString('base64')

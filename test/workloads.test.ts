@@ -87,7 +87,7 @@ test('1,000 events on a queue-group workload are each handled exactly once acros
   // The nodes' Prometheus counters agree: 1,000 handled in all, none failed.
   let handled = 0
   for (const n of nodes) {
-    const text = await (await fetch(`${n.apiUrl}/metrics`)).text()
+    const text = await (await n.api.fetch('/metrics')).text()
     handled += Number(/^beemesh_events_handled_total\{workload="default\/counter"\} (\d+)$/m.exec(text)?.[1] ?? 0)
     assert.not.match(text, /^beemesh_event_attempts_failed_total\{workload="default\/counter"/m)
   }

@@ -44,8 +44,6 @@ export interface NodeTrustConfig {
    * and tests): used once, then dropped. Production nodes get theirs offline.
    */
   issueWith?: PrivateKey
-  /** Anonymous API access from loopback (`beemesh up`). */
-  dev?: boolean
 }
 
 export interface NodeRuntimeInit {
@@ -93,7 +91,7 @@ export interface NodeStatus {
   /** How workload code runs here (docs/security.md, "Workload confinement"). */
   sandbox: SandboxMode
   /** Membership and the policy in force. */
-  trust: { root: string, member: boolean, labels: Record<string, string>, policy: { name: string, version: number }, dev: boolean }
+  trust: { root: string, member: boolean, labels: Record<string, string>, policy: { name: string, version: number } }
 }
 
 export const VERSION = '0.1.0'
@@ -300,7 +298,6 @@ export class NodeRuntime {
       key,
       ...(credential != null ? { credential } : {}),
       policies: cfg.mesh.policy != null ? [cfg.mesh.policy] : [],
-      dev: cfg.dev ?? false,
       log: this.log,
       metrics: {
         refused: (what, reason) => { metrics.refusals.inc({ what, reason }) },
@@ -347,8 +344,7 @@ export class NodeRuntime {
         root: this.init.trust.mesh.root,
         member: this.trustService?.isMember ?? false,
         labels: { ...this.trustService?.labels },
-        policy: { name: this.trustService?.policy.name ?? 'empty', version: this.trustService?.policy.version ?? -1 },
-        dev: this.init.trust.dev ?? false
+        policy: { name: this.trustService?.policy.name ?? 'empty', version: this.trustService?.policy.version ?? -1 }
       },
       pid: process.pid,
       version: VERSION

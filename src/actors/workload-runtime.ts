@@ -748,7 +748,7 @@ export class WorkloadRuntime {
    */
   private async authorizeRelayed (from: string, req: { workloadId: string } & Relay, action: 'read' | 'delete'): Promise<void> {
     const trust = this.init.trust
-    const principal = await relayedPrincipal(trust.nodePrincipal(from), req).catch(err => {
+    const principal = await relayedPrincipal(trust, trust.nodePrincipal(from), req).catch(err => {
       trust.noteRefusal(action === 'read' ? LOGS_PROTOCOL : REPLICA_PROTOCOL, err instanceof TrustError ? err.reason : 'malformed', `refused ${from}: ${describeError(err)}`)
       throw err
     })

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { Duplex } from 'node:stream'
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls'
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { hostname, networkInterfaces } from 'node:os'
 import { z } from 'zod'
 import { describeError } from '../errors.js'
 import type { NodeRuntime } from '../actors/node-runtime.js'
@@ -37,6 +38,22 @@ export interface ControlApiInit {
   tls?: ServingTls
   /** Also answer plain HTTP, to loopback peers only (`--api-insecure-http`). */
   insecureHttp?: boolean
+  /** Further names or addresses clients may reach the API by (its Host header); loopback and this host's addresses always. */
+  allowedHosts?: string[]
+}
+
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+/** JSON and the Kubernetes patch and YAML types kubectl sends; never text/plain or form encodings (what any web page can post). */
+const ACCEPTED_TYPE = /^\s*application\/(json|merge-patch\+json|strategic-merge-patch\+json|json-patch\+json|apply-patch\+yaml|yaml|x-yaml)\s*(;.*)?$/i
+
+/** The host names an API on `listenHost` answers to besides loopback: the listen address, or every interface's when it listens on all, and the host's name. */
+function ownHostNames (listenHost: string, bound: string | undefined, extra: string[]): Set<string> {
+  const names = new Set<string>([...extra, listenHost, bound ?? ''].map(h => h.toLowerCase().replace(/^\[|\]$/g, '')).filter(h => h !== ''))
+  if (listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '') {
+    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) names.add(a.address.toLowerCase())
+    names.add(hostname().toLowerCase())
+  }
+  return names
 }
 
 /** The first byte of a TLS record carrying a handshake (the ClientHello). */
@@ -64,7 +81,7 @@ const TOPIC = /^[A-Za-z0-9._~:/-]{1,200}$/
  *   GET  /healthz                      liveness and node state
  *   GET  /v1/ca                        the mesh CA certificate (PEM; public)
  *   GET  /v1/status                    peer id, addresses, uptime, peer count
- *   GET  /metrics                      Prometheus metrics
+ *   GET  /metrics                      Prometheus metrics (a bearer token with read on beemesh-system)
  *   GET  /v1/peers                     connected peers
  *   PUT  /v1/records                   {key, value, encoding?} → signed DHT put
  *   GET  /v1/records?key=/beemesh/..   newest valid record
@@ -223,6 +240,15 @@ export class ControlApi {
     const method = req.method ?? 'GET'
     const { node } = this.init
 
+    // Before anything else: only requests to this API's own host, from no other
+    // origin (DNS rebinding, cross-site requests a web page can make), and
+    // writes only in the JSON/YAML types the APIs read (no text/plain or form posts).
+    const refusal = this.guard(req, method)
+    if (refusal != null) {
+      // (Before the node has started there is no trust service to count it: refused all the same.)
+      try { node.trust.noteRefusal('api', refusal.reason, `refused an API request to ${method} ${path}: ${refusal.error.message}`) } catch {}
+      throw refusal.error
+    }
     if (path === '/healthz' && method === 'GET') {
       const status = node.status()
       sendJson(res, status.state.startsWith('running') ? 200 : 503, { status: status.state.startsWith('running') ? 'ok' : 'unavailable', state: status.state, peerId: status.peerId })
@@ -238,10 +264,10 @@ export class ControlApi {
     }
     // The web view's static files (no data in them: the page calls the API below with its token).
     if (method === 'GET' && (path === '/ui' || path.startsWith('/ui/')) && await serveUi(path, res)) return
-    // Everything else needs a caller: a deployer's bearer token, or anonymous loopback on a --dev node.
+    // Everything else needs a caller: a deployer's bearer token for this mesh. There is no anonymous access.
     let principal: Principal
     try {
-      principal = await node.trust.authenticate(req.headers.authorization, req.socket.remoteAddress)
+      principal = await node.trust.authenticate(req.headers.authorization)
     } catch (err) {
       if (!(err instanceof TrustError)) throw err
       node.trust.noteRefusal('api', err.reason, `refused an API request to ${method} ${path}: ${err.message}`)
@@ -250,6 +276,41 @@ export class ControlApi {
     }
     await asPrincipal(principal, async () => { await this.serve(req, res, url, principal) })
   }
+
+  /** The Host/Origin and content-type checks every request passes first: the refusal, or undefined. */
+  private guard (req: IncomingMessage, method: string): { reason: string, error: HttpError } | undefined {
+    const host = req.headers.host
+    if (host == null || !this.isOwnHost(host)) {
+      return { reason: 'foreign-host', error: new HttpError(403, `Host "${String(host ?? '').slice(0, 100)}" is not this API's own (loopback or this node's addresses); refused (DNS rebinding)`, 'Forbidden') }
+    }
+    const origin = req.headers.origin
+    if (origin != null) {
+      const scheme = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
+      let own = false
+      try { own = new URL(origin).origin === new URL(`${scheme}://${host}`).origin } catch {}
+      if (!own) return { reason: 'foreign-origin', error: new HttpError(403, `Origin "${origin.slice(0, 100)}" is not this API's own origin; cross-site requests are refused`, 'Forbidden') }
+    }
+    if (WRITE_METHODS.has(method)) {
+      const type = req.headers['content-type']
+      const hasBody = req.headers['transfer-encoding'] != null || (req.headers['content-length'] != null && req.headers['content-length'] !== '0')
+      if (type == null ? hasBody : !ACCEPTED_TYPE.test(type)) {
+        return { reason: 'content-type', error: new HttpError(415, `${method} needs a JSON body (Content-Type application/json, or a Kubernetes patch or YAML type), not ${type ?? 'a body without a Content-Type'}`, 'UnsupportedMediaType') }
+      }
+    }
+    return undefined
+  }
+
+  /** Loopback names and addresses, the address the API listens on, this host's own addresses and name. */
+  private isOwnHost (host: string): boolean {
+    let name: string
+    try { name = new URL(`http://${host}`).hostname.toLowerCase() } catch { return false }
+    if (name.startsWith('[')) name = name.slice(1, -1)
+    if (name === 'localhost' || name.endsWith('.localhost') || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)) return true
+    this.ownHosts ??= ownHostNames(this.init.host, (this.server.address() as AddressInfo | null)?.address, this.init.allowedHosts ?? [])
+    return this.ownHosts.has(name)
+  }
+
+  private ownHosts?: Set<string>
 
   private async serve (req: IncomingMessage, res: ServerResponse, url: URL, principal: Principal): Promise<void> {
     // The caller's token rides with the request: relayed as proof when another node must act for it (src/policy/relay.ts).
@@ -266,9 +327,12 @@ export class ControlApi {
 
     // The Kubernetes-compatible API (kubectl): src/api/kube/.
     if (isKubePath(path)) { await this.kube.handle(req, res, url, authorize, (action, resource) => evaluate(node.trust.policy, { principal, action, resource }).allowed); return }
-    if (path === '/v1/status' && method === 'GET') { sendJson(res, 200, node.status()); return }
+    // Mesh-level reads (status, peers, nodes, policy, metrics) need read on the system namespace.
+    const readMesh = (): void => { authorize('read', { kind: 'namespace', name: SYSTEM_NAMESPACE }) }
+    if (path === '/v1/status' && method === 'GET') { readMesh(); sendJson(res, 200, node.status()); return }
     if (path === '/v1/policy') {
       if (method === 'GET') {
+        readMesh()
         const p = node.trust.currentSignedPolicy
         sendJson(res, 200, { name: node.trust.policy.name, version: node.trust.policy.version, signer: p?.signer ?? null, signedAt: p?.signedAt ?? null, text: p?.text ?? '', peerId: node.peerId })
         return
@@ -282,13 +346,15 @@ export class ControlApi {
       throw methodNotAllowed(method, path)
     }
     if (path === '/metrics' && method === 'GET') {
+      readMesh()
       const { contentType, body } = await node.metrics.render()
       res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) })
       res.end(body)
       return
     }
-    if (path === '/v1/peers' && method === 'GET') { sendJson(res, 200, node.peers()); return }
+    if (path === '/v1/peers' && method === 'GET') { readMesh(); sendJson(res, 200, node.peers()); return }
     if (path.startsWith('/v1/peers/') && method === 'GET') {
+      readMesh()
       const id = path.slice('/v1/peers/'.length)
       if (!/^[1-9A-HJ-NP-Za-km-z]{40,64}$/.test(id)) throw new HttpError(400, `"${id.slice(0, 80)}" is not a peer id`, 'BadRequest')
       sendJson(res, 200, await node.peer(id))
@@ -318,7 +384,9 @@ export class ControlApi {
 
     const peersMatch = /^\/v1\/topics\/([^/]+)\/peers$/.exec(path)
     if (peersMatch != null && method === 'GET') {
-      sendJson(res, 200, node.topicPeers(decodePathSegment(peersMatch[1]!)))
+      const topic = decodePathSegment(peersMatch[1]!)
+      authorize('read', { kind: 'topic', name: topic })
+      sendJson(res, 200, node.topicPeers(topic))
       return
     }
 
@@ -336,7 +404,7 @@ export class ControlApi {
       throw methodNotAllowed(method, path)
     }
 
-    if (path === '/v1/nodes' && method === 'GET') { sendJson(res, 200, node.workloads.nodes()); return }
+    if (path === '/v1/nodes' && method === 'GET') { readMesh(); sendJson(res, 200, node.workloads.nodes()); return }
 
     if (path === '/v1/services' && method === 'GET') {
       const plane = node.workloads.services

@@ -1,5 +1,9 @@
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
 import { ApiRequestError, ApiUnreachableError } from '../api/errors.js'
-import { describeError } from '../errors.js'
+import { describeError, InvalidArgumentError } from '../errors.js'
 
 export const DEFAULT_API = 'http://127.0.0.1:7700'
 
@@ -10,45 +14,116 @@ export function resolveApiUrl (flag?: string): string {
 }
 
 /**
- * Who the CLI speaks as: a bearer token (`--token`, BEEMESH_TOKEN), or a token
- * made for each run from a deployer key file (`--key`, BEEMESH_KEY, or
- * ~/.config/beemesh/deployer.key when it exists). None: anonymous, which only
- * a --dev node accepts, and only from loopback.
+ * Who the CLI speaks as, for the API at a given URL (first that applies):
+ * a bearer token (`--token`, BEEMESH_TOKEN); a token made for each run from
+ * the deployer key file `--key` / BEEMESH_KEY; the token `beemesh up` wrote
+ * for the mesh serving that URL; a token made from
+ * ~/.config/beemesh/deployer.key when it exists. Tokens made from a key are
+ * for one mesh (their `aud`, the root's key id): `--mesh` / BEEMESH_MESH
+ * (a mesh.json or the root id), else the `beemesh up` mesh serving the URL,
+ * else ./beemesh-trust/mesh.json. None of these: no token, and the API answers 401.
  */
 export interface CliCredentials {
   token?: string
   keyPath?: string
+  mesh?: string
 }
 
 let credentials: CliCredentials = {}
-let token: Promise<string | undefined> | undefined
+const tokens = new Map<string, Promise<string | undefined>>()
 
 export function useCredentials (c: CliCredentials): void {
   credentials = c
-  token = undefined
+  tokens.clear()
+}
+
+/** Where `beemesh up` notes, per API URL it serves, which mesh that is and where its token lies. */
+export function upRegistryDir (): string {
+  return join(homedir(), '.beemesh', 'up')
+}
+
+/** The registry file of one API URL (`http://127.0.0.1:7700` → 127.0.0.1_7700.json). */
+export function upRegistryFile (apiUrl: string): string {
+  const url = new URL(apiUrl)
+  return join(upRegistryDir(), `${url.hostname.replace(/[^A-Za-z0-9.-]/g, '_')}_${url.port !== '' ? url.port : url.protocol === 'https:' ? '443' : '80'}.json`)
+}
+
+/** What `beemesh up` noted for an API URL it serves: the mesh (root key id), its directory and its token file. */
+export interface UpAccess { mesh: string, dir: string, tokenFile: string, apis: string[] }
+
+/** The `beemesh up` mesh serving `apiUrl`, if the registry names one (and its token file is there). */
+export async function upAccess (apiUrl: string): Promise<UpAccess | undefined> {
+  let file: string
+  try {
+    file = upRegistryFile(apiUrl)
+  } catch {
+    return undefined
+  }
+  const text = await readFile(file, 'utf8').catch(() => undefined)
+  if (text == null) return undefined
+  try {
+    const a = JSON.parse(text) as UpAccess
+    if (typeof a.mesh !== 'string' || typeof a.tokenFile !== 'string' || !Array.isArray(a.apis) || !a.apis.includes(apiUrl.replace(/\/+$/, ''))) return undefined
+    return a
+  } catch {
+    return undefined
+  }
+}
+
+/** The token `beemesh up` wrote for the mesh serving `apiUrl`, if any. */
+export async function upToken (apiUrl: string): Promise<string | undefined> {
+  const a = await upAccess(apiUrl)
+  if (a == null) return undefined
+  const t = (await readFile(a.tokenFile, 'utf8').catch(() => '')).trim()
+  return t !== '' ? t : undefined
+}
+
+/** The mesh id (root key id) a token made from a key is for: `--mesh`, BEEMESH_MESH, the up mesh at `apiUrl`, ./beemesh-trust/mesh.json. */
+export async function meshFor (apiUrl: string | undefined, given = credentials.mesh ?? (process.env.BEEMESH_MESH !== '' ? process.env.BEEMESH_MESH : undefined)): Promise<string> {
+  const { readJsonFile, MeshTrustSchema } = await import('../policy/credentials.js')
+  if (given != null) {
+    if (/^[1-9A-HJ-NP-Za-km-z]{40,60}$/.test(given)) return given
+    return (await readJsonFile(given, MeshTrustSchema, 'mesh trust file (--mesh)')).root
+  }
+  const up = apiUrl != null ? await upAccess(apiUrl) : undefined
+  if (up != null) return up.mesh
+  const { DEFAULT_TRUST_DIR } = await import('./commands/trust.js')
+  const local = join(DEFAULT_TRUST_DIR, 'mesh.json')
+  if (existsSync(local)) return (await readJsonFile(local, MeshTrustSchema, 'mesh trust file')).root
+  throw new InvalidArgumentError('which mesh is the token for? pass --mesh <mesh.json> (or set BEEMESH_MESH); tokens name the mesh they are for')
 }
 
 /** The deployer key file the CLI signs with, if any. */
 export async function deployerKey (): Promise<{ key: import('@libp2p/interface').PrivateKey, id: string } | undefined> {
-  const { existsSync } = await import('node:fs')
   const { DEFAULT_KEY_PATH } = await import('./commands/trust.js')
-  const explicit = credentials.keyPath ?? process.env.BEEMESH_KEY
+  const explicit = credentials.keyPath ?? (process.env.BEEMESH_KEY !== '' ? process.env.BEEMESH_KEY : undefined)
   const path = explicit ?? DEFAULT_KEY_PATH()
   if (explicit == null && !existsSync(path)) return undefined
   const { readKeyFile } = await import('../policy/credentials.js')
   return await readKeyFile(path)
 }
 
-async function bearer (): Promise<string | undefined> {
+/** The bearer token for the API at `apiUrl` (see CliCredentials), made at most once per run; `ttlMs` for a token made from a key. */
+export async function bearerFor (apiUrl: string, { ttlMs = 10 * 60 * 1000 } = {}): Promise<string | undefined> {
   const given = credentials.token ?? process.env.BEEMESH_TOKEN
   if (given != null && given !== '') return given
-  token ??= (async () => {
-    const key = await deployerKey()
-    if (key == null) return undefined
-    const { issueToken } = await import('../policy/credentials.js')
-    return await issueToken(key.key, { ttlMs: 10 * 60 * 1000 })
-  })()
-  return await token
+  const cacheKey = `${apiUrl} ${ttlMs}`
+  let t = tokens.get(cacheKey)
+  if (t == null) {
+    t = (async () => {
+      const explicitKey = credentials.keyPath ?? (process.env.BEEMESH_KEY !== '' ? process.env.BEEMESH_KEY : undefined)
+      if (explicitKey == null) {
+        const up = await upToken(apiUrl)
+        if (up != null) return up
+      }
+      const key = await deployerKey()
+      if (key == null) return undefined
+      const { issueToken } = await import('../policy/credentials.js')
+      return await issueToken(key.key, { mesh: await meshFor(apiUrl), ttlMs })
+    })()
+    tokens.set(cacheKey, t)
+  }
+  return await t
 }
 
 /**
@@ -141,7 +216,7 @@ export class ApiClient {
   async fetch (path: string, options: RequestOptions = {}): Promise<Response> {
     const url = this.baseUrl + path
     const signals = [options.signal, options.timeoutMs != null ? AbortSignal.timeout(options.timeoutMs) : undefined].filter((s): s is AbortSignal => s != null)
-    const auth = await bearer()
+    const auth = await bearerFor(this.baseUrl)
     const headers: Record<string, string> = {
       ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
       ...(auth != null ? { authorization: `Bearer ${auth}` } : {})

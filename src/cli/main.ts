@@ -62,10 +62,11 @@ export function buildProgram (): Command {
     .option('--key <file>', 'deployer key to sign manifests and API requests with (env BEEMESH_KEY; default ~/.config/beemesh/deployer.key when it exists)')
     .option('--token <token>', 'bearer token to send instead (env BEEMESH_TOKEN; make one with `beemesh token`)')
     .option('--ca <file>', 'the mesh CA certificate that verifies an https --api (env BEEMESH_CA; default: `beemesh up`\'s, when it exists)')
+    .option('--mesh <mesh.json|root id>', 'the mesh the tokens made from --key are for (env BEEMESH_MESH; default: the `beemesh up` mesh serving --api, else ./beemesh-trust/mesh.json)')
     .hook('preAction', (_cmd, action) => {
       useCa(action.optsWithGlobals<{ ca?: string }>().ca)
-      const g = action.optsWithGlobals<{ key?: string, token?: string }>()
-      useCredentials({ ...(g.token != null ? { token: g.token } : {}), ...(g.key != null && action.name() !== 'keygen' && action.name() !== 'identity' && action.name() !== 'token' ? { keyPath: g.key } : {}) })
+      const g = action.optsWithGlobals<{ key?: string, token?: string, mesh?: string }>()
+      useCredentials({ ...(g.token != null ? { token: g.token } : {}), ...(g.mesh != null ? { mesh: g.mesh } : {}), ...(g.key != null && action.name() !== 'keygen' && action.name() !== 'identity' && action.name() !== 'token' ? { keyPath: g.key } : {}) })
     })
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', `
@@ -84,6 +85,7 @@ Examples:
     .option('--data-dir <dir>', 'where the identity key and database live', DEFAULT_DATA_DIR)
     .option('--api-host <host>', 'interface for the control API', '127.0.0.1')
     .option('--api-port <port>', 'port for the control API', '7700')
+    .option('--metrics-listen <host:port>', 'also serve GET /metrics, and nothing else, without a token on this address (for a Prometheus that sends none)')
     .option('--private-addresses', 'keep loopback/private addresses in DHT records (default: when listening on one)')
     .option('--no-private-addresses', 'drop loopback/private addresses from DHT records')
     .option('--cpu <quantity>', 'CPU this node offers to workloads (e.g. 2, 1500m)', String(availableParallelism()))
@@ -96,13 +98,12 @@ Examples:
     .option('--trust <file>', 'the mesh\'s trust file, mesh.json from `beemesh init` (env BEEMESH_TRUST)')
     .option('--credential <file>', 'this node\'s membership credential (`beemesh credential issue`)')
     .option('--issue-with <root.key>', 'dev/test: issue this node its own credential with the root key at start (kept as <data dir>/credential.json)')
-    .option('--dev', 'allow anonymous API requests from loopback (as the "anonymous" deployer)', false)
     .option('--allow-unconfined', 'on a host without bubblewrap or user namespaces, run workload code in worker threads of the node instead of refusing it (no security boundary)', false)
     .option('--tls-cert <file>', 'the API\'s TLS certificate chain, PEM (`beemesh cert issue`)')
     .option('--tls-key <file>', 'the private key of --tls-cert, PEM')
     .option('--api-insecure-http', 'also answer plain HTTP, to loopback callers only (refused with a non-loopback --api-host)', false)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, dev: boolean, allowUnconfined: boolean, tlsCert?: string, tlsKey?: string, apiInsecureHttp: boolean }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, metricsListen?: string, allowUnconfined: boolean, tlsCert?: string, tlsKey?: string, apiInsecureHttp: boolean }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })
@@ -272,12 +273,11 @@ request too large, or the handler failed (the message names which).`)
     .option('--dir <dir>', 'where root.key, policy.yaml and mesh.json go', DEFAULT_TRUST_DIR)
     .option('--name <name>', 'the mesh\'s name', DEFAULT_MESH_NAME)
     .option('--deployer-key <file>', 'the admin\'s deployer key, created if missing (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
-    .option('--dev', 'the policy also lets anonymous loopback access to --dev nodes do everything', false)
     .option('--force', 'replace an existing root key in <dir> (everything it signed stops being valid)', false)
     .addOption(outputOption())
-    .action(async (opts: { dir: string, name: string, deployerKey?: string, dev: boolean, force: boolean, output: OutputFormat }, cmd: Command) => {
+    .action(async (opts: { dir: string, name: string, deployerKey?: string, force: boolean, output: OutputFormat }, cmd: Command) => {
       const deployerKeyPath = opts.deployerKey ?? cmd.optsWithGlobals<{ key?: string }>().key
-      await init({ dir: opts.dir, name: opts.name, deployerKeyPath, dev: opts.dev, force: opts.force, output: opts.output })
+      await init({ dir: opts.dir, name: opts.name, deployerKeyPath, force: opts.force, output: opts.output })
     })
 
   const cert = program.command('cert').description('TLS certificates for node APIs, signed by the mesh CA')
@@ -293,11 +293,12 @@ request too large, or the handler failed (the message names which).`)
   credential.command('issue')
     .description('sign a node\'s membership credential with the root key; prints the JSON (or writes --out)')
     .requiredOption('--root <root.key>', 'the mesh\'s root key file (from `beemesh init`)')
-    .requiredOption('--node <peer id>', 'the node\'s peer id (`beemesh node id` on the node)')
+    .option('--node <peer id>', 'a member node\'s peer id (`beemesh node id` on the node)')
+    .option('--deployer <key id>', 'or: a deployer\'s key id (`beemesh identity`), vouched for as an API caller (its tokens carry it: `beemesh token --credential`)')
     .option('--label <key=value>', 'node label the policy can match (repeatable)', parseLabel, {})
-    .option('--ttl <duration>', 'lifetime: 30d, 12h, 90m, 3600s', DEFAULT_CREDENTIAL_TTL)
+    .option('--ttl <duration>', `lifetime: 30d, 12h, 90m, 3600s (default ${DEFAULT_CREDENTIAL_TTL} for a node, 30d for a deployer)`)
     .option('--out <file>', 'write it to this file instead of printing it')
-    .action(async (opts: { root: string, node: string, label: Record<string, string>, ttl: string, out?: string }) => { await credentialIssue(opts) })
+    .action(async (opts: { root: string, node?: string, deployer?: string, label: Record<string, string>, ttl?: string, out?: string }) => { await credentialIssue(opts) })
 
   node.command('id')
     .description('print this node\'s peer id, creating its identity key if needed')
@@ -308,7 +309,8 @@ request too large, or the handler failed (the message names which).`)
     .description('print a bearer token for the control API, signed by the deployer key (only the token goes to stdout)')
     .option('--key <file>', 'deployer key file (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
     .option('--ttl <duration>', 'lifetime, at most 30d: 30d, 12h, 90m, 3600s', DEFAULT_TOKEN_TTL)
-    .action(async (_opts: unknown, cmd: Command) => { await token(cmd.optsWithGlobals<{ key?: string, ttl: string }>()) })
+    .option('--credential <file>', 'a deployer credential the root issued for this key (`beemesh credential issue --deployer`), carried in the token')
+    .action(async (_opts: unknown, cmd: Command) => { await token(cmd.optsWithGlobals<{ key?: string, ttl: string, mesh?: string, api?: string, credential?: string }>()) })
 
   const policy = program.command('policy').description('root-signed policies: who may deploy, host, publish and send')
   policy.command('sign <file>')

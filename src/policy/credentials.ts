@@ -139,8 +139,12 @@ function zodProblem (err: z.ZodError): string {
 const labels = z.record(z.string().min(1).max(317), z.string().max(63))
 export const CredentialSchema = z.strictObject({
   v: z.literal(1),
-  /** `node`: a member of the mesh, signed by the root. `workload`: one workload instance, signed by the node hosting it. */
-  kind: z.enum(['node', 'workload']),
+  /**
+   * `node`: a member of the mesh, signed by the root. `workload`: one workload
+   * instance, signed by the node hosting it. `deployer`: an API caller the root
+   * vouches for (its tokens carry it), whom no policy rule needs to name.
+   */
+  kind: z.enum(['node', 'workload', 'deployer']),
   subject: id,
   issuer: id,
   labels: labels.optional(),
@@ -225,23 +229,32 @@ export async function verifyCredential (value: unknown, options: VerifyCredentia
 
 const TOKEN_PREFIX = 'bm1'
 const TOKEN_DOMAIN = 'beemesh-token/v1'
-const TokenClaims = z.strictObject({ sub: id, iat: time, exp: time, aud: z.literal('beemesh') })
+/** `aud` is the mesh id: the key id of the mesh's root, so a token made for one mesh is refused by every other. */
+const TokenClaims = z.strictObject({ sub: id, iat: time, exp: time, aud: id, cred: SignedCredentialSchema.optional() })
 export type TokenClaims = z.infer<typeof TokenClaims>
 /** Longest lifetime a token may claim: a leaked token expires. */
 export const MAX_TOKEN_TTL_MS = 30 * DAY
 
-/** `bm1.<claims>.<signature>`, base64url: a bearer token that proves the holder of the deployer key made it. */
-export async function issueToken (deployerKey: PrivateKey, { ttlMs = 60 * 60 * 1000, now = Date.now() }: { ttlMs?: number, now?: number } = {}): Promise<string> {
+/**
+ * `bm1.<claims>.<signature>`, base64url: a bearer token that proves the holder
+ * of the deployer key made it, for the mesh whose root key id is `mesh` (its `aud`).
+ */
+export async function issueToken (deployerKey: PrivateKey, { mesh, ttlMs = 60 * 60 * 1000, now = Date.now(), credential }: { mesh: string, ttlMs?: number, now?: number, credential?: SignedCredential }): Promise<string> {
   if (ttlMs <= 0 || ttlMs > MAX_TOKEN_TTL_MS) throw new TrustError('malformed', `token lifetime must be between 1 ms and ${MAX_TOKEN_TTL_MS / DAY} days`)
-  const claims: TokenClaims = { sub: keyId(deployerKey), iat: now, exp: now + ttlMs, aud: 'beemesh' }
+  publicKeyOf(mesh)
+  const sub = keyId(deployerKey)
+  if (credential != null && (credential.credential.kind !== 'deployer' || credential.credential.subject !== sub)) {
+    throw new TrustError('wrong-subject', `the credential is a ${credential.credential.kind} credential of ${credential.credential.subject}, not a deployer credential of ${sub}`)
+  }
+  const claims: TokenClaims = { sub, iat: now, exp: now + ttlMs, aud: mesh, ...(credential != null ? { cred: credential } : {}) }
   const body = uint8ArrayToString(uint8ArrayFromString(canonical(claims)), 'base64url')
   const signature = uint8ArrayToString(uint8ArrayFromString(await signWith(deployerKey, TOKEN_DOMAIN, body), 'base64'), 'base64url')
   return `${TOKEN_PREFIX}.${body}.${signature}`
 }
 
-/** Checks a bearer token and returns its claims; throws TrustError naming the problem. */
-export async function verifyToken (token: string, { now = Date.now() }: { now?: number } = {}): Promise<TokenClaims> {
-  if (token.length > 2048) throw new TrustError('malformed', 'bearer token is too long')
+/** Checks a bearer token made for the mesh `mesh` (its root key id) and returns its claims; throws TrustError naming the problem. */
+export async function verifyToken (token: string, { mesh, now = Date.now() }: { mesh: string, now?: number }): Promise<TokenClaims> {
+  if (token.length > 4096) throw new TrustError('malformed', 'bearer token is too long')
   const parts = token.split('.')
   if (parts.length !== 3 || parts[0] !== TOKEN_PREFIX) throw new TrustError('malformed', 'bearer token is not a BeeMesh token (expected bm1.<claims>.<signature>; make one with `beemesh token`)')
   let claims: TokenClaims
@@ -260,6 +273,7 @@ export async function verifyToken (token: string, { now = Date.now() }: { now?: 
   if (claims.exp <= now) throw new TrustError('expired', `bearer token of ${claims.sub} expired at ${new Date(claims.exp).toISOString()}`)
   if (claims.iat > now + SKEW_MS) throw new TrustError('not-yet-valid', `bearer token of ${claims.sub} is issued in the future`)
   if (claims.exp - claims.iat > MAX_TOKEN_TTL_MS) throw new TrustError('malformed', `bearer token of ${claims.sub} claims a lifetime over ${MAX_TOKEN_TTL_MS / DAY} days`)
+  if (claims.aud !== mesh) throw new TrustError('wrong-audience', `bearer token of ${claims.sub} is for mesh ${claims.aud}, not this mesh (${mesh})`)
   return claims
 }
 
@@ -295,7 +309,7 @@ export async function verifySignedPolicy (value: unknown, root: string): Promise
 // ---------------------------------------------------------------- who deployed a manifest
 
 export const ProvenanceSchema = z.strictObject({
-  /** The deployer the manifest is deployed for (`anonymous` only from a --dev node's loopback API). */
+  /** The deployer the manifest is deployed for. */
   deployer: z.string().min(1).max(128),
   /** Who signed: the deployer's own key, or a member node that authenticated the deployer's bearer token. */
   signer: id,

@@ -11,16 +11,14 @@ export const SYSTEM_NAMESPACE = 'beemesh-system'
 export interface DefaultPolicyOptions {
   /** Deployer key ids allowed everything. */
   admins: string[]
-  /** Also allow the anonymous principal of --dev nodes' loopback APIs everything. */
-  dev?: boolean
   version?: number
   name?: string
 }
 
-export function defaultPolicyText ({ admins, dev = false, version = 1, name = 'default' }: DefaultPolicyOptions): string {
+export function defaultPolicyText ({ admins, version = 1, name = 'default' }: DefaultPolicyOptions): string {
   const everything = [{ kind: 'namespace' }, { kind: 'workload' }, { kind: 'topic' }, { kind: 'service' }, { kind: 'host' }]
   const rules: unknown[] = []
-  const deployers = [...admins.map(key => ({ kind: 'deployer', key })), ...(dev ? [{ kind: 'deployer', key: 'anonymous' }] : [])]
+  const deployers = admins.map(key => ({ kind: 'deployer', key }))
   if (deployers.length > 0) rules.push({ id: 'admins', effect: 'allow', principals: deployers, actions: ['*'], resources: everything })
   rules.push(
     { id: 'members-host', effect: 'allow', principals: [{ kind: 'node' }], actions: ['host'], resources: [{ kind: 'workload' }] },

@@ -60,7 +60,9 @@ const policySchema = z.strictObject({
   apiVersion: z.literal('beemesh.io/v1'),
   kind: z.literal('Policy'),
   metadata: z.strictObject({ name, version: z.number().int().nonnegative() }),
-  rules: z.array(ruleSchema)
+  rules: z.array(ruleSchema),
+  /** Deployer key ids whose API tokens are refused (the list spreads with the root-signed policy). */
+  revoked: z.array(name).max(10_000).optional()
 }).superRefine((p, ctx) => {
   const seen = new Set<string>()
   p.rules.forEach((r, i) => {
@@ -87,6 +89,10 @@ export interface PolicySet {
   readonly version: number
   readonly source: string
   readonly rules: readonly CompiledRule[]
+  /** Deployer key ids some rule names (`kind: deployer, key: <id>`): the only keys whose API tokens are accepted. */
+  readonly deployers: ReadonlySet<string>
+  /** Deployer key ids whose API tokens are refused, whatever the rules say. */
+  readonly revoked: ReadonlySet<string>
 }
 
 /** `*` matches anything, `prefix.*` anything under the prefix (and the prefix itself not), other `*` any run of characters. */
@@ -205,7 +211,9 @@ function problem (issue: z.core.$ZodIssue): string {
 }
 
 export function compilePolicy (p: PolicyDocument, source: string): PolicySet {
-  return { name: p.metadata.name, version: p.metadata.version, source, rules: p.rules.map(compileRule) }
+  const deployers = new Set<string>()
+  for (const r of p.rules) for (const q of r.principals) if (q.kind === 'deployer' && q.key != null && !q.key.includes('*')) deployers.add(q.key)
+  return { name: p.metadata.name, version: p.metadata.version, source, rules: p.rules.map(compileRule), deployers, revoked: new Set(p.revoked ?? []) }
 }
 
 function describe (q: Request): string {
@@ -237,7 +245,7 @@ export class PolicyStore {
 
   /** `onDenied` receives every denial with the deciding rule, for the (injected) logger. */
   constructor (init: { initial?: PolicySet, onDenied?: (request: Request, decision: Decision) => void } = {}) {
-    this.#current = init.initial ?? { name: 'empty', version: -1, source: '(none)', rules: [] }
+    this.#current = init.initial ?? { name: 'empty', version: -1, source: '(none)', rules: [], deployers: new Set(), revoked: new Set() }
     this.#onDenied = init.onDenied
   }
 

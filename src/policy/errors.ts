@@ -21,7 +21,7 @@ export class EnvelopeError extends BeeMeshError {
   }
 }
 
-export type TrustRefusal = 'malformed' | 'key-file' | 'unknown-issuer' | 'bad-signature' | 'expired' | 'not-yet-valid' | 'wrong-subject' | 'unsigned' | 'not-a-member' | 'denied'
+export type TrustRefusal = 'malformed' | 'key-file' | 'unknown-issuer' | 'bad-signature' | 'expired' | 'not-yet-valid' | 'wrong-subject' | 'unsigned' | 'not-a-member' | 'denied' | 'wrong-audience' | 'unknown-key' | 'revoked'
 
 /** A key, credential, token, signed policy or manifest signature that does not hold: `reason` says which check failed. */
 export class TrustError extends BeeMeshError {

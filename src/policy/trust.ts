@@ -21,8 +21,6 @@ import { type Action, type Decision, type Labels, PolicyStore, type PolicySet, t
 import { MAX_ENVELOPE_BYTES, ReplayGuard, sealText, verifyEnvelope, type SignedEnvelope } from './envelope.js'
 import { EnvelopeError, PolicyError, TrustError } from './errors.js'
 
-/** The principal of a request to a --dev node's loopback API without a token. */
-export const ANONYMOUS = 'anonymous'
 /** How long a workload instance's credential lasts; its host re-issues it on restart. */
 const WORKLOAD_CREDENTIAL_TTL_MS = 7 * 24 * 60 * 60 * 1000
 
@@ -58,8 +56,6 @@ export interface TrustInit {
   credential?: SignedCredential
   /** The policy to start with (the newest of the trust file's and the one persisted). */
   policies?: SignedPolicy[]
-  /** Anonymous loopback API access (`beemesh up`). */
-  dev?: boolean
   log?: Logger
   metrics?: TrustMetrics
   /** Messages older than this are stale. */
@@ -76,7 +72,6 @@ export interface WorkloadIdentity {
 export class Trust {
   readonly root: string
   readonly selfId: string
-  readonly dev: boolean
   private readonly key: PrivateKey
   private readonly log: Logger
   private readonly metrics?: TrustMetrics
@@ -94,7 +89,6 @@ export class Trust {
     this.root = init.root
     this.key = init.key
     this.selfId = keyId(init.key)
-    this.dev = init.dev ?? false
     this.log = init.log ?? silentLogger
     this.metrics = init.metrics
     this.maxAgeMs = init.maxAgeMs ?? 30_000
@@ -243,7 +237,7 @@ export class Trust {
 
   private async verifyCached (value: SignedCredential, options: Parameters<typeof verifyCredential>[1]): Promise<Credential> {
     const hit = this.verified.get(value.sig)
-    if (hit != null && hit.subject === options.subject && hit.issuer === options.issuer && hit.expiresAt > Date.now()) return hit
+    if (hit != null && hit.subject === options.subject && hit.issuer === options.issuer && (options.kind == null || hit.kind === options.kind) && hit.expiresAt > Date.now()) return hit
     const c = await verifyCredential(value, options)
     this.verified.set(value.sig, c)
     return c
@@ -333,13 +327,13 @@ export class Trust {
     if (p.signer !== p.deployer && this.memberOf(p.signer) == null) {
       throw new TrustError('not-a-member', `manifest of ${spec.id} is signed by ${p.signer}, which is neither its deployer ${p.deployer} nor a member node`)
     }
-    if (p.deployer === ANONYMOUS && p.signer === p.deployer) throw new TrustError('unsigned', `manifest of ${spec.id} claims to be signed by ${ANONYMOUS}`)
+    if (this.policy.revoked.has(p.deployer)) throw new TrustError('revoked', `manifest of ${spec.id} is deployed by ${p.deployer}, revoked by policy ${this.policy.name} v${this.policy.version}`)
     const d = this.decide({ kind: 'deployer', key: p.deployer }, 'deploy', { kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} })
     if (!d.allowed) throw new TrustError('denied', `manifest of ${spec.id} signed by ${p.signer} for deployer ${p.deployer} is not trusted: ${d.reason}`)
     return p
   }
 
-  /** Signs a spec as this node, vouching that it authenticated `deployer` (an API caller with a token, or anonymous on a --dev node). */
+  /** Signs a spec as this node, vouching that it authenticated `deployer` (an API caller with a valid token). */
   async attest (spec: Record<string, unknown>, deployer: string): Promise<Provenance> {
     return await signManifest(this.key, spec, { deployer })
   }
@@ -347,28 +341,29 @@ export class Trust {
   // ---------------------------------------------------------------- API callers
 
   /**
-   * The deployer behind an API request: a valid bearer token, or, on a --dev
-   * node, anonymous from loopback. Throws TrustError (the API answers 401).
+   * The deployer behind an API request: a bearer token made for this mesh
+   * (`aud` = the root's key id), unexpired, by a deployer key the policy in
+   * force names in some rule, or one whose token carries a deployer
+   * credential the root issued, and that the policy does not list as `revoked`. There is no
+   * anonymous caller. Throws TrustError (the API answers 401).
    */
-  async authenticate (authorization: string | undefined, remoteAddress: string | undefined): Promise<Principal> {
-    if (authorization != null && authorization !== '') {
-      const m = /^Bearer\s+(\S+)$/i.exec(authorization)
-      if (m == null) throw new TrustError('malformed', 'Authorization header must be "Bearer <token>"')
-      const claims = await verifyToken(m[1]!)
-      return { kind: 'deployer', key: claims.sub }
+  async authenticate (authorization: string | undefined): Promise<Principal> {
+    if (authorization == null || authorization === '') {
+      throw new TrustError('unsigned', 'a bearer token is required (the CLI, `beemesh kubeconfig` and `beemesh ui` pick up the one `beemesh up` writes; else make one with `beemesh token --key <deployer.key> --mesh <mesh.json>`)')
     }
-    if (this.dev && isLoopback(remoteAddress)) return { kind: 'deployer', key: ANONYMOUS }
-    throw new TrustError('unsigned', this.dev
-      ? `anonymous access is only for loopback clients; ${remoteAddress ?? 'this client'} must send a bearer token (\`beemesh token\`)`
-      : 'a bearer token is required (make one with `beemesh token --key <deployer.key>`; anonymous access needs a --dev node and a loopback client)')
+    const m = /^Bearer\s+(\S+)$/i.exec(authorization)
+    if (m == null) throw new TrustError('malformed', 'Authorization header must be "Bearer <token>"')
+    const claims = await verifyToken(m[1]!, { mesh: this.root })
+    const policy = this.policy
+    if (policy.revoked.has(claims.sub)) throw new TrustError('revoked', `deployer key ${claims.sub} is revoked by policy ${policy.name} v${policy.version}`)
+    // A root-issued deployer credential in the token vouches for the key (and gives it labels the policy can match).
+    const vouched = claims.cred != null ? await this.verifyCached(claims.cred, { issuer: this.root, subject: claims.sub, kind: 'deployer' }) : undefined
+    if (vouched == null && !policy.deployers.has(claims.sub)) {
+      throw new TrustError('unknown-key', `deployer key ${claims.sub} is not named by policy ${policy.name} v${policy.version}: tokens are accepted only from deployers a rule names or the root issued a deployer credential`)
+    }
+    return { kind: 'deployer', key: claims.sub, ...(vouched?.labels != null ? { labels: vouched.labels } : {}) }
   }
 }
-
-function isLoopback (address: string | undefined): boolean {
-  if (address == null) return false
-  return /^(127\.|::ffff:127\.)/.test(address) || address === '::1'
-}
-
 
 /** A principal as the `sender` string of a machine event: `deployer:<key>`, `workload:<ns>/<name>`, or a node's peer id. */
 export function senderOf (principal: Principal): string {

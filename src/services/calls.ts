@@ -20,7 +20,7 @@ import type { MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'
 import { replyDomain } from '../transport/rpc.js'
 import type { Decision, Principal } from '../policy/engine.js'
-import { ANONYMOUS, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
+import { senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
 import { relayedPrincipal } from '../policy/relay.js'
 import { currentBearer } from '../policy/request-context.js'
 import type { CallOptions, CallRequest } from '../workloads/types.js'
@@ -260,7 +260,7 @@ export class CallRouter {
       // A workload speaks for itself; a node may speak for the deployer whose API request it serves, with its token.
       let principal: Principal
       try {
-        principal = await relayedPrincipal(opened.sender.principal, body.data, { workloads: true })
+        principal = await relayedPrincipal(this.init.trust, opened.sender.principal, body.data, { workloads: true })
       } catch (err) {
         this.init.metrics?.denied(body.data.service, 'callee')
         this.init.log.warn({ service: body.data.service, from, err: describeError(err) }, 'call refused: unproven onBehalfOf')
@@ -317,6 +317,6 @@ export function decideCall (ctx: { trust: Trust, log: Logger, metrics?: Pick<Cal
 
 /** What a node's call carries when it speaks for a caller without a key of its own: who, and a deployer's token. */
 function relayFor (principal: Principal): { onBehalfOf: string, token?: string } {
-  const token = principal.kind === 'deployer' && principal.key !== ANONYMOUS ? currentBearer() : undefined
+  const token = principal.kind === 'deployer' ? currentBearer() : undefined
   return { onBehalfOf: senderOf(principal), ...(token != null ? { token } : {}) }
 }

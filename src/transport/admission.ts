@@ -154,7 +154,7 @@ export class Admission {
       stream = await connection.newStream(ADMIT_PROTOCOL, { signal })
       const lp = lpStream(stream, { maxDataLength: MAX_PROOF_BYTES })
       await lp.write(enc.encode(JSON.stringify({ proof: this.gate.proof() ?? null })), { signal })
-      const reply = parseFrame((await lp.read({ signal })).subarray())
+      const reply = decodeAdmissionFrame((await lp.read({ signal })).subarray())
       await stream.close({ signal }).catch(() => {})
       if (reply.ok !== true) {
         // They refused us: nothing more to say on this connection.
@@ -175,7 +175,7 @@ export class Admission {
     const signal = AbortSignal.timeout(this.deadlineMs)
     const lp = lpStream(stream, { maxDataLength: MAX_PROOF_BYTES })
     try {
-      const request = parseFrame((await lp.read({ signal })).subarray())
+      const request = decodeAdmissionFrame((await lp.read({ signal })).subarray())
       try {
         await this.verify(peer, request.proof)
       } catch (err) {
@@ -255,14 +255,16 @@ export class Admission {
   }
 }
 
-class MalformedProof extends Error {
+/** An admission frame that is not what the protocol sends: refused (and the peer with it). */
+export class MalformedProof extends Error {
   constructor (message: string) {
     super(message)
     this.name = 'MalformedProof'
   }
 }
 
-function parseFrame (bytes: Uint8Array): { ok?: unknown, proof?: unknown, error?: unknown } {
+/** Decodes one admission frame (at most MAX_PROOF_BYTES, which the stream reader enforces): throws MalformedProof. */
+export function decodeAdmissionFrame (bytes: Uint8Array): { ok?: unknown, proof?: unknown, error?: unknown } {
   let value: unknown
   try {
     value = JSON.parse(dec.decode(bytes))

@@ -25,6 +25,10 @@ import { sealText } from '../../src/policy/envelope.js'
 import { PolicyError, TrustError } from '../../src/policy/errors.js'
 import { RefusedMessage, Trust, type WorkloadIdentity } from '../../src/policy/trust.js'
 import { exampleRules, prng } from '../helpers/fuzz.js'
+import { recordGuard } from '../../src/actors/record-writers.js'
+import { decodeAdmissionFrame, MalformedProof } from '../../src/transport/admission.js'
+import { InvalidRecordError } from '../../src/transport/errors.js'
+import { decodeRecord, encodeRecord } from '../../src/transport/records.js'
 
 /** Inputs per decoder; every decoder gets at least this many. */
 const ROUNDS = 20_000
@@ -342,9 +346,9 @@ test(`verifyToken: ${ROUNDS} mutated and random tokens are refused with TrustErr
   const seed = BASE_SEED ^ 0x70c4
   const rnd = prng(seed)
   const tokens: string[] = []
-  for (let j = 0; j < 10; j++) tokens.push(await issueToken(j % 5 === 4 ? strangerKey : deployerKey, { ttlMs: 1 + j * 3_600_000 }))
+  for (let j = 0; j < 10; j++) tokens.push(await issueToken(j % 5 === 4 ? strangerKey : deployerKey, { mesh: root, ttlMs: 1 + j * 3_600_000 }))
   // genuinely signed, odd clocks: expired, from the future, over-long
-  for (const now of [0, 1, Date.now() - 40 * 86_400_000, Date.now() + 86_400_000, 8.64e15, 8.7e15, 2 ** 53 - 40 * 86_400_000, 1.5]) tokens.push(await issueToken(deployerKey, { now }))
+  for (const now of [0, 1, Date.now() - 40 * 86_400_000, Date.now() + 86_400_000, 8.64e15, 8.7e15, 2 ** 53 - 40 * 86_400_000, 1.5]) tokens.push(await issueToken(deployerKey, { mesh: root, now }))
   const genuineClaims = new Set(tokens.map(t => t.split('.')[1]!))
   const B64URL = 'ABCxyz0189-_'
   let accepted = 0
@@ -368,7 +372,7 @@ test(`verifyToken: ${ROUNDS} mutated and random tokens are refused with TrustErr
     else if (kind === 5) token = pick(rnd, ['', '.', '..', 'bm1..', 'bm1.e30.', 'Bearer ' + base, base + ' ', base + '.', base.repeat(12), 'bm1.' + 'A'.repeat(2100) + '.x', 'bm1.' + 'A'.repeat(2040) + '.x', `bm1.${Buffer.from('{"sub":"' + deployerId + '","iat":0,"exp":1e400,"aud":"beemesh"}').toString('base64url')}.${parts[2]!}`])
     else if (kind === 6) token = `${parts[0]!}.${parts[1]!}.${mutateString(parts[2]!, rnd, B64URL)}` // signature tampered only
     else token = base // a genuine token again
-    const out = await decode('verifyToken', seed, i, token, async () => await verifyToken(token), err => err instanceof TrustError)
+    const out = await decode('verifyToken', seed, i, token, async () => await verifyToken(token, { mesh: root }), err => err instanceof TrustError)
     if (out.ok) {
       accepted++
       const p = token.split('.')
@@ -426,7 +430,7 @@ metadata: { name: base, version: 3 }
 rules:
 ${exampleRules('ed25519:AAAA')}`
 const POLICY_TEXTS = [
-  defaultPolicyText({ admins: [deployerId], dev: true }),
+  defaultPolicyText({ admins: [deployerId] }),
   defaultPolicyText({ admins: [], version: 7, name: 'strict' }),
   POLICY_ENGINE_BASE,
   JSON.stringify({ apiVersion: 'beemesh.io/v1', kind: 'Policy', metadata: { name: 'j', version: 2 }, rules: [{ id: 'r', effect: 'allow', principals: [{ kind: 'deployer' }], actions: ['*'], resources: [{ kind: 'namespace' }] }] }, null, 2)
@@ -613,6 +617,77 @@ test(`API and state-protocol bodies: ${ROUNDS} random and mutated bodies each th
   console.log(`  API bodies: ${ROUNDS} bodies × ${Object.keys(schemas).length} schemas, valid ${JSON.stringify(Object.fromEntries(valid))}, ${lap()}`)
   assertNoFailures(Object.keys(schemas))
   for (const name of Object.keys(schemas)) assert.ok((valid.get(name) ?? 0) > 0, `${name}: the valid path is exercised too`)
+})
+
+/** A value as JSON bytes; a value too deep to stringify stands as deeply nested JSON text, which is an input too. */
+function jsonBytes (value: unknown): Uint8Array {
+  try {
+    return enc.encode(JSON.stringify(value) ?? 'null')
+  } catch {
+    return enc.encode('['.repeat(50_000) + ']'.repeat(50_000))
+  }
+}
+
+test(`admission frames: ${ROUNDS} random and mutated /beemesh/admit frames are refused (MalformedProof or TrustError); only the genuine proof admits`, async () => {
+  const seed = BASE_SEED ^ 0xad417
+  const rnd = prng(seed)
+  const trust = new Trust({ root, key: receiverKey })
+  await trust.start()
+  const genuine = enc.encode(JSON.stringify({ proof: nodeCredential }))
+  const seeds: unknown[] = [{ proof: nodeCredential }, { ok: true, proof: nodeCredential }, { proof: null }, { ok: false, error: 'x' }, { proof: await issueCredential(strangerKey, nodeId) }]
+  let admitted = 0
+  for (let i = 0; i < ROUNDS; i++) {
+    const kind = i % 5
+    const bytes = kind === 0 ? randomBytes(rnd) : kind === 1 ? flipBytes(genuine, rnd) : kind === 2 ? truncate(genuine, rnd) : jsonBytes(valueInput(rnd, i, seeds))
+    const out = await decode('admission', seed, i, bytes, async () => {
+      // What a node does with a frame: decode it, then its gate checks the proof for the connected peer.
+      const frame = decodeAdmissionFrame(bytes)
+      if (frame.proof == null) throw new TrustError('not-a-member', 'no credential')
+      return await trust.admit(frame.proof, nodeId)
+    }, err => err instanceof MalformedProof || err instanceof TrustError)
+    if (out.ok) {
+      admitted++
+      if (canonicalize(out.value) !== canonicalize((await verifyCredential(nodeCredential, { issuer: root, subject: nodeId, kind: 'node' })))) fail('admission', seed, i, 'admitted with a credential that is not the genuine one', bytes)
+    }
+  }
+  console.log(`  admission: ${counts.get('admission')} frames, ${admitted} admitted, ${lap()}`)
+  assertNoFailures(['admission'])
+  assert.ok(admitted > 0, 'the genuine path is exercised too')
+})
+
+test(`DHT records: ${ROUNDS} random and mutated records are refused by decodeRecord and the record guard (InvalidRecordError or TrustError); only genuine ones pass`, async () => {
+  const seed = BASE_SEED ^ 0xd47
+  const rnd = prng(seed)
+  const trust = new Trust({ root, key: receiverKey })
+  await trust.start()
+  const guard = recordGuard(trust)
+  const provenance = await signManifest(deployerKey, spec)
+  const key = '/beemesh/workload/default/a'
+  const good = [
+    await encodeRecord(nodeKey, nodeId, key, enc.encode(JSON.stringify({ spec: { ...spec, provenance }, epoch: 1, status: 'Running', placement: [], events: [], updatedAt: 1, updatedBy: nodeId })), Date.now(), Date.now(), nodeCredential),
+    await encodeRecord(nodeKey, nodeId, '/beemesh/location/default/a', enc.encode(JSON.stringify({ workloadId: 'default/a', owner: nodeId, epoch: 1, holders: [], seq: 1, ts: 1 })), Date.now(), Date.now(), nodeCredential),
+    await encodeRecord(nodeKey, nodeId, `/beemesh/svc/default/a/${nodeId}`, enc.encode('{}'), Date.now(), Date.now(), nodeCredential)
+  ]
+  const goodText = new Set(good.map(b => dec.decode(b)))
+  const goodDecoded = await Promise.all(good.map(async b => await decodeRecord(b)))
+  const seeds = good.map(b => JSON.parse(dec.decode(b)) as unknown)
+  let passed = 0
+  for (let i = 0; i < ROUNDS; i++) {
+    const base = pick(rnd, good)
+    const kind = i % 5
+    const bytes = kind === 0 ? randomBytes(rnd) : kind === 1 ? flipBytes(base, rnd) : kind === 2 ? truncate(base, rnd) : kind === 3 ? jsonBytes(valueInput(rnd, i, seeds)) : base
+    const expectedKey = (JSON.parse(dec.decode(base)) as { key: string }).key
+    const out = await decode('DHT record', seed, i, bytes, async () => { await guard(await decodeRecord(bytes, expectedKey)) }, err => err instanceof InvalidRecordError || err instanceof TrustError)
+    if (out.ok) {
+      passed++
+      // Bytes may differ where the meaning cannot (base64's unused trailing bits, the credential's encoding); the signed fields may not.
+      const r = await decodeRecord(bytes, expectedKey)
+      if (!goodText.has(dec.decode(bytes)) && !goodDecoded.some(g => g.key === r.key && g.seq === r.seq && g.ts === r.ts && g.publisher === r.publisher && Buffer.from(g.value).equals(r.value))) fail('DHT record', seed, i, 'a tampered record passed', bytes)
+    }
+  }
+  console.log(`  DHT records: ${counts.get('DHT record')} records, ${passed} passed, ${lap()}`)
+  assertNoFailures(['DHT record'])
+  assert.ok(passed > 0, 'the genuine path is exercised too')
 })
 
 test('every decoder got at least 20,000 inputs, over 100,000 in all, without a crash or a hang', () => {

@@ -44,10 +44,9 @@ let sharedTrust: Promise<TestTrust> | undefined
 
 /**
  * Makes a trust root as `beemesh init` does, with an admin deployer key. The
- * policy is `policy(deployer)` (default: the deployer and, on --dev nodes,
- * the anonymous loopback caller may do anything).
+ * policy is `policy(deployer)` (default: the deployer may do anything).
  */
-export async function makeTrust (policy: (deployer: string) => string = deployer => defaultPolicyText({ admins: [deployer], dev: true, name: 'test' })): Promise<TestTrust> {
+export async function makeTrust (policy: (deployer: string) => string = deployer => defaultPolicyText({ admins: [deployer], name: 'test' })): Promise<TestTrust> {
   const dir = await tempDir('beemesh-trust-')
   const rootKey = await generateKey()
   const rootKeyFile = join(dir, 'root.key')
@@ -69,7 +68,8 @@ export async function makeTrust (policy: (deployer: string) => string = deployer
 export async function testTrust (): Promise<TestTrust> {
   sharedTrust ??= makeTrust().then(t => {
     process.env.BEEMESH_KEY = t.deployerKeyFile
-    useCredentials({ keyPath: t.deployerKeyFile })
+    process.env.BEEMESH_MESH = t.meshFile
+    useCredentials({ keyPath: t.deployerKeyFile, mesh: t.meshFile })
     // https APIs (nodes in network namespaces) are verified with the test mesh's CA.
     process.env.BEEMESH_CA = t.caFile
     useCa(t.caFile)
@@ -78,9 +78,9 @@ export async function testTrust (): Promise<TestTrust> {
   return await sharedTrust
 }
 
-/** `node start` flags joining `trust` as a member that issues its own credential, with anonymous loopback API access, over plain HTTP (loopback only). */
-export function trustFlags (trust: TestTrust, { member = true, dev = true, insecureHttp = true } = {}): string[] {
-  return ['--trust', trust.meshFile, ...(member ? ['--issue-with', trust.rootKeyFile] : []), ...(dev ? ['--dev'] : []), ...(insecureHttp ? ['--api-insecure-http'] : [])]
+/** `node start` flags joining `trust` as a member that issues its own credential (tests only: `up` issues them itself), over plain HTTP (loopback only). */
+export function trustFlags (trust: TestTrust, { member = true, insecureHttp = true } = {}): string[] {
+  return ['--trust', trust.meshFile, ...(member ? ['--issue-with', trust.rootKeyFile] : []), ...(insecureHttp ? ['--api-insecure-http'] : [])]
 }
 
 /** An API certificate for `hosts` from the test mesh's CA, as `beemesh cert issue` makes one: `node start` flags. */
@@ -183,7 +183,7 @@ export interface NodeProcess extends Running {
  */
 export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, trust, listen }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost, trust?: string[], listen?: string[] } = {}): Promise<NodeProcess> {
   const dir = dataDir ?? await tempDir()
-  // Default: a member of the test process's mesh, in dev mode (anonymous loopback API).
+  // Default: a member of the test process's mesh; the test's clients speak as its admin deployer.
   const trustArgs = trust ?? trustFlags(await testTrust())
   const listenArgs = (fallback: string): string[] => (listen ?? [fallback]).flatMap(a => ['--listen', a])
   // In a namespace the API is reached from another address: TLS with the test mesh's CA, never plain HTTP.

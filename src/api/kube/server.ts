@@ -18,6 +18,7 @@ import { firstAlias } from '../../yaml.js'
 import { nameOf, specFromObject } from './resources/create.js'
 import { EVENT_COLUMNS, eventsOf, matchesFields, parseFieldSelector } from './resources/events.js'
 import { ACTOR_COLUMNS, actorSpecFromObject, toActor, type ReadArtifact } from './resources/actors.js'
+import { SYSTEM_NAMESPACE } from '../../policy/defaults.js'
 import { NAMESPACE_COLUMNS, toNamespaces } from './resources/namespaces.js'
 import { NODE_COLUMNS, toNode } from './resources/nodes.js'
 import { DEPLOYMENT_COLUMNS, POD_COLUMNS, podName, REPLICA_ANNOTATION, toDeployment, toPods, toScale, WORKLOAD_ID_ANNOTATION } from './resources/workloads.js'
@@ -133,6 +134,9 @@ export class KubeApi {
       // A named object is decided on what owns it, with its labels (a pod on its workload);
       // a POST names its object in the body: create checks that once it is read.
       for (const resource of this.resourcesOf(target)) access.authorize(action, resource)
+    } else {
+      // Nodes and namespaces are mesh-level: reading them is a read of the system namespace.
+      access.authorize(method === 'GET' ? 'read' : 'admin', { kind: 'namespace', name: SYSTEM_NAMESPACE })
     }
     if (method === 'GET') { await this.get(target, req, res, url, access); return }
     if (method === 'DELETE') { await this.remove(target, res); return }

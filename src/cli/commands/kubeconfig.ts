@@ -1,16 +1,17 @@
 import { writeFile } from 'node:fs/promises'
 import { stringify as toYaml } from 'yaml'
 import { describeError, InvalidArgumentError } from '../../errors.js'
-import { ApiClient } from '../api-client.js'
+import { MAX_TOKEN_TTL_MS } from '../../policy/credentials.js'
+import { ApiClient, bearerFor } from '../api-client.js'
 import { ApiRequestError } from '../../api/errors.js'
 
 /**
  * A kubeconfig whose one cluster is a BeeMesh node's Kubernetes-compatible
  * API (the node's control API URL), context `beemesh`, namespace `default`,
- * no credentials (the API listens on loopback by default). With the mesh CA
- * (PEM), the server is the same host and port over https, verified with it.
+ * and, given them, the bearer token its user sends and the mesh CA (PEM):
+ * then the server is the same host and port over https, verified with it.
  */
-export function kubeconfig (api: string, { ca }: { ca?: string } = {}): Record<string, unknown> {
+export function kubeconfig (api: string, { ca, token }: { ca?: string, token?: string } = {}): Record<string, unknown> {
   let url: URL
   try {
     url = new URL(api)
@@ -22,7 +23,7 @@ export function kubeconfig (api: string, { ca }: { ca?: string } = {}): Record<s
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name: 'beemesh', cluster: ca != null ? { server: `https://${url.host}`, 'certificate-authority-data': Buffer.from(ca).toString('base64') } : { server: url.origin } }],
-    users: [{ name: 'beemesh', user: {} }],
+    users: [{ name: 'beemesh', user: token != null ? { token } : {} }],
     contexts: [{ name: 'beemesh', context: { cluster: 'beemesh', user: 'beemesh', namespace: 'default' } }],
     'current-context': 'beemesh',
     preferences: {}
@@ -43,7 +44,15 @@ async function nodeCa (api: string): Promise<string | undefined> {
   return text
 }
 
-/** `beemesh kubeconfig`: prints the kubeconfig, or writes it to `write` (mode 0600). */
+/** How long a token made from a deployer key for a kubeconfig lasts (the longest a token may). */
+const KUBECONFIG_TOKEN_TTL_MS = MAX_TOKEN_TTL_MS
+
+/**
+ * `beemesh kubeconfig`: prints the kubeconfig, or writes it to `write` (mode
+ * 0600). Its cluster is the node's API over https with the mesh CA when the
+ * node serves TLS; its user's token is the CLI's for that API: `--token`, the
+ * one `beemesh up` wrote for its mesh, or one made from the deployer key.
+ */
 export async function printKubeconfig (api: string, { write }: { write?: string } = {}): Promise<void> {
   kubeconfig(api)
   let ca: string | undefined
@@ -54,7 +63,9 @@ export async function printKubeconfig (api: string, { write }: { write?: string 
     if (err instanceof ApiRequestError || api.startsWith('https:')) throw err
     process.stderr.write(`warning: could not ask ${api} for its mesh CA (${describeError(err)}); the kubeconfig points at ${api} as given\n`)
   }
-  const text = toYaml(kubeconfig(api, ca != null ? { ca } : {}))
+  const token = await bearerFor(api.replace(/\/+$/, ''), { ttlMs: KUBECONFIG_TOKEN_TTL_MS })
+  if (token == null) process.stderr.write('no token for this API (no `beemesh up` mesh serves it, no deployer key): the kubeconfig has no credentials and the API will answer 401\n')
+  const text = toYaml(kubeconfig(api, { ...(ca != null ? { ca } : {}), ...(token != null ? { token } : {}) }))
   if (write == null) { process.stdout.write(text); return }
   await writeFile(write, text, { mode: 0o600 })
   process.stdout.write(`wrote ${write}: kubectl --kubeconfig ${write} get nodes\n`)

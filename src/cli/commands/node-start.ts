@@ -5,6 +5,7 @@ import { NodeRuntime, type NodeTrustConfig } from '../../actors/node-runtime.js'
 import { keyId, MeshTrustSchema, readJsonFile, readKeyFile, SignedCredentialSchema } from '../../policy/credentials.js'
 import { resolveEngineSocket } from '../../actors/container-engine.js'
 import { ControlApi } from '../../api/control-api.js'
+import { MetricsListener, parseListen } from '../../api/metrics-listener.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
 import { createLogger } from '../logging.js'
 import { DEFAULT_INSPECT_URL, nodeSuffix } from '../../actors/inspection.js'
@@ -31,12 +32,13 @@ export interface NodeStartOptions {
   trust?: string
   credential?: string
   issueWith?: string
-  dev?: boolean
   /** `--tls-cert`/`--tls-key`: the API's serving certificate (chain) and key (`beemesh cert issue`). */
   tlsCert?: string
   tlsKey?: string
   /** `--api-insecure-http`: also answer plain HTTP, to loopback callers only. */
   apiInsecureHttp?: boolean
+  /** `--metrics-listen host:port`: a separate listener serving only /metrics, without a token. */
+  metricsListen?: string
   /** `--inspect [ws-url]`: true without a URL (the default relay). */
   inspect?: string | boolean
   /** `--allow-unconfined`: run workload code in worker threads where the host cannot confine it. */
@@ -44,14 +46,14 @@ export interface NodeStartOptions {
 }
 
 /** Reads the trust material named by the flags; every problem names the file and the flag. */
-export async function loadTrustConfig (opts: Pick<NodeStartOptions, 'trust' | 'credential' | 'issueWith' | 'dev'>): Promise<NodeTrustConfig> {
+export async function loadTrustConfig (opts: Pick<NodeStartOptions, 'trust' | 'credential' | 'issueWith'>): Promise<NodeTrustConfig> {
   const trustFile = opts.trust ?? (process.env.BEEMESH_TRUST !== '' ? process.env.BEEMESH_TRUST : undefined)
   if (trustFile == null) throw new InvalidArgumentError('a node needs its mesh\'s trust file: pass --trust <mesh.json> (made by `beemesh init`), or run `beemesh up` for a local mesh')
   const mesh = await readJsonFile(trustFile, MeshTrustSchema, 'mesh trust file (--trust)')
   const credential = opts.credential != null ? await readJsonFile(opts.credential, SignedCredentialSchema, 'membership credential (--credential)') : undefined
   const issueWith = opts.issueWith != null ? (await readKeyFile(opts.issueWith)).key : undefined
   if (issueWith != null && keyId(issueWith) !== mesh.root) throw new InvalidArgumentError(`--issue-with ${opts.issueWith}: that key is not the root of mesh ${mesh.name} (${mesh.root})`)
-  return { mesh, ...(credential != null ? { credential } : {}), ...(issueWith != null ? { issueWith } : {}), dev: opts.dev ?? false }
+  return { mesh, ...(credential != null ? { credential } : {}), ...(issueWith != null ? { issueWith } : {}) }
 }
 
 /**
@@ -144,13 +146,16 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     ...(inspectUrl != null ? { inspectUrl } : {})
   })
   const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log, ...apiTls })
+  const metricsAt = opts.metricsListen != null ? parseListen(opts.metricsListen) : undefined
+  const metrics = metricsAt != null ? new MetricsListener({ render: async () => await runtime.metrics.render(), ...metricsAt, logger: log }) : undefined
 
   // The API port is claimed first so a conflict fails fast, before joining the mesh.
   await api.listen()
   try {
+    await metrics?.listen()
     await runtime.start()
   } catch (err) {
-    await api.close()
+    await Promise.allSettled([api.close(), metrics?.close()])
     throw err
   }
 
@@ -164,10 +169,10 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   process.stdout.write(`  api        ${api.url}\n`)
   if (apiTls.tls != null) process.stdout.write(`  api tls    certificate ${opts.tlsCert!}${apiTls.tls.ca != null ? ' (mesh CA at GET /v1/ca)' : ''}${apiTls.insecureHttp ? `; plain HTTP too, for loopback callers only (${api.url.replace('https:', 'http:')})` : ''}\n`)
   else process.stdout.write('  api tls    none: plain HTTP, for loopback callers only (--api-insecure-http)\n')
+  if (metrics != null) process.stdout.write(`  metrics    ${metrics.url} (no token: this listener serves only /metrics)\n`)
   process.stdout.write(`  data dir   ${dataDir}\n`)
   process.stdout.write(`  offers     cpu ${formatCpu(capacity.cpuMillis)}, memory ${formatMemory(capacity.memoryBytes)}${Object.keys(opts.label).length > 0 ? `, labels ${Object.entries(opts.label).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}\n`)
   process.stdout.write(`  mesh       ${trust.mesh.name} (root ${trust.mesh.root}); ${status.trust.member ? 'member' : 'NOT a member: no valid credential, the mesh ignores this node'}; policy ${status.trust.policy.name} v${status.trust.policy.version}\n`)
-  if (trust.dev) process.stdout.write(`  dev mode   anonymous API access from loopback (${api.url}) acts as the "anonymous" deployer\n`)
   if (status.containers != null) process.stdout.write(`  containers ${status.containers.socket} (${status.containers.available ? 'engine answers' : 'engine does not answer yet: no container workloads until it does'})\n`)
   if (opts.bootstrap.length > 0) process.stdout.write(`  joining    ${opts.bootstrap.join(', ')}\n`)
   if (inspectUrl != null) process.stdout.write(`  inspector  ${inspectUrl} (this node's actors show as <name>@${nodeSuffix(status.peerId)})\n`)
@@ -183,7 +188,7 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
         process.exit(0)
       }, STOP_DEADLINE_MS)
       deadline.unref()
-      Promise.allSettled([api.close(), runtime.stop()]).then(() => {
+      Promise.allSettled([api.close(), metrics?.close(), runtime.stop()]).then(() => {
         clearTimeout(deadline)
         resolveStop()
       }, () => {})

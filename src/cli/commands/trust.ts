@@ -14,7 +14,9 @@ import {
   issueCredential,
   issueToken,
   MAX_TOKEN_TTL_MS,
+  readJsonFile,
   readKeyFile,
+  SignedCredentialSchema,
   signPolicy,
   SignedPolicySchema,
   writeKeyFile,
@@ -114,10 +116,12 @@ export function tokenTtl (ttl: string): number {
 }
 
 /** `beemesh token`: a bearer token for the control API, signed by the deployer key; only the token is printed. */
-export async function token ({ key, ttl = DEFAULT_TOKEN_TTL }: { key?: string, ttl?: string }): Promise<void> {
+export async function token ({ key, ttl = DEFAULT_TOKEN_TTL, mesh, api, credential }: { key?: string, ttl?: string, mesh?: string, api?: string, credential?: string }): Promise<void> {
   const ttlMs = tokenTtl(ttl)
   const { key: deployerKey } = await readKeyFile(resolve(key ?? DEFAULT_KEY_PATH()))
-  process.stdout.write(`${await issueToken(deployerKey, { ttlMs })}\n`)
+  const { meshFor, resolveApiUrl } = await import('../api-client.js')
+  const cred = credential != null ? await readJsonFile(credential, SignedCredentialSchema, 'deployer credential (--credential)') : undefined
+  process.stdout.write(`${await issueToken(deployerKey, { ttlMs, mesh: await meshFor(resolveApiUrl(api), mesh), ...(cred != null ? { credential: cred } : {}) })}\n`)
 }
 
 // ---------------------------------------------------------------- a mesh's trust root
@@ -128,8 +132,6 @@ export interface InitMeshOptions {
   name?: string
   /** The admin's deployer key file; created if missing. */
   deployerKeyPath?: string
-  /** Let --dev nodes' anonymous loopback callers do everything too. */
-  dev?: boolean
   /** Replace an existing root key (and the policy and mesh files next to it). */
   force?: boolean
 }
@@ -159,7 +161,7 @@ const MESH_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
  * `mesh.json` (the root key id and the root-signed policy: what every node
  * gets with --trust). Refuses when `dir/root.key` exists, unless `force`.
  */
-export async function initMesh ({ dir, name = DEFAULT_MESH_NAME, deployerKeyPath, dev = false, force = false }: InitMeshOptions): Promise<InitMeshResult> {
+export async function initMesh ({ dir, name = DEFAULT_MESH_NAME, deployerKeyPath, force = false }: InitMeshOptions): Promise<InitMeshResult> {
   if (!MESH_NAME.test(name)) throw new InvalidArgumentError(`--name must be a lower-case DNS label (a-z, 0-9, -; at most 63 characters), got "${name}"`)
   const absDir = resolve(dir)
   const rootKeyFile = join(absDir, 'root.key')
@@ -182,7 +184,7 @@ export async function initMesh ({ dir, name = DEFAULT_MESH_NAME, deployerKeyPath
   }
   const rootKey = await generateKey()
   const root = await writeKeyFile(rootKeyFile, rootKey, { overwrite: force })
-  const policyText = defaultPolicyText({ admins: [deployer], dev })
+  const policyText = defaultPolicyText({ admins: [deployer] })
   await writePublic(policyFile, policyText)
   const mesh: MeshTrust = { apiVersion: 'beemesh.io/v1', kind: 'Mesh', name, root, policy: await signPolicy(rootKey, policyText) }
   await writePublic(meshFile, json(mesh))
@@ -203,7 +205,7 @@ export async function init (opts: InitMeshOptions & { output?: OutputFormat }): 
   root key      ${r.rootKeyFile}
                 ${r.root}
                 signs node credentials and policies: keep it offline, never copy it to a node
-  policy        ${r.policyFile} (default deny; the deployer below is admin${opts.dev === true ? ', and so is anonymous loopback access to --dev nodes' : ''})
+  policy        ${r.policyFile} (default deny; the deployer below is admin)
   mesh file     ${r.meshFile} (give it to every node)
   mesh CA       ${r.caCertFile} (public: clients verify node APIs with it)
                 ${r.caKeyFile} (signs node API certificates: keep it offline with the root key)
@@ -237,11 +239,13 @@ function nodePeerId (value: string): string {
 }
 
 /** `beemesh credential issue`: the root vouches for a node (peer id) with labels, until the TTL runs out. */
-export async function credentialIssue ({ root, node, label = {}, ttl = DEFAULT_CREDENTIAL_TTL, out }: { root: string, node: string, label?: Record<string, string>, ttl?: string, out?: string }): Promise<void> {
-  const subject = nodePeerId(node)
-  const ttlMs = parseDuration(ttl)
+export async function credentialIssue ({ root, node, deployer, label = {}, ttl, out }: { root: string, node?: string, deployer?: string, label?: Record<string, string>, ttl?: string, out?: string }): Promise<void> {
+  if ((node == null) === (deployer == null)) throw new InvalidArgumentError('pass --node <peer id> (a member node) or --deployer <key id> (an API caller), one of them')
+  const subject = nodePeerId((node ?? deployer)!)
+  // A deployer credential rides in bearer tokens, which live at most 30 days: it defaults to that.
+  const ttlMs = parseDuration(ttl ?? (deployer != null ? '30d' : DEFAULT_CREDENTIAL_TTL))
   const { key } = await readKeyFile(resolve(root))
-  const credential = await issueCredential(key, subject, { labels: label, ttlMs })
+  const credential = await issueCredential(key, subject, { labels: label, ttlMs, ...(deployer != null ? { kind: 'deployer' as const } : {}) })
   if (out == null) { process.stdout.write(json(credential)); return }
   await writePublic(out, json(credential))
   process.stdout.write(`wrote the credential of ${subject} to ${out} (expires ${new Date(credential.credential.expiresAt).toISOString()})\n`)

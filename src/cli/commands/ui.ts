@@ -8,8 +8,7 @@ import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import type { Command } from 'commander'
 import { InvalidArgumentError } from '../../errors.js'
-import { issueToken } from '../../policy/credentials.js'
-import { deployerKey, resolveApiUrl } from '../api-client.js'
+import { bearerFor, resolveApiUrl } from '../api-client.js'
 import { tokenTtl } from './trust.js'
 
 export const DEFAULT_UI_TOKEN_TTL = '8h'
@@ -41,12 +40,10 @@ export function uiUrl (api: string, token?: string): string {
   return url.href
 }
 
-/** The bearer token the page should use: the given one, else one signed by the deployer key, else none (a --dev node on loopback). */
-async function pageToken ({ token, ttl = DEFAULT_UI_TOKEN_TTL }: Pick<UiOptions, 'token' | 'ttl'>): Promise<string | undefined> {
+/** The bearer token the page should use: the given one, else the CLI's for that API (the `beemesh up` mesh's, or one made from the deployer key), else none. */
+async function pageToken ({ api, token, ttl = DEFAULT_UI_TOKEN_TTL }: Pick<UiOptions, 'api' | 'token' | 'ttl'>): Promise<string | undefined> {
   if (token != null && token !== '') return token
-  const key = await deployerKey()
-  if (key == null) return undefined
-  return await issueToken(key.key, { ttlMs: tokenTtl(ttl) })
+  return await bearerFor(api, { ttlMs: tokenTtl(ttl) })
 }
 
 /** The first executable named `name` on PATH, if any. */
@@ -93,9 +90,10 @@ export function registerUi (program: Command): Command {
     .option('--no-open', 'only print the URL')
     .option('--ttl <duration>', 'lifetime of the token made from the deployer key for the page: 30d, 12h, 90m', DEFAULT_UI_TOKEN_TTL)
     .addHelpText('after', `
-The URL is http://<api>/ui/; when the CLI has a deployer key (--key) or a token
-(--token), a bearer token rides in the URL's fragment (#token=…), which the
-browser never sends to a server. Without one, only a --dev node on loopback answers.`)
+The URL is http://<api>/ui/ with a bearer token in its fragment (#token=…),
+which the browser never sends to a server: the token \`beemesh up\` wrote for
+its mesh, or one made from the deployer key (--key), or --token. Without one
+the page cannot read anything (the API has no anonymous access).`)
     .action(async (opts: { open: boolean, ttl: string }, cmd: Command) => {
       const all = cmd.optsWithGlobals<{ api?: string, token?: string }>()
       const token = all.token ?? process.env.BEEMESH_TOKEN

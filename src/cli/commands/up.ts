@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdir, open, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { NodeStatus } from '../../actors/node-runtime.js'
 import { BeeMeshError, InvalidArgumentError, describeError } from '../../errors.js'
-import { ApiClient, deployerKey } from '../api-client.js'
-import { generateKey, keyId, readKeyFile, signPolicy, writeKeyFile } from '../../policy/credentials.js'
+import type { PrivateKey } from '@libp2p/interface'
+import { ApiClient, deployerKey, upRegistryDir, upRegistryFile } from '../api-client.js'
+import { generateKey, issueCredential, issueToken, keyId, MAX_TOKEN_TTL_MS, readKeyFile, signPolicy, writeKeyFile } from '../../policy/credentials.js'
+import { loadOrCreateIdentity } from '../../transport/identity.js'
 import { defaultPolicyText } from '../../policy/defaults.js'
 import { DEFAULT_DATA_DIR, parsePort } from './node-start.js'
 
@@ -51,11 +53,14 @@ export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: strin
   const deadline = started + timeoutMs
   const nodes: LocalNode[] = []
   let shuttingDown = false
+  let registered: string[] = []
+  let tokenFile = ''
 
   const shutdown = async (): Promise<void> => {
     if (shuttingDown) return
     shuttingDown = true
     await stopAll(nodes)
+    await unregister(registered, tokenFile)
   }
   const onSignal = (signal: NodeJS.Signals): void => {
     process.stderr.write(`\n${signal}: stopping ${nodes.filter(n => n.exited == null).length} node(s)…\n`)
@@ -70,12 +75,14 @@ export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: strin
   try {
     process.stderr.write(`starting ${count} node(s) on loopback; data in ${baseDir}\n`)
     const trust = await devTrust(baseDir)
-    process.stderr.write(`dev mode: the nodes accept anonymous API requests from loopback; mesh trust root ${trust.root} in ${trust.dir}${trust.admin != null ? `; deployer ${trust.admin} is admin` : ''}\n`)
-    const first = await startNode(0, [], basePort, baseDir, opts.logLevel, nodes)
+    tokenFile = trust.tokenFile
+    registered = await register(trust, baseDir, Array.from({ length: count }, (_, i) => `http://127.0.0.1:${basePort + i}`))
+    process.stderr.write(`mesh trust root ${trust.root} in ${trust.dir}; API callers need a token: deployer ${trust.deployer} (admin) has one in ${trust.tokenFile}, which the CLI, \`beemesh kubeconfig\` and \`beemesh ui\` use for these nodes${trust.admin != null ? `; your deployer ${trust.admin} is admin too` : ''}\n`)
+    const first = await startNode(0, [], basePort, baseDir, opts.logLevel, nodes, trust)
     const firstStatus = await waitFor(nodes[0]!, deadline, s => s.addresses.length > 0)
     const bootstrap = firstStatus.addresses.find(a => a.startsWith('/ip4/127.0.0.1/')) ?? firstStatus.addresses[0]!
     process.stderr.write(`  ${first.name} up: ${firstStatus.peerId}\n`)
-    for (let i = 1; i < count; i++) await startNode(i, [bootstrap], basePort, baseDir, opts.logLevel, nodes)
+    for (let i = 1; i < count; i++) await startNode(i, [bootstrap], basePort, baseDir, opts.logLevel, nodes, trust)
     const statuses = await Promise.all(nodes.map(async node => {
       const status = await waitFor(node, deadline, s => s.peerCount >= count - 1)
       if (node !== nodes[0]) process.stderr.write(`  ${node.name} up: ${status.peerId}\n`)
@@ -106,10 +113,19 @@ export async function up (opts: UpOptions, onReady?: (nodes: Array<{ name: strin
   await new Promise<never>(() => {})
 }
 
-async function startNode (i: number, bootstrap: string[], basePort: number, baseDir: string, logLevel: string, nodes: LocalNode[]): Promise<LocalNode> {
+/**
+ * Starts node i with a membership credential `up` issued it with the root key
+ * (the node's identity key is made here first, so its peer id is known): the
+ * node never sees the root key.
+ */
+async function startNode (i: number, bootstrap: string[], basePort: number, baseDir: string, logLevel: string, nodes: LocalNode[], trust: LocalTrust): Promise<LocalNode> {
   const name = `node-${i}`
   const dataDir = join(baseDir, name)
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  const identity = await loadOrCreateIdentity(dataDir)
+  const credentialFile = join(dataDir, 'credential.json')
+  const credential = await issueCredential(trust.rootKey, keyId(identity.privateKey), { ttlMs: LOCAL_TTL_MS })
+  await writeFile(credentialFile, JSON.stringify(credential, null, 2) + '\n', { mode: 0o600 })
   const logFile = join(dataDir, 'node.log')
   const log = await open(logFile, 'a')
   const apiPort = basePort + i
@@ -118,7 +134,7 @@ async function startNode (i: number, bootstrap: string[], basePort: number, base
   // plain HTTP for loopback callers (the CLI's default URL, the web view in a browser).
   const tlsCert = join(trustDir, 'api.crt')
   const tlsKey = join(trustDir, 'api.key')
-  const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel, '--trust', join(trustDir, 'mesh.json'), '--issue-with', join(trustDir, 'root.key'), '--dev', '--tls-cert', tlsCert, '--tls-key', tlsKey, '--api-insecure-http']
+  const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel, '--trust', join(trustDir, 'mesh.json'), '--credential', credentialFile, '--tls-cert', tlsCert, '--tls-key', tlsKey, '--api-insecure-http']
   for (const b of bootstrap) args.push('--bootstrap', b)
   const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd, 'ipc'] })
   await log.close()
@@ -169,13 +185,21 @@ async function stopAll (nodes: LocalNode[]): Promise<void> {
   }))
 }
 
+/** The local mesh's trust: its root key (never given to a node), the run deployer and its token. */
+interface LocalTrust { root: string, rootKey: PrivateKey, dir: string, deployer: string, tokenFile: string, admin?: string }
+
+/** How long the run deployer's token and the nodes' credentials last (`up` makes new ones on every start). */
+const LOCAL_TTL_MS = MAX_TOKEN_TTL_MS
+
 /**
- * The local mesh's trust root (kept in <data dir>/trust and reused): nodes
- * issue their own credentials with it, and its policy lets the anonymous
- * loopback caller, and the CLI's deployer key if there is one, do anything.
- * A fresh policy version on each start supersedes what the nodes persisted.
+ * The local mesh's trust, in <data dir> beside (never inside) the nodes' data
+ * dirs: `trust/root.key` (reused; only `up` reads it: it issues each node's
+ * credential itself), `deployer.key` (the run deployer, reused) and
+ * `deployer.token` (a fresh token for this mesh, 30 days), all mode 0600.
+ * The policy, newer on each start than what the nodes persisted, makes the
+ * run deployer admin, and the CLI's own deployer key too if there is one.
  */
-async function devTrust (baseDir: string): Promise<{ root: string, dir: string, admin?: string }> {
+async function devTrust (baseDir: string): Promise<LocalTrust> {
   const dir = join(baseDir, 'trust')
   const rootFile = join(dir, 'root.key')
   let rootKey
@@ -185,13 +209,44 @@ async function devTrust (baseDir: string): Promise<{ root: string, dir: string, 
     rootKey = await generateKey()
     await writeKeyFile(rootFile, rootKey, { overwrite: true })
   }
+  const root = keyId(rootKey)
+  const deployerFile = join(baseDir, 'deployer.key')
+  let deployerKeyValue
+  try {
+    deployerKeyValue = (await readKeyFile(deployerFile)).key
+  } catch {
+    deployerKeyValue = await generateKey()
+    await writeKeyFile(deployerFile, deployerKeyValue, { overwrite: true })
+  }
+  const deployer = keyId(deployerKeyValue)
+  const tokenFile = join(baseDir, 'deployer.token')
+  await writeFile(tokenFile, await issueToken(deployerKeyValue, { mesh: root, ttlMs: LOCAL_TTL_MS }) + '\n', { mode: 0o600 })
+  await chmod(tokenFile, 0o600)
   const admin = await deployerKey().then(k => k?.id, () => undefined)
-  const policy = await signPolicy(rootKey, defaultPolicyText({ admins: admin != null ? [admin] : [], dev: true, name: 'local-dev', version: Math.floor(Date.now() / 1000) }))
-  const mesh = { apiVersion: 'beemesh.io/v1', kind: 'Mesh', name: 'local', root: keyId(rootKey), policy }
+  const admins = [deployer, ...(admin != null && admin !== deployer ? [admin] : [])]
+  const policy = await signPolicy(rootKey, defaultPolicyText({ admins, name: 'local', version: Math.floor(Date.now() / 1000) }))
+  const mesh = { apiVersion: 'beemesh.io/v1', kind: 'Mesh', name: 'local', root, policy }
   await writeFile(join(dir, 'mesh.json'), JSON.stringify(mesh, null, 2) + '\n', { mode: 0o600 })
   // Every node of the local mesh serves its API on loopback: one certificate (127.0.0.1, localhost, ::1) for all, fresh on each start.
   const { ensureMeshCa, issueServingCert, writePemPair } = await import('../../policy/tls-issue.js')
   const ca = await ensureMeshCa(dir, mesh.name)
   await writePemPair(join(dir, 'api.crt'), join(dir, 'api.key'), await issueServingCert(ca, ['127.0.0.1', 'localhost', '::1'], { commonName: 'beemesh local mesh API' }))
-  return { root: mesh.root, dir, ...(admin != null ? { admin } : {}) }
+  return { root, rootKey, dir, deployer, tokenFile, ...(admin != null && admin !== deployer ? { admin } : {}) }
+}
+
+/** Notes, for each node's API URL, that this mesh serves it and where its token lies: how the CLI, kubeconfig and ui find it. */
+async function register (trust: LocalTrust, baseDir: string, urls: string[]): Promise<string[]> {
+  await mkdir(upRegistryDir(), { recursive: true, mode: 0o700 })
+  const files = urls.map(upRegistryFile)
+  const entry = JSON.stringify({ mesh: trust.root, dir: baseDir, tokenFile: trust.tokenFile, apis: urls }, null, 2) + '\n'
+  for (const f of files) await writeFile(f, entry, { mode: 0o600 })
+  return files
+}
+
+/** Removes this mesh's registry entries (those still naming it: another `up` may have taken a port since). */
+async function unregister (files: string[], tokenFile: string): Promise<void> {
+  for (const f of files) {
+    const text = await readFile(f, 'utf8').catch(() => '')
+    if (text.includes(JSON.stringify(tokenFile))) await rm(f, { force: true }).catch(() => {})
+  }
 }

@@ -14,7 +14,7 @@ export interface NodeStatus {
   uptimeMs: number
   peerCount: number
   version?: string
-  trust?: { member?: boolean, dev?: boolean, policy?: { name: string, version: number } }
+  trust?: { member?: boolean, policy?: { name: string, version: number } }
   /** How workload code runs on this node (docs/security.md, "Workload confinement"). */
   sandbox?: { host: string, isolation: string }
 }
