@@ -9,7 +9,8 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { generateKey, issueCredential, issueToken, readKeyFile, signPolicy, writeKeyFile } from '../src/policy/credentials.js'
+import { generateKey, issueCredential, issueToken, readKeyFile, signManifest, signPolicy, writeKeyFile } from '../src/policy/credentials.js'
+import { WorkloadSpecSchema } from '../src/actors/protocol.js'
 import { cli, makeTrust, metric, type NodeProcess, ROOT, type Running, startCli, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const policy = (version: number, extra = '') => (admin: string): string => `apiVersion: beemesh.io/v1
@@ -186,6 +187,68 @@ test('a stateless actor without the grant cannot publish to a topic', async () =
   assert.not.match(logs, /forbidden publish went through/)
   // Published before relay-out, and refused at the source: the forbidden topic got nothing.
   assert.not.match(forbidden.stdout(), /"n":7/)
+})
+
+test('a member cannot stop or read another node\'s replicas, as itself or claiming a deployer without the deployer\'s token', async () => {
+  const w = await nodes[0]!.api.request<{ placement: Array<{ peerId: string, replica: number }> }>('/v1/workloads/default/relay')
+  const host = nodes.find(n => n.peerId === w.placement[0]!.peerId)!
+  const other = nodes.find(n => n !== host)!
+  // The legitimate path: the admin's API node relays the admin's token; the host checks it and answers.
+  const logs = await cli(['logs', 'relay', '--api', other.apiUrl])
+  assert.is(logs.code, 0, logs.stderr)
+  assert.match(logs.stdout, /publish refused/, 'logs gathered from the hosting node for the admin')
+  const { keyFile, credFile } = await compromisedMember('stopper')
+  const admin = trust.deployer
+  const adminToken = await issueToken((await readKeyFile(trust.deployerKeyFile)).key, { mesh: trust.root })
+  const stop = { workloadId: 'default/relay', replica: 0 }
+  const requests = [
+    stop,
+    { ...stop, onBehalfOf: `deployer:${admin}` },
+    { ...stop, onBehalfOf: `deployer:${outsider}`, token: adminToken },
+    { ...stop, onBehalfOf: `deployer:${admin}`, token: adminToken.slice(0, -4) + (adminToken.endsWith('AAAA') ? 'BBBB' : 'AAAA') },
+    { ...stop, onBehalfOf: `${other.peerId}` }
+  ]
+  const before = await metric(host, 'beemesh_security_refusals_total', { what: '/beemesh/replica/1.0.0', reason: 'denied' })
+  const r = rogue([host.address, 'rpc', credFile, keyFile, host.peerId, '/beemesh/replica/1.0.0', ...requests.map(q => JSON.stringify(q))])
+  await r.waitForOutput(/"event":"rpc-done"/, { timeoutMs: 60_000 })
+  const answers = r.stdout().trim().split('\n').map(l => JSON.parse(l) as { event: string, ok?: boolean, error?: string }).filter(a => a.event === 'rpc')
+  assert.is(answers.length, requests.length, r.stdout())
+  assert.ok(answers.every(a => a.ok === false), `every stop refused: ${JSON.stringify(answers)}`)
+  assert.match(answers[0]!.error!, new RegExp(`forbidden by ${host.peerId}: .* may not delete default/relay`))
+  assert.match(answers[1]!.error!, new RegExp(`claims to act for deployer ${admin} without the deployer's token`))
+  assert.match(answers[2]!.error!, new RegExp(`claims to act for deployer ${outsider} with a token of ${admin}`))
+  assert.match(answers[3]!.error!, /token it relays does not verify/)
+  assert.match(answers[4]!.error!, /may not act on behalf of .*another node/)
+  assert.is(await metric(host, 'beemesh_security_refusals_total', { what: '/beemesh/replica/1.0.0', reason: 'denied' }), before + 2)
+  const logsRogue = rogue([host.address, 'rpc', credFile, keyFile, host.peerId, '/beemesh/logs/1.0.0', JSON.stringify({ workloadId: 'default/relay' }), JSON.stringify({ workloadId: 'default/relay', onBehalfOf: `deployer:${admin}` })])
+  await logsRogue.waitForOutput(/"event":"rpc-done"/, { timeoutMs: 60_000 })
+  assert.match(logsRogue.stdout(), /"i":0,"ok":false,"error":"[^"]*may not read default\/relay/)
+  assert.match(logsRogue.stdout(), /"i":1,"ok":false,"error":"[^"]*without the deployer's token/)
+  // The replica was never stopped: the host still runs it at the epoch it was placed at.
+  const after = await host.api.request<{ placement: Array<{ peerId: string, replica: number, status?: string }>, epoch: number }>('/v1/workloads/default/relay')
+  assert.is(after.placement.length, 1)
+  assert.is(after.placement[0]!.peerId, host.peerId)
+  assert.not.match(host.stderr(), /replica stopped on request/)
+  r.child.kill('SIGKILL')
+  logsRogue.child.kill('SIGKILL')
+})
+
+test('a captured signed manifest is not applied again once its apply window has passed', async () => {
+  const relay = await nodes[0]!.api.request<{ spec: Record<string, unknown> }>('/v1/workloads/default/relay')
+  const { provenance: _old, ...rest } = relay.spec
+  const spec = WorkloadSpecSchema.parse({ ...rest, name: 'relay-again', id: 'default/relay-again' })
+  const deployerKey = (await readKeyFile(trust.deployerKeyFile)).key
+  // Signed by the admin two days ago: a genuine signature, captured and replayed now.
+  const captured = { ...spec, provenance: await signManifest(deployerKey, spec as never, { now: Date.now() - 2 * 24 * 3600_000 }) }
+  const post = async (body: unknown): Promise<{ status: number, body: { error?: string } }> => {
+    const res = await fetch(`${nodes[1]!.apiUrl}/v1/workloads?wait=false`, { method: 'POST', headers: { authorization: `Bearer ${await issueToken(deployerKey, { mesh: trust.root })}`, 'content-type': 'application/json' }, body: JSON.stringify({ spec: body }) })
+    return { status: res.status, body: await res.json() as { error?: string } }
+  }
+  const replayed = await post(captured)
+  assert.is(replayed.status, 403, JSON.stringify(replayed.body))
+  assert.match(replayed.body.error ?? '', /manifest of default\/relay-again could be applied until .*replay/)
+  const listed = await nodes[1]!.api.request<Array<{ id: string }>>('/v1/workloads')
+  assert.not.ok(listed.some(w => w.id === 'default/relay-again'), 'nothing was recorded')
 })
 
 /** A compromised member's key and credential (genuine, issued by the root), for rogues that need to get in. */

@@ -185,6 +185,25 @@ test('a caller without the grant is refused at its own node, and at the callee\'
   assert.match(reply.message, new RegExp(`forbidden by ${callee.peerId}`))
   assert.is(await metric(callee, 'beemesh_calls_denied_total', { service: 'default/echo', side: 'callee' }), calleeBefore + 1)
   child.kill('SIGKILL')
+
+  // Another member claims to call for the admin deployer, without the deployer's token: refused by the callee.
+  const claimKey = join(trust.dir, 'rogue-claimer.key')
+  const claimId = await writeKeyFile(claimKey, await generateKey())
+  const claimCred = join(trust.dir, 'rogue-claimer.cred.json')
+  await writeFile(claimCred, JSON.stringify(await issueCredential(trust.rootKey, claimId)))
+  const claim = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/security/rogue.ts'), callee.address, 'call', claimCred, claimKey, callee.peerId, 'default/echo', target.workloadId, String(target.replica), `deployer:${trust.deployer}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  let claimOut = ''
+  let claimErr = ''
+  claim.stdout.on('data', (d: Buffer) => { claimOut += d.toString() })
+  claim.stderr.on('data', (d: Buffer) => { claimErr += d.toString() })
+  extra.push({ child: claim, stdout: () => claimOut, stderr: () => claimErr, exited: new Promise(resolve => claim.on('exit', resolve)), waitForOutput: async () => { throw new Error('unused') } })
+  const claimed = await waitUntil(() => /"event":"called","reply":(\{.*\})\}/.exec(claimOut), { what: `the rogue's deployer call (stdout: ${claimOut.slice(-500)}, stderr: ${claimErr.slice(-300)})`, timeoutMs: 30_000 })
+  const claimReply = JSON.parse(claimed[1]!) as { ok: boolean, code: string, message: string }
+  assert.is(claimReply.ok, false, `a member called as deployer ${trust.deployer} without proof: ${JSON.stringify(claimReply)}`)
+  assert.is(claimReply.code, 'DENIED')
+  assert.match(claimReply.message, new RegExp(`forbidden by ${callee.peerId}: .*claims to act for deployer ${trust.deployer} without the deployer's token`))
+  assert.is(await metric(callee, 'beemesh_calls_denied_total', { service: 'default/echo', side: 'callee' }), calleeBefore + 2)
+  claim.kill('SIGKILL')
 })
 
 test('a stateful service: a call is an event for the machine, the reply the state it led to', async () => {

@@ -22,7 +22,7 @@ import { ContainerEngine } from './container-engine.js'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
-import { issueCredential, SignedCredentialSchema, verifyCredential, type MeshTrust, type SignedCredential } from '../policy/credentials.js'
+import { credentialExpiryWarning, issueCredential, SignedCredentialSchema, verifyCredential, type MeshTrust, type SignedCredential } from '../policy/credentials.js'
 import { Trust } from '../policy/trust.js'
 import { setRpcGuard } from '../transport/rpc.js'
 import { HEARTBEAT_TOPIC, SCHEDULER_TOPIC } from './protocol.js'
@@ -290,6 +290,8 @@ export class NodeRuntime {
       await writeFile(file, JSON.stringify(credential, null, 2) + '\n', { mode: 0o600 })
       this.log.info({ path: file }, 'issued this node its membership credential with the root key (dev mode)')
     }
+    const expiring = credential != null ? credentialExpiryWarning(credential.credential) : undefined
+    if (expiring != null) this.log.warn({ expiresAt: credential?.credential.expiresAt }, expiring)
     const metrics = this.metrics
     const trust = new Trust({
       root: cfg.mesh.root,

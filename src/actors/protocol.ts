@@ -230,9 +230,12 @@ export const BidRequest = z.discriminatedUnion('type', [
 ])
 export type BidRequest = z.infer<typeof BidRequest>
 
-export const ReplicaStopRequest = z.object({ workloadId, replica: z.number().int().min(0).max(1000) })
+/** For whom a node asks another to act (src/policy/relay.ts): absent, the asking node itself. */
+const relay = { onBehalfOf: z.string().max(300).optional(), token: z.string().max(4096).optional() }
 
-export const LogsRequest = z.object({ workloadId, tail: z.number().int().min(1).max(100_000).optional(), since: z.number().optional(), events: z.boolean().optional() })
+export const ReplicaStopRequest = z.object({ workloadId, replica: z.number().int().min(0).max(1000), ...relay })
+
+export const LogsRequest = z.object({ workloadId, tail: z.number().int().min(1).max(100_000).optional(), since: z.number().optional(), events: z.boolean().optional(), ...relay })
 
 export interface LogLine {
   ts: number

@@ -26,9 +26,11 @@ import { LocationRecord, SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateReques
 import { WorkloadJournal, type TraceRecord } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
+import { checkApplyWindow } from '../policy/credentials.js'
 import { TrustError } from '../policy/errors.js'
 import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
 import { currentPrincipal } from '../policy/request-context.js'
+import { relayedPrincipal, relayOfCurrentRequest, type Relay } from '../policy/relay.js'
 import type { Principal, Resource } from '../policy/engine.js'
 import type { PolicySync } from './policy-sync.js'
 import type { Inspection } from './inspection.js'
@@ -556,16 +558,18 @@ export class WorkloadRuntime {
       if (!req.success) return { result: { ok: false, code: 'invalid', message: `malformed request: ${req.error.issues[0]?.message ?? 'invalid'}` } }
       return { result: await this.holder.handle(req.data, from) }
     }, this.log, { maxRequestBytes: MAX_SEALED_BATCH })
-    await serveRpc(this.mesh, LOGS_PROTOCOL, async request => {
+    await serveRpc(this.mesh, LOGS_PROTOCOL, async (request, from) => {
       const req = LogsRequest.safeParse(request)
       if (!req.success) throw new Error('malformed logs request')
+      await this.authorizeRelayed(from, req.data, 'read')
       if (req.data.events === true) return { result: this.containers.events(req.data.workloadId) }
       return { result: [...this.host.logLines(req.data.workloadId, req.data), ...await this.containers.logLines(req.data.workloadId, req.data)] }
     }, this.log)
     await serveRpc(this.mesh, VIEW_PROTOCOL, async () => ({ result: this.viewReply() }), this.log)
-    await serveRpc(this.mesh, REPLICA_PROTOCOL, async request => {
+    await serveRpc(this.mesh, REPLICA_PROTOCOL, async (request, from) => {
       const req = ReplicaStopRequest.safeParse(request)
       if (!req.success) throw new Error('malformed replica stop request')
+      await this.authorizeRelayed(from, req.data, 'delete')
       return { result: { stopped: await this.stopLocalReplica(req.data.workloadId, req.data.replica) } }
     }, this.log)
     await this.services.start()
@@ -630,7 +634,9 @@ export class WorkloadRuntime {
       throw new InvalidWorkloadError(`${issue?.path.join('.') || 'spec'}: ${issue?.message ?? 'invalid'}`)
     }
     const spec = await this.attest(parsed.data)
-    await this.init.trust.checkManifest(spec as never)
+    const provenance = await this.init.trust.checkManifest(spec as never)
+    // The signature binds this apply, not the workload's life: an old manifest is not applied again.
+    checkApplyWindow(spec.id, provenance)
     for (const topic of spec.topics) this.init.trust.authorize({ kind: 'workload', namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} }, 'subscribe', { kind: 'topic', name: topic })
     // Announced as a DHT provider after placement: awardees fetch from the tenderer
     // first, and the provider query would compete with the tender for every node's time.
@@ -730,8 +736,31 @@ export class WorkloadRuntime {
     const placed = this.statusOf(record).placement.find(p => p.replica === replica && p.status !== 'lost')
     if (placed == null) throw new WorkloadNotFoundError(`${id} replica ${replica}`)
     if (placed.peerId === this.selfId) await this.stopLocalReplica(id, replica)
-    else await callRpc(this.mesh, placed.peerId, REPLICA_PROTOCOL, { workloadId: id, replica }, { timeoutMs: 15_000 })
+    else await callRpc(this.mesh, placed.peerId, REPLICA_PROTOCOL, { workloadId: id, replica, ...relayOfCurrentRequest() }, { timeoutMs: 15_000 })
     return { peerId: placed.peerId }
+  }
+
+  /**
+   * Whether another node may have this node stop (`delete`) or read the logs
+   * and pod events of (`read`) a workload's replicas here: the principal it
+   * acts for (a deployer, proven by the deployer's token; or the node itself)
+   * must be allowed by the policy on the workload. Throws TrustError naming the problem.
+   */
+  private async authorizeRelayed (from: string, req: { workloadId: string } & Relay, action: 'read' | 'delete'): Promise<void> {
+    const trust = this.init.trust
+    const principal = await relayedPrincipal(trust, trust.nodePrincipal(from), req).catch(err => {
+      trust.noteRefusal(action === 'read' ? LOGS_PROTOCOL : REPLICA_PROTOCOL, err instanceof TrustError ? err.reason : 'malformed', `refused ${from}: ${describeError(err)}`)
+      throw err
+    })
+    const spec = (this.catalog.get(req.workloadId) ?? await this.fetchRecord(req.workloadId))?.spec
+    const [namespace = '', name = ''] = req.workloadId.split('/')
+    const resource = workloadResource(spec ?? { namespace, name })
+    const d = trust.decide(principal, action, resource)
+    if (!d.allowed) {
+      const message = `forbidden by ${this.selfId}: ${senderOf(principal)} may not ${action} ${req.workloadId} (${d.reason}${d.rule == null ? ', default deny' : ''})`
+      trust.noteRefusal(action === 'read' ? LOGS_PROTOCOL : REPLICA_PROTOCOL, 'denied', message)
+      throw new TrustError('denied', message)
+    }
   }
 
   private async stopLocalReplica (id: string, replica: number): Promise<number> {
@@ -780,7 +809,7 @@ export class WorkloadRuntime {
       if (peer === this.selfId) return this.containers.events(id)
       if (!this.view.isLive(peer)) return []
       try {
-        const { result } = await callRpc(this.mesh, peer, LOGS_PROTOCOL, { workloadId: id, events: true }, { timeoutMs: 5_000 })
+        const { result } = await callRpc(this.mesh, peer, LOGS_PROTOCOL, { workloadId: id, events: true, ...relayOfCurrentRequest() }, { timeoutMs: 5_000 })
         return Array.isArray(result) ? result as PodEventRecord[] : []
       } catch (err) {
         this.log.debug({ peer, err: describeError(err) }, 'could not fetch pod events')
@@ -834,7 +863,7 @@ export class WorkloadRuntime {
       if (peer === this.selfId) return [...this.host.logLines(id, opts), ...await this.containers.logLines(id, opts)]
       if (!this.view.isLive(peer)) return []
       try {
-        const { result } = await callRpc(this.mesh, peer, LOGS_PROTOCOL, { workloadId: id, ...opts }, { timeoutMs: 5_000 })
+        const { result } = await callRpc(this.mesh, peer, LOGS_PROTOCOL, { workloadId: id, ...opts, ...relayOfCurrentRequest() }, { timeoutMs: 5_000 })
         return Array.isArray(result) ? result as LogLine[] : []
       } catch (err) {
         this.log.debug({ peer, err: describeError(err) }, 'could not fetch logs')

@@ -20,7 +20,7 @@ import { isKubePath, KubeApi } from './kube/server.js'
 import { serveUi } from './ui.js'
 import { evaluate, type Action, type Principal, type Resource } from '../policy/engine.js'
 import { PolicyError, TrustError } from '../policy/errors.js'
-import { asPrincipal } from '../policy/request-context.js'
+import { asPrincipal, attachBearer } from '../policy/request-context.js'
 import { SYSTEM_NAMESPACE } from '../policy/defaults.js'
 import { CallError, callErrorStatus } from '../services/errors.js'
 import { MAX_CALL_BYTES } from '../services/calls.js'
@@ -313,6 +313,8 @@ export class ControlApi {
   private ownHosts?: Set<string>
 
   private async serve (req: IncomingMessage, res: ServerResponse, url: URL, principal: Principal): Promise<void> {
+    // The caller's token rides with the request: relayed as proof when another node must act for it (src/policy/relay.ts).
+    attachBearer(req.headers.authorization)
     const path = url.pathname
     const method = req.method ?? 'GET'
     const { node } = this.init

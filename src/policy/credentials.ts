@@ -181,9 +181,24 @@ export async function issueCredential (issuerKey: PrivateKey, subject: string, o
     ...(options.workload != null ? { workload: options.workload } : {}),
     ...(options.replica != null ? { replica: options.replica } : {}),
     issuedAt: now,
-    expiresAt: now + (options.ttlMs ?? 365 * DAY)
+    expiresAt: now + (options.ttlMs ?? DEFAULT_CREDENTIAL_TTL_MS)
   }
   return { credential, sig: await signWith(issuerKey, CREDENTIAL_DOMAIN, canonical(credential)) }
+}
+
+/** How long a member credential lives unless the issuer says otherwise: days, not a year (renew with `beemesh credential issue`). */
+export const DEFAULT_CREDENTIAL_TTL_MS = 30 * DAY
+/** A node warns at start when its credential runs out within this long. */
+export const CREDENTIAL_RENEW_WARNING_MS = 7 * DAY
+
+/** The warning a node logs when its own credential is close to expiry (undefined: not yet). */
+export function credentialExpiryWarning (credential: Credential, now = Date.now(), within = CREDENTIAL_RENEW_WARNING_MS): string | undefined {
+  const left = credential.expiresAt - now
+  if (left > within) return undefined
+  if (left <= 0) return `this node's membership credential expired at ${new Date(credential.expiresAt).toISOString()}: peers refuse it; issue a new one with \`beemesh credential issue\` and restart the node with it`
+  const days = Math.floor(left / DAY)
+  const hours = Math.floor((left % DAY) / 3600_000)
+  return `this node's membership credential expires at ${new Date(credential.expiresAt).toISOString()} (in ${days}d ${hours}h): peers will refuse it then; issue a new one with \`beemesh credential issue\` and restart the node with it`
 }
 
 export interface VerifyCredentialOptions {
@@ -299,19 +314,31 @@ export const ProvenanceSchema = z.strictObject({
   /** Who signed: the deployer's own key, or a member node that authenticated the deployer's bearer token. */
   signer: id,
   signedAt: time,
+  /**
+   * Until when the signature may be used to apply the spec (accepted as a new
+   * spec by an API). It binds the apply, not the running workload: a record keeps
+   * its manifest for the workload's life. Absent only on manifests signed before it existed.
+   */
+  expiresAt: time.optional(),
   sig
 })
 export type Provenance = z.infer<typeof ProvenanceSchema>
+
+/** How long a signed manifest may be applied after signing unless the signer says otherwise. */
+export const MANIFEST_APPLY_TTL_MS = DAY
+/** The longest apply lifetime a node accepts on a manifest. */
+export const MAX_MANIFEST_APPLY_TTL_MS = 30 * DAY
 const MANIFEST_DOMAIN = 'beemesh-manifest/v1'
 
 function manifestPayload (spec: Record<string, unknown>, p: Omit<Provenance, 'sig'>): string {
   const { provenance: _omit, ...rest } = spec
-  return canonical({ spec: rest, deployer: p.deployer, signer: p.signer, signedAt: p.signedAt })
+  return canonical({ spec: rest, deployer: p.deployer, signer: p.signer, signedAt: p.signedAt, ...(p.expiresAt != null ? { expiresAt: p.expiresAt } : {}) })
 }
 
 /** Signs a (schema-parsed) workload spec: the artifact's sha256 is in it, so the bundle is signed too. */
-export async function signManifest (key: PrivateKey, spec: Record<string, unknown>, { deployer, now = Date.now() }: { deployer?: string, now?: number } = {}): Promise<Provenance> {
-  const unsigned = { deployer: deployer ?? keyId(key), signer: keyId(key), signedAt: now }
+export async function signManifest (key: PrivateKey, spec: Record<string, unknown>, { deployer, now = Date.now(), ttlMs = MANIFEST_APPLY_TTL_MS }: { deployer?: string, now?: number, ttlMs?: number } = {}): Promise<Provenance> {
+  if (!(ttlMs > 0) || ttlMs > MAX_MANIFEST_APPLY_TTL_MS) throw new TrustError('malformed', `a manifest's apply lifetime must be between 1 ms and ${MAX_MANIFEST_APPLY_TTL_MS / DAY} days, got ${ttlMs} ms`)
+  const unsigned = { deployer: deployer ?? keyId(key), signer: keyId(key), signedAt: now, expiresAt: now + ttlMs }
   return { ...unsigned, sig: await signWith(key, MANIFEST_DOMAIN, manifestPayload(spec, unsigned)) }
 }
 
@@ -323,6 +350,18 @@ export async function verifyManifest (spec: Record<string, unknown>, provenance:
     throw new TrustError('bad-signature', `manifest signature of ${parsed.data.signer} does not verify (forged or tampered manifest or artifact)`)
   }
   return parsed.data
+}
+
+/**
+ * Whether a (verified) manifest may still be applied: signed with an expiry
+ * that has not passed, and not dated ahead of the clock. A captured manifest
+ * cannot be replayed later, e.g. to re-create a deleted workload. Throws TrustError.
+ */
+export function checkApplyWindow (id: string, p: Provenance, now = Date.now()): void {
+  if (p.expiresAt == null) throw new TrustError('expired', `manifest of ${id} carries no expiry (signed by an older beemesh): sign it again to apply it`)
+  if (p.signedAt > now + SKEW_MS) throw new TrustError('not-yet-valid', `manifest of ${id} is signed ${p.signedAt - now} ms in the future (clock skew over ${SKEW_MS} ms)`)
+  if (p.expiresAt - p.signedAt > MAX_MANIFEST_APPLY_TTL_MS) throw new TrustError('malformed', `manifest of ${id} claims an apply lifetime over ${MAX_MANIFEST_APPLY_TTL_MS / DAY} days`)
+  if (p.expiresAt <= now) throw new TrustError('expired', `manifest of ${id} could be applied until ${new Date(p.expiresAt).toISOString()}, signed ${new Date(p.signedAt).toISOString()}: an old signed manifest cannot be applied again (replay); sign it again`)
 }
 
 // ---------------------------------------------------------------- the mesh's trust file

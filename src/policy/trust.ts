@@ -184,7 +184,7 @@ export class Trust {
    * workload); on gossip, relays are fine: the signer is what counts.
    * Throws RefusedMessage with the reason.
    */
-  async open (domain: string, input: Uint8Array | unknown, { from, replay = true }: { from?: string, replay?: boolean } = {}): Promise<{ body: string, sender: Sender, nonce: string }> {
+  async open (domain: string, input: Uint8Array | unknown, { from, replay = true, maxAgeMs = this.maxAgeMs }: { from?: string, replay?: boolean, maxAgeMs?: number } = {}): Promise<{ body: string, sender: Sender, nonce: string }> {
     let value = input
     if (input instanceof Uint8Array) {
       if (input.byteLength > MAX_ENVELOPE_BYTES + 64 * 1024) throw this.refuse(domain, 'malformed', `message of ${input.byteLength} bytes is too large`, 'reject')
@@ -198,7 +198,7 @@ export class Trust {
     if (!sealed.success) throw this.refuse(domain, 'malformed', 'message is not a sealed BeeMesh message', 'reject')
     let e: SignedEnvelope
     try {
-      e = await verifyEnvelope(sealed.data.e, { domain, maxAgeMs: this.maxAgeMs })
+      e = await verifyEnvelope(sealed.data.e, { domain, maxAgeMs })
     } catch (err) {
       throw this.refuseEnvelope(domain, err)
     }

@@ -20,7 +20,9 @@ import type { MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'
 import { replyDomain } from '../transport/rpc.js'
 import type { Decision, Principal } from '../policy/engine.js'
-import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
+import { senderOf, type Trust, type WorkloadIdentity } from '../policy/trust.js'
+import { relayedPrincipal } from '../policy/relay.js'
+import { currentBearer } from '../policy/request-context.js'
 import type { CallOptions, CallRequest } from '../workloads/types.js'
 import { CALL_PROTOCOL, endpointKey, pickOfTwo, serviceResource, type Endpoint, type ServiceDirectory, type ServiceSpec } from './directory.js'
 import { CALL_ERROR_CODES, CallError, type CallErrorCode } from './errors.js'
@@ -47,7 +49,9 @@ const CallBody = z.object({
   attempt: z.number().int().min(1).max(100),
   deadline: z.number(),
   /** A node calling for a principal that is not a workload (a deployer through the API). */
-  onBehalfOf: z.string().max(300).optional()
+  onBehalfOf: z.string().max(300).optional(),
+  /** With a `deployer:` onBehalfOf: the deployer's bearer token, the proof the callee checks (src/policy/relay.ts). */
+  token: z.string().max(4096).optional()
 })
 type CallBody = z.infer<typeof CallBody>
 
@@ -143,7 +147,7 @@ export class CallRouter {
       tried.add(key)
       this.inflight.set(key, (this.inflight.get(key) ?? 0) + 1)
       try {
-        const body: CallBody = { service: service.id, workload: endpoint.workloadId, replica: endpoint.replica, data: data ?? null, id, attempt, deadline, ...(caller.identity == null ? { onBehalfOf: senderOf(caller.principal) } : {}) }
+        const body: CallBody = { service: service.id, workload: endpoint.workloadId, replica: endpoint.replica, data: data ?? null, id, attempt, deadline, ...(caller.identity == null ? relayFor(caller.principal) : {}) }
         return endpoint.peerId === this.init.mesh.peerId
           ? await this.localAttempt(service, endpoint, body, caller)
           : await this.remoteAttempt(endpoint, body, caller.identity)
@@ -253,8 +257,16 @@ export class CallRouter {
       const body = CallBody.safeParse(JSON.parse(opened.body))
       if (!body.success) { await answer({ ok: false, code: 'BAD_REQUEST', message: 'malformed call request', ran: false }); return }
       service = body.data.service
-      // A workload speaks for itself; a node may speak for the deployer whose API request it serves.
-      const principal = opened.sender.principal.kind === 'node' && body.data.onBehalfOf != null ? principalOfSender(body.data.onBehalfOf) : opened.sender.principal
+      // A workload speaks for itself; a node may speak for the deployer whose API request it serves, with its token.
+      let principal: Principal
+      try {
+        principal = await relayedPrincipal(this.init.trust, opened.sender.principal, body.data, { workloads: true })
+      } catch (err) {
+        this.init.metrics?.denied(body.data.service, 'callee')
+        this.init.log.warn({ service: body.data.service, from, err: describeError(err) }, 'call refused: unproven onBehalfOf')
+        await answer({ ok: false, code: 'DENIED', message: `forbidden by ${this.init.mesh.peerId}: ${describeError(err)}`, ran: false })
+        return
+      }
       const spec = this.init.directory.services().find(s => s.id === body.data.service)
       const endpoint = spec != null ? this.localEndpoint(spec, body.data) : undefined
       if (spec == null || endpoint == null) {
@@ -301,4 +313,10 @@ export function decideCall (ctx: { trust: Trust, log: Logger, metrics?: Pick<Cal
     ctx.log.warn({ service: service.id, caller: senderOf(principal), ...fields, rule: decision.rule ?? 'default-deny' }, `${what} denied at the ${side}'s node`)
   }
   return decision
+}
+
+/** What a node's call carries when it speaks for a caller without a key of its own: who, and a deployer's token. */
+function relayFor (principal: Principal): { onBehalfOf: string, token?: string } {
+  const token = principal.kind === 'deployer' ? currentBearer() : undefined
+  return { onBehalfOf: senderOf(principal), ...(token != null ? { token } : {}) }
 }

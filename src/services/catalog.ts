@@ -6,6 +6,13 @@
  * tombstone kept for a day so a late copy does not bring the service back,
  * and every 15 s a node pulls a peer's catalog (SERVICES_PROTOCOL) and merges
  * it, so a node that missed gossip (new, restarted, partitioned) catches up.
+ *
+ * Each entry is sealed by the node that wrote it (its signature and
+ * root-signed credential travel with the entry, through gossip and sync
+ * alike): an entry not signed by a member, or naming another writer than its
+ * signer, is refused; so is one dated more than MAX_AHEAD_MS ahead of the
+ * clock (a far-future entry would win every merge and make its tombstone
+ * immortal). Tombstones are dropped after TOMBSTONE_MS, so the map stays bounded.
  */
 import { z } from 'zod'
 import { describeError } from '../errors.js'
@@ -13,12 +20,16 @@ import type { MeshMessage, MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'
 import { callRpc, serveRpc } from '../transport/rpc.js'
 import type { ServiceSpec } from './directory.js'
+import type { Trust } from '../policy/trust.js'
 
 export const SERVICES_TOPIC = 'beemesh.services.v1'
 export const SERVICES_PROTOCOL = '/beemesh/services/1.0.0'
 const SYNC_EVERY_MS = 15_000
-const TOMBSTONE_MS = 24 * 60 * 60 * 1000
+export const TOMBSTONE_MS = 24 * 60 * 60 * 1000
+/** An entry dated further ahead of this node's clock is refused. */
+export const MAX_AHEAD_MS = 60_000
 const MAX_SERVICES = 10_000
+const SERVICE_DOMAIN = 'beemesh-service/v1'
 
 const name = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/)
 export const ServiceSpecSchema = z.object({
@@ -42,7 +53,63 @@ const Entry = z.object({
   spec: ServiceSpecSchema.optional()
 })
 type Entry = z.infer<typeof Entry>
-const Catalog = z.object({ entries: z.array(Entry).max(MAX_SERVICES) })
+const Catalog = z.object({ entries: z.array(z.unknown()).max(MAX_SERVICES) })
+/** An entry as it travels: sealed by its writer (`{e, c}`, see Trust.sealValue). */
+export type SealedEntry = Awaited<ReturnType<Trust['sealValue']>>
+
+/** A catalog entry refused, with the reason. */
+export class RefusedEntry extends Error {
+  constructor (readonly reason: 'unsigned' | 'wrong-writer' | 'future' | 'malformed', message: string) {
+    super(message)
+    this.name = 'RefusedEntry'
+  }
+}
+
+/**
+ * Opens one sealed catalog entry: signed by a member node (any age: the
+ * entry's own date decides which version wins), written by that node, and
+ * not dated more than MAX_AHEAD_MS ahead. Throws RefusedEntry.
+ */
+export async function openEntry (trust: Trust, sealed: unknown, now = Date.now()): Promise<Entry> {
+  let opened
+  try {
+    opened = await trust.open(SERVICE_DOMAIN, sealed, { replay: false, maxAgeMs: Number.POSITIVE_INFINITY })
+  } catch (err) {
+    throw new RefusedEntry('unsigned', `service entry is not sealed by a member: ${describeError(err)}`)
+  }
+  if (opened.sender.principal.kind !== 'node') throw new RefusedEntry('unsigned', `service entry is signed by ${opened.sender.signer}, not a member node`)
+  let entry: Entry
+  try {
+    entry = Entry.parse(JSON.parse(opened.body))
+  } catch (err) {
+    throw new RefusedEntry('malformed', `service entry from ${opened.sender.signer} is malformed: ${describeError(err)}`)
+  }
+  if (entry.by !== opened.sender.signer) throw new RefusedEntry('wrong-writer', `service entry for ${entry.id} names writer ${entry.by} but is signed by ${opened.sender.signer}`)
+  if (entry.updatedAt > now + MAX_AHEAD_MS) throw new RefusedEntry('future', `service entry for ${entry.id} from ${entry.by} is dated ${entry.updatedAt - now} ms ahead (limit ${MAX_AHEAD_MS} ms)`)
+  return entry
+}
+
+interface Held { entry: Entry, sealed: SealedEntry }
+
+/**
+ * Merges opened entries into `entries` (newest wins; tombstones older than
+ * `tombstoneMs` dropped, and not taken in); true when something changed.
+ */
+export function mergeEntries (entries: Map<string, Held>, incoming: Held[], now = Date.now(), tombstoneMs = TOMBSTONE_MS): boolean {
+  let changed = false
+  for (const h of incoming) {
+    const e = h.entry
+    if (e.spec != null && e.spec.id !== e.id) continue
+    if (e.updatedAt > now + MAX_AHEAD_MS) continue
+    if (e.spec == null && e.updatedAt < now - tombstoneMs) continue
+    if (!newer(e, entries.get(e.id)?.entry)) continue
+    if (entries.size >= MAX_SERVICES && !entries.has(e.id)) continue
+    entries.set(e.id, h)
+    changed = true
+  }
+  for (const [id, h] of entries) if (h.entry.spec == null && h.entry.updatedAt < now - tombstoneMs) { entries.delete(id); changed = true }
+  return changed
+}
 
 function newer (a: Entry, b: Entry | undefined): boolean {
   if (b == null) return true
@@ -54,16 +121,16 @@ const enc = new TextEncoder()
 const dec = new TextDecoder()
 
 export class ServiceCatalog {
-  private readonly entries = new Map<string, Entry>()
+  private readonly entries = new Map<string, Held>()
   private timer?: NodeJS.Timeout
   private readonly listeners = new Set<() => void>()
 
-  constructor (private readonly mesh: MeshNode, private readonly log: Logger, private readonly livePeers: () => string[]) {}
+  constructor (private readonly mesh: MeshNode, private readonly trust: Trust, private readonly log: Logger, private readonly livePeers: () => string[]) {}
 
   async start (): Promise<void> {
     this.mesh.subscribe(SERVICES_TOPIC)
     this.mesh.addEventListener('message', this.onMessage)
-    await serveRpc(this.mesh, SERVICES_PROTOCOL, async () => ({ result: { entries: [...this.entries.values()] } }), this.log)
+    await serveRpc(this.mesh, SERVICES_PROTOCOL, async () => ({ result: { entries: [...this.entries.values()].map(h => h.sealed) } }), this.log)
     this.timer = setInterval(() => { void this.sync() }, SYNC_EVERY_MS)
     this.timer.unref()
     setTimeout(() => { void this.sync() }, 1_000).unref()
@@ -79,11 +146,11 @@ export class ServiceCatalog {
   }
 
   list (): ServiceSpec[] {
-    return [...this.entries.values()].flatMap(e => e.spec != null ? [e.spec as ServiceSpec] : [])
+    return [...this.entries.values()].flatMap(({ entry: e }) => e.spec != null ? [e.spec as ServiceSpec] : [])
   }
 
   get (id: string): ServiceSpec | undefined {
-    return this.entries.get(id)?.spec as ServiceSpec | undefined
+    return this.entries.get(id)?.entry.spec as ServiceSpec | undefined
   }
 
   /** Creates or replaces a service, here and on the mesh. */
@@ -93,42 +160,46 @@ export class ServiceCatalog {
 
   /** Deletes a service, here and on the mesh; false when it was not there. */
   async delete (id: string): Promise<boolean> {
-    if (this.entries.get(id)?.spec == null) return false
+    if (this.entries.get(id)?.entry.spec == null) return false
     await this.write({ id, updatedAt: Date.now(), by: this.mesh.peerId })
     return true
   }
 
   private async write (entry: Entry): Promise<void> {
-    this.merge([entry])
-    const bytes = enc.encode(JSON.stringify(entry))
+    const sealed = await this.trust.sealValue(SERVICE_DOMAIN, JSON.stringify(entry))
+    this.merge([{ entry, sealed }])
+    const bytes = enc.encode(JSON.stringify(sealed))
     await this.mesh.publish(SERVICES_TOPIC, bytes).catch(err => { this.log.debug({ err: describeError(err) }, 'service gossip failed') })
     await this.mesh.putRecord(`/beemesh/service/${entry.id}`, bytes, { signal: AbortSignal.timeout(10_000) }).catch(err => { this.log.debug({ err: describeError(err) }, 'service record put failed') })
   }
 
-  private merge (entries: Entry[]): void {
-    let changed = false
-    const now = Date.now()
-    for (const e of entries) {
-      if (e.spec != null && e.spec.id !== e.id) continue
-      if (e.spec == null && e.updatedAt < now - TOMBSTONE_MS) continue
-      if (!newer(e, this.entries.get(e.id))) continue
-      if (this.entries.size >= MAX_SERVICES && !this.entries.has(e.id)) continue
-      this.entries.set(e.id, e)
-      changed = true
+  private merge (held: Held[]): void {
+    if (mergeEntries(this.entries, held)) for (const l of this.listeners) l()
+  }
+
+  /** Opens sealed entries, dropping (and logging) those refused. */
+  private async openAll (values: unknown[], from: string): Promise<Held[]> {
+    const held: Held[] = []
+    for (const value of values) {
+      try {
+        held.push({ entry: await openEntry(this.trust, value), sealed: value as SealedEntry })
+      } catch (err) {
+        this.log.debug({ from, err: describeError(err) }, 'refused a service catalog entry')
+      }
     }
-    for (const [id, e] of this.entries) if (e.spec == null && e.updatedAt < now - TOMBSTONE_MS) this.entries.delete(id)
-    if (changed) for (const l of this.listeners) l()
+    return held
   }
 
   private readonly onMessage = (evt: CustomEvent<MeshMessage>): void => {
     if (evt.detail.topic !== SERVICES_TOPIC) return
+    let value: unknown
     try {
-      const entry = Entry.parse(JSON.parse(dec.decode(evt.detail.data)))
-      if (entry.by !== evt.detail.from) return
-      this.merge([entry])
+      value = JSON.parse(dec.decode(evt.detail.data))
     } catch (err) {
       this.log.debug({ from: evt.detail.from, err: describeError(err) }, 'dropped a malformed service message')
+      return
     }
+    void this.openAll([value], evt.detail.from).then(held => { this.merge(held) })
   }
 
   /** Pulls one live peer's catalog and merges it. */
@@ -138,7 +209,7 @@ export class ServiceCatalog {
     if (peer == null) return
     try {
       const { result } = await callRpc(this.mesh, peer, SERVICES_PROTOCOL, {}, { timeoutMs: 5_000 })
-      this.merge(Catalog.parse(result).entries)
+      this.merge(await this.openAll(Catalog.parse(result).entries, peer))
     } catch (err) {
       this.log.debug({ peer, err: describeError(err) }, 'service catalog sync failed')
     }

@@ -65,7 +65,7 @@ export class ServicePlane {
   private stopped = false
 
   constructor (private readonly init: ServicePlaneInit) {
-    this.catalog = new ServiceCatalog(init.mesh, init.log, init.livePeers)
+    this.catalog = new ServiceCatalog(init.mesh, init.trust, init.log, init.livePeers)
     this.directory = new ServiceDirectory({
       selfId: init.mesh.peerId,
       workloads: init.workloads,

@@ -286,7 +286,7 @@ export interface WorkloadSpec {
   /** The object as posted to the Kubernetes API (JSON, without status): GET shows it, PATCH applies to it. */
   manifest?: string
   /** Who deployed it, signed over the rest of the spec (src/policy/credentials.ts): every node checks it before it bids or runs. */
-  provenance?: { deployer: string, signer: string, signedAt: number, sig: string }
+  provenance?: { deployer: string, signer: string, signedAt: number, expiresAt?: number, sig: string }
 }
 
 /** The bundled module of an actor workload (stateless or stateful); container workloads have none. */

@@ -38,7 +38,7 @@ export function DEFAULT_KEY_PATH (): string {
 
 export const DEFAULT_TRUST_DIR = 'beemesh-trust'
 export const DEFAULT_MESH_NAME = 'beemesh'
-export const DEFAULT_CREDENTIAL_TTL = '365d'
+export const DEFAULT_CREDENTIAL_TTL = '30d'
 export const DEFAULT_TOKEN_TTL = '1h'
 
 /** A file named on the command line cannot be read or written. */
