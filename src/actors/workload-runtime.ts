@@ -673,7 +673,11 @@ export class WorkloadRuntime {
     const ordinals = Array.from({ length: spec.replicas }, (_, i) => i)
     const result = await this.runTender(spec, epoch, ordinals, [])
     const latest = this.catalog.get(spec.id) ?? record
-    if (latest.epoch !== epoch || latest.status === 'Deleted') throw new WorkloadNotFoundError(spec.id)
+    if (latest.status === 'Deleted') throw new WorkloadNotFoundError(spec.id)
+    // A newer epoch: the workload was tendered again while this tender ran (a guardian saw no replica start
+    // in time, on a busy node): that placement answers the apply, which is not "not found".
+    if (latest.epoch > epoch) return this.statusOf(latest)
+    if (latest.epoch !== epoch) throw new WorkloadNotFoundError(spec.id)
     if (result.status !== 'placed') {
       const reason = result.reason ?? result.status
       this.updateRecord({ ...latest, status: result.status === 'unschedulable' ? 'Unschedulable' : 'Failed', events: pushEvent(latest.events, event('Warning', 'FailedScheduling', reason)), updatedAt: Date.now(), updatedBy: this.selfId })
