@@ -375,7 +375,8 @@ export class ControlApi {
         if (key == null || !isBeeMeshKey(key)) throw new HttpError(400, 'query parameter key=/beemesh/<kind>/<id> is required', 'BadRequest')
         // local=true: does this node's own DHT store hold the key (no network lookup)?
         if (url.searchParams.get('local') === 'true') { sendJson(res, 200, { key, present: await node.hasLocalRecord(key) }); return }
-        const record = await node.getRecord(key, { signal: AbortSignal.timeout(10_000) })
+        // The publisher's credential was checked (it is a member): the answer says so rather than repeat it.
+        const { cred: _cred, ...record } = await node.getRecord(key, { signal: AbortSignal.timeout(10_000) })
         sendJson(res, 200, { ...record, value: Buffer.from(record.value).toString('utf8'), valueBase64: Buffer.from(record.value).toString('base64') })
         return
       }

@@ -337,6 +337,8 @@ request too large, or the handler failed (the message names which).`)
 
 /** Runs the CLI; every failure is one `beemesh: error: …` line and a non-zero exit code. */
 export async function main (argv: string[] = process.argv): Promise<void> {
+  // A reader that goes away (`beemesh state x | head -3`) ends the output, as with any Unix tool: no stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw err })
   try {
     await buildProgram().parseAsync(argv)
   } catch (err) {
