@@ -9,14 +9,13 @@
 import { execFile } from 'node:child_process'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { request as httpsRequest, type RequestOptions } from 'node:https'
-import { createServer } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { parse as parseYaml } from 'yaml'
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node'
-import { cli, startCli, startNode, tempDir, testTrust, trustFlags, type Running } from './helpers/processes.js'
+import { cli, freePortRange, startCli, startNode, tempDir, testTrust, trustFlags, type Running } from './helpers/processes.js'
 
 let up: Running | undefined
 let base = 0
@@ -25,24 +24,6 @@ let caFile = ''
 let kubeconfig = ''
 
 /** A base port whose next `count` ports are free right now. */
-async function freePorts (count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const start = 20_000 + Math.floor(Math.random() * 10_000)
-    const servers = []
-    let ok = true
-    for (let i = 0; i < count && ok; i++) {
-      const server = createServer()
-      ok = await new Promise<boolean>(resolve => {
-        server.once('error', () => { resolve(false) })
-        server.listen(start + i, '127.0.0.1', () => { resolve(true) })
-      })
-      if (ok) servers.push(server)
-    }
-    await Promise.all(servers.map(async s => await new Promise(resolve => s.close(resolve))))
-    if (ok) return start
-  }
-  throw new Error('no free port range')
-}
 
 async function kubectl (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
   return await new Promise(resolve => {
@@ -75,7 +56,7 @@ function externalIp (): string {
 
 test.before(async () => {
   await testTrust()
-  base = await freePorts(2)
+  base = await freePortRange(2)
   dir = await tempDir('beemesh-tls-up-')
   up = startCli(['up', '--nodes', '2', '--api-port', String(base), '--data-dir', dir])
   await up.waitForOutput(/mesh ready: 2 nodes/, { timeoutMs: 30_000 })

@@ -10,42 +10,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { parse as parseYaml } from 'yaml'
 import { generateKey, issueToken, MeshTrustSchema, readKeyFile, verifySignedPolicy } from '../src/policy/credentials.js'
-import { cli, startCli, tempDir, waitUntil } from './helpers/processes.js'
+import { cli, freePortRange, startCli, tempDir, waitUntil } from './helpers/processes.js'
 
-/**
- * The lowest ephemeral port. A range picked for the API must lie below it:
- * the nodes' own outgoing connections and `/tcp/0` listeners take ephemeral
- * ports, and one once took node-2's API port between this check and its start.
- */
-async function ephemeralLow (): Promise<number> {
-  try {
-    return Number((await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)[0]) || 32_768
-  } catch {
-    return 32_768
-  }
-}
-
-/** A base port whose next `count` ports are free right now, below the ephemeral range. */
-async function freePortRange (count: number): Promise<number> {
-  const low = 20_000
-  const high = Math.max(low + 1_000, (await ephemeralLow()) - count)
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = low + Math.floor(Math.random() * (high - low))
-    const servers = []
-    let ok = true
-    for (let i = 0; i < count && ok; i++) {
-      const server = createServer()
-      ok = await new Promise<boolean>(resolve => {
-        server.once('error', () => { resolve(false) })
-        server.listen(base + i, '127.0.0.1', () => { resolve(true) })
-      })
-      if (ok) servers.push(server)
-    }
-    await Promise.all(servers.map(async s => await new Promise(resolve => s.close(resolve))))
-    if (ok) return base
-  }
-  throw new Error('no free port range')
-}
 
 function isAlive (pid: number): boolean {
   try {

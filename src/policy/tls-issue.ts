@@ -19,6 +19,7 @@ import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 import { describeError, InvalidArgumentError } from '../errors.js'
 import { TrustError } from './errors.js'
+import { readText } from './tls.js'
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
 
@@ -122,14 +123,6 @@ export async function issueServingCert (ca: PemPair, hosts: string[], { commonNa
   return { certPem: cert.toString('pem') + '\n' + ca.certPem, keyPem: await keyToPem(keys.privateKey) + '\n' }
 }
 
-async function readText (path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8')
-  } catch (err) {
-    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT'
-    throw new TrustError('key-file', `${path}: ${missing ? `no such ${what}` : `cannot read ${what}: ${describeError(err)}`}`)
-  }
-}
 
 async function writeMode (path: string, text: string, mode: number): Promise<void> {
   await writeFile(path, text, { mode })

@@ -9,7 +9,8 @@ import { createSecureContext } from 'node:tls'
 import { describeError, InvalidArgumentError } from '../errors.js'
 import { TrustError } from './errors.js'
 
-async function readText (path: string, what: string): Promise<string> {
+/** A PEM file's text; a TrustError naming the file when it is missing or unreadable. */
+export async function readText (path: string, what: string): Promise<string> {
   try {
     return await readFile(path, 'utf8')
   } catch (err) {

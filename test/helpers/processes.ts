@@ -7,7 +7,8 @@
  * so signals reach node itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import type { PrivateKey } from '@libp2p/interface'
 import { generateKey, keyId, signPolicy, writeKeyFile } from '../../src/policy/credentials.js'
 import { defaultPolicyText } from '../../src/policy/defaults.js'
@@ -243,4 +244,39 @@ export async function recordRoundTrip (from: NodeProcess, to: NodeProcess, key: 
   const record = JSON.parse(get.stdout) as { value: string, publisher: string }
   assert.is(record.value, value)
   assert.is(record.publisher, from.peerId)
+}
+
+/**
+ * The lowest ephemeral port. A range picked for the API must lie below it:
+ * the nodes' own outgoing connections and `/tcp/0` listeners take ephemeral
+ * ports, and one once took node-2's API port between this check and its start.
+ */
+async function ephemeralLow (): Promise<number> {
+  try {
+    return Number((await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)[0]) || 32_768
+  } catch {
+    return 32_768
+  }
+}
+
+/** A base port whose next `count` ports are free right now, below the ephemeral range. */
+export async function freePortRange (count: number): Promise<number> {
+  const low = 20_000
+  const high = Math.max(low + 1_000, (await ephemeralLow()) - count)
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = low + Math.floor(Math.random() * (high - low))
+    const servers = []
+    let ok = true
+    for (let i = 0; i < count && ok; i++) {
+      const server = createServer()
+      ok = await new Promise<boolean>(resolve => {
+        server.once('error', () => { resolve(false) })
+        server.listen(base + i, '127.0.0.1', () => { resolve(true) })
+      })
+      if (ok) servers.push(server)
+    }
+    await Promise.all(servers.map(async s => await new Promise(resolve => s.close(resolve))))
+    if (ok) return base
+  }
+  throw new Error('no free port range')
 }

@@ -200,25 +200,22 @@ const LOCAL_TTL_MS = MAX_TOKEN_TTL_MS
  * The policy, newer on each start than what the nodes persisted, makes the
  * run deployer admin, and the CLI's own deployer key too if there is one.
  */
+/** The key in `file`, or a new one written there (mode 0600) when it has none: `up` keeps its root and run deployer across starts. */
+async function keptKey (file: string): Promise<PrivateKey> {
+  try {
+    return (await readKeyFile(file)).key
+  } catch {
+    const key = await generateKey()
+    await writeKeyFile(file, key, { overwrite: true })
+    return key
+  }
+}
+
 async function devTrust (baseDir: string): Promise<LocalTrust> {
   const dir = join(baseDir, 'trust')
-  const rootFile = join(dir, 'root.key')
-  let rootKey
-  try {
-    rootKey = (await readKeyFile(rootFile)).key
-  } catch {
-    rootKey = await generateKey()
-    await writeKeyFile(rootFile, rootKey, { overwrite: true })
-  }
+  const rootKey = await keptKey(join(dir, 'root.key'))
   const root = keyId(rootKey)
-  const deployerFile = join(baseDir, 'deployer.key')
-  let deployerKeyValue
-  try {
-    deployerKeyValue = (await readKeyFile(deployerFile)).key
-  } catch {
-    deployerKeyValue = await generateKey()
-    await writeKeyFile(deployerFile, deployerKeyValue, { overwrite: true })
-  }
+  const deployerKeyValue = await keptKey(join(baseDir, 'deployer.key'))
   const deployer = keyId(deployerKeyValue)
   const tokenFile = join(baseDir, 'deployer.token')
   const token = await issueToken(deployerKeyValue, { mesh: root, ttlMs: LOCAL_TTL_MS })
