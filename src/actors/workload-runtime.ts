@@ -1182,8 +1182,9 @@ export class WorkloadRuntime {
     return { peerId: this.selfId, labels: this.init.labels, capacity: this.init.capacity, allocated, uptimeMs: Date.now() - this.startedAt, hosts, capabilities: this.capabilities() }
   }
 
+  /** What this node can run: `container` with an engine that answers, `code` (actors, machines) unless it cannot confine it. */
   private capabilities (): string[] {
-    return this.containers.available ? ['container'] : []
+    return [...(this.containers.available ? ['container'] : []), ...(this.init.isolation !== 'refused' ? ['code'] : [])]
   }
 
   /** Resources of the replicas, machines and containers this node runs. */
@@ -1216,9 +1217,7 @@ export class WorkloadRuntime {
     const refusal = await this.admissible(tender.spec)
     const evaluated: ReturnType<typeof evaluate> = refusal != null
       ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'policy', reason: refusal.slice(0, 500) }] }
-      : tender.spec.kind !== 'container' && this.init.isolation === 'refused'
-        ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'capability', reason: 'this node cannot confine workload code and was not started with --allow-unconfined' }] }
-        : evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: tender.spec.kind === 'container' ? ['container'] : [] })
+      : evaluate(offer, { workloadId: tender.spec.id, resources: tender.spec.resources, nodeSelector: tender.spec.nodeSelector, exclude: tender.exclude, requires: [tender.spec.kind === 'container' ? 'container' : 'code'] })
     // Containers of it from before a restart are being adopted or removed here: a new one would race them.
     const result: typeof evaluated = this.containers.isSorting(tender.spec.id)
       ? { ok: false, rejections: [{ peerId: this.selfId, filter: 'already-hosting', reason: 'sorting out its containers from before a restart (adopt or remove)' }] }

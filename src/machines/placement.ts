@@ -110,10 +110,11 @@ export function labelsFilter (node: NodeOffer, req: PlacementRequest): Rejection
 }
 
 const CAPABILITY_MISSING: Record<string, string> = {
-  container: 'no container engine answers on this node (start it with --container-socket or DOCKER_HOST)'
+  container: 'no container engine answers on this node (start it with --container-socket or DOCKER_HOST)',
+  code: 'this node cannot confine workload code and was not started with --allow-unconfined'
 }
 
-/** A node can only take what it has the means to run: containers need an engine that answers. */
+/** A node can only take what it has the means to run: containers need an engine that answers, workload code (actors, machines) a sandbox. */
 export function capabilityFilter (node: NodeOffer, req: PlacementRequest): Rejection | undefined {
   const missing = (req.requires ?? []).filter(c => !(node.capabilities ?? []).includes(c))
   if (missing.length === 0) return undefined
