@@ -139,6 +139,8 @@ test('queue duplicates: none on a clean run; an event handled by two replicas fa
   const lost = checkQueueDuplicates(clean.slice(0, 2), published)
   assert.ok(lost.pass)
   assert.is(lost.details.unhandledCount, 1)
+  // Nothing handled at all is no pass: the handlers' records went missing.
+  assert.not.ok(checkQueueDuplicates([], published).pass)
 })
 
 test('recovery: fails when a fault did not recover within its bound', () => {
