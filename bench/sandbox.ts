@@ -2,7 +2,8 @@
  * Sandbox start and footprint: a confined sandbox (bubblewrap child process,
  * src/actors/sandbox/confine.ts) beside a worker-thread sandbox, a bare worker
  * thread and a bare `node -e 0` child, in the same run. Start is the time from
- * spawn until the module has loaded and the sandbox serves (for the bare ones:
+ * spawn until the module has loaded and the sandbox serves; `warm` is a
+ * confined start taken from a ready warm pool, as a node does (for the bare ones:
  * the thread is online, the child has exited; bwrapChild is `node -e 0` under
  * the same bubblewrap confinement). RSS per sandbox is measured with
  * N sandboxes alive: the process tree of each confined child, the growth of
@@ -14,7 +15,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { confinementArgs, hostConfinement } from '../src/actors/sandbox/confine.js'
+import { confinementArgs, hostConfinement, warmPool } from '../src/actors/sandbox/confine.js'
 import { ReplicaSandbox } from '../src/actors/sandbox/sandbox.js'
 import type { Isolation } from '../src/actors/sandbox/confine.js'
 import { fmt, summary, writeResult } from './lib.js'
@@ -97,7 +98,7 @@ export async function run (): Promise<void> {
   const artifact = join(dir, 'noop.mjs')
   await writeFile(artifact, "export default { name: 'bench', kind: 'stateless', topics: ['t'], handler () {} }\n")
   try {
-    const starts: Record<string, number[]> = { confined: [], thread: [], bareThread: [], bareChild: [], bwrapChild: [] }
+    const starts: Record<string, number[]> = { confined: [], warm: [], thread: [], bareThread: [], bareChild: [], bwrapChild: [] }
     // warm: the worker bundle is built once per process, the first thread loads tsx
     for (const isolation of ['confined', 'thread'] as const) {
       const s = sandboxFor(artifact, isolation)
@@ -113,6 +114,22 @@ export async function run (): Promise<void> {
       starts.bareThread!.push(await bareThreadStart())
       starts.bareChild!.push(await bareChildStart())
       starts.bwrapChild!.push(await bwrapChildStart())
+    }
+    // warm: what a node does (--warm-sandboxes 1): a blank confined child is
+    // booted before the replica is known; start is then loading the artifact
+    warmPool.retain({ size: 1 })
+    try {
+      const first = sandboxFor(artifact, 'confined')
+      await first.start()
+      await first.stop()
+      for (let i = 0; i < STARTS; i++) {
+        await warmPool.ready('worker', 64)
+        const s = sandboxFor(artifact, 'confined')
+        starts.warm!.push(await time(async () => { await s.start() }))
+        await s.stop()
+      }
+    } finally {
+      await warmPool.release()
     }
 
     const invokes: Record<string, number[]> = {}
@@ -150,6 +167,7 @@ export async function run (): Promise<void> {
 
     const rows = {
       confined: { start: summary(starts.confined!), rssMb: confinedRss, invoke: summary(invokes.confined!) },
+      warm: { start: summary(starts.warm!) },
       thread: { start: summary(starts.thread!), rssMb: threadRss, invoke: summary(invokes.thread!) },
       bareThread: { start: summary(starts.bareThread!) },
       bareChild: { start: summary(starts.bareChild!), rssMb: childRss },

@@ -25,7 +25,7 @@ async function applyAs (node: NodeProcess, bundle: Awaited<ReturnType<typeof loa
 }
 
 export async function run (): Promise<void> {
-  const nodes = await startMesh(5)
+  const nodes = await startMesh(5, (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(a => a !== ''))
   const extra: MeshNode[] = []
   try {
     const bundle = await loadApplyFile('bench/workloads/sink.ts')

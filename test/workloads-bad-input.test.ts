@@ -77,7 +77,7 @@ test('get nodes: every node with its capacity, allocation, labels and replicas, 
   const seen = await waitUntil(async () => {
     const r = await cli(['get', 'nodes', '-o', 'json', '--api', nodes[0]!.apiUrl])
     assert.is(r.code, 0, r.stderr)
-    const list = JSON.parse(r.stdout) as Array<{ peerId: string, ready: boolean, labels: Record<string, string>, capacity: { cpuMillis: number, memoryBytes: number }, allocated: { cpuMillis: number }, replicas: number }>
+    const list = JSON.parse(r.stdout) as Array<{ peerId: string, ready: boolean, labels: Record<string, string>, capacity: { cpuMillis: number, memoryBytes: number }, allocated: { cpuMillis: number }, replicas: number, capabilities: string[] }>
     const other = list.find(n => n.peerId === b.peerId)
     return list.length === 2 && other?.replicas === 1 ? other : undefined
   }, { what: 'node b to report the eu-only replica in its heartbeat' })
@@ -85,9 +85,11 @@ test('get nodes: every node with its capacity, allocation, labels and replicas, 
   assert.equal(seen.labels, { zone: 'eu' })
   assert.equal(seen.capacity, { cpuMillis: 2000, memoryBytes: 2 * 1024 ** 3 })
   assert.is(seen.allocated.cpuMillis, 100)
+  assert.ok(seen.capabilities.includes('code') && seen.capabilities.includes('confined'), String(seen.capabilities))
   const table = await cli(['get', 'nodes', '-o', 'wide', '--api', nodes[0]!.apiUrl])
-  assert.match(table.stdout, /NAME\s+STATUS\s+CPU\s+MEMORY\s+REPLICAS\s+AGE\s+LABELS/)
-  assert.match(table.stdout, new RegExp(`${b.peerId}\\s+Ready\\s+100m/2 \\(5%\\)\\s+64Mi/2Gi \\(3%\\)\\s+1\\s+\\S+\\s+zone=eu`))
+  // SANDBOX: how each node runs workload code (confined by bubblewrap on this machine)
+  assert.match(table.stdout, /NAME\s+STATUS\s+CPU\s+MEMORY\s+REPLICAS\s+SANDBOX\s+AGE\s+LABELS/)
+  assert.match(table.stdout, new RegExp(`${b.peerId}\\s+Ready\\s+100m/2 \\(5%\\)\\s+64Mi/2Gi \\(3%\\)\\s+1\\s+confined\\s+\\S+\\s+zone=eu`))
 })
 
 test('an artifact whose bytes do not match its hash is refused (422)', async () => {

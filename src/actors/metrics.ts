@@ -4,6 +4,10 @@ export interface NodeGauges {
   peers: () => number
   workloads: () => number
   replicas: () => number
+  /** Messages remembered by the replay window (each refused if seen again within it). */
+  replayWindow: () => number
+  /** Blank confined sandboxes kept warm. */
+  warmSandboxes: () => number
 }
 
 /**
@@ -62,6 +66,8 @@ export class NodeMetrics {
     new Gauge({ name: 'beemesh_peers', help: 'Connected peers', registers, collect () { this.set(gauges.peers()) } })
     new Gauge({ name: 'beemesh_workloads', help: 'Workloads this node knows of (not deleted)', registers, collect () { this.set(gauges.workloads()) } })
     new Gauge({ name: 'beemesh_replicas', help: 'Replicas running on this node', registers, collect () { this.set(gauges.replicas()) } })
+    new Gauge({ name: 'beemesh_replay_window_messages', help: 'Sealed messages remembered by the replay window: each is refused if it comes again within the window', registers, collect () { this.set(gauges.replayWindow()) } })
+    new Gauge({ name: 'beemesh_warm_sandboxes', help: 'Blank confined sandboxes started ahead of the replicas that will take them', registers, collect () { this.set(gauges.warmSandboxes()) } })
   }
 
   async render (): Promise<{ contentType: string, body: string }> {

@@ -1,5 +1,5 @@
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
-import { sandboxMode, type SandboxMode } from './sandbox/confine.js'
+import { sandboxMode, warmPool, type SandboxMode } from './sandbox/confine.js'
 import { describeError } from '../errors.js'
 import { nodeMachine, nodeStateName } from '../machines/node-machine.js'
 import { NodeStore } from '../store/node-store.js'
@@ -66,6 +66,10 @@ export interface NodeRuntimeInit {
   inspectUrl?: string
   /** `--allow-unconfined`: on a host that cannot confine workload code, run it in worker threads instead of refusing it. */
   allowUnconfined?: boolean
+  /** `--warm-sandboxes`: blank confined sandboxes kept ready per kind of sandbox in use, so a replica starts without booting one (0: none). Default 1. */
+  warmSandboxes?: number
+  /** `--message-max-age`: sealed messages older than this are stale; the replay window is this plus 10 s. Default 30 s. */
+  messageMaxAgeMs?: number
 }
 
 export interface NodeStatus {
@@ -110,13 +114,17 @@ export class NodeRuntime {
   private trustService?: Trust
   private policySync?: PolicySync
   private inspection?: Inspection
+  /** This node keeps the process's warm sandboxes filled (confine.ts). */
+  private warmRetained = false
   /** How workload code runs on this node: decided once, at construction. */
   readonly sandbox: SandboxMode
   /** Prometheus metrics of this node (`GET /metrics`). */
   readonly metrics = new NodeMetrics({
     peers: () => this.mesh?.started === true ? this.mesh.peers().length : 0,
     workloads: () => this.runtime?.list().length ?? 0,
-    replicas: () => this.runtime?.host.list().length ?? 0
+    replicas: () => this.runtime?.host.list().length ?? 0,
+    replayWindow: () => this.trustService?.replayWindowSize ?? 0,
+    warmSandboxes: () => Object.values(warmPool.warm()).reduce((n, pids) => n + pids.length, 0)
   })
 
   constructor (init: NodeRuntimeInit) {
@@ -254,6 +262,11 @@ export class NodeRuntime {
       inspection?.stop()
       throw err
     }
+    const warm = this.init.warmSandboxes ?? 1
+    if (this.sandbox.isolation === 'confined' && warm > 0) {
+      warmPool.retain({ size: warm })
+      this.warmRetained = true
+    }
   }
 
   /** Stops the node gracefully; resolves when the machine reached `stopped`. */
@@ -269,6 +282,10 @@ export class NodeRuntime {
     actor.send({ type: 'node.stopRequested' })
     await done
     this.inspection?.stop()
+    if (this.warmRetained) {
+      this.warmRetained = false
+      await warmPool.release()
+    }
   }
 
   /**
@@ -299,6 +316,7 @@ export class NodeRuntime {
       ...(credential != null ? { credential } : {}),
       policies: cfg.mesh.policy != null ? [cfg.mesh.policy] : [],
       log: this.log,
+      ...(this.init.messageMaxAgeMs != null ? { maxAgeMs: this.init.messageMaxAgeMs } : {}),
       metrics: {
         refused: (what, reason) => { metrics.refusals.inc({ what, reason }) },
         decided: (action, allowed, rule) => { metrics.decisions.inc({ action, decision: allowed ? 'allow' : 'deny', rule }) }

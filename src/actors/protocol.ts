@@ -282,3 +282,10 @@ export function decodeEnvelope (msg: MeshMessage): { id: string, data: unknown }
     return { id: `${msg.from}:${msg.sequenceNumber}`, data: { base64: Buffer.from(msg.data).toString('base64') } }
   }
 }
+
+/** How a node runs workload code, from its capabilities: confined by the OS, in worker threads (--allow-unconfined), or not at all. */
+export function sandboxOf (capabilities: string[] | undefined): string {
+  if (capabilities == null) return '<unknown>'
+  if (capabilities.includes('confined')) return 'confined'
+  return capabilities.includes('code') ? 'threads' : 'refused'
+}

@@ -136,6 +136,8 @@ export interface NodeSummary {
   lastSeenMs: number
   /** Peers it is connected to (from its heartbeat). */
   links: string[]
+  /** What it can run (from its heartbeat): `container`, `code`, and `confined` when it confines workload code. */
+  capabilities: string[]
 }
 
 export interface PublishOutcome {
@@ -777,7 +779,7 @@ export class WorkloadRuntime {
   /** This node and the peers it hears heartbeats from (dead ones shown not ready until forgotten). */
   nodes (): NodeSummary[] {
     const now = Date.now()
-    const self: NodeSummary = { peerId: this.selfId, self: true, ready: true, labels: this.init.labels, capacity: this.init.capacity, allocated: this.host.allocated(), replicas: this.host.list().length, uptimeMs: now - this.startedAt, lastSeenMs: 0, links: this.links() }
+    const self: NodeSummary = { peerId: this.selfId, self: true, ready: true, labels: this.init.labels, capacity: this.init.capacity, allocated: this.host.allocated(), replicas: this.host.list().length, uptimeMs: now - this.startedAt, lastSeenMs: 0, links: this.links(), capabilities: this.capabilities() }
     const others = this.view.knownPeers().map(({ heartbeat: hb, seenAt }) => ({
       peerId: hb.peerId,
       self: false,
@@ -788,7 +790,8 @@ export class WorkloadRuntime {
       replicas: hb.replicas.length,
       uptimeMs: hb.uptimeMs + (now - seenAt),
       lastSeenMs: now - seenAt,
-      links: hb.links ?? []
+      links: hb.links ?? [],
+      capabilities: hb.capabilities ?? []
     }))
     return [self, ...others].sort((a, b) => a.peerId.localeCompare(b.peerId))
   }
@@ -1182,9 +1185,17 @@ export class WorkloadRuntime {
     return { peerId: this.selfId, labels: this.init.labels, capacity: this.init.capacity, allocated, uptimeMs: Date.now() - this.startedAt, hosts, capabilities: this.capabilities() }
   }
 
-  /** What this node can run: `container` with an engine that answers, `code` (actors, machines) unless it cannot confine it. */
+  /**
+   * What this node can run: `container` with an engine that answers, `code`
+   * (actors, machines) unless it cannot confine it, and `confined` when it
+   * runs that code confined by the OS rather than in worker threads.
+   */
   private capabilities (): string[] {
-    return [...(this.containers.available ? ['container'] : []), ...(this.init.isolation !== 'refused' ? ['code'] : [])]
+    return [
+      ...(this.containers.available ? ['container'] : []),
+      ...(this.init.isolation !== 'refused' ? ['code'] : []),
+      ...(this.init.isolation === 'confined' ? ['confined'] : [])
+    ]
   }
 
   /** Resources of the replicas, machines and containers this node runs. */

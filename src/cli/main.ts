@@ -99,11 +99,13 @@ Examples:
     .option('--credential <file>', 'this node\'s membership credential (`beemesh credential issue`)')
     .option('--issue-with <root.key>', 'dev/test: issue this node its own credential with the root key at start (kept as <data dir>/credential.json)')
     .option('--allow-unconfined', 'on a host without bubblewrap or user namespaces, run workload code in worker threads of the node instead of refusing it (no security boundary)', false)
+    .option('--message-max-age <seconds>', 'sealed messages older than this are refused as stale, and a replay is recognised for this long plus 10 s (the same on every node; more memory for the replay window)', '30')
+    .option('--warm-sandboxes <n>', 'blank confined sandboxes kept ready per kind in use, so a replica starts without booting one (0: none)', '1')
     .option('--tls-cert <file>', 'the API\'s TLS certificate chain, PEM (`beemesh cert issue`)')
     .option('--tls-key <file>', 'the private key of --tls-cert, PEM')
     .option('--api-insecure-http', 'also answer plain HTTP, to loopback callers only (refused with a non-loopback --api-host)', false)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr as JSON)').choices(LOG_LEVELS).default('info'))
-    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, metricsListen?: string, allowUnconfined: boolean, tlsCert?: string, tlsKey?: string, apiInsecureHttp: boolean }, cmd: Command) => {
+    .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, metricsListen?: string, allowUnconfined: boolean, warmSandboxes: string, messageMaxAge: string, tlsCert?: string, tlsKey?: string, apiInsecureHttp: boolean }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
       await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })

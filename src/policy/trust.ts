@@ -172,6 +172,11 @@ export class Trust {
     return { e, c: as?.chain ?? (this.ownCredential != null ? [this.ownCredential] : []) }
   }
 
+  /** Messages the replay window remembers now. */
+  get replayWindowSize (): number {
+    return this.replay.size
+  }
+
   async seal (domain: string, body: string, as?: WorkloadIdentity): Promise<Uint8Array> {
     return uint8ArrayFromString(JSON.stringify(await this.sealValue(domain, body, as)))
   }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -320,12 +321,12 @@ const probe = {
 }
 export default { name: 'os', kind: 'stateless', topics: ['t'], probe }
 `)
-  const { child } = spawnConfined('worker', file, 64, { nodePermissions: false })
+  const { child } = spawnConfined('worker', 64, { nodePermissions: false })
   try {
     const inspected = await new Promise<{ value: { probe: unknown } }>((resolve, reject) => {
       const timer = setTimeout(() => { reject(new Error('the confined worker did not report within 10 s')) }, 10_000)
       child.on('message', (msg: { type: string, value: { probe: unknown } }) => { if (msg.type === 'inspected') { clearTimeout(timer); resolve(msg) } })
-      child.send({ mode: 'inspect', artifactPath: SANDBOX_ARTIFACT })
+      child.send({ mode: 'inspect', artifactPath: SANDBOX_ARTIFACT, artifactCode: readFileSync(file) })
     })
     assert.equal(inspected.value.probe, { uid: 65534, readHost: 'ENOENT', writeRoot: 'EROFS', writeScratch: 'ok', shell: 'ENOENT', signalHost: 'ESRCH', tcp: 'ECONNREFUSED' })
   } finally {

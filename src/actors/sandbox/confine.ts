@@ -7,9 +7,11 @@
  *   own user, mount, pid, network, ipc and uts namespaces (`--unshare-all`: no
  *   network at all; the node's pid does not exist in its pid namespace);
  * - a file system of the node binary and its libraries, read-only, a private
- *   tmpfs at /tmp (its only writable place, bounded), and two files copied in
+ *   tmpfs at /tmp (its only writable place, bounded), and one file copied in
  *   read-only: the worker entry (bundled once per node process, so no
- *   node_modules and none of the node's files are visible) and the artifact;
+ *   node_modules and none of the node's files are visible). The artifact
+ *   comes with the init over IPC and is written into the sandbox's tmpfs, so
+ *   a child can be started (warm) before its workload is known;
  * - an empty environment (`--clearenv`) but for Node's IPC channel variables;
  * - rlimits (open files, file size, no core dumps) and a V8 heap limit from
  *   the workload's memory request;
@@ -26,7 +28,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildSync } from 'esbuild'
-import type { ChildFatal } from './channel.js'
+import type { ChildFatal, ChildWaiting } from './channel.js'
 
 /** How a sandbox runs user code: a confined child process, or a worker thread of the node (fault isolation only). */
 export type Isolation = 'confined' | 'thread'
@@ -64,7 +66,6 @@ export interface HostConfinement {
 /** Where the sandbox sees its files. */
 export const SANDBOX_DIR = '/sandbox'
 export const SANDBOX_ENTRY = `${SANDBOX_DIR}/worker.mjs`
-export const SANDBOX_ARTIFACT = `${SANDBOX_DIR}/artifact.mjs`
 /** The unprivileged uid and gid of the sandbox ("nobody"). */
 const NOBODY = 65534
 /** Scratch space in /tmp, per sandbox. */
@@ -188,31 +189,42 @@ export interface ConfinedChild {
   fatal: () => Error | undefined
   /** True once stderr showed V8's fatal out-of-memory report. */
   outOfMemory: () => boolean
+  /** Resolves once the child has booted and waits for its init (or has exited). */
+  booted: Promise<void>
 }
 
+/** Where a confined child writes the artifact it is sent (its own tmpfs), and imports it from. */
+export const SANDBOX_ARTIFACT = '/tmp/.beemesh-artifact.mjs'
+
 /**
- * Starts `file` confined, with the artifact at SANDBOX_ARTIFACT and the IPC
- * channel on fd 3; the caller sends the init as the first message. Throws when
- * the host cannot confine. `nodePermissions: false` leaves out Node's
- * permission model (tests of the OS layer alone).
+ * The first message to a confined child: its init, and the artifact's bytes,
+ * which the child writes into its own tmpfs (channel.ts) before loading it.
+ * The child is started blank (no artifact at spawn), so a warm one can be
+ * started before anyone knows which workload it will run.
  */
-export function spawnConfined (file: WorkerFile, artifactPath: string, memoryLimitMb: number, { nodePermissions = true }: { nodePermissions?: boolean } = {}): ConfinedChild {
+export interface ConfinedInit { artifactCode: Uint8Array }
+
+/**
+ * Starts a blank confined child for `file` with the IPC channel on fd 3: it
+ * boots Node, loads the worker entry and waits for its init (the caller's
+ * first message, with `artifactCode`). Taken from the warm pool when one is
+ * ready (WarmSandboxes). Throws when the host cannot confine.
+ * `nodePermissions: false` leaves out Node's permission model (tests of the
+ * OS layer alone).
+ */
+export function spawnConfined (file: WorkerFile, memoryLimitMb: number, { nodePermissions = true }: { nodePermissions?: boolean } = {}): ConfinedChild {
+  const heap = Math.max(16, Math.floor(memoryLimitMb))
+  const warm = nodePermissions ? warmPool.take(file, heap) : undefined
+  return warm ?? startBlank(file, heap, nodePermissions)
+}
+
+function startBlank (file: WorkerFile, heap: number, nodePermissions: boolean): ConfinedChild {
   const h = hostConfinement()
   if (h.mode !== 'confined' || h.bwrap == null) throw new Error(`this host cannot confine workload code: ${h.reason ?? 'unknown reason'}`)
-  const entry = workerBundle(file)
-  const entryFd = openSync(entry, 'r')
-  let artifactFd: number
-  try {
-    artifactFd = openSync(artifactPath, 'r')
-  } catch (err) {
-    closeSync(entryFd)
-    throw err
-  }
-  const heap = Math.max(16, Math.floor(memoryLimitMb))
+  const entryFd = openSync(workerBundle(file), 'r')
   const args = [
     ...confinementArgs(),
     '--ro-bind-data', '4', SANDBOX_ENTRY,
-    '--ro-bind-data', '5', SANDBOX_ARTIFACT,
     '--remount-ro', '/',
     '--setenv', 'NODE_CHANNEL_FD', '3',
     '--setenv', 'NODE_CHANNEL_SERIALIZATION_MODE', 'advanced',
@@ -229,25 +241,149 @@ export function spawnConfined (file: WorkerFile, artifactPath: string, memoryLim
   let child: ChildProcess
   try {
     child = spawn(command as string, rest, {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc', entryFd, artifactFd],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc', entryFd],
       serialization: 'advanced',
       env: {},
       ...(h.uid != null && h.uid !== process.getuid?.() ? { uid: h.uid, gid: NOBODY } : {})
     })
   } finally {
     closeSync(entryFd)
-    closeSync(artifactFd)
   }
   let fatal: Error | undefined
   let oom = false
+  let onBooted!: () => void
+  const booted = new Promise<void>(resolve => { onBooted = resolve })
+  child.once('close', () => { onBooted() })
   child.on('message', (msg: unknown) => {
-    const f = msg as Partial<ChildFatal> | null
-    if (f?.type === '__sandbox-fatal') {
+    const m = msg as Partial<ChildFatal> | Partial<ChildWaiting> | null
+    if (m?.type === '__sandbox-fatal') {
+      const f = m as ChildFatal
       fatal ??= Object.assign(new Error(String(f.message)), { name: String(f.name) })
+    } else if (m?.type === '__sandbox-waiting') {
+      onBooted()
     }
   })
   child.stderr?.on('data', (chunk: Buffer) => {
     if (!oom && /heap out of memory|Reached heap limit/.test(chunk.toString('latin1'))) oom = true
   })
-  return { child, fatal: () => fatal, outOfMemory: () => oom }
+  return { child, fatal: () => fatal, outOfMemory: () => oom, booted }
 }
+
+/** A warm child's key: the worker entry and the heap limit it was started with. */
+type WarmKey = `${WorkerFile}:${number}`
+
+interface WarmChild { sandbox: ConfinedChild, timer: NodeJS.Timeout }
+
+/**
+ * Pre-started blank sandboxes, so that starting a replica costs loading its
+ * artifact, not booting a confined Node. Off until a node retains it (a
+ * process that only inspects or tests a sandbox keeps no idle children).
+ * Per key (entry file and heap limit) it keeps `size` children ready: a key
+ * becomes warm when a sandbox of it is first taken, and each take starts a
+ * replacement. A warm child unused for `idleMs` is ended (the key cools until
+ * the next take). A warm child runs no workload code: it is tenant-neutral
+ * until its init arrives, and is never returned to the pool after.
+ */
+export class WarmSandboxes {
+  private readonly idle = new Map<WarmKey, WarmChild[]>()
+  private holders = 0
+  private size = 0
+  private idleMs = 300_000
+  private exitHook = false
+  /** Children started warm, taken warm, and ended unused. */
+  readonly counts = { started: 0, taken: 0, expired: 0 }
+
+  /** A node uses the pool: keeps up to `size` blank children per key, each for at most `idleMs` unused. */
+  retain ({ size = 1, idleMs = 300_000 }: { size?: number, idleMs?: number } = {}): void {
+    this.holders++
+    this.size = Math.max(this.size, size)
+    this.idleMs = idleMs
+    if (!this.exitHook) {
+      this.exitHook = true
+      process.once('exit', () => { void this.clear() })
+    }
+  }
+
+  /** A node stopped: with no node left, every idle child is ended; resolves once they have exited. */
+  async release (): Promise<void> {
+    this.holders = Math.max(0, this.holders - 1)
+    if (this.holders === 0) {
+      this.size = 0
+      await this.clear()
+    }
+  }
+
+  /** The pids of the idle children, per key (`worker:64`: stateless entry, 64 MB heap). */
+  warm (): Record<string, number[]> {
+    return Object.fromEntries([...this.idle].map(([k, v]) => [k, v.map(w => w.sandbox.child.pid ?? -1)]))
+  }
+
+  /** Resolves once every idle child of the key has booted (the benchmark measures starts from a ready pool). */
+  async ready (file: WorkerFile, heap: number): Promise<void> {
+    await Promise.all((this.idle.get(`${file}:${heap}`) ?? []).map(async w => { await w.sandbox.booted }))
+  }
+
+  /** A live warm child for the key, or undefined; a take (warm or not) starts a replacement while the pool is retained. */
+  take (file: WorkerFile, heap: number): ConfinedChild | undefined {
+    if (this.size === 0) return undefined
+    const key: WarmKey = `${file}:${heap}`
+    const list = this.idle.get(key) ?? []
+    this.idle.set(key, list)
+    let found: ConfinedChild | undefined
+    while (found == null && list.length > 0) {
+      const w = list.shift() as WarmChild
+      clearTimeout(w.timer)
+      const c = w.sandbox.child
+      if (c.exitCode == null && c.signalCode == null && c.connected) found = w.sandbox
+      else c.kill('SIGKILL')
+    }
+    if (found != null) this.counts.taken++
+    // refilled after this turn, so the caller's child starts first
+    setImmediate(() => { this.fill(key, file, heap) })
+    return found
+  }
+
+  private fill (key: WarmKey, file: WorkerFile, heap: number): void {
+    const list = this.idle.get(key)
+    if (list == null || this.size === 0) return
+    while (list.length < this.size) {
+      let sandbox: ConfinedChild
+      try {
+        sandbox = startBlank(file, heap, true)
+      } catch {
+        return // the next take starts its child itself and reports why
+      }
+      this.counts.started++
+      sandbox.child.on('error', () => {})
+      const entry: WarmChild = {
+        sandbox,
+        timer: setTimeout(() => {
+          const i = list.indexOf(entry)
+          if (i >= 0) list.splice(i, 1)
+          this.counts.expired++
+          sandbox.child.kill('SIGKILL')
+        }, this.idleMs).unref()
+      }
+      list.push(entry)
+    }
+  }
+
+  private async clear (): Promise<void> {
+    const ending: Array<Promise<unknown>> = []
+    for (const list of this.idle.values()) {
+      for (const w of list.splice(0)) {
+        clearTimeout(w.timer)
+        const c = w.sandbox.child
+        if (c.exitCode == null && c.signalCode == null) {
+          ending.push(new Promise(resolve => { c.once('close', resolve) }))
+          c.kill('SIGKILL')
+        }
+      }
+    }
+    this.idle.clear()
+    await Promise.all(ending)
+  }
+}
+
+/** The process's warm sandboxes (one pool for every node of the process). */
+export const warmPool = new WarmSandboxes()

@@ -12,6 +12,7 @@
  * a security boundary (it shares the process's file system, network and
  * environment). Both run the same worker entries behind one spawn function.
  */
+import { readFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker, type ResourceLimits } from 'node:worker_threads'
@@ -21,7 +22,7 @@ import { describeError } from '../../errors.js'
 import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { CallOptions, CallRequest, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, SandboxStoppedError, UnconfinedHostError } from './errors.js'
-import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, workerBundle, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
+import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, workerBundle, type ConfinedInit, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
 import type { CallFailure, FetchInit, FetchReply, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
@@ -153,6 +154,8 @@ export function spawnThread<TInit extends { artifactPath: string } = WorkerInit,
   if (isolation === 'refused') throw new UnconfinedHostError(hostConfinement().reason ?? 'the host cannot confine workload code')
   const receive = (msg: unknown): void => {
     if (typeof msg !== 'object' || msg === null || typeof (msg as { type?: unknown }).type !== 'string') return
+    // the channel's own messages (confine.ts), not the worker's
+    if ((msg as { type: string }).type.startsWith('__sandbox-')) return
     try {
       onMessage(msg as TMessage)
     } catch {
@@ -167,7 +170,9 @@ export function spawnThread<TInit extends { artifactPath: string } = WorkerInit,
     }
   }
   if (isolation === 'confined') {
-    const { child, fatal, outOfMemory } = spawnConfined(file, init.artifactPath, memoryLimitMb)
+    // read before a child is taken, so an unreadable artifact costs no sandbox
+    const artifactCode = readFileSync(init.artifactPath)
+    const { child, fatal, outOfMemory } = spawnConfined(file, memoryLimitMb)
     let spawnError: Error | undefined
     child.on('error', err => { spawnError ??= err })
     child.on('message', receive)
@@ -181,8 +186,8 @@ export function spawnThread<TInit extends { artifactPath: string } = WorkerInit,
         resolve({ code: code ?? 1, ...(error != null ? { error } : {}) })
       })
     })
-    // the first message is the init, with the artifact where the sandbox sees it
-    child.send({ ...init, artifactPath: SANDBOX_ARTIFACT })
+    // the first message is the init, with the artifact's bytes and where the sandbox will see them
+    child.send({ ...init, artifactPath: SANDBOX_ARTIFACT, artifactCode } satisfies TInit & ConfinedInit)
     return {
       isolation,
       exited,

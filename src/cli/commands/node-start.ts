@@ -43,6 +43,10 @@ export interface NodeStartOptions {
   inspect?: string | boolean
   /** `--allow-unconfined`: run workload code in worker threads where the host cannot confine it. */
   allowUnconfined?: boolean
+  /** `--warm-sandboxes <n>`: blank confined sandboxes kept ready per kind in use. */
+  warmSandboxes?: string
+  /** `--message-max-age <seconds>`: how old a sealed message may be. */
+  messageMaxAge?: string
 }
 
 /** Reads the trust material named by the flags; every problem names the file and the flag. */
@@ -122,6 +126,10 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   const capacity = { cpuMillis: quantity(() => parseCpu(opts.cpu), '--cpu'), memoryBytes: quantity(() => parseMemory(opts.memory), '--memory') }
   const tenderWindowMs = Number(opts.tenderWindowMs)
   if (!Number.isInteger(tenderWindowMs) || tenderWindowMs < 1 || tenderWindowMs > 60_000) throw new InvalidArgumentError(`--tender-window-ms must be a whole number from 1 to 60000, got "${opts.tenderWindowMs}"`)
+  const warmSandboxes = Number(opts.warmSandboxes ?? '1')
+  if (!Number.isInteger(warmSandboxes) || warmSandboxes < 0 || warmSandboxes > 16) throw new InvalidArgumentError(`--warm-sandboxes must be a whole number from 0 to 16, got "${opts.warmSandboxes ?? ''}"`)
+  const messageMaxAge = Number(opts.messageMaxAge ?? '30')
+  if (!Number.isInteger(messageMaxAge) || messageMaxAge < 5 || messageMaxAge > 3600) throw new InvalidArgumentError(`--message-max-age must be a whole number of seconds from 5 to 3600, got "${opts.messageMaxAge ?? ''}"`)
   const serviceCidr = parseServiceCidr(opts.serviceCidr)
   if (serviceCidr == null) throw new InvalidArgumentError(`--service-cidr must be a /16 written a.b.0.0/16 (not loopback or multicast), got "${opts.serviceCidr}"`)
   const containerSocket = opts.containerSocket === false ? undefined : resolveSocket(opts.containerSocket)
@@ -143,6 +151,8 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
     serviceCidr,
     ...(containerSocket != null ? { containerSocket } : {}),
     allowUnconfined: opts.allowUnconfined ?? false,
+    warmSandboxes,
+    messageMaxAgeMs: messageMaxAge * 1000,
     ...(inspectUrl != null ? { inspectUrl } : {})
   })
   const api = new ControlApi({ node: runtime, host: opts.apiHost, port: apiPort, logger: log, ...apiTls })

@@ -4,6 +4,7 @@ import { WorkloadSpecSchema, type LogLine } from '../../actors/protocol.js'
 import { signManifest } from '../../policy/credentials.js'
 import type { WorkloadSpec } from '../../workloads/types.js'
 import type { NodeSummary, WorkloadDescription, WorkloadStatus } from '../../actors/workload-runtime.js'
+import { sandboxOf } from '../../actors/protocol.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
 import { loadWorkload } from '../../actors/bundler.js'
 import { MANIFEST_API_VERSION, parseAnyManifest } from '../../workloads/define.js'
@@ -160,6 +161,7 @@ export async function getNodes (opts: WorkloadCliOptions): Promise<void> {
     { header: 'CPU', value: (n: NodeSummary) => `${formatCpu(n.allocated.cpuMillis)}/${formatCpu(n.capacity.cpuMillis)} (${pct(n.allocated.cpuMillis, n.capacity.cpuMillis)})` },
     { header: 'MEMORY', value: (n: NodeSummary) => `${formatMemoryApprox(n.allocated.memoryBytes)}/${formatMemoryApprox(n.capacity.memoryBytes)} (${pct(n.allocated.memoryBytes, n.capacity.memoryBytes)})` },
     { header: 'REPLICAS', value: (n: NodeSummary) => String(n.replicas) },
+    { header: 'SANDBOX', value: (n: NodeSummary) => sandboxOf(n.capabilities) },
     { header: 'AGE', value: (n: NodeSummary) => formatAge(n.uptimeMs) }
   ]
   if (opts.output === 'wide') columns.push({ header: 'LABELS', value: n => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',') || '<none>' })

@@ -1,4 +1,5 @@
 import type { NodeSummary } from '../../../actors/workload-runtime.js'
+import { sandboxOf } from '../../../actors/protocol.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'
 
 /** A mesh peer as a `v1 Node`: its peer id is its name. */
@@ -16,7 +17,7 @@ export function toNode (n: NodeSummary, now: number): KubeObject {
       uid: n.peerId,
       resourceVersion: '',
       creationTimestamp: started,
-      labels: { ...n.labels, 'kubernetes.io/hostname': n.peerId, 'beemesh.io/peer-id': n.peerId }
+      labels: { ...n.labels, 'kubernetes.io/hostname': n.peerId, 'beemesh.io/peer-id': n.peerId, 'beemesh.io/sandbox': sandboxOf(n.capabilities) }
     },
     spec: {},
     status: {
