@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { NodeIsolation } from './sandbox/confine.js'
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
 import { describeError } from '../errors.js'
+import { supersedes } from '../machines/fencing.js'
 import { evaluate, guardians, rendezvousOwner, type NodeOffer } from '../machines/placement.js'
 import { schedulerMachine, type AwardMessage, type SchedulerOutput, type TenderMessage } from '../machines/scheduler-machine.js'
 import type { ArtifactService } from '../transport/artifacts.js'
@@ -277,7 +278,7 @@ export class WorkloadRuntime {
     const journal = WorkloadJournal.fromStore(init.store)
     this.holder = new StateHolder(journal, init.store, this.log, (id, epoch, owner) => {
       const owned = this.machines.get(id)
-      if (owned != null && owner !== this.selfId && (epoch > owned.epoch || (epoch === owned.epoch && owner < this.selfId))) {
+      if (owned != null && owner !== this.selfId && supersedes({ epoch, peerId: owner }, { epoch: owned.epoch, peerId: this.selfId })) {
         this.log.warn({ workload: id, epoch: owned.epoch, newer: epoch, by: owner }, 'a newer owner claimed this machine: stopping it')
         void this.machines.stop(id)
       }
@@ -1152,18 +1153,18 @@ export class WorkloadRuntime {
    */
   private fenceAgainst (workloadId: string, replica: number, epoch: number, peerId: string): void {
     const owned = this.machines.get(workloadId)
-    if (owned != null && replica === 0 && (owned.epoch < epoch || (owned.epoch === epoch && peerId < this.selfId))) {
+    if (owned != null && replica === 0 && supersedes({ epoch, peerId }, { epoch: owned.epoch, peerId: this.selfId })) {
       this.log.warn({ workload: workloadId, epoch: owned.epoch, newer: epoch, by: peerId }, 'machine owned at a newer epoch elsewhere: stopping and dropping this copy')
       void this.machines.stop(workloadId, { erase: true })
     }
     const pod = this.containers.get(workloadId, replica)
-    if (pod != null && (pod.epoch < epoch || (pod.epoch === epoch && peerId < this.selfId))) {
+    if (pod != null && supersedes({ epoch, peerId }, { epoch: pod.epoch, peerId: this.selfId })) {
       this.log.warn({ workload: workloadId, replica, epoch: pod.epoch, newer: epoch, by: peerId }, 'container replica superseded by a newer epoch elsewhere: stopping and removing it')
       void this.containers.stop(workloadId, replica)
     }
     const mine = this.host.get(workloadId, replica)
     if (mine == null || mine.status === 'failed') return
-    if (mine.epoch < epoch || (mine.epoch === epoch && peerId < this.selfId)) {
+    if (supersedes({ epoch, peerId }, { epoch: mine.epoch, peerId: this.selfId })) {
       this.log.warn({ workload: workloadId, replica, epoch: mine.epoch, newer: epoch, by: peerId }, 'replica superseded by a newer epoch elsewhere: stopping it')
       void this.host.stop(workloadId, replica)
     }
