@@ -11,9 +11,10 @@ import type { MeshMessage, MeshNode } from '../transport/mesh-node.js'
 import { callRpc, serveRpc } from '../transport/rpc.js'
 import type { Resources, TopicEvent, WorkloadSpec } from '../workloads/types.js'
 import { InvalidWorkloadError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from './errors.js'
-import { MeshView } from './mesh-view.js'
+import { Membership, type HeartbeatContent } from '../membership/membership.js'
+import type { MeshView } from '../membership/mesh-view.js'
 import {
-  BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, VIEW_PROTOCOL, ViewReply, decodeEnvelope, decodeMessage, encodeMessage, type Heartbeat, HeartbeatTopicMessage, HEARTBEAT_TOPIC, type PeerDown, LOGS_PROTOCOL, LogsRequest,
+  BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, VIEW_PROTOCOL, decodeEnvelope, decodeMessage, encodeMessage, type Heartbeat, HeartbeatTopicMessage, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
   SCHEDULER_TOPIC, SchedulerMessage, WorkloadRecordSchema, WorkloadSpecSchema, workloadKey,
   type LogLine, type PodReport, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
 } from './protocol.js'
@@ -23,7 +24,7 @@ import type { ContainerEngine } from './container-engine.js'
 import type { NodeMetrics } from './metrics.js'
 import { MachineHost } from './machine-host.js'
 import { StateHolder } from './state-holder.js'
-import { LocationRecord, SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from './state-protocol.js'
+import { SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from './state-protocol.js'
 import { WorkloadJournal, type TraceRecord } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
@@ -169,26 +170,8 @@ const BACKUP_GUARDIAN_SLOW_MS = 1_500
 const RECORD_LOOKUP_BACKOFF_MS = 10_000
 /** The first retry of a failed lookup comes sooner (a node that just joined has a thin routing table). */
 const RECORD_LOOKUP_FIRST_RETRY_MS = 1_000
-/**
- * The heartbeat interval grows with the mesh: `heartbeatMs` up to this many
- * live nodes, then in proportion, so the mesh as a whole sends about this many
- * heartbeats per `heartbeatMs` (every node relays every heartbeat, so a fixed
- * interval costs each node O(n) and the mesh O(n²)). Losses are seen sooner
- * through dropped connections and peer-down reports than through timeouts.
- */
-export const HEARTBEAT_NODES_PER_INTERVAL = 3
-/** A node whose replicas changed heartbeats early, at most 4 times per interval. */
-const EARLY_HEARTBEAT_GAP = 0.25
-/** A newcomer asks a peer for its view of the mesh (VIEW_PROTOCOL) rather than waiting a heartbeat interval: again after this long if that failed. */
-const VIEW_SYNC_RETRY_MS = 2_000
-/** Relayed heartbeats older than this are skipped (sealed envelopes live 30 s). */
-const VIEW_MAX_AGE_MS = 25_000
-/** What one view reply may carry (a frame is at most 1 MiB). */
-const VIEW_REPLY_MAX_BYTES = 900 * 1024
 /** Events and journal batches travel as one sealed envelope (a body of at most MAX_ENVELOPE_BYTES, which JSON escaping may double); every other request is small (rpc.ts's default). */
 const MAX_SEALED_BATCH = 2 * MAX_ENVELOPE_BYTES + 64 * 1024
-/** How long a node that lost its connection to a peer tries to dial it back (see checkDown). */
-const PEER_DOWN_CHECK_MS = 3_000
 
 /**
  * The workload plane of one node. Every node runs the same code: it bids on
@@ -200,6 +183,7 @@ const PEER_DOWN_CHECK_MS = 3_000
 export class WorkloadRuntime {
   private readonly mesh: MeshNode
   private readonly log: Logger
+  private readonly membership: Membership
   private readonly view: MeshView
   readonly host: ReplicaHost
   readonly machines: MachineHost
@@ -230,22 +214,6 @@ export class WorkloadRuntime {
   private subscribedTopics = new Set<string>()
   private eventCounter = 0
   private stopped = false
-  private lastHeartbeatAt = 0
-  /** The interval the last heartbeat announced: the next one comes no later, whatever the interval has grown to since. */
-  private announcedInterval = Infinity
-  /** The last heartbeat reached no peer (published before the topic had any): send the next one as soon as it can. */
-  private lastHeartbeatUnheard = true
-  /** What the last heartbeat said of this node's replicas and resources: a change is sent early. */
-  private lastFingerprint = ''
-  /** This node's last heartbeat as sealed, handed to newcomers with the others it knows. */
-  private lastSealedHeartbeat?: Uint8Array
-  /** Set once a peer handed over its view of the mesh (or nothing is left to ask); retried until then. */
-  private viewSynced = false
-  private nextViewSyncAt = 0
-  private viewSyncAttempts = 0
-  /** Peers being checked after their connection dropped. */
-  private readonly checkingDown = new Set<string>()
-
   constructor (private readonly init: WorkloadRuntimeInit) {
     this.mesh = init.mesh
     this.log = init.log.child({ component: 'workloads' })
@@ -255,7 +223,17 @@ export class WorkloadRuntime {
       heartbeatMs: init.heartbeatMs ?? 1_000,
       heartbeatTimeoutMs: init.heartbeatTimeoutMs ?? 3_500
     }
-    this.view = new MeshView(this.mesh.peerId, this.cfg.heartbeatTimeoutMs)
+    this.membership = new Membership({
+      mesh: this.mesh,
+      log: this.log,
+      heartbeatMs: this.cfg.heartbeatMs,
+      heartbeatTimeoutMs: this.cfg.heartbeatTimeoutMs,
+      content: () => this.heartbeatContent(),
+      onHeartbeat: hb => { this.onHeartbeat(hb) },
+      onPeerLost: () => { if (this.catalog.size > 0) this.guard() },
+      askView: async peer => (await callRpc(this.mesh, peer, VIEW_PROTOCOL, {}, { timeoutMs: 5_000 })).result
+    })
+    this.view = this.membership.view
     this.host = new ReplicaHost({
       selfId: this.mesh.peerId,
       artifacts: init.artifacts,
@@ -326,7 +304,7 @@ export class WorkloadRuntime {
         return await this.containers.probe(spec.id, r.replica, timeoutMs)
       },
       serveLocal: async (endpoint, request, deadline) => await this.serveCall(endpoint, request, deadline),
-      onReadinessChanged: () => { setImmediate(() => { try { this.heartbeatTick() } catch {} }) },
+      onReadinessChanged: () => { setImmediate(() => { try { this.membership.tick() } catch {} }) },
       livePeers: () => this.view.livePeerIds(),
       ...(init.serviceCidr != null ? { serviceCidr: init.serviceCidr } : {})
     })
@@ -568,7 +546,7 @@ export class WorkloadRuntime {
       if (req.data.events === true) return { result: this.containers.events(req.data.workloadId) }
       return { result: [...this.host.logLines(req.data.workloadId, req.data), ...await this.containers.logLines(req.data.workloadId, req.data)] }
     }, this.log)
-    await serveRpc(this.mesh, VIEW_PROTOCOL, async () => ({ result: this.viewReply() }), this.log)
+    await serveRpc(this.mesh, VIEW_PROTOCOL, async () => ({ result: this.membership.viewReply() }), this.log)
     await serveRpc(this.mesh, REPLICA_PROTOCOL, async (request, from) => {
       const req = ReplicaStopRequest.safeParse(request)
       if (!req.success) throw new Error('malformed replica stop request')
@@ -585,13 +563,14 @@ export class WorkloadRuntime {
     const sweep = setTimeout(() => { void this.sweepHeldState() }, 5_000)
     sweep.unref()
     this.timers.push(sweep)
-    this.every(Math.min(250, this.cfg.heartbeatMs), () => { this.heartbeatTick() })
-    this.every(this.cfg.heartbeatMs, () => { this.guard(); this.hangUpSilent() })
-    this.heartbeat()
+    this.every(Math.min(250, this.cfg.heartbeatMs), () => { this.membership.tick() })
+    this.every(this.cfg.heartbeatMs, () => { this.guard(); this.membership.hangUpSilent() })
+    this.membership.heartbeat()
   }
 
   async stop (): Promise<void> {
     this.stopped = true
+    this.membership.stop()
     for (const t of this.timers) clearInterval(t)
     for (const actor of this.tenders.values()) actor.send({ type: 'tender.cancelled' })
     this.mesh.removeEventListener('message', this.onMessage)
@@ -780,7 +759,7 @@ export class WorkloadRuntime {
   /** This node and the peers it hears heartbeats from (dead ones shown not ready until forgotten). */
   nodes (): NodeSummary[] {
     const now = Date.now()
-    const self: NodeSummary = { peerId: this.selfId, self: true, ready: true, labels: this.init.labels, capacity: this.init.capacity, allocated: this.host.allocated(), replicas: this.host.list().length, uptimeMs: now - this.startedAt, lastSeenMs: 0, links: this.links(), capabilities: this.capabilities() }
+    const self: NodeSummary = { peerId: this.selfId, self: true, ready: true, labels: this.init.labels, capacity: this.init.capacity, allocated: this.host.allocated(), replicas: this.host.list().length, uptimeMs: now - this.startedAt, lastSeenMs: 0, links: this.membership.links(), capabilities: this.capabilities() }
     const others = this.view.knownPeers().map(({ heartbeat: hb, seenAt }) => ({
       peerId: hb.peerId,
       self: false,
@@ -948,81 +927,15 @@ export class WorkloadRuntime {
 
   // ---------------------------------------------------------------- gossip in
 
-  private readonly onDisconnect = (evt: CustomEvent<string>): void => {
-    const peer = evt.detail
-    if (this.view.isLive(peer)) void this.checkDown(peer)
-  }
-
-  /**
-   * After a dropped connection, dial the peer back. Refused (its host is up but
-   * nothing listens: the process is gone): it counts as gone here at once, and
-   * the mesh is told, since peers not connected to it would otherwise wait out
-   * its heartbeat timeout, which grows with the mesh. Anything else proves
-   * nothing (a busy peer, a pruned connection, a partition): its heartbeats
-   * decide. Of the peers that saw the drop, one report is enough: each waits a
-   * random moment and stays quiet if another reported it first.
-   */
-  private async checkDown (peer: string): Promise<void> {
-    if (this.checkingDown.has(peer)) return
-    this.checkingDown.add(peer)
-    try {
-      const reachable = await this.mesh.reachable(peer, PEER_DOWN_CHECK_MS)
-      if (this.stopped || reachable !== 'refused' || !this.view.isLive(peer)) return
-      this.view.onDisconnect(peer)
-      // A lost owner of a machine is re-tendered at once, not at the next guard round.
-      if (this.catalog.size > 0) setImmediate(() => { try { this.guard() } catch {} })
-      await new Promise(resolve => setTimeout(resolve, Math.random() * 300).unref())
-      if (this.stopped || !this.view.hasDisconnected(peer) || this.view.reportedDown(peer)) return
-      const down: PeerDown = { type: 'peer-down', peerId: peer, reporter: this.selfId, ts: Date.now() }
-      this.log.warn({ peer }, 'connection dropped and dialling the peer back was refused: reporting it down')
-      await this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(down))
-    } catch (err) {
-      this.log.debug({ peer, err: describeError(err) }, 'peer-down report failed')
-    } finally {
-      this.checkingDown.delete(peer)
-    }
-  }
-
-  /**
-   * Connections to peers whose heartbeats stopped (3.5 of their intervals) are
-   * closed: across a partition a TCP connection stays open until libp2p's ping
-   * (every 2 min) fails, and gossipsub would keep it in its topic meshes. A
-   * peer that is alive after all is dialled again (discovery, bootstrap, or
-   * the next request to it) and heard at its next heartbeat.
-   */
-  private hangUpSilent (): void {
-    if (this.stopped || !this.mesh.started) return
-    for (const { peerId } of this.mesh.peers()) {
-      if (this.view.lastSeen(peerId) == null || this.view.isLive(peerId) || this.view.hasDisconnected(peerId)) continue
-      this.log.info({ peer: peerId, reason: this.view.lossReason(peerId) }, 'hanging up on a silent peer')
-      this.view.onDisconnect(peerId)
-      this.mesh.hangUp(peerId).catch(err => { this.log.debug({ peer: peerId, err: describeError(err) }, 'hang-up failed') })
-    }
-  }
-
-  private onPeerDown (m: PeerDown, from: string): void {
-    if (m.reporter !== from) return
-    if (m.peerId === this.selfId) {
-      // Reported down but alive: say so at once (at most one such heartbeat per early gap).
-      if (Date.now() - this.lastHeartbeatAt >= EARLY_HEARTBEAT_GAP * this.cfg.heartbeatMs) this.heartbeat()
-      return
-    }
-    if (this.mesh.isConnected(m.peerId) || !this.view.isLive(m.peerId)) {
-      this.view.noteReport(m.peerId)
-      return
-    }
-    this.log.info({ peer: m.peerId, reporter: m.reporter }, 'a peer reported another down')
-    this.view.onDisconnect(m.peerId, m.reporter)
-    if (this.catalog.size > 0) setImmediate(() => { try { this.guard() } catch {} })
-  }
+  private readonly onDisconnect = (evt: CustomEvent<string>): void => { this.membership.onDisconnect(evt.detail) }
 
   private readonly onMessage = (evt: CustomEvent<MeshMessage>): void => {
     const msg = evt.detail
     if (msg.topic === HEARTBEAT_TOPIC) {
       const m = decodeMessage(HeartbeatTopicMessage, msg.data)
-      if (m?.type === 'peer-down') { this.onPeerDown(m, msg.from); return }
+      if (m?.type === 'peer-down') { this.membership.onPeerDown(m, msg.from); return }
       if (m == null || m.peerId !== msg.from) { this.log.debug({ from: msg.from }, 'dropped a malformed heartbeat'); return }
-      this.takeHeartbeat(m, msg.sealed)
+      this.membership.take(m, msg.sealed)
       return
     }
     if (msg.topic === SCHEDULER_TOPIC) {
@@ -1042,77 +955,12 @@ export class WorkloadRuntime {
     this.dispatch(msg.topic, { topic: msg.topic, data: envelope.data, from: msg.from, id: envelope.id, attempt: 1 })
   }
 
-  private takeHeartbeat (hb: Heartbeat, sealed?: Uint8Array, seenAt?: number): void {
-    this.view.onHeartbeat(hb, { ...(sealed != null ? { sealed } : {}), ...(seenAt != null ? { seenAt } : {}) })
+  /** Another node's heartbeat, taken into the view: its policy version, and its replicas (records to look up, copies to fence). */
+  private onHeartbeat (hb: Heartbeat): void {
     this.init.policySync?.noteVersion(hb.peerId, hb.policy)
     for (const r of hb.replicas) {
       if (!this.catalog.has(r.workloadId)) this.lookUpRecord(r.workloadId)
       this.fenceAgainst(r.workloadId, r.replica, r.epoch, hb.peerId)
-    }
-  }
-
-  /** VIEW_PROTOCOL, answering: this node's heartbeat and every live peer's, newest first, as sealed by their authors. */
-  private viewReply (): ViewReply {
-    const now = Date.now()
-    const entries = [
-      ...(this.lastSealedHeartbeat != null ? [{ sealed: this.lastSealedHeartbeat, ageMs: now - this.lastHeartbeatAt }] : []),
-      ...this.view.livePeers().filter(p => p.sealed != null).map(p => ({ sealed: p.sealed!, ageMs: Math.max(0, now - p.seenAt) })).sort((a, b) => a.ageMs - b.ageMs)
-    ]
-    const heartbeats: ViewReply['heartbeats'] = []
-    let bytes = 0
-    for (const e of entries) {
-      const sealed = Buffer.from(e.sealed).toString('base64')
-      bytes += sealed.length + 32
-      if (bytes > VIEW_REPLY_MAX_BYTES) break
-      heartbeats.push({ sealed, ageMs: Math.round(e.ageMs) })
-    }
-    return { heartbeats }
-  }
-
-  /**
-   * A newcomer (or a restarted node) asks one connected peer for its view: the
-   * heartbeats it holds, each checked here as if it came by gossip (author's
-   * signature and credential, replay window). Heartbeats come every interval,
-   * which grows with the mesh; this makes a new node see the mesh at once.
-   */
-  private async syncView (): Promise<void> {
-    const peers = this.mesh.peers().map(p => p.peerId)
-    if (peers.length === 0) return
-    this.nextViewSyncAt = Date.now() + VIEW_SYNC_RETRY_MS
-    // Two peers, in case one joined just before this node and knows little yet.
-    const asked = peers.sort(() => Math.random() - 0.5).slice(0, 2)
-    await Promise.all(asked.map(async peer => { await this.syncViewFrom(peer) }))
-    // Done once every peer this node is connected to is in its view (they are alive, so some
-    // peer has their heartbeats); asked again otherwise, at most five rounds.
-    const unknown = this.mesh.peers().filter(p => !this.view.isLive(p.peerId)).length
-    if (unknown === 0 || ++this.viewSyncAttempts >= 5) this.viewSynced = true
-  }
-
-  private async syncViewFrom (peer: string): Promise<void> {
-    try {
-      const reply = ViewReply.safeParse((await callRpc(this.mesh, peer, VIEW_PROTOCOL, {}, { timeoutMs: 5_000 })).result)
-      if (!reply.success) throw new Error('malformed view reply')
-      const received = Date.now()
-      let taken = 0
-      for (const { sealed, ageMs } of reply.data.heartbeats) {
-        // The trust service refuses envelopes older than 30 s: no use checking those (their authors' next heartbeats will do).
-        if (ageMs > VIEW_MAX_AGE_MS) continue
-        const bytes = new Uint8Array(Buffer.from(sealed, 'base64'))
-        let opened: { data: Uint8Array, sender?: unknown }
-        try {
-          opened = await this.mesh.openSealed(HEARTBEAT_TOPIC, bytes)
-        } catch {
-          continue // stale, replayed (already heard by gossip) or not genuine: the next heartbeat will do
-        }
-        const hb = decodeMessage(HeartbeatTopicMessage, opened.data)
-        const signer = (opened.sender as { node?: string } | undefined)?.node
-        if (hb?.type !== 'heartbeat' || (signer != null && signer !== hb.peerId) || hb.peerId === this.selfId) continue
-        this.takeHeartbeat(hb, bytes, received - ageMs)
-        taken++
-      }
-      this.log.debug({ peer, offered: reply.data.heartbeats.length, taken }, 'took a peer\'s view of the mesh')
-    } catch (err) {
-      this.log.debug({ peer, err: describeError(err) }, 'view sync failed; asking again shortly')
     }
   }
 
@@ -1419,67 +1267,18 @@ export class WorkloadRuntime {
 
   // ---------------------------------------------------------------- heartbeats and guardians
 
-  /** Peer ids this node has an open connection to, sorted. */
-  private links (): string[] {
-    return [...new Set(this.mesh.peers().map(p => p.peerId))].sort()
-  }
-
-  /** This node's heartbeat interval now: see HEARTBEAT_NODES_PER_INTERVAL. */
+  /** This node's heartbeat interval now (it grows with the mesh). */
   heartbeatInterval (): number {
-    const nodes = this.view.livePeerIds().length
-    return Math.round(this.cfg.heartbeatMs * Math.max(1, nodes / HEARTBEAT_NODES_PER_INTERVAL))
+    return this.membership.heartbeatInterval()
   }
 
-  /** What a heartbeat reports of this node, and its fingerprint: what peers must hear of soon (replicas, not their counters, and resources). */
-  private heartbeatContent (): { replicas: Heartbeat['replicas'], allocated: Heartbeat['allocated'], capabilities: string[], fingerprint: string } {
+  /** What this node's heartbeat reports of it. */
+  private heartbeatContent (): HeartbeatContent {
     const replicas: Heartbeat['replicas'] = [...this.host.reports(), ...this.machines.reports(), ...this.containers.reports()].map(r => {
       const ready = this.services.readiness(r.workloadId, r.replica, r.epoch)
       return ready != null ? { ...r, ready } : r
     })
-    const allocated = this.allocated()
-    const capabilities = this.capabilities()
-    const fingerprint = JSON.stringify([replicas.map(r => [r.workloadId, r.replica, r.epoch, r.status, r.pod?.phase, r.pod?.restarts, r.ready]), allocated, capabilities, this.init.trust.policy.version])
-    return { replicas, allocated, capabilities, fingerprint }
-  }
-
-  private heartbeatTick (): void {
-    if (this.stopped || !this.mesh.started) return
-    const now = Date.now()
-    if (!this.viewSynced && now >= this.nextViewSyncAt) void this.syncView()
-    const since = now - this.lastHeartbeatAt
-    const next = this.heartbeatInterval()
-    const interval = Math.min(next, this.announcedInterval)
-    if (since >= interval) { this.heartbeat(undefined, next); return }
-    if (this.lastHeartbeatUnheard && this.mesh.topicPeers(HEARTBEAT_TOPIC).length > 0) { this.heartbeat(undefined, next); return }
-    if (since < EARLY_HEARTBEAT_GAP * interval) return
-    const content = this.heartbeatContent()
-    if (content.fingerprint !== this.lastFingerprint) this.heartbeat(content, next)
-  }
-
-  /** Publishes a heartbeat: of `content` when the caller has just read it, announcing `intervalMs` until the next. */
-  private heartbeat ({ replicas, allocated, capabilities, fingerprint } = this.heartbeatContent(), intervalMs = this.heartbeatInterval()): void {
-    if (this.stopped || !this.mesh.started) return
-    this.lastHeartbeatAt = Date.now()
-    this.lastFingerprint = fingerprint
-    this.announcedInterval = intervalMs
-    const hb: Heartbeat = {
-      type: 'heartbeat',
-      peerId: this.selfId,
-      ts: Date.now(),
-      labels: this.init.labels,
-      capacity: this.init.capacity,
-      allocated,
-      uptimeMs: Date.now() - this.startedAt,
-      capabilities,
-      replicas,
-      policy: this.init.trust.policy.version,
-      links: this.links(),
-      intervalMs
-    }
-    this.mesh.publish(HEARTBEAT_TOPIC, encodeMessage(hb)).then(r => {
-      this.lastSealedHeartbeat = r.sealed
-      this.lastHeartbeatUnheard = r.recipients.length === 0
-    }, err => { this.log.debug({ err: describeError(err) }, 'heartbeat publish failed') })
+    return { replicas, allocated: this.allocated(), capabilities: this.capabilities(), labels: this.init.labels, capacity: this.init.capacity, policy: this.init.trust.policy.version }
   }
 
   /**

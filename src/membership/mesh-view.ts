@@ -1,4 +1,4 @@
-import type { Heartbeat, PodReport, ReplicaReport } from './protocol.js'
+import type { Heartbeat, PodReport, ReplicaReport } from '../actors/protocol.js'
 
 export interface PeerView {
   heartbeat: Heartbeat

@@ -1,6 +1,6 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { MeshView } from '../../src/actors/mesh-view.js'
+import { MeshView } from '../../src/membership/mesh-view.js'
 import type { Heartbeat } from '../../src/actors/protocol.js'
 
 const SELF = '12D3KooWSelfSelfSelfSelfSelfSelfSelfSelfSelfSelf'
