@@ -9,9 +9,8 @@
  *
  * With no name it records both. Each is written to
  * `test/traces/<workload>_<version>.jsonl`, where `<version>` is the first 12
- * hex digits of the sha256 of the workload's artifact (the bundled module the
- * nodes ran, as its record's spec says): a trace names the exact code that
- * produced it. A recording is checked before it is written: it must parse,
+ * hex digits of the sha256 of the workload's module source (the file
+ * applied): a trace names the definition that produced it. A recording is checked before it is written: it must parse,
  * hold the steps the script drove, and replay against the machine.
  *
  * - turnstile (examples/turnstile): coin, push, coin, then 10 s without a push
@@ -23,7 +22,8 @@
  * test/traces.test.ts replays every file there; docs/testing.md says when to
  * re-record.
  */
-import { mkdir, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AnyStateMachine } from 'xstate'
 import type { Ack, MachineStateReport } from '../src/actors/state-protocol.js'
@@ -33,7 +33,9 @@ import turnstile from '../examples/turnstile/turnstile.js'
 import counter from '../test/fixtures/workloads/machines/counter.js'
 import { cli, ROOT, startMesh, waitUntil, type NodeProcess } from '../test/helpers/processes.js'
 
-export const TRACES_DIR = join(ROOT, 'test/traces')
+const TRACES_DIR = join(ROOT, 'test/traces')
+const TURNSTILE = 'examples/turnstile/turnstile.ts'
+const COUNTER = 'test/fixtures/workloads/machines/counter.ts'
 
 /** Runs of the mesh a recording drives. */
 interface Mesh {
@@ -73,23 +75,23 @@ async function apply (mesh: Mesh, file: string): Promise<void> {
   if (result.code !== 0) throw new Error(`beemesh apply ${file} failed: ${result.stderr}`)
 }
 
-/** The workload's version: the first 12 hex digits of its artifact's sha256, from its record. */
-async function versionOf (mesh: Mesh, name: string): Promise<string> {
-  const via = mesh.nodes.find(alive)!
-  const record = await via.api.request<{ spec: { artifact?: { sha256: string } } }>(`/v1/workloads/default/${name}`, { timeoutMs: 20_000 })
-  const sha256 = record.spec.artifact?.sha256
-  if (sha256 == null) throw new Error(`${name} has no artifact in its record`)
-  return sha256.slice(0, 12)
+/**
+ * The workload's version: the first 12 hex digits of the sha256 of its
+ * module's source (the file applied). Not the artifact's hash: the bundle
+ * carries the paths of its dependencies, so it differs between checkouts.
+ */
+async function versionOf (file: string): Promise<string> {
+  return createHash('sha256').update(await readFile(join(ROOT, file))).digest('hex').slice(0, 12)
 }
 
 /** Exports the trace with the real CLI through `via`, checks it against `machine`, and writes it. */
-async function exportTrace (mesh: Mesh, name: string, machine: AnyStateMachine, via: NodeProcess, check: (trace: TraceEntry[]) => void): Promise<string> {
+async function exportTrace (name: string, source: string, machine: AnyStateMachine, via: NodeProcess, check: (trace: TraceEntry[]) => void): Promise<string> {
   const result = await cli(['trace', 'export', name, '--api', via.apiUrl], { timeoutMs: 30_000 })
   if (result.code !== 0) throw new Error(`beemesh trace export ${name} failed: ${result.stderr}`)
   const trace = parseTrace(result.stdout, `${name} (exported)`)
   check(trace)
   await assertReplays(machine, trace, `the recorded trace of ${name} does not replay`)
-  const file = join(TRACES_DIR, `${name}_${await versionOf(mesh, name)}.jsonl`)
+  const file = join(TRACES_DIR, `${name}_${await versionOf(source)}.jsonl`)
   await mkdir(TRACES_DIR, { recursive: true })
   await writeFile(file, result.stdout)
   process.stdout.write(`${file.slice(ROOT.length)}: ${result.stderr.trim()}\n`)
@@ -102,7 +104,7 @@ function expectTypes (name: string, trace: TraceEntry[], types: string[]): void 
 }
 
 async function recordTurnstile (mesh: Mesh): Promise<string> {
-  await apply(mesh, 'examples/turnstile/turnstile.ts')
+  await apply(mesh, TURNSTILE)
   await until(mesh, 'turnstile', s => s.value === 'locked', 'to start locked')
   await send(mesh, 'turnstile', { type: 'coin' }, 'coin-1')
   await send(mesh, 'turnstile', { type: 'push' }, 'push-1')
@@ -112,13 +114,13 @@ async function recordTurnstile (mesh: Mesh): Promise<string> {
   await send(mesh, 'turnstile', { type: 'coin' }, 'coin-3')
   await send(mesh, 'turnstile', { type: 'push' }, 'push-2')
   await until(mesh, 'turnstile', s => s.seq === 6, 'to take the last push')
-  return await exportTrace(mesh, 'turnstile', turnstile.machine, mesh.nodes[0]!, trace => {
+  return await exportTrace('turnstile', TURNSTILE, turnstile.machine, mesh.nodes[0]!, trace => {
     expectTypes('turnstile', trace, ['xstate.init', 'coin', 'push', 'coin', 'xstate.after.10000.turnstile.unlocked', 'coin', 'push'])
   })
 }
 
 async function recordCounter (mesh: Mesh): Promise<string> {
-  await apply(mesh, 'test/fixtures/workloads/machines/counter.ts')
+  await apply(mesh, COUNTER)
   await until(mesh, 'counter', s => s.value === 'counting', 'to start')
   await send(mesh, 'counter', { type: 'inc', tag: 'a' }, 'inc-a')
   await send(mesh, 'counter', { type: 'inc', by: 2, tag: 'b' }, 'inc-b')
@@ -132,7 +134,7 @@ async function recordCounter (mesh: Mesh): Promise<string> {
   await send(mesh, 'counter', { type: 'inc', tag: 'e' }, 'inc-e')
   await until(mesh, 'counter', s => (s.context as { count: number }).count === 8, 'to count 8')
   const via = mesh.nodes.filter(alive).find(n => n.peerId !== after.owner)!
-  return await exportTrace(mesh, 'counter', counter.machine, via, trace => {
+  return await exportTrace('counter', COUNTER, counter.machine, via, trace => {
     expectTypes('counter', trace, ['xstate.init', 'inc', 'inc', 'inc', 'inc', 'inc'])
     const epochs = trace.map(e => e.epoch)
     if (epochs.slice(0, 4).some(e => e !== before.epoch) || epochs.slice(4).some(e => e !== after.epoch)) throw new Error(`counter: epochs ${JSON.stringify(epochs)} do not show the failover at seq 4`)

@@ -8,12 +8,15 @@
  * the middle) must fail, with a divergence at that step.
  *
  * Versions: a trace is `test/traces/<workload>_<version>.jsonl`, `<version>`
- * the first 12 hex digits of the sha256 of the workload's artifact (its
- * bundled module, as the record's spec names it) that produced the trace, so
- * a file says which code recorded it. A trace stays a test when the code
- * changes: a new version is recorded next to the old ones, and an old trace
- * is removed only with a change that means to alter what the machine does
- * for those events (docs/testing.md, "Recorded traces in this repository").
+ * the first 12 hex digits of the sha256 of the workload's module source (the
+ * file applied: examples/turnstile/turnstile.ts, the counter fixture) that
+ * produced it, so a file names the definition that recorded it (`sha256sum
+ * <file>` shows it). Not the artifact's hash: the bundle carries the paths of
+ * its dependencies, so the same code bundles differently in another checkout.
+ * A trace stays a test when the code changes: a new version is recorded next
+ * to the old ones, and an old trace is removed only with a change that means
+ * to alter what the machine does for those events (docs/testing.md,
+ * "Recorded traces in this repository").
  *
  * - turnstile (examples/turnstile): coin, push, coin, its 10 s `after` timer,
  *   coin, push, on one owner.
@@ -77,7 +80,7 @@ test('test/traces holds versioned traces of every kept workload, one workload ea
   assert.ok(files.length >= 2, `expected at least 2 traces, found ${files.join(', ')}`)
   for (const file of files) {
     const name = FILE_NAME.exec(file)
-    assert.ok(name != null, `${file} is not named <workload>_<12 hex digits of its artifact sha256>.jsonl`)
+    assert.ok(name != null, `${file} is not named <workload>_<12 hex digits of its source's sha256>.jsonl`)
     assert.ok(MACHINES[name[1]!] != null, `${file}: no machine is known for ${name[1]!}; add it to MACHINES`)
     const { trace } = await recorded(file)
     assert.ok(trace.every(e => e.workloadId === `default/${name[1]!}`), `${file} holds another workload's steps`)
