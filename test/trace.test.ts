@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert'
 import { assign, raise, setup } from 'xstate'
 import trafficLight from './fixtures/workloads/machines/traffic-light.js'
 import type { Ack, MachineStateReport } from '../src/actors/state-protocol.js'
-import type { TraceRecord } from '../src/store/journal.js'
+import type { TraceEntry } from '../src/store/journal.js'
 import { ApiRequestError } from '../src/api/errors.js'
 import { assertReplays, parseTrace, replayTrace } from '../src/testing/index.js'
 import { cli, startMesh, waitUntil, type NodeProcess } from './helpers/processes.js'
@@ -63,7 +63,7 @@ async function until (check: (s: MachineStateReport) => boolean, what: string): 
   }, { timeoutMs: 30_000, intervalMs: 100, what })
 }
 
-const eventTypes = (trace: TraceRecord[]): string[] => trace.map(r => (r.event as { type: string }).type)
+const eventTypes = (trace: TraceEntry[]): string[] => trace.map(r => (r.event as { type: string }).type)
 
 test('a trace runs on across an owner failover and is exported whole as JSONL', async () => {
   const applied = await cli(['apply', FIXTURE, '--api', nodes[0]!.apiUrl], { timeoutMs: 60_000 })
@@ -89,7 +89,7 @@ test('a trace runs on across an owner failover and is exported whole as JSONL', 
   const result = await cli(['trace', 'export', NAME, '--api', via.apiUrl], { timeoutMs: 30_000 })
   assert.is(result.code, 0, result.stderr)
   exported = result.stdout
-  const trace = parseTrace(exported, 'trace.jsonl') as TraceRecord[]
+  const trace = parseTrace(exported, 'trace.jsonl') as TraceEntry[]
   process.stdout.write(`\n  ${result.stderr.trim()}\n`)
   assert.match(result.stderr, new RegExp(`exported ${trace.length} steps of default/${NAME}: seq 0\\.\\.${trace.length - 1}, epoch 1\\.\\.${go.epoch}, gathered from [23] nodes`))
 

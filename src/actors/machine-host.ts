@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import type { NodeIsolation } from './sandbox/confine.js'
+import type { StateValue } from 'xstate'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describeError } from '../errors.js'
 import { guardians } from '../machines/placement.js'
-import { SPONTANEOUS_SENDER, type JournalEntry, type SnapshotRecord, type TraceRecord, type WorkloadJournal } from '../store/journal.js'
+import { SPONTANEOUS_SENDER, type JournalEntry, type SnapshotRecord, type TraceEntry, type WorkloadJournal } from '../store/journal.js'
 import type { ArtifactService } from '../transport/artifacts.js'
 import type { Logger } from '../transport/logger.js'
 import type { MeshNode } from '../transport/mesh-node.js'
@@ -89,7 +90,7 @@ interface Owned {
   completed: boolean
   ready: Promise<void>
   /** The trace's seq 0 (the machine's initial state), written with the workload's first batch. */
-  start?: TraceRecord
+  start?: TraceEntry
 }
 
 export interface MachineHostInit {
@@ -224,7 +225,7 @@ export class MachineHost {
       o.lastSnapshotSeq = snapshot?.seq ?? 0
       if (o.seq === 0) {
         // seq 0 of the trace: here now, on the holders with the first batch
-        o.start = { workloadId: spec.id, seq: 0, epoch, ts: Date.now(), owner: this.selfId, event: { type: 'xstate.init' }, value: o.last.value, context: o.last.context, status: traceStatus(o.last) }
+        o.start = { workloadId: spec.id, seq: 0, epoch, ts: Date.now(), owner: this.selfId, event: { type: 'xstate.init' }, value: o.last.value as StateValue, context: o.last.context, status: traceStatus(o.last) }
         await this.init.journal.append(spec.id, [], undefined, o.start)
       }
       for (const [id, seq, value] of stored?.recent ?? []) this.remember(o, { workloadId: spec.id, id, seq, epoch: snapshot?.epoch ?? epoch, owner: this.selfId, value, status: 'active' })
@@ -666,7 +667,7 @@ export class MachineHost {
     if (snapshot != null) { o.lastSnapshotSeq = snapshot.seq; if (toDht) this.putDhtSnapshot(o, snapshot) }
   }
 
-  private async replicate (o: Owned, entries: JournalEntry[], snapshot: SnapshotRecord | undefined, start: TraceRecord | undefined): Promise<void> {
+  private async replicate (o: Owned, entries: JournalEntry[], snapshot: SnapshotRecord | undefined, start: TraceEntry | undefined): Promise<void> {
     const req: StateRequest = { op: 'append', workloadId: o.spec.id, epoch: o.epoch, owner: this.selfId, entries, ...(snapshot != null ? { snapshot } : {}), ...(start != null ? { start } : {}), holders: o.holders, setVersion: o.setVersion }
     const results = await Promise.all(o.holders.map(async peer => await this.appendTo(o, peer, req)))
     let ok = results.filter(Boolean).length
@@ -769,8 +770,8 @@ export class MachineHost {
    * (the owner and holders of each epoch each keep what they journaled), so
    * it continues across failovers: see mergeTraces.
    */
-  async trace (workloadId: string, { timeoutMs = 5_000 } = {}): Promise<{ records: TraceRecord[], sources: number }> {
-    const lists: TraceRecord[][] = [await this.init.journal.trace(workloadId)]
+  async trace (workloadId: string, { timeoutMs = 5_000 } = {}): Promise<{ records: TraceEntry[], sources: number }> {
+    const lists: TraceEntry[][] = [await this.init.journal.trace(workloadId)]
     const peers = this.init.livePeers().slice(0, 64)
     const replies = await Promise.all(peers.map(async peer => {
       try {
@@ -869,7 +870,7 @@ async function sleepUntilLocal (journal: WorkloadJournal, id: string, seq: numbe
   }
 }
 
-function traceStatus (t: Transition): TraceRecord['status'] {
+function traceStatus (t: Transition): TraceEntry['status'] {
   return t.status === 'done' || t.status === 'error' ? t.status : 'active'
 }
 
@@ -882,14 +883,14 @@ function traceStatus (t: Transition): TraceRecord['status'] {
  * A gap before that point cuts the trace to what follows it: a trace starts
  * wherever its records are contiguous up to the newest one.
  */
-export function mergeTraces (records: TraceRecord[]): TraceRecord[] {
-  const best = new Map<number, TraceRecord>()
+export function mergeTraces (records: TraceEntry[]): TraceEntry[] {
+  const best = new Map<number, TraceEntry>()
   for (const r of records) {
     const have = best.get(r.seq)
     if (have == null || r.epoch > have.epoch) best.set(r.seq, r)
   }
   const sorted = [...best.values()].sort((a, b) => a.seq - b.seq)
-  const out: TraceRecord[] = []
+  const out: TraceEntry[] = []
   for (const r of sorted) {
     const prev = out.at(-1)
     if (prev != null && r.epoch < prev.epoch) break

@@ -1,6 +1,6 @@
 import { describeError } from '../errors.js'
 import { CorruptJournalError } from '../store/errors.js'
-import type { JournalEntry, SnapshotRecord, TraceRecord, WorkloadJournal } from '../store/journal.js'
+import type { JournalEntry, SnapshotRecord, TraceEntry, WorkloadJournal } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import type { Logger } from '../transport/logger.js'
 import type { HolderHead, StateRequest } from './state-protocol.js'
@@ -9,7 +9,7 @@ import type { HolderHead, StateRequest } from './state-protocol.js'
 interface Fence { epoch: number, owner: string, holders?: string[], version?: number }
 
 export type HolderReply =
-  | { ok: true, head: HolderHead, snapshot?: SnapshotRecord, entries?: JournalEntry[], trace?: TraceRecord[] }
+  | { ok: true, head: HolderHead, snapshot?: SnapshotRecord, entries?: JournalEntry[], trace?: TraceEntry[] }
   | { ok: false, code: 'fenced' | 'gap' | 'corrupt' | 'invalid', message: string, head?: HolderHead }
 
 const FENCE_SUBLEVEL = 'fence'
@@ -104,7 +104,7 @@ export class StateHolder {
           return { ok: false, code: 'gap', message: `holding up to seq ${have}; got seq ${entries[0].seq}`, head: { seq: have, epoch: head?.epoch ?? 0, fence: req.epoch } }
         }
         const snapshot = req.snapshot != null && req.snapshot.seq > have ? req.snapshot as SnapshotRecord : undefined
-        await this.journal.append(req.workloadId, entries as JournalEntry[], snapshot, have === 0 ? req.start as TraceRecord | undefined : undefined)
+        await this.journal.append(req.workloadId, entries as JournalEntry[], snapshot, have === 0 ? req.start as TraceEntry | undefined : undefined)
         const last = entries.at(-1)
         return { ok: true, head: { seq: last?.seq ?? have, epoch: last?.epoch ?? head?.epoch ?? 0, fence: req.epoch } }
       }

@@ -120,7 +120,7 @@ const JournalEntryWire = z.object({
   output: z.unknown().optional()
 })
 const SnapshotWire = z.object({ seq, epoch, ts: z.number(), snapshot: z.unknown() })
-/** One step of a workload's trace (TraceRecord). */
+/** One step of a workload's trace (TraceEntry, src/store/trace.ts). */
 export const TraceRecordWire = z.object({
   workloadId,
   seq,

@@ -25,7 +25,7 @@ import type { NodeMetrics } from './metrics.js'
 import { MachineHost } from './machine-host.js'
 import { StateHolder } from './state-holder.js'
 import { SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from './state-protocol.js'
-import { WorkloadJournal, type TraceRecord } from '../store/journal.js'
+import { WorkloadJournal, type TraceEntry } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
 import { checkApplyWindow } from '../policy/credentials.js'
@@ -405,7 +405,7 @@ export class WorkloadRuntime {
    * A stateful workload's whole trace (`beemesh trace export`), gathered from
    * every node that recorded part of it, so it runs on across failovers.
    */
-  async exportTrace (id: string): Promise<{ records: TraceRecord[], sources: number }> {
+  async exportTrace (id: string): Promise<{ records: TraceEntry[], sources: number }> {
     const record = await this.knownRecord(id)
     if (record != null && record.spec.kind !== 'stateful') throw new NoTraceError(id, `it is a ${record.spec.kind} workload; only stateful (machine) workloads record traces`)
     if (record?.status === 'Completed') throw new NoTraceError(id, 'it completed, and its state and trace were erased everywhere with it (export before the final event, or follow it with `beemesh trace -f`)')

@@ -2,6 +2,10 @@ import { createHash } from 'node:crypto'
 import { describeError } from '../errors.js'
 import { CorruptJournalError, JournalError } from './errors.js'
 import type { NodeStore } from './node-store.js'
+import type { StateValue } from 'xstate'
+import type { TraceEntry, TraceEvent } from './trace.js'
+
+export type { TraceEntry, TraceEvent, TraceStatus } from './trace.js'
 
 /**
  * Durable state of stateful workloads: an event journal plus the latest XState
@@ -19,7 +23,7 @@ import type { NodeStore } from './node-store.js'
  * and in the nested `trace` sublevel (root keys `!journal!!trace!<key>`), the
  * workload's trace, which compaction does not touch:
  *
- * - `<id>!<seq>`    one TraceRecord: the event, its sender, the state value
+ * - `<id>!<seq>`    one TraceEntry: the event, its sender, the state value
  *                   and context it led to; seq 0 is the workload's start. The
  *                   newest `traceLimit` records are kept.
  *
@@ -64,38 +68,14 @@ export interface JournalEntry {
   /** The transition failed the machine (an action or guard threw): the error, so a replay ends failed too. */
   error?: string
   /**
-   * Trace fields: given on an append, the entry's TraceRecord is written in
+   * Trace fields: given on an append, the entry's TraceEntry is written in
    * the same batch (the entry itself keeps none of them). `context`: the
    * machine's context after the event; `owner`: the node that applied it.
    */
   context?: unknown
   owner?: string
-  status?: TraceRecord['status']
+  status?: TraceEntry['status']
   output?: unknown
-}
-
-/**
- * One step of a stateful workload's trace (`beemesh trace export`): an event
- * in, with its sender and place in the journal, and the state it led to.
- * Seq 0 is the workload's start (event `xstate.init`, the initial state).
- */
-export interface TraceRecord {
-  workloadId: string
-  seq: number
-  epoch: number
-  ts: number
-  /** Peer id of the owner that applied the event. */
-  owner: string
-  event: unknown
-  sender?: string
-  id?: string
-  /** State value after the event. */
-  value: unknown
-  /** JSON copy of the context after the event. */
-  context: unknown
-  status: 'active' | 'done' | 'error'
-  output?: unknown
-  error?: string
 }
 
 /** An XState persisted snapshot (`actor.getPersistedSnapshot()`) and the last journal entry it includes. */
@@ -178,8 +158,8 @@ function traceKey (id: string, seq: number): string {
   return `${id}${SEP}${String(seq).padStart(SEQ_DIGITS, '0')}`
 }
 
-function encodeTrace (workloadId: string, r: TraceRecord): string {
-  const record: TraceRecord = { workloadId, seq: r.seq, epoch: r.epoch, ts: r.ts, owner: r.owner, event: r.event, value: r.value, context: r.context, status: r.status }
+function encodeTrace (workloadId: string, r: TraceEntry): string {
+  const record: TraceEntry = { workloadId, seq: r.seq, epoch: r.epoch, ts: r.ts, owner: r.owner, event: r.event, value: r.value, context: r.context, status: r.status }
   if (r.sender !== undefined) record.sender = r.sender
   if (r.id !== undefined) record.id = r.id
   if (r.output !== undefined) record.output = r.output
@@ -188,7 +168,7 @@ function encodeTrace (workloadId: string, r: TraceRecord): string {
 }
 
 /** The trace record of an entry that carries trace fields (`owner` and `context`), else undefined. */
-function traceOfEntry (workloadId: string, e: JournalEntry): TraceRecord | undefined {
+function traceOfEntry (workloadId: string, e: JournalEntry): TraceEntry | undefined {
   if (e.owner === undefined || e.context === undefined) return undefined
   return {
     workloadId,
@@ -196,8 +176,9 @@ function traceOfEntry (workloadId: string, e: JournalEntry): TraceRecord | undef
     epoch: e.epoch,
     ts: e.ts,
     owner: e.owner,
-    event: e.event,
-    value: e.state,
+    // the journal keeps the owner's event and state value as plain JSON; the owner only applies typed events to its machine
+    event: e.event as TraceEvent,
+    value: e.state as StateValue,
     context: e.context,
     status: e.status ?? (e.error !== undefined ? 'error' : 'active'),
     // a step the machine took by itself (a timer, a delayed raise, an invoked actor's completion) has neither
@@ -446,7 +427,7 @@ export class WorkloadJournal {
    * snapshot. The snapshot's seq may not be below the stored snapshot's nor
    * past the last entry once `entries` are applied.
    */
-  async append (workloadId: string, entries: JournalEntry[], snapshot?: SnapshotRecord, start?: TraceRecord): Promise<void> {
+  async append (workloadId: string, entries: JournalEntry[], snapshot?: SnapshotRecord, start?: TraceEntry): Promise<void> {
     checkWorkloadId(workloadId)
     if (!Array.isArray(entries)) throw new JournalError(workloadId, 'entries must be an array')
     const encoded = entries.map((e, i) => encodeEntry(workloadId, e, i))
@@ -580,9 +561,9 @@ export class WorkloadJournal {
    * the start). Records are checked like entries: CorruptJournalError on a
    * bad checksum or a value under the wrong key.
    */
-  async trace (workloadId: string, afterSeq = -1): Promise<TraceRecord[]> {
+  async trace (workloadId: string, afterSeq = -1): Promise<TraceEntry[]> {
     checkWorkloadId(workloadId)
-    const records: TraceRecord[] = []
+    const records: TraceEntry[] = []
     const gte = afterSeq < 0 ? `${workloadId}${SEP}` : traceKey(workloadId, afterSeq + 1)
     for await (const [key, raw] of this.traces.iterator({ gte, lt: `${workloadId}${AFTER_SEP}` })) {
       const digits = key.slice(workloadId.length + 1)
@@ -590,7 +571,7 @@ export class WorkloadJournal {
       const seq = Number(digits)
       const r = decode(workloadId, key, seq, raw)
       if (r.seq !== seq) throw new CorruptJournalError(workloadId, key, seq, `trace record holds seq ${String(r.seq)}`)
-      records.push(r as unknown as TraceRecord)
+      records.push(r as unknown as TraceEntry)
     }
     return records
   }

@@ -6,7 +6,7 @@
  *   import turnstile from '../turnstile.js'
  *
  *   test('turnstile still replays its recorded trace', async () => {
- *     await assertReplays(turnstile.machine, await loadTrace('test/traces/turnstile.jsonl'))
+ *     await assertReplays(turnstile.machine, await loadTrace('test/traces/turnstile-0.1.0.jsonl'))
  *   })
  *
  * Replay is deterministic: pure transitions on a simulated clock, no action

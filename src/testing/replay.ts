@@ -73,44 +73,10 @@ import { AssertionError } from 'node:assert'
 import { isDeepStrictEqual } from 'node:util'
 import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine, type StateValue } from 'xstate'
 import { z } from 'zod'
+import type { TraceEntry, TraceEvent } from '../store/trace.js'
 import { InvalidTraceError } from './errors.js'
 
-/** A machine's status as the trace records it. */
-export type TraceStatus = 'active' | 'done' | 'error'
-
-/** An event as applied by the owner: a JSON object with a string `type`. */
-export interface TraceEvent {
-  type: string
-  [key: string]: unknown
-}
-
-/** One line of `beemesh trace export`: an event the owner applied, and the state after it. */
-export interface TraceEntry {
-  /** `<namespace>/<name>`; one per trace. */
-  workloadId: string
-  /** 0 is the workload's start (`xstate.init`); then 1, 2, 3… with no gaps. */
-  seq: number
-  /** Ownership epoch: rises when another node takes over after a failover. */
-  epoch: number
-  /** When the owner applied the event, ms since the Unix epoch. */
-  ts: number
-  /** Peer id of the owner that applied it. */
-  owner: string
-  event: TraceEvent
-  /** Sent events only: the sender's peer id. Absent on spontaneous events (timers, children). */
-  sender?: string
-  /** Sent events only: the send's id. */
-  id?: string
-  /** State value after the event. */
-  value: StateValue
-  /** JSON copy of the context after the event. */
-  context: unknown
-  status: TraceStatus
-  /** When `status` is `done`. */
-  output?: unknown
-  /** When the transition failed the machine (`status` is `error`): one line. */
-  error?: string
-}
+export type { TraceEntry, TraceEvent, TraceStatus } from '../store/trace.js'
 
 /** A machine's state as replay compares it. */
 export interface ReplayedState {

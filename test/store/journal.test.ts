@@ -4,7 +4,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { assign, createActor, setup, SimulatedClock, type AnyMachineSnapshot, type EventObject } from 'xstate'
 import { CorruptJournalError, JournalError } from '../../src/store/errors.js'
-import { JOURNAL_SUBLEVEL, WorkloadJournal, type JournalEntry, type SnapshotRecord, type TraceRecord } from '../../src/store/journal.js'
+import { JOURNAL_SUBLEVEL, WorkloadJournal, type JournalEntry, type SnapshotRecord, type TraceEntry } from '../../src/store/journal.js'
 import { NodeStore } from '../../src/store/node-store.js'
 import { tempDir } from '../helpers/processes.js'
 
@@ -435,7 +435,7 @@ function traced (seq: number, epoch = 1, owner = 'owner-a'): JournalEntry {
 test('the trace: written with its entries, kept through compaction, bounded, erased with the workload unless kept', async () => {
   const { store, journal: unbounded } = await open()
   const journal = new WorkloadJournal(store.sublevel(JOURNAL_SUBLEVEL), { traceLimit: 5 })
-  const start: TraceRecord = { workloadId: ID, seq: 0, epoch: 1, ts: T0, owner: 'owner-a', event: { type: 'xstate.init' }, value: { count: 0 }, context: { count: 0, log: [] }, status: 'active' }
+  const start: TraceEntry = { workloadId: ID, seq: 0, epoch: 1, ts: T0, owner: 'owner-a', event: { type: 'xstate.init' }, value: 'counting', context: { count: 0, log: [] }, status: 'active' }
   await journal.append(ID, [traced(1), traced(2)], undefined, start)
   assert.equal(await journal.trace(ID), [
     start,
