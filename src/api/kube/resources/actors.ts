@@ -8,7 +8,7 @@
  */
 import type { WorkloadStatus } from '../../../actors/workload-runtime.js'
 import type { MachineStateReport } from '../../../actors/state-protocol.js'
-import { actorManifest, MANIFEST_API_VERSION, MANIFEST_KIND } from '../../../workloads/define.js'
+import { actorManifest, MANIFEST_API_VERSION, MANIFEST_KIND } from '../../../workloads/manifest.js'
 import { InvalidDefinitionError, InvalidManifestError } from '../../../workloads/errors.js'
 import { ArtifactError } from '../../../transport/errors.js'
 import type { WorkloadSpec } from '../../../workloads/types.js'
