@@ -1,6 +1,6 @@
 /**
- * The shape of src/: no import cycles, and no file over 700 lines unless its
- * first line says why.
+ * The shape of src/: no import cycles (between files, or between folders),
+ * and no file over 700 lines unless its first line says why.
  *
  * The import graph is read with TypeScript's own scanner (`ts.preProcessFile`),
  * which finds static `import`/`export … from`, `import type`, and dynamic
@@ -9,7 +9,8 @@
  * means two modules each need the other to be understood, which is the
  * tangle this check exists to prevent; moving the shared type to the module
  * it belongs to is always possible. Only relative specifiers are followed;
- * a `.js` specifier resolves to the `.ts`/`.tsx` file beside it.
+ * a `.js` specifier resolves to the `.ts`/`.tsx` file beside it. The same
+ * graph, folded onto the folders of src/, must have no cycle either.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -121,6 +122,44 @@ test('the import graph of src/ has no cycle', () => {
     return c.length > 2 ? `${loop} (component of ${c.length}: ${c.map(rel).join(', ')})` : loop
   })
   assert.equal(found, [], `import cycles in src/:\n  ${found.join('\n  ')}`)
+})
+
+/**
+ * The same graph between the folders of src/ (a file directly in src/ is a
+ * node of its own): a folder that imports another folder that imports it
+ * back (store → transport → store) is a tangle too, even when no two files
+ * form a loop.
+ */
+function folderGraph (graph: Map<string, string[]>): Map<string, string[]> {
+  const folderOf = (f: string): string => join(SRC, relative(SRC, f).split('/')[0]!)
+  const folders = new Map<string, Set<string>>()
+  for (const [from, targets] of graph) {
+    const a = folderOf(from)
+    if (!folders.has(a)) folders.set(a, new Set())
+    for (const t of targets) if (folderOf(t) !== a) folders.get(a)!.add(folderOf(t))
+  }
+  return new Map([...folders].map(([k, v]) => [k, [...v].sort()]))
+}
+
+/** One import from a file of `from` to a file of `to`, to name in a message. */
+function exampleImport (graph: Map<string, string[]>, from: string, to: string): string {
+  for (const [f, targets] of graph) {
+    if (!f.startsWith(from + '/') && f !== from) continue
+    const t = targets.find(t => t.startsWith(to + '/') || t === to)
+    if (t != null) return `${rel(f)} → ${rel(t)}`
+  }
+  return '?'
+}
+
+test('the folders of src/ import each other without a cycle', () => {
+  const graph = importGraph(files)
+  const folders = folderGraph(graph)
+  assert.ok(folders.size > 8, `read ${folders.size} folders`)
+  const found = cycles(folders).map(c => {
+    const loop = loopThrough(folders, c)
+    return loop.slice(1).map((to, i) => exampleImport(graph, loop[i]!, to)).join(', then ')
+  })
+  assert.equal(found, [], `import cycles between folders of src/:\n  ${found.join('\n  ')}`)
 })
 
 test(`no file in src/ is over ${MAX_LINES} lines without a reason on its first line`, () => {
