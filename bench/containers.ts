@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import { randomUUID } from 'node:crypto'
-import { toWorkloadSpec } from '../src/workloads/define.js'
+import { toWorkloadSpec } from '../src/workloads/spec.js'
 import type { WorkloadDescription } from '../src/actors/workload-runtime.js'
 import { removeContainersOf, requireEngine } from '../test/helpers/engine.js'
 import { startMesh, waitUntil } from '../test/helpers/processes.js'

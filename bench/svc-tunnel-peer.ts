@@ -22,7 +22,7 @@ import { Trust } from '../src/policy/trust.js'
 import { pino } from 'pino'
 import type { Logger } from '../src/transport/logger.js'
 import { MeshNode } from '../src/transport/mesh-node.js'
-import { toWorkloadSpec } from '../src/workloads/define.js'
+import { toWorkloadSpec } from '../src/workloads/spec.js'
 import sink from './workloads/svc-sink.js'
 
 const READY_TIMEOUT_MS = 20_000

@@ -14,7 +14,9 @@ import { tmpdir } from 'node:os'
 import { dirname, extname, isAbsolute, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build, type BuildFailure, type Message, type Plugin } from 'esbuild'
-import { parseAnyManifest, toWorkloadSpec, validateDefinition, type DefinitionFields, type DefinitionOverrides } from '../workloads/define.js'
+import { parseAnyManifest } from '../workloads/manifest.js'
+import { validateDefinition, type DefinitionFields, type DefinitionOverrides } from '../workloads/schema.js'
+import { toWorkloadSpec } from '../workloads/spec.js'
 import { BundleError, InvalidDefinitionError, UnsupportedWorkloadFileError, WorkloadFileNotFoundError } from '../workloads/errors.js'
 import type { WorkloadSpec } from '../workloads/types.js'
 import { inspectArtifact } from './sandbox/sandbox.js'
@@ -61,21 +63,11 @@ function defineModulePath (): string {
   return existsSync(source) ? source : fileURLToPath(new URL('dist/workloads/define.js', root))
 }
 
-const RESOLVING = Symbol('beemesh-resolving')
-
 function beemeshPlugin (definePath: string): Plugin {
   return {
     name: 'beemesh',
     setup (b) {
       b.onResolve({ filter: /^beemesh$/ }, () => ({ path: definePath }))
-      // The define module imports yaml only for parseManifest, which no
-      // workload calls; marked free of side effects, esbuild leaves it out
-      // (about 260 KB per artifact).
-      b.onResolve({ filter: /^yaml$/ }, async args => {
-        if (args.importer !== definePath || args.pluginData === RESOLVING) return undefined
-        const r = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: RESOLVING })
-        return r.errors.length > 0 ? { errors: r.errors } : { path: r.path, sideEffects: false }
-      })
     }
   }
 }

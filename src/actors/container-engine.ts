@@ -1,3 +1,4 @@
+// longer than 700 lines: every Docker API call a pod needs, each bounded, with one mapping of the engine's failures to container errors
 /**
  * The container engine a node runs pods on: one Dockerode client on a unix
  * socket speaking the Docker API (Podman's `podman system service`, or Docker).

@@ -1,3 +1,4 @@
+// longer than 700 lines: a stateful workload's whole owner pipeline (batch, journal, replicate, recover, route) in one class, to be split with the stateful plane (issue 18)
 import { randomUUID } from 'node:crypto'
 import type { NodeIsolation } from './sandbox/confine.js'
 import type { StateValue } from 'xstate'

@@ -6,8 +6,7 @@ import { artifactOf, deadLetterTopic, type Resources, type TopicEvent, type Work
 import type { LogLine, ReplicaReport } from './protocol.js'
 import { ReplicaSandbox } from './sandbox/sandbox.js'
 import type { NodeMetrics } from './metrics.js'
-import type { CallOptions } from '../workloads/types.js'
-import type { FetchInit, FetchReply } from './sandbox/worker.js'
+import type { CallOptions, FetchInit, FetchReply } from '../workloads/types.js'
 
 export interface LocalReplica {
   workloadId: string

@@ -1,3 +1,4 @@
+// longer than 700 lines: every plane still lives in this one class; issue 18 splits it into plane folders behind a facade of at most 450 lines
 import { randomUUID } from 'node:crypto'
 import type { NodeIsolation } from './sandbox/confine.js'
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'

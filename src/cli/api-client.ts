@@ -4,6 +4,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { ApiRequestError, ApiUnreachableError } from '../api/errors.js'
 import { describeError, InvalidArgumentError } from '../errors.js'
+import { DEFAULT_KEY_PATH, DEFAULT_TRUST_DIR } from './trust-paths.js'
 
 export const DEFAULT_API = 'http://127.0.0.1:7700'
 
@@ -87,7 +88,6 @@ export async function meshFor (apiUrl: string | undefined, given = credentials.m
   }
   const up = apiUrl != null ? await upAccess(apiUrl) : undefined
   if (up != null) return up.mesh
-  const { DEFAULT_TRUST_DIR } = await import('./commands/trust.js')
   const local = join(DEFAULT_TRUST_DIR, 'mesh.json')
   if (existsSync(local)) return (await readJsonFile(local, MeshTrustSchema, 'mesh trust file')).root
   throw new InvalidArgumentError('which mesh is the token for? pass --mesh <mesh.json> (or set BEEMESH_MESH); tokens name the mesh they are for')
@@ -95,7 +95,6 @@ export async function meshFor (apiUrl: string | undefined, given = credentials.m
 
 /** The deployer key file the CLI signs with, if any. */
 export async function deployerKey (): Promise<{ key: import('@libp2p/interface').PrivateKey, id: string } | undefined> {
-  const { DEFAULT_KEY_PATH } = await import('./commands/trust.js')
   const explicit = credentials.keyPath ?? (process.env.BEEMESH_KEY !== '' ? process.env.BEEMESH_KEY : undefined)
   const path = explicit ?? DEFAULT_KEY_PATH()
   if (explicit == null && !existsSync(path)) return undefined

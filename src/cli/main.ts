@@ -16,7 +16,8 @@ import { LOG_LEVELS } from './logging.js'
 import { OUTPUT_FORMATS, parseOutputFormat } from './output.js'
 import { printKubeconfig } from './commands/kubeconfig.js'
 import { registerUi } from './commands/ui.js'
-import { certIssue, credentialIssue, DEFAULT_CERT_TTL, DEFAULT_CREDENTIAL_TTL, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, DEFAULT_TRUST_DIR, identity, init, keygen, nodeId, policyApply, policyGet, policySign, token } from './commands/trust.js'
+import { certIssue, credentialIssue, DEFAULT_CERT_TTL, DEFAULT_CREDENTIAL_TTL, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, identity, init, keygen, nodeId, policyApply, policyGet, policySign, token } from './commands/trust.js'
+import { DEFAULT_TRUST_DIR } from './trust-paths.js'
 import type { OutputFormat } from './output.js'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]

@@ -8,12 +8,11 @@ import type { MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'
 import type { Principal } from '../policy/engine.js'
 import { senderOf, type Trust } from '../policy/trust.js'
-import type { CallOptions, CallRequest, WorkloadSpec } from '../workloads/types.js'
+import type { CallOptions, CallRequest, FetchInit, FetchReply, WorkloadSpec } from '../workloads/types.js'
 import { CallRouter, type Caller, type CallMetrics } from './calls.js'
 import { ServiceDirectory, SERVICE_RECORD_REFRESH_MS, type Endpoint, type KnownReplica, type PublishedRecord, type ServiceCidr, type ServiceSpec } from './directory.js'
 import { EgressError } from './errors.js'
 import { ServiceCatalog } from './catalog.js'
-import type { FetchInit, FetchReply } from '../actors/sandbox/worker.js'
 
 /** How often a node probes its replicas that offer services. */
 export const PROBE_INTERVAL_MS = 1_000

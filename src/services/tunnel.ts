@@ -1,3 +1,4 @@
+// longer than 700 lines: both ends of a service tunnel (the caller's listeners and the callee's admission) and the byte splicing they share, read together
 /**
  * The service proxy of one node (docs/services.md, "Containers: the service
  * proxy"): every container service gets a stable address in the node's

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ArtifactError } from '../transport/errors.js'
+import { ArtifactError } from './errors.js'
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/
 

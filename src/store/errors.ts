@@ -33,3 +33,15 @@ export class CorruptJournalError extends BeeMeshError {
     this.name = 'CorruptJournalError'
   }
 }
+
+/**
+ * A workload artifact (the bundled code, content-addressed by sha256) could
+ * not be stored, read or fetched: missing here and on every member asked, or
+ * its bytes do not match its hash.
+ */
+export class ArtifactError extends BeeMeshError {
+  constructor (readonly sha256: string, reason: string, options?: ErrorOptions) {
+    super(`artifact ${sha256.slice(0, 12)}: ${reason}`, options)
+    this.name = 'ArtifactError'
+  }
+}

@@ -1,3 +1,4 @@
+// longer than 700 lines: the journal layout with its encode, checksum, decode and verify beside each other, so that they cannot drift apart
 import { createHash } from 'node:crypto'
 import { describeError } from '../errors.js'
 import { CorruptJournalError, JournalError } from './errors.js'

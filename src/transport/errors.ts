@@ -48,10 +48,3 @@ export class RpcError extends BeeMeshError {
     this.name = 'RpcError'
   }
 }
-
-export class ArtifactError extends BeeMeshError {
-  constructor (readonly sha256: string, reason: string, options?: ErrorOptions) {
-    super(`artifact ${sha256.slice(0, 12)}: ${reason}`, options)
-    this.name = 'ArtifactError'
-  }
-}

@@ -1,3 +1,4 @@
+// longer than 700 lines: the one facade over libp2p (setup, gossip validation, DHT records, streams) the rest of the node talks to
 import '../polyfills.js'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'

@@ -10,15 +10,14 @@
  * mean" hint. Every failure is an InvalidManifestError whose message is one
  * line: `<source>: <field path>: <problem>`.
  *
- * define.ts calls parseKubeManifest (from parseAnyManifest) and this module
- * uses define.ts's schema helpers: the two import each other, so nothing here
- * touches define.ts while the modules load (schemas are built on first use).
+ * The schema helpers come from schema.ts; manifest.ts's parseAnyManifest
+ * calls parseKubeManifest.
  */
 import * as z from 'zod/mini'
 import {
   atPath, containerFieldSchemas, DEFAULTS, describeIssues, expected, integer, label, MAX_BACKOFF_MS, normaliseEnv, normalisePorts,
   repeatedEnvVar, repeatedPort, requestAboveLimit, resourcesSchema, stringMap, suggestField
-} from './define.js'
+} from './schema.js'
 import { InvalidManifestError } from './errors.js'
 import type { ContainerDefinition, RestartBackoff } from './types.js'
 
@@ -54,8 +53,8 @@ function refuse (fields: readonly string[], problem = NOT_SUPPORTED): Record<str
 }
 
 /**
- * The fields of each object, built on first use (so that workload bundles,
- * which include define.ts and so this module, can leave them out).
+ * The fields of each object, built on first use (a process that reads no
+ * Kubernetes manifest never builds them).
  */
 function buildFields (): Readonly<Record<Context, ContextFields>> {
   const objectMetaRefused = refuse(['generateName', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'ownerReferences', 'finalizers', 'managedFields', 'selfLink'])

@@ -72,6 +72,12 @@ export interface CallRequest<T = unknown> {
 /** What `ctx.fetch` resolves with: a WHATWG Response (status, headers, text(), json(), arrayBuffer()). */
 export type FetchResponse = Response
 
+/** The options of `ctx.fetch`. */
+export interface FetchInit { method?: string, headers?: Record<string, string>, body?: string, timeout?: number }
+
+/** What the node's egress check answers a sandbox's fetch with (the sandbox makes a FetchResponse of it). */
+export interface FetchReply { status: number, statusText: string, headers: Array<[string, string]>, body: Uint8Array }
+
 export interface HandlerContext {
   readonly workload: WorkloadIdentity
   /** Publishes a JSON value on a topic of the mesh. */
@@ -85,7 +91,7 @@ export interface HandlerContext {
    */
   call<R = unknown>(service: string, request: unknown, options?: CallOptions): Promise<R>
   /** `fetch` to a host outside the mesh, if the policy grants this workload `egress` to it. The global `fetch` is not available to actors. */
-  fetch(url: string, init?: { method?: string, headers?: Record<string, string>, body?: string, timeout?: number }): Promise<FetchResponse>
+  fetch(url: string, init?: FetchInit): Promise<FetchResponse>
 }
 
 export type StatelessHandler<T = any> = (event: TopicEvent<T>, ctx: HandlerContext) => unknown | Promise<unknown>

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { bundleWorkload, loadApplyFile } from '../../src/actors/bundler.js'
@@ -161,6 +163,27 @@ test('loadApplyFile: missing files, unknown types and bad manifests are clear er
   await rejects(loadApplyFile(join(dir, 'notes.txt')), UnsupportedWorkloadFileError, /notes\.txt: unsupported file type; expected a module/)
   await rejects(loadApplyFile(join(dir, 'dangling.yaml')), WorkloadFileNotFoundError, /gone\.ts: file not found \(spec\.module of .*dangling\.yaml\)$/)
   await rejects(loadApplyFile(join(dir, 'broken.yml')), InvalidManifestError, /broken\.yml: invalid YAML at line 5/)
+})
+
+/** Text only the yaml library holds: the tag prefix of its core schema (the library is bundled whole, or not at all). */
+const YAML_MARKER = 'tag:yaml.org,2002:'
+/** Text only the Kubernetes manifest parser (src/workloads/kube.ts) holds. */
+const KUBE_MARKER = 'beemesh.io/restart-backoff'
+
+test('a bundled workload carries defineWorkload but no YAML library and no Kubernetes parser', async () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url))
+  // The markers are real: bundling the manifest reader, which does parse YAML and Kubernetes manifests, keeps both.
+  const manifest = await build({ entryPoints: [join(root, 'src/workloads/manifest.ts')], bundle: true, format: 'esm', platform: 'node', write: false, logLevel: 'silent' })
+  const manifestText = manifest.outputFiles[0]!.text
+  assert.ok(manifestText.includes(YAML_MARKER), 'the yaml marker survives bundling')
+  assert.ok(manifestText.includes(KUBE_MARKER), 'the kube marker survives bundling')
+  for (const example of ['examples/pipeline/ingest.ts', 'examples/pipeline/fulfil.ts', 'examples/turnstile/turnstile.ts', 'examples/containers/hello.ts']) {
+    const b = await bundleWorkload(join(root, example))
+    const text = new TextDecoder().decode(b.code)
+    assert.ok(text.includes('export default defineWorkload({...})'), `${example}: defineWorkload's validation is bundled`)
+    assert.not.ok(text.includes(YAML_MARKER), `${example}: the bundle holds the yaml library`)
+    assert.not.ok(text.includes(KUBE_MARKER), `${example}: the bundle holds the Kubernetes parser`)
+  }
 })
 
 test.run()

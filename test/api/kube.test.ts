@@ -13,7 +13,7 @@ import { toStatus } from '../../src/api/kube/status.js'
 import { age, buildTable, tableVersion, wantsTable } from '../../src/api/kube/table.js'
 import { KubeStatusError } from '../../src/api/kube/errors.js'
 import { actorSpecFromObject, type ReadArtifact } from '../../src/api/kube/resources/actors.js'
-import { ArtifactError } from '../../src/transport/errors.js'
+import { ArtifactError } from '../../src/store/errors.js'
 
 const NOW = Date.parse('2026-01-01T12:00:00Z')
 

@@ -1,3 +1,4 @@
+// longer than 700 lines: 119 lines of notes on the XState facts the host relies on, then one class for the whole life of the machine worker
 /**
  * A stateful workload's XState machine, run as an actor in a worker thread
  * (machine-worker.ts) with the same isolation as ReplicaSandbox: a heap

@@ -20,10 +20,10 @@ import type { Readable } from 'node:stream'
 import type { Serializable } from 'node:child_process'
 import { describeError } from '../../errors.js'
 import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
-import type { CallOptions, CallRequest, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
+import type { CallOptions, CallRequest, FetchInit, FetchReply, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, SandboxStoppedError, UnconfinedHostError } from './errors.js'
 import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, workerBundle, type ConfinedInit, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
-import type { CallFailure, FetchInit, FetchReply, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
+import type { CallFailure, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
 export type FailureCause = 'threw' | 'timeout' | 'crashed' | 'out-of-memory' | 'stopped'

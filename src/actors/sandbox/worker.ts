@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url'
 import { connectParent } from './channel.js'
 import { isMachine } from '../../workloads/machine.js'
 import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
-import type { CallHandler, CallOptions, CallRequest, HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
+import type { CallHandler, CallOptions, CallRequest, FetchInit, FetchReply, HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 
 /** `workerData` of a sandbox worker. */
 export type WorkerInit =
@@ -27,10 +27,6 @@ export interface WorkerErrorInfo {
   message: string
   detail?: string
 }
-
-/** What a fetch through the node's egress check resolves with. */
-export interface FetchReply { status: number, statusText: string, headers: Array<[string, string]>, body: Uint8Array }
-export interface FetchInit { method?: string, headers?: Record<string, string>, body?: string, timeout?: number }
 
 /** A call's failure as it crosses the thread boundary: the parent's CallError code and message. */
 export interface CallFailure { code: string, message: string }

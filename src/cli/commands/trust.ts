@@ -6,7 +6,6 @@
  * or sent to a node.
  */
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import {
@@ -30,13 +29,8 @@ import { loadOrCreateIdentity } from '../../transport/identity.js'
 import { BeeMeshError, describeError, InvalidArgumentError } from '../../errors.js'
 import { ApiClient } from '../api-client.js'
 import { printObject, type OutputFormat } from '../output.js'
+import { DEFAULT_KEY_PATH, DEFAULT_TRUST_DIR } from '../trust-paths.js'
 
-/** Where the deployer key lives: `$BEEMESH_KEY`, else `~/.config/beemesh/deployer.key` (read at call time). */
-export function DEFAULT_KEY_PATH (): string {
-  return process.env.BEEMESH_KEY ?? join(homedir(), '.config/beemesh/deployer.key')
-}
-
-export const DEFAULT_TRUST_DIR = 'beemesh-trust'
 export const DEFAULT_MESH_NAME = 'beemesh'
 export const DEFAULT_CREDENTIAL_TTL = '30d'
 export const DEFAULT_TOKEN_TTL = '1h'

@@ -7,7 +7,7 @@ import type { NodeSummary, WorkloadDescription, WorkloadStatus } from '../../act
 import { sandboxOf } from '../../actors/protocol.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
 import { loadWorkload } from '../../actors/bundler.js'
-import { MANIFEST_API_VERSION, parseAnyManifest } from '../../workloads/define.js'
+import { MANIFEST_API_VERSION, parseAnyManifest } from '../../workloads/manifest.js'
 import { formatCpu, formatMemory, formatMemoryApprox } from '../../workloads/quantities.js'
 import { ApiClient, deployerKey } from '../api-client.js'
 import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'

@@ -8,9 +8,9 @@
  */
 import type { WorkloadStatus } from '../../../actors/workload-runtime.js'
 import type { MachineStateReport } from '../../../actors/state-protocol.js'
-import { actorManifest, MANIFEST_API_VERSION, MANIFEST_KIND } from '../../../workloads/define.js'
+import { actorManifest, MANIFEST_API_VERSION, MANIFEST_KIND } from '../../../workloads/manifest.js'
 import { InvalidDefinitionError, InvalidManifestError } from '../../../workloads/errors.js'
-import { ArtifactError } from '../../../transport/errors.js'
+import { ArtifactError } from '../../../store/errors.js'
 import type { WorkloadSpec } from '../../../workloads/types.js'
 import { badRequest, invalid } from '../errors.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'

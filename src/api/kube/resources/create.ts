@@ -5,7 +5,7 @@
  * field. Pure apart from reading `now`.
  */
 import { parseKubeManifest } from '../../../workloads/kube.js'
-import { toWorkloadSpec } from '../../../workloads/define.js'
+import { toWorkloadSpec } from '../../../workloads/spec.js'
 import { InvalidDefinitionError, InvalidManifestError, InvalidQuantityError } from '../../../workloads/errors.js'
 import type { WorkloadSpec } from '../../../workloads/types.js'
 import { badRequest, invalid, type StatusCause } from '../errors.js'

@@ -7,7 +7,7 @@
  * workload`); they change with the workload, not through this API.
  */
 import type { Endpoint, ServicePort, ServiceSpec } from '../../../services/directory.js'
-import { atPath } from '../../../workloads/define.js'
+import { atPath } from '../../../workloads/schema.js'
 import type { WorkloadSpec } from '../../../workloads/types.js'
 import { invalid } from '../errors.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'
