@@ -9,7 +9,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import type { MachineStateReport } from '../src/actors/state-protocol.js'
+import type { MachineStateReport } from '../src/protocol/state.js'
 import { createHosts, netnsUnsupported, type TestNetwork } from './helpers/netns.js'
 import { cli, startNode, waitUntil, type NodeProcess } from './helpers/processes.js'
 

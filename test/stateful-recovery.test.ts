@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { Level } from 'level'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import type { Ack, MachineStateReport } from '../src/actors/state-protocol.js'
+import type { Ack, MachineStateReport } from '../src/protocol/state.js'
 import { cli, startMesh, startNode, waitUntil, type NodeProcess } from './helpers/processes.js'
 
 let nodes: NodeProcess[] = []

@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import type { LogLine } from '../src/actors/protocol.js'
+import type { LogLine } from '../src/protocol/messages.js'
 import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
 import { cli, startCli, startMesh, waitUntil, type NodeProcess } from './helpers/processes.js'
 

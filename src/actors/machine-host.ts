@@ -21,8 +21,8 @@ import type { StateHolder, HolderReply } from './state-holder.js'
 import {
   Ack, LocationRecord, MachineEvent, SEND_PROTOCOL, SendReply, STATE_PROTOCOL, snapshotRecordKey, locationKey, traceTopic,
   type HolderHead, type MachineStateReport, type Refusal, type SendRequest, type StateRequest, type TransitionRecord
-} from './state-protocol.js'
-import { encodeMessage } from './protocol.js'
+} from '../protocol/state.js'
+import { encodeMessage } from '../protocol/messages.js'
 
 /** How many other peers hold a copy of a `replicated` workload before an event is acknowledged. */
 export const REPLICATION_FACTOR = 2
@@ -71,7 +71,7 @@ interface Owned {
   sandbox?: MachineSandbox
   seq: number
   holders: string[]
-  /** Raised at every change of `holders` within the epoch (ReplicaSet in state-protocol.ts). */
+  /** Raised at every change of `holders` within the epoch (ReplicaSet in src/protocol/state.ts). */
   setVersion: number
   last?: Transition
   queue: PendingSend[]

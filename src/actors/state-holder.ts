@@ -3,7 +3,7 @@ import { CorruptJournalError } from '../store/errors.js'
 import type { JournalEntry, SnapshotRecord, TraceEntry, WorkloadJournal } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import type { Logger } from '../transport/logger.js'
-import type { HolderHead, StateRequest } from './state-protocol.js'
+import type { HolderHead, StateRequest } from '../protocol/state.js'
 
 /** The epoch a workload's copies on this node are fenced at, and by whom. */
 interface Fence { epoch: number, owner: string, holders?: string[], version?: number }

@@ -18,14 +18,14 @@ import {
   BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, VIEW_PROTOCOL, decodeEnvelope, decodeMessage, encodeMessage, type Heartbeat, HeartbeatTopicMessage, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
   SCHEDULER_TOPIC, SchedulerMessage, WorkloadRecordSchema, WorkloadSpecSchema, workloadKey,
   type LogLine, type PodReport, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
-} from './protocol.js'
+} from '../protocol/messages.js'
 import { ReplicaHost, type LocalReplica } from './replica-host.js'
 import { ContainerHost, type PodEventRecord, type PodOutcome } from './container-host.js'
 import type { ContainerEngine } from './container-engine.js'
 import type { NodeMetrics } from './metrics.js'
 import { MachineHost } from './machine-host.js'
 import { StateHolder } from './state-holder.js'
-import { SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from './state-protocol.js'
+import { SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from '../protocol/state.js'
 import { WorkloadJournal, type TraceEntry } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
 import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
@@ -395,7 +395,7 @@ export class WorkloadRuntime {
   }
 
   /** Sends an event to a stateful workload (routed to its owner); resolves with the acknowledgement. */
-  async sendEvent (id: string, event: unknown, opts: { id?: string, timeoutMs?: number, sender?: string } = {}): Promise<import('./state-protocol.js').Ack> {
+  async sendEvent (id: string, event: unknown, opts: { id?: string, timeoutMs?: number, sender?: string } = {}): Promise<import('../protocol/state.js').Ack> {
     const record = await this.knownRecord(id)
     if (record?.status === 'Completed') throw new WorkloadCompletedError(id, record.output)
     const caller = currentPrincipal()
@@ -424,7 +424,7 @@ export class WorkloadRuntime {
   }
 
   /** A stateful workload's state, from its owner. */
-  async machineState (id: string): Promise<import('./state-protocol.js').MachineStateReport> {
+  async machineState (id: string): Promise<import('../protocol/state.js').MachineStateReport> {
     const record = await this.knownRecord(id)
     if (record?.status === 'Completed') {
       return { workloadId: id, owner: record.updatedBy, epoch: record.epoch, seq: 0, value: null, context: null, status: 'done', output: record.output, durability: record.spec.durability ?? 'replicated', holders: [], recent: [], startedAt: record.spec.createdAt }

@@ -13,7 +13,7 @@
  * fake mesh and its own clock (test/membership/membership.test.ts).
  */
 import { describeError } from '../errors.js'
-import { decodeMessage, encodeMessage, HEARTBEAT_TOPIC, HeartbeatTopicMessage, ViewReply, type Heartbeat, type PeerDown } from '../actors/protocol.js'
+import { decodeMessage, encodeMessage, HEARTBEAT_TOPIC, HeartbeatTopicMessage, ViewReply, type Heartbeat, type PeerDown } from '../protocol/messages.js'
 import type { Logger } from '../transport/logger.js'
 import { MeshView } from './mesh-view.js'
 

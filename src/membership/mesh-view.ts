@@ -1,4 +1,4 @@
-import type { Heartbeat, PodReport, ReplicaReport } from '../actors/protocol.js'
+import type { Heartbeat, PodReport, ReplicaReport } from '../protocol/messages.js'
 
 export interface PeerView {
   heartbeat: Heartbeat

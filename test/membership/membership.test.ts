@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { decodeMessage, encodeMessage, HEARTBEAT_TOPIC, HeartbeatTopicMessage, type Heartbeat } from '../../src/actors/protocol.js'
+import { decodeMessage, encodeMessage, HEARTBEAT_TOPIC, HeartbeatTopicMessage, type Heartbeat } from '../../src/protocol/messages.js'
 import { Membership, type HeartbeatContent, type MembershipMesh } from '../../src/membership/membership.js'
 import { silentLogger } from '../../src/transport/logger.js'
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { MeshView } from '../../src/membership/mesh-view.js'
-import type { Heartbeat } from '../../src/actors/protocol.js'
+import type { Heartbeat } from '../../src/protocol/messages.js'
 
 const SELF = '12D3KooWSelfSelfSelfSelfSelfSelfSelfSelfSelfSelf'
 const PEER = '12D3KooWPeerPeerPeerPeerPeerPeerPeerPeerPeerPeer'

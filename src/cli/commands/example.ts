@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
-import type { LogLine } from '../../actors/protocol.js'
+import type { LogLine } from '../../protocol/messages.js'
 import type { WorkloadStatus } from '../../actors/workload-runtime.js'
 import { loadApplyFile } from '../../actors/bundler.js'
 import { describeError } from '../../errors.js'

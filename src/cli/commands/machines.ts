@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Ack, MachineStateReport, TransitionRecord } from '../../actors/state-protocol.js'
+import type { Ack, MachineStateReport, TransitionRecord } from '../../protocol/state.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
 import { ApiClient, sseEvents } from '../api-client.js'
 import { formatAge, printObject, type OutputFormat } from '../output.js'

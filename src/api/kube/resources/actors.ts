@@ -7,7 +7,7 @@
  * `spec.module` path is refused.
  */
 import type { WorkloadStatus } from '../../../actors/workload-runtime.js'
-import type { MachineStateReport } from '../../../actors/state-protocol.js'
+import type { MachineStateReport } from '../../../protocol/state.js'
 import { actorManifest, MANIFEST_API_VERSION, MANIFEST_KIND } from '../../../workloads/manifest.js'
 import { InvalidDefinitionError, InvalidManifestError } from '../../../workloads/errors.js'
 import { ArtifactError } from '../../../store/errors.js'

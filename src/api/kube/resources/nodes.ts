@@ -1,5 +1,5 @@
 import type { NodeSummary } from '../../../actors/workload-runtime.js'
-import { sandboxOf } from '../../../actors/protocol.js'
+import { sandboxOf } from '../../../protocol/messages.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'
 
 /** A mesh peer as a `v1 Node`: its peer id is its name. */

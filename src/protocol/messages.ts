@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { MeshMessage } from '../transport/mesh-node.js'
 import type { WorkloadSpec } from '../workloads/types.js'
-import { LocationRecord } from './state-protocol.js'
+import { LocationRecord } from './state.js'
 import { ProvenanceSchema } from '../policy/credentials.js'
 
 /** Gossip topics and stream protocols of the workload plane. */
