@@ -4,7 +4,7 @@ import type { NodeIsolation } from './sandbox/confine.js'
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
 import { describeError } from '../errors.js'
 import { supersedes } from '../machines/fencing.js'
-import { evaluate, guardians, rendezvousOwner, type NodeOffer } from '../machines/placement.js'
+import { evaluate, guardians, reconcile, rendezvousOwner, type NodeOffer } from '../machines/placement.js'
 import { schedulerMachine, type AwardMessage, type SchedulerOutput, type TenderMessage } from '../machines/scheduler-machine.js'
 import type { ArtifactService } from '../transport/artifacts.js'
 import type { Logger } from '../transport/logger.js'
@@ -1290,6 +1290,7 @@ export class WorkloadRuntime {
     if (this.stopped) return
     const now = Date.now()
     const live = this.view.livePeerIds()
+    const liveHosts = new Set([...live, this.selfId])
     for (const record of this.catalog.values()) {
       if (record.status === 'Deleted' || record.status === 'Completed' || record.status === 'Succeeded') continue
       // Containers that ended by their restart policy are done; only the others are watched.
@@ -1303,7 +1304,13 @@ export class WorkloadRuntime {
       const rank = guardians(record.spec.id, live, 3).indexOf(this.selfId)
       if (rank < 0) continue
       const running = this.liveReplicas(record.spec.id)
-      const missing = Array.from({ length: record.spec.replicas }, (_, i) => i).filter(i => !ended.has(i) && !running.some(r => r.replica === i))
+      // The diff is reconcile's: every copy here is on a live host (this node, or a peer the view counts live),
+      // so liveness has been decided already and each copy counts as heard now.
+      const plan = reconcile(
+        { workloadId: record.spec.id, replicas: record.spec.replicas },
+        running.map(r => ({ peerId: r.peerId, replica: r.replica, status: 'running' as const, lastHeartbeat: now })),
+        liveHosts, now, this.cfg.heartbeatTimeoutMs)
+      const missing = plan.missing.filter(i => !ended.has(i))
       if (missing.length === 0) this.missingSince.delete(record.spec.id)
       else if (!this.missingSince.has(record.spec.id)) this.missingSince.set(record.spec.id, now)
       // The first guardian heals; the next ones step in, one after the other, if it has
