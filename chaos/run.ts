@@ -23,7 +23,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Table from 'cli-table3'
-import type { MachineStateReport } from '../src/actors/state-protocol.js'
+import type { MachineStateReport } from '../src/protocol/state.js'
 import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
 import { writeResult } from '../bench/lib.js'
 import { cli, testTrust, waitUntil } from '../test/helpers/processes.js'
