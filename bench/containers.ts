@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks'
 import { randomUUID } from 'node:crypto'
 import { toWorkloadSpec } from '../src/workloads/spec.js'
-import type { WorkloadDescription } from '../src/actors/workload-runtime.js'
+import type { WorkloadDescription } from '../src/workloads/views.js'
 import { removeContainersOf, requireEngine } from '../test/helpers/engine.js'
 import { startMesh, waitUntil } from '../test/helpers/processes.js'
 import { fmt, summary, writeResult } from './lib.js'

@@ -7,7 +7,7 @@
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { loadApplyFile } from '../src/actors/bundler.js'
-import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
+import type { WorkloadStatus } from '../src/workloads/views.js'
 import { issueCredential, keyId } from '../src/policy/credentials.js'
 import { Trust } from '../src/policy/trust.js'
 import { presentingGate } from '../src/transport/admission.js'

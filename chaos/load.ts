@@ -7,7 +7,7 @@
  * - a sampler asks every live node every 250 ms which replicas it runs itself.
  */
 import type { Ack } from '../src/protocol/state.js'
-import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
+import type { WorkloadStatus } from '../src/workloads/views.js'
 import type { AckRecord, OwnershipSample, PublishedRecord } from './checks.js'
 import type { ChaosNode } from './mesh.js'
 

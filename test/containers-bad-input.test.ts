@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ContainerEngine } from '../src/actors/container-engine.js'
-import type { WorkloadDescription } from '../src/actors/workload-runtime.js'
+import type { WorkloadDescription } from '../src/workloads/views.js'
 import { removeContainersOf, requireEngine, startPrivateEngine } from './helpers/engine.js'
 import { cli, startNode, tempDir, waitUntil, type NodeProcess, testTrust, trustFlags } from './helpers/processes.js'
 

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { generateKey, issueCredential, issueToken, readKeyFile, signManifest, signPolicy, writeKeyFile } from '../src/policy/credentials.js'
-import { WorkloadSpecSchema } from '../src/protocol/messages.js'
+import { WorkloadSpecSchema } from '../src/workloads/records.js'
 import { cli, makeTrust, metric, type NodeProcess, ROOT, type Running, startCli, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const policy = (version: number, extra = '') => (admin: string): string => `apiVersion: beemesh.io/v1

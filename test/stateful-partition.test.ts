@@ -10,7 +10,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Ack, MachineStateReport } from '../src/protocol/state.js'
-import type { WorkloadDescription } from '../src/actors/workload-runtime.js'
+import type { WorkloadDescription } from '../src/workloads/views.js'
 import { createHosts, netnsUnsupported, startMeshInHosts, type TestNetwork } from './helpers/netns.js'
 import { cli, waitUntil, type NodeProcess } from './helpers/processes.js'
 

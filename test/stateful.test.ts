@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert'
 import { Level } from 'level'
 import { join } from 'node:path'
 import type { Ack, MachineStateReport } from '../src/protocol/state.js'
-import type { WorkloadDescription } from '../src/actors/workload-runtime.js'
+import type { WorkloadDescription } from '../src/workloads/views.js'
 import { ApiRequestError } from '../src/api/errors.js'
 import { cli, startCli, startMesh, startNode, waitUntil, type NodeProcess } from './helpers/processes.js'
 

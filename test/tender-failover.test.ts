@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import type { WorkloadDescription } from '../src/actors/workload-runtime.js'
+import type { WorkloadDescription } from '../src/workloads/views.js'
 import { cli, startMesh, waitUntil, type NodeProcess } from './helpers/processes.js'
 
 let nodes: NodeProcess[] = []

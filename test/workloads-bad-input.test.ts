@@ -6,7 +6,7 @@ import { copyFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
+import type { WorkloadStatus } from '../src/workloads/views.js'
 import { bearerFor } from '../src/cli/api-client.js'
 import { cli, startNode, tempDir, waitUntil, type NodeProcess } from './helpers/processes.js'
 

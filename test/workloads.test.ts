@@ -6,7 +6,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { LogLine } from '../src/protocol/messages.js'
-import type { WorkloadStatus } from '../src/actors/workload-runtime.js'
+import type { WorkloadStatus } from '../src/workloads/views.js'
 import { cli, startCli, startMesh, waitUntil, type NodeProcess } from './helpers/processes.js'
 
 const FIXTURES = 'test/fixtures/workloads'

@@ -1,4 +1,5 @@
 import { connect } from 'node:net'
+import type { PodEventRecord } from '../workloads/views.js'
 import { createActor, fromPromise, type ActorRefFrom, type SnapshotFrom } from 'xstate'
 import { describeError } from '../errors.js'
 import { podMachine, podPhase, type ContainerExit, type ContainerRef, type CreateContainerInput, type EnsureImageInput, type EnsureImageOutput, type PodEvent, type StopContainerInput } from '../machines/pod-machine.js'
@@ -18,15 +19,6 @@ export const LABELS = {
 } as const
 
 /** A pod event as `describe` shows it. */
-export interface PodEventRecord {
-  ts: number
-  type: 'Normal' | 'Warning'
-  reason: string
-  message: string
-  replica: number
-  nodeId: string
-}
-
 /** How a container replica ended by its restart policy (Succeeded / Failed): not to be replaced. */
 export interface PodOutcome {
   phase: 'Succeeded' | 'Failed'

@@ -13,14 +13,12 @@ import { callRpc, serveRpc } from '../transport/rpc.js'
 import type { Resources, TopicEvent, WorkloadSpec } from '../workloads/types.js'
 import { InvalidWorkloadError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from './errors.js'
 import { Membership, type HeartbeatContent } from '../membership/membership.js'
+import type { NodeSummary, PodEventRecord, PublishOutcome, ReplicaPlacement, WorkloadDescription, WorkloadStatus } from '../workloads/views.js'
 import type { MeshView } from '../membership/mesh-view.js'
-import {
-  BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, VIEW_PROTOCOL, decodeEnvelope, decodeMessage, encodeMessage, type Heartbeat, HeartbeatTopicMessage, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest,
-  SCHEDULER_TOPIC, SchedulerMessage, WorkloadRecordSchema, WorkloadSpecSchema, workloadKey,
-  type LogLine, type PodReport, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName
-} from '../protocol/messages.js'
+import { BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, VIEW_PROTOCOL, decodeEnvelope, decodeMessage, encodeMessage, type Heartbeat, HeartbeatTopicMessage, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest, SCHEDULER_TOPIC, SchedulerMessage, workloadKey, type LogLine } from '../protocol/messages.js'
+import { WorkloadRecordSchema, WorkloadSpecSchema, type PodReport, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName } from '../workloads/records.js'
 import { ReplicaHost, type LocalReplica } from './replica-host.js'
-import { ContainerHost, type PodEventRecord, type PodOutcome } from './container-host.js'
+import { ContainerHost, type PodOutcome } from './container-host.js'
 import type { ContainerEngine } from './container-engine.js'
 import type { NodeMetrics } from './metrics.js'
 import { MachineHost } from './machine-host.js'
@@ -80,75 +78,6 @@ export interface WorkloadRuntimeInit {
   serviceCidr?: ServiceCidr
   /** How workload code runs here (src/actors/sandbox/confine.ts); default: confined where the host can confine. */
   isolation?: NodeIsolation
-}
-
-export interface ReplicaPlacement {
-  replica: number
-  peerId: string
-  epoch: number
-  status: 'starting' | 'running' | 'failed' | 'lost' | 'exited'
-  handled: number
-  failures: number
-  /** Container replicas: pod phase (Running, CrashLoopBackOff, Succeeded, Failed …), reason, restarts. */
-  pod?: PodReport
-}
-
-/** A workload as `get`/`describe` show it: the record plus what the mesh observes now. */
-export interface WorkloadStatus {
-  id: string
-  name: string
-  namespace: string
-  kind: WorkloadSpec['kind']
-  status: WorkloadStatusName
-  replicas: number
-  ready: number
-  epoch: number
-  placement: ReplicaPlacement[]
-  topics: string[]
-  delivery: WorkloadSpec['delivery']
-  artifact: WorkloadSpec['artifact']
-  createdAt: number
-  updatedAt: number
-  /** Stateful workloads that completed: the machine's output. */
-  output?: unknown
-  /** Kubernetes labels and kind, for workloads created through the Kubernetes API (see WorkloadSpec). */
-  labels?: Record<string, string>
-  kubeKind?: WorkloadSpec['kubeKind']
-  manifest?: string
-  durability?: WorkloadSpec['durability']
-}
-
-export interface WorkloadDescription extends WorkloadStatus {
-  spec: WorkloadSpec
-  events: SchedulingEvent[]
-  /** Container workloads: what each replica's pod went through, from the nodes that run them. */
-  podEvents?: PodEventRecord[]
-}
-
-/** A mesh node as `get nodes` shows it: this node, and every peer heartbeating. */
-export interface NodeSummary {
-  peerId: string
-  self: boolean
-  ready: boolean
-  labels: Record<string, string>
-  capacity: Resources
-  allocated: Resources
-  replicas: number
-  uptimeMs: number
-  /** Milliseconds since its last heartbeat arrived (0 for this node). */
-  lastSeenMs: number
-  /** Peers it is connected to (from its heartbeat). */
-  links: string[]
-  /** What it can run (from its heartbeat): `container`, `code`, and `confined` when it confines workload code. */
-  capabilities: string[]
-}
-
-export interface PublishOutcome {
-  id: string
-  topic: string
-  recipients: string[]
-  /** Local replicas the event was offered to. */
-  localReplicas: number
 }
 
 interface Reservation { resources: Resources, expires: number }

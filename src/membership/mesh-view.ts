@@ -1,4 +1,5 @@
-import type { Heartbeat, PodReport, ReplicaReport } from '../protocol/messages.js'
+import type { Heartbeat, ReplicaReport } from '../protocol/messages.js'
+import type { PodReport } from '../workloads/records.js'
 
 export interface PeerView {
   heartbeat: Heartbeat

@@ -2,7 +2,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WorkloadNotFoundError, InvalidWorkloadError } from '../../src/actors/errors.js'
-import type { WorkloadStatus } from '../../src/actors/workload-runtime.js'
+import type { WorkloadStatus } from '../../src/workloads/views.js'
 import { HttpError } from '../../src/api/http.js'
 import { invalid, notFound } from '../../src/api/kube/errors.js'
 import { applyPatch, patchType } from '../../src/api/kube/patch.js'

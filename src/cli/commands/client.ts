@@ -1,6 +1,6 @@
 import type { NodeStatus } from '../../actors/node-runtime.js'
 import type { MeshPeer, PutResult } from '../../transport/mesh-node.js'
-import type { PublishOutcome } from '../../actors/workload-runtime.js'
+import type { PublishOutcome } from '../../workloads/views.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
 import { ApiClient, sseEvents } from '../api-client.js'
 import { formatAge, printObject, printRows, type OutputFormat } from '../output.js'

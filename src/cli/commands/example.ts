@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
 import type { LogLine } from '../../protocol/messages.js'
-import type { WorkloadStatus } from '../../actors/workload-runtime.js'
+import type { WorkloadStatus } from '../../workloads/views.js'
 import { loadApplyFile } from '../../actors/bundler.js'
 import { describeError } from '../../errors.js'
 import { ApiClient } from '../api-client.js'

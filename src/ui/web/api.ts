@@ -4,7 +4,10 @@
  * server-sent-events reader over fetch (EventSource cannot send headers).
  */
 
-export interface Resources { cpuMillis: number, memoryBytes: number }
+import type { NodeSummary, WorkloadStatus } from '../../workloads/views.js'
+
+/** The shapes the node serves (src/workloads/views.ts), the page reads them as they are. */
+export type { NodeSummary, ReplicaPlacement, WorkloadStatus } from '../../workloads/views.js'
 
 /** `GET /v1/status`: the node serving the page. */
 export interface NodeStatus {
@@ -17,47 +20,6 @@ export interface NodeStatus {
   trust?: { member?: boolean, policy?: { name: string, version: number } }
   /** How workload code runs on this node (docs/security.md, "Workload confinement"). */
   sandbox?: { host: string, isolation: string }
-}
-
-/** `GET /v1/nodes`: one node seen by heartbeats. */
-export interface MeshNode {
-  peerId: string
-  self: boolean
-  ready: boolean
-  labels: Record<string, string>
-  capacity: Resources
-  allocated: Resources
-  replicas: number
-  uptimeMs: number
-  lastSeenMs: number
-  /** Peer ids it is connected to (newer nodes send it). */
-  links?: string[]
-}
-
-export interface ReplicaPlacement {
-  replica: number
-  peerId: string
-  epoch: number
-  status: string
-  handled: number
-  failures: number
-  pod?: { phase?: string, reason?: string, restarts?: number }
-}
-
-/** `GET /v1/workloads`: one workload with its status and placement. */
-export interface Workload {
-  id: string
-  name: string
-  namespace: string
-  kind: 'stateless' | 'stateful' | 'container'
-  status: string
-  replicas: number
-  ready: number
-  epoch: number
-  placement: ReplicaPlacement[]
-  createdAt: number
-  updatedAt: number
-  output?: unknown
 }
 
 /** One durable transition of a machine. */

@@ -6,7 +6,7 @@
  * All data comes from the node's control API, with the bearer token the page
  * was opened with (`beemesh ui` puts it in the URL fragment).
  */
-import { Api, ApiError, takeToken, workloadPath, type MachineDefinition, type MachineState, type MeshNode, type NodeStatus, type TransitionRecord, type Workload } from './api.js'
+import { Api, ApiError, takeToken, workloadPath, type MachineDefinition, type MachineState, type NodeSummary, type NodeStatus, type TransitionRecord, type WorkloadStatus } from './api.js'
 import { age, byId, clock, h, shortPeer } from './dom.js'
 import { hosted, meshLinks, renderMesh } from './mesh.js'
 import { eventLabel, StatechartView } from './statechart.js'
@@ -42,8 +42,8 @@ const page = {
 }
 
 let status: NodeStatus | undefined
-let nodes: MeshNode[] = []
-let workloads: Workload[] = []
+let nodes: NodeSummary[] = []
+let workloads: WorkloadStatus[] = []
 let selected: string | undefined
 let detail: MachineDetail | WorkloadDetail | undefined
 
@@ -88,7 +88,7 @@ function statusClass (value: string): string {
   return 'bad'
 }
 
-function placementCell (w: Workload): HTMLElement {
+function placementCell (w: WorkloadStatus): HTMLElement {
   if (w.placement.length === 0) return h('span', { class: 'muted' }, '—')
   return h('ul', { class: 'placement' }, ...w.placement.map(p => {
     const phase = p.pod?.phase ?? p.status
@@ -125,8 +125,8 @@ async function refresh (): Promise<void> {
   try {
     const [s, n, w] = await Promise.all([
       api.get<NodeStatus>('/v1/status'),
-      api.get<MeshNode[]>('/v1/nodes'),
-      api.get<Workload[]>('/v1/workloads')
+      api.get<NodeSummary[]>('/v1/nodes'),
+      api.get<WorkloadStatus[]>('/v1/workloads')
     ])
     status = s
     nodes = n
@@ -334,7 +334,7 @@ class WorkloadDetail {
     page.placementSection.hidden = false
     this.update(workloads.find(w => w.id === this.id))
     try {
-      const d = await api.get<Workload & { events?: Array<{ ts: number, type: string, reason: string, message: string }> }>(workloadPath(this.id), this.abort.signal)
+      const d = await api.get<WorkloadStatus & { events?: Array<{ ts: number, type: string, reason: string, message: string }> }>(workloadPath(this.id), this.abort.signal)
       page.events.replaceChildren(...(d.events ?? []).slice().reverse().map(e => h('li', { class: e.type === 'Warning' ? 'warning' : '' }, h('time', {}, clock(e.ts)), ' ', h('strong', {}, e.reason), ' ', e.message)))
       if ((d.events ?? []).length === 0) page.events.replaceChildren(h('li', { class: 'muted' }, 'no events'))
     } catch (err) {
@@ -342,7 +342,7 @@ class WorkloadDetail {
     }
   }
 
-  update (w: Workload | undefined): void {
+  update (w: WorkloadStatus | undefined): void {
     const dl = page.facts
     dl.replaceChildren()
     if (w == null) { fact(dl, 'Status', 'gone'); return }

@@ -5,7 +5,7 @@
  * Test hooks: the <svg> has `data-mesh` and `data-node-count`; each node is a
  * `<g data-peer-id="…" data-ready="true|false">`.
  */
-import type { MeshNode, NodeStatus, Workload } from './api.js'
+import type { NodeSummary, NodeStatus, WorkloadStatus } from './api.js'
 import { s, shortPeer, textWidth } from './dom.js'
 import { absolutePositions, allEdges, edgePath, LAYERED, layout, round, type ElkNode } from './layout.js'
 
@@ -18,7 +18,7 @@ const PAD = 10
 interface NodeLines { title: string, state: string, lines: Array<{ text: string, kind: 'label' | 'hosted' | 'info' }> }
 
 /** The links to draw: each node's `links` when it reports them, else every node linked to the serving node. */
-export function meshLinks (nodes: MeshNode[], self: string): Array<[string, string]> {
+export function meshLinks (nodes: NodeSummary[], self: string): Array<[string, string]> {
   const known = new Set(nodes.map(n => n.peerId))
   const pairs = new Map<string, [string, string]>()
   const add = (a: string, b: string): void => {
@@ -36,7 +36,7 @@ export function meshLinks (nodes: MeshNode[], self: string): Array<[string, stri
 }
 
 /** The workloads placed on each node: `name` (stateless and containers: `name #replica`; stateful: `name (owner)`). */
-export function hosted (workloads: Workload[]): Map<string, string[]> {
+export function hosted (workloads: WorkloadStatus[]): Map<string, string[]> {
   const out = new Map<string, string[]>()
   for (const w of workloads) {
     for (const p of w.placement) {
@@ -47,7 +47,7 @@ export function hosted (workloads: Workload[]): Map<string, string[]> {
   return out
 }
 
-function describeNode (node: MeshNode, status: NodeStatus | undefined, hostedHere: string[]): NodeLines {
+function describeNode (node: NodeSummary, status: NodeStatus | undefined, hostedHere: string[]): NodeLines {
   const state = node.self && status != null ? status.state : node.ready ? 'Ready' : 'NotReady'
   const lines: NodeLines['lines'] = []
   lines.push({ text: `${round(node.capacity.cpuMillis / 1000)} cpu · ${round(node.capacity.memoryBytes / 2 ** 30)} GiB memory`, kind: 'info' })
@@ -58,7 +58,7 @@ function describeNode (node: MeshNode, status: NodeStatus | undefined, hostedHer
 }
 
 /** Lays out and draws the mesh as an SVG element. */
-export async function renderMesh (nodes: MeshNode[], status: NodeStatus | undefined, workloads: Workload[]): Promise<SVGSVGElement> {
+export async function renderMesh (nodes: NodeSummary[], status: NodeStatus | undefined, workloads: WorkloadStatus[]): Promise<SVGSVGElement> {
   const self = status?.peerId ?? nodes.find(n => n.self)?.peerId ?? ''
   const where = hosted(workloads)
   const sorted = [...nodes].sort((a, b) => Number(b.self) - Number(a.self) || a.peerId.localeCompare(b.peerId))

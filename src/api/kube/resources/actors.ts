@@ -6,7 +6,7 @@
  * hash. Nothing is read from the disk of the node that serves the request: a
  * `spec.module` path is refused.
  */
-import type { WorkloadStatus } from '../../../actors/workload-runtime.js'
+import type { WorkloadStatus } from '../../../workloads/views.js'
 import type { MachineStateReport } from '../../../protocol/state.js'
 import { actorManifest, MANIFEST_API_VERSION, MANIFEST_KIND } from '../../../workloads/manifest.js'
 import { InvalidDefinitionError, InvalidManifestError } from '../../../workloads/errors.js'

@@ -3,7 +3,7 @@
  * (about its Deployment, Pod, Actor or Machine) and its pods' events (from
  * the nodes that run them). Pure: a description gives its events.
  */
-import type { WorkloadDescription } from '../../../actors/workload-runtime.js'
+import type { WorkloadDescription } from '../../../workloads/views.js'
 import { badRequest } from '../errors.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'
 import { podName } from './workloads.js'

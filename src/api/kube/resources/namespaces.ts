@@ -1,4 +1,4 @@
-import type { WorkloadStatus } from '../../../actors/workload-runtime.js'
+import type { WorkloadStatus } from '../../../workloads/views.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'
 
 /**

@@ -1,4 +1,4 @@
-import type { NodeSummary } from '../../../actors/workload-runtime.js'
+import type { NodeSummary } from '../../../workloads/views.js'
 import { sandboxOf } from '../../../protocol/messages.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'
 

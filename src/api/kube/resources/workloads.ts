@@ -3,7 +3,7 @@
  * each of its replicas a Pod named `<workload>-<ordinal>`, on the node (peer)
  * that runs it. Pure: a WorkloadStatus and `now` give the objects.
  */
-import type { ReplicaPlacement, WorkloadStatus } from '../../../actors/workload-runtime.js'
+import type { ReplicaPlacement, WorkloadStatus } from '../../../workloads/views.js'
 import { age, type KubeObject, type TableColumn } from '../table.js'
 
 /** The label every pod of a workload carries, and its Deployment selects on. */
