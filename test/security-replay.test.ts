@@ -15,13 +15,13 @@
  * the whole flood; `test/policy/envelope.test.ts` checks the same guard with
  * 200,000 entries directly.
  */
-import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { generateKey, issueCredential, writeKeyFile } from '../src/policy/credentials.js'
-import { metric, type NodeProcess, ROOT, startNode, tempDir, testTrust, waitUntil } from './helpers/processes.js'
+import { metric, type NodeProcess, startNode, tempDir, testTrust, waitUntil } from './helpers/processes.js'
+import { startRogue, type Rogue } from './helpers/rogue.js'
 
 const OTHERS = Number(process.env.REPLAY_OTHERS ?? 20_000)
 const FLOODERS = 4
@@ -29,23 +29,6 @@ const FLOODERS = 4
 const PER_SECOND = Number(process.env.REPLAY_PER_SECOND ?? 150)
 /** The flood's duration at that pace, and a minute more: the node remembers messages this long. */
 const WINDOW_S = Math.ceil(OTHERS / (FLOODERS * PER_SECOND)) + 60
-
-interface Rogue { child: ReturnType<typeof spawn>, line: (event: string, timeoutMs: number) => Promise<Record<string, unknown>> }
-
-function rogue (args: string[]): Rogue {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/security/rogue.ts'), ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  return {
-    child,
-    line: async (event, timeoutMs) => {
-      const m = await waitUntil(() => new RegExp(`^\\{"event":"${event}".*$`, 'm').exec(out), { timeoutMs, intervalMs: 100, what: `a flooder to print ${event} (stderr: ${err.slice(-500)})` })
-      return JSON.parse(m[0]) as Record<string, unknown>
-    }
-  }
-}
 
 let node: NodeProcess | undefined
 const rogues: Rogue[] = []
@@ -70,17 +53,17 @@ test(`a replayed request is refused after ${OTHERS.toLocaleString('en')} other m
   const replayedBefore = await metric(node, 'beemesh_security_refusals_total', { what: '/beemesh/view/1.0.0', reason: 'replayed' })
   const each = OTHERS / FLOODERS
   // the first member keeps its request, then floods; the others only flood
-  const keeper = rogue([node.address, 'replay-flood', members[0]!.credFile, members[0]!.keyFile, String(each), String(PER_SECOND), node.peerId])
+  const keeper = startRogue([node.address, 'replay-flood', members[0]!.credFile, members[0]!.keyFile, String(each), String(PER_SECOND), node.peerId], { stdin: true })
   rogues.push(keeper)
-  assert.equal((await keeper.line('first', 30_000)).answer, 'ok', 'the first request is answered')
-  rogues.push(...members.slice(1).map(m => rogue([node!.address, 'replay-flood', m.credFile, m.keyFile, String(each), String(PER_SECOND)])))
-  const flooded = await Promise.all(rogues.map(async r => await r.line('flooded', WINDOW_S * 1000)))
+  assert.equal((await keeper.event('first', 30_000)).answer, 'ok', 'the first request is answered')
+  rogues.push(...members.slice(1).map(m => startRogue([node!.address, 'replay-flood', m.credFile, m.keyFile, String(each), String(PER_SECOND)])))
+  const flooded = await Promise.all(rogues.map(async r => await r.event('flooded', WINDOW_S * 1000)))
   const inWindow = await waitUntil(async () => {
     const n = await metric(node!, 'beemesh_replay_window_messages')
     return n - before >= OTHERS + 1 ? n : undefined
   }, { timeoutMs: 60_000 + OTHERS / 2, intervalMs: 500, what: `the node's replay window to hold the ${OTHERS} messages (flooded in ${flooded.map(f => String(f.ms)).join(', ')} ms)` })
   keeper.child.stdin?.write('go\n')
-  const replay = await keeper.line('replayed', 30_000)
+  const replay = await keeper.event('replayed', 30_000)
   assert.match(String(replay.answer), /^refused: .*seen before \(replay\)/, `the replay is refused as one (${String(replay.answer)})`)
   assert.is(await metric(node, 'beemesh_security_refusals_total', { what: '/beemesh/view/1.0.0', reason: 'replayed' }), replayedBefore + 1)
   assert.ok(inWindow - before >= OTHERS + 1, `${inWindow - before} messages in the window`)

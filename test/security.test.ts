@@ -4,13 +4,14 @@
  * (test/fixtures/security/rogue.ts), and the real kubectl. Every refusal is
  * observed where it happens: the refusing nodes' metrics, logs and API answers.
  */
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { generateKey, issueCredential, issueToken, readKeyFile, signManifest, signPolicy, writeKeyFile } from '../src/policy/credentials.js'
 import { WorkloadSpecSchema } from '../src/workloads/records.js'
+import { startRogue } from './helpers/rogue.js'
 import { cli, makeTrust, metric, type NodeProcess, ROOT, type Running, startCli, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const policy = (version: number, extra = '') => (admin: string): string => `apiVersion: beemesh.io/v1
@@ -54,19 +55,7 @@ const outsiderRule = (): string => `  - id: outsider-known
 
 
 function rogue (args: string[]): Running {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/security/rogue.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
-  const running: Running = {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    exited,
-    waitForOutput: async (pattern, { timeoutMs = 20_000 } = {}) => await waitUntil(() => pattern.exec(out), { timeoutMs, what: `rogue to print ${String(pattern)} (stderr: ${err.slice(-500)})` })
-  }
+  const running = startRogue(args)
   extra.push(running)
   return running
 }
