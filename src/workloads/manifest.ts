@@ -9,7 +9,7 @@ import { parseDocument } from 'yaml'
 import * as z from 'zod/mini'
 import { InvalidManifestError } from './errors.js'
 import { KUBE_KINDS, parseKubeManifest } from './kube.js'
-import { atPath, describeIssues, expected, label, sharedShape, type DefinitionOverrides } from './schema.js'
+import { atPath, describeIssues, expected, label, optionalPlacementFields, sharedShape, type DefinitionOverrides } from './schema.js'
 import type { ContainerDefinition } from './types.js'
 
 /** What parseAnyManifest finds in a manifest file: an Actor (naming a module) or a container workload (a Kubernetes Pod or Deployment). */
@@ -39,13 +39,7 @@ function manifestSchema () {
     }, { error: expected('an object with name and/or namespace') })),
     spec: z.strictObject({
       module: z.string({ error: moduleError }).check(z.minLength(1, { error: moduleError })),
-      topics: z.optional(shared.topics),
-      replicas: z.optional(shared.replicas),
-      resources: z.optional(shared.resources),
-      nodeSelector: z.optional(shared.nodeSelector),
-      delivery: z.optional(shared.delivery),
-      retries: z.optional(shared.retries),
-      timeoutMs: z.optional(shared.timeoutMs),
+      ...optionalPlacementFields(shared),
       durability: z.optional(shared.durability),
       snapshotEvery: z.optional(shared.snapshotEvery)
     }, { error: expected('an object with module and optional overrides') })

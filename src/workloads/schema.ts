@@ -269,6 +269,19 @@ function containerSchema () {
   })
 }
 
+/** The fields a stateless definition and an Actor manifest's spec both take to place a stateless workload, each optional. */
+export function optionalPlacementFields (shared = sharedShape()) {
+  return {
+    topics: z.optional(shared.topics),
+    replicas: z.optional(shared.replicas),
+    resources: z.optional(shared.resources),
+    nodeSelector: z.optional(shared.nodeSelector),
+    delivery: z.optional(shared.delivery),
+    retries: z.optional(shared.retries),
+    timeoutMs: z.optional(shared.timeoutMs)
+  }
+}
+
 function definitionSchema (requireHandler: boolean) {
   const shared = sharedShape()
   const handler = z.custom<StatelessHandler>(value => typeof value === 'function', { error: expected(HANDLER_EXPECTED) })
@@ -277,13 +290,7 @@ function definitionSchema (requireHandler: boolean) {
     name: label(),
     kind: z.literal('stateless', { error: expected(KIND_EXPECTED) }),
     namespace: z.optional(label()),
-    topics: z.optional(shared.topics),
-    replicas: z.optional(shared.replicas),
-    resources: z.optional(shared.resources),
-    nodeSelector: z.optional(shared.nodeSelector),
-    delivery: z.optional(shared.delivery),
-    retries: z.optional(shared.retries),
-    timeoutMs: z.optional(shared.timeoutMs),
+    ...optionalPlacementFields(shared),
     handler: z.optional(handler),
     services: z.optional(servicesSchema(false)),
     onCall: z.optional(onCall)
