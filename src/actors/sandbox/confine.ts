@@ -23,7 +23,7 @@
  * serialisation, so messages keep structured-clone semantics), never a port.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -269,6 +269,56 @@ function startBlank (file: WorkerFile, heap: number, nodePermissions: boolean): 
   return { child, fatal: () => fatal, outOfMemory: () => oom, booted }
 }
 
+/** The pids below `root` in the process tree (from /proc), deepest last. */
+export function descendants (root: number): number[] {
+  const children = new Map<number, number[]>()
+  let entries: string[]
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return []
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      const list = children.get(ppid) ?? []
+      list.push(Number(entry))
+      children.set(ppid, list)
+    } catch {
+      // ended while listing
+    }
+  }
+  const out: number[] = []
+  const queue = [root]
+  while (queue.length > 0) {
+    for (const c of children.get(queue.shift() as number) ?? []) { out.push(c); queue.push(c) }
+  }
+  return out
+}
+
+/**
+ * Ends a confined sandbox and everything bubblewrap started for it. Killing
+ * bwrap alone is not enough: its own child (the namespace's init, running as
+ * 65534) has lost the parent-death signal with its credentials, and would live
+ * on, holding the IPC channel and the output pipes (seen: a warm child left
+ * running after its pool was released). So the tree is read first, and every
+ * process in it killed.
+ */
+export function endConfined (child: ChildProcess): void {
+  if (child.exitCode != null || child.signalCode != null) return
+  const below = child.pid != null ? descendants(child.pid) : []
+  child.kill('SIGKILL')
+  for (const pid of below) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+}
+
 /** A warm child's key: the worker entry and the heap limit it was started with. */
 type WarmKey = `${WorkerFile}:${number}`
 
@@ -335,7 +385,7 @@ export class WarmSandboxes {
       clearTimeout(w.timer)
       const c = w.sandbox.child
       if (c.exitCode == null && c.signalCode == null && c.connected) found = w.sandbox
-      else c.kill('SIGKILL')
+      else endConfined(c)
     }
     if (found != null) this.counts.taken++
     // refilled after this turn, so the caller's child starts first
@@ -361,7 +411,7 @@ export class WarmSandboxes {
           const i = list.indexOf(entry)
           if (i >= 0) list.splice(i, 1)
           this.counts.expired++
-          sandbox.child.kill('SIGKILL')
+          endConfined(sandbox.child)
         }, this.idleMs).unref()
       }
       list.push(entry)
@@ -375,8 +425,9 @@ export class WarmSandboxes {
         clearTimeout(w.timer)
         const c = w.sandbox.child
         if (c.exitCode == null && c.signalCode == null) {
-          ending.push(new Promise(resolve => { c.once('close', resolve) }))
-          c.kill('SIGKILL')
+          // 'exit', not 'close': the output pipes of a child that never ran a workload are not read
+          ending.push(new Promise(resolve => { c.once('exit', resolve) }))
+          endConfined(c)
         }
       }
     }

@@ -22,7 +22,7 @@ import { describeError } from '../../errors.js'
 import { InvalidDefinitionError, NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
 import type { CallOptions, CallRequest, FetchInit, FetchReply, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
 import { ArtifactLoadError, SandboxStoppedError, UnconfinedHostError } from './errors.js'
-import { hostConfinement, SANDBOX_ARTIFACT, spawnConfined, workerBundle, type ConfinedInit, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
+import { endConfined, hostConfinement, SANDBOX_ARTIFACT, spawnConfined, workerBundle, type ConfinedInit, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
 import type { CallFailure, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
@@ -193,10 +193,10 @@ export function spawnThread<TInit extends { artifactPath: string } = WorkerInit,
       exited,
       post: msg => {
         if (!child.connected) throw new Error('the sandbox process is gone')
-        child.send(msg as Serializable, err => { if (err != null) child.kill('SIGKILL') })
+        child.send(msg as Serializable, err => { if (err != null) endConfined(child) })
       },
       terminate: async () => {
-        if (child.exitCode == null && child.signalCode == null) child.kill('SIGKILL')
+        endConfined(child)
         await exited
       }
     }
