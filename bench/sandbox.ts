@@ -15,7 +15,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { confinementArgs, hostConfinement, warmPool } from '../src/actors/sandbox/confine.js'
+import { confinementArgs, descendants, hostConfinement, warmPool } from '../src/actors/sandbox/confine.js'
 import { ReplicaSandbox } from '../src/actors/sandbox/sandbox.js'
 import type { Isolation } from '../src/actors/sandbox/confine.js'
 import { fmt, summary, writeResult } from './lib.js'
@@ -38,27 +38,11 @@ async function time (fn: () => Promise<void>): Promise<number> {
 
 /** VmRSS in MB of `pid` and all its descendants. */
 function treeRssMb (pid: number): number {
-  const children = new Map<number, number[]>()
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      const list = children.get(ppid) ?? []
-      list.push(Number(entry))
-      children.set(ppid, list)
-    } catch {
-      // the process ended while listing
-    }
-  }
   let kb = 0
-  const stack = [pid]
-  while (stack.length > 0) {
-    const p = stack.pop()!
+  for (const p of [pid, ...descendants(pid)]) {
     try {
       kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0)
     } catch {}
-    stack.push(...(children.get(p) ?? []))
   }
   return kb / 1024
 }
