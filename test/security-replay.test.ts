@@ -6,16 +6,12 @@
  * The node refuses it as a replay, and its metrics show every other message in
  * its window (nothing was forgotten to make room).
  *
- * How many others: 20,000 (REPLAY_OTHERS to change it; REPLAY_PER_SECOND sets
- * each flooder's pace). The issue names 200,000: that run does not finish on
- * this 2-core machine. The four flooder processes then take about a core and a
- * half between them (2 ms of CPU per message sealed and published, and their
- * memory grows to 400 MB each as the node falls behind), the node about 1 ms
- * per message it opens, and after some 5 minutes of flooding the node's API
- * stops answering within the test's deadline (docs/security.md, "The replay
- * window"). `test/policy/envelope.test.ts` checks the same guard with 200,000
- * entries directly. The flood is paced, and the node's message window
- * (`--message-max-age`) is set to hold the whole flood.
+ * How many others: 200,000, as the zero-trust issue asks (REPLAY_OTHERS to
+ * change it). Gossip is best effort, so the flooders send 5% more and the
+ * node's window must hold at least that many besides the kept request. The
+ * flood is paced (REPLAY_PER_SECOND per flooder, 400 by default: the node
+ * keeps up on 2 cores), and the node's message window (`--message-max-age`)
+ * is set to hold the whole flood. About 2½ minutes.
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -25,12 +21,14 @@ import { generateKey, issueCredential, writeKeyFile } from '../src/policy/creden
 import { metric, type NodeProcess, startNode, tempDir, testTrust, waitUntil } from './helpers/processes.js'
 import { startRogue, type Rogue } from './helpers/rogue.js'
 
-const OTHERS = Number(process.env.REPLAY_OTHERS ?? 20_000)
+const OTHERS = Number(process.env.REPLAY_OTHERS ?? 200_000)
+/** What the flooders send: gossip may drop a few under a flood. */
+const SENT = Math.ceil(OTHERS * 1.05)
 const FLOODERS = 4
-/** Per flooder: together what one node verifies a second on this 2-core machine beside four flooders, with its API still answering. */
-const PER_SECOND = Number(process.env.REPLAY_PER_SECOND ?? 150)
+/** Per flooder: together (1,600 a second) what one node opens on this 2-core machine beside four flooders, with its API still answering. */
+const PER_SECOND = Number(process.env.REPLAY_PER_SECOND ?? 400)
 /** The flood's duration at that pace, and a minute more: the node remembers messages this long. */
-const WINDOW_S = Math.ceil(OTHERS / (FLOODERS * PER_SECOND)) + 60
+const WINDOW_S = Math.ceil(SENT / (FLOODERS * PER_SECOND)) + 60
 
 let node: NodeProcess | undefined
 const rogues: Rogue[] = []
@@ -53,24 +51,26 @@ test(`a replayed request is refused after ${OTHERS.toLocaleString('en')} other m
   }))
   const before = await metric(node, 'beemesh_replay_window_messages')
   const replayedBefore = await metric(node, 'beemesh_security_refusals_total', { what: '/beemesh/view/1.0.0', reason: 'replayed' })
-  const each = OTHERS / FLOODERS
+  const each = Math.ceil(SENT / FLOODERS)
   // the first member keeps its request, then floods; the others only flood
   const keeper = startRogue([node.address, 'replay-flood', members[0]!.credFile, members[0]!.keyFile, String(each), String(PER_SECOND), node.peerId], { stdin: true })
   rogues.push(keeper)
   assert.equal((await keeper.event('first', 30_000)).answer, 'ok', 'the first request is answered')
   rogues.push(...members.slice(1).map(m => startRogue([node!.address, 'replay-flood', m.credFile, m.keyFile, String(each), String(PER_SECOND)])))
   const flooded = await Promise.all(rogues.map(async r => await r.event('flooded', WINDOW_S * 1000)))
-  // Gossip is best effort: under a flood a few messages may be dropped on the way (gossipsub's queues),
+  // Gossip is best effort: a few messages may be dropped on the way (gossipsub's queues),
   // so the window is read once it has stopped growing, and what it took is what the replay comes after.
   let last = -1
   let steady = 0
   const inWindow = await waitUntil(async () => {
     const n = await metric(node!, 'beemesh_replay_window_messages')
+    if (process.env.REPLAY_VERBOSE != null) console.log(`  window ${n}`)
     steady = n === last ? steady + 1 : 0
     last = n
-    return n - before >= OTHERS + 1 || steady >= 4 ? n : undefined
-  }, { timeoutMs: 60_000 + OTHERS / 2, intervalMs: 1_000, what: `the node's replay window to take the flood (flooded in ${flooded.map(f => String(f.ms)).join(', ')} ms)` })
-  assert.ok(inWindow - before >= OTHERS / 2, `the node took ${inWindow - before} of the ${OTHERS} messages into its window (gossip drops some under a flood on a busy machine; at least half must arrive)`)
+    return n - before >= each * FLOODERS + 1 || steady >= 4 ? n : undefined
+  }, { timeoutMs: 60_000 + SENT / 2, intervalMs: 1_000, what: `the node's replay window to take the flood (flooded in ${flooded.map(f => String(f.ms)).join(', ')} ms)` })
+  console.log(`  the node took ${inWindow - before} of the ${each * FLOODERS} messages sent into its replay window; the flooders took ${flooded.map(f => String(f.ms)).join(', ')} ms`)
+  assert.ok(inWindow - before >= OTHERS + 1, `the node took ${inWindow - before} of the ${each * FLOODERS} messages sent into its window: at least ${OTHERS} and the kept request must be there`)
   keeper.child.stdin?.write('go\n')
   const replay = await keeper.event('replayed', 30_000)
   assert.match(String(replay.answer), /^refused: .*seen before \(replay\)/, `the replay is refused as one (${String(replay.answer)})`)

@@ -156,8 +156,8 @@ export class NodeRuntime {
         guard: {
           seal: async (topic, data, as) => await trust.seal(topic, new TextDecoder().decode(data), as as never),
           open: async (topic, data, options) => {
-            const { body, sender } = await trust.open(topic, data, { replay: options?.relayed !== true })
-            return { data: new TextEncoder().encode(body), sender }
+            const { body, sender, nonce } = await trust.open(topic, data, { replay: options?.relayed !== true })
+            return { data: new TextEncoder().encode(body), sender, author: sender.node, id: `${sender.signer}:${nonce}` }
           },
           onBanned: () => { this.metrics.bans.inc() }
         },

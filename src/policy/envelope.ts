@@ -6,7 +6,7 @@
  * sender's id, that the domain is the one it expects, that the message is
  * neither stale nor from the future, and that it has not seen the nonce before.
  */
-import { randomBytes } from 'node:crypto'
+import { createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
@@ -58,7 +58,7 @@ export async function seal (privateKey: PrivateKey, signer: string, domain: stri
 /** Signs a body that is JSON text already, as is. */
 export async function sealText (privateKey: PrivateKey, signer: string, domain: string, text: string, { now = Date.now(), nonce = randomBytes(16).toString('hex') }: { now?: number, nonce?: string } = {}): Promise<SignedEnvelope> {
   const unsigned = { domain, signer, ts: now, nonce, body: text }
-  const sig = await privateKey.sign(signingBytes(unsigned))
+  const sig = await signBytes(privateKey, signingBytes(unsigned))
   return { v: 1, ...unsigned, sig: uint8ArrayToString(sig, 'base64') }
 }
 
@@ -135,6 +135,53 @@ export interface Opened<T> {
   body: T
 }
 
+/** Checks a signature over some bytes. */
+type Verifier = (data: Uint8Array, sig: Uint8Array) => boolean | Promise<boolean>
+
+/**
+ * Signers' keys as parsed from their peer ids, as Node key objects: a few
+ * members send most messages, and parsing a peer id and importing its key
+ * cost more than the signature check itself. Bounded: the oldest is forgotten.
+ */
+const signerKeys = new Map<string, Verifier>()
+const SIGNER_KEYS_MAX = 4_096
+
+function signerKey (signer: string): Verifier {
+  const hit = signerKeys.get(signer)
+  if (hit != null) return hit
+  let publicKey
+  try {
+    publicKey = peerIdFromString(signer).publicKey
+  } catch {
+    throw new EnvelopeError('malformed', `signer "${signer.slice(0, 60)}" is not a peer id`)
+  }
+  if (publicKey == null) throw new EnvelopeError('malformed', `signer ${signer} has no inlined public key`)
+  let verifier: Verifier
+  if (publicKey.type === 'Ed25519') {
+    const key = createPublicKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey.raw).toString('base64url') } })
+    verifier = (data, sig) => sig.byteLength === 64 && cryptoVerify(null, data, key, sig)
+  } else {
+    verifier = async (data, sig) => await publicKey.verify(data, sig)
+  }
+  if (signerKeys.size >= SIGNER_KEYS_MAX) signerKeys.delete(signerKeys.keys().next().value!)
+  signerKeys.set(signer, verifier)
+  return verifier
+}
+
+/** Our own Ed25519 keys as Node key objects, imported once rather than per signature. */
+const signingKeys = new WeakMap<PrivateKey, KeyObject>()
+
+async function signBytes (privateKey: PrivateKey, data: Uint8Array): Promise<Uint8Array> {
+  if (privateKey.type !== 'Ed25519') return await privateKey.sign(data)
+  let key = signingKeys.get(privateKey)
+  if (key == null) {
+    const raw = privateKey.raw // seed, then public key
+    key = createPrivateKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(raw.subarray(0, 32)).toString('base64url'), x: Buffer.from(raw.subarray(32)).toString('base64url') } })
+    signingKeys.set(privateKey, key)
+  }
+  return cryptoSign(null, data, key)
+}
+
 /**
  * Checks an envelope (bytes or parsed JSON) and returns it, body still JSON
  * text. Throws EnvelopeError with a `reason` of malformed, wrong-domain,
@@ -158,13 +205,7 @@ export async function verifyEnvelope (input: Uint8Array | unknown, options: Open
   }
   const e = parsed.data as SignedEnvelope
   if (e.domain !== domain) throw new EnvelopeError('wrong-domain', `envelope signed for "${e.domain}", expected "${domain}"`)
-  let publicKey
-  try {
-    publicKey = peerIdFromString(e.signer).publicKey
-  } catch {
-    throw new EnvelopeError('malformed', `signer "${e.signer.slice(0, 60)}" is not a peer id`)
-  }
-  if (publicKey == null) throw new EnvelopeError('malformed', `signer ${e.signer} has no inlined public key`)
+  const verify = signerKey(e.signer)
   let sig: Uint8Array
   try {
     sig = uint8ArrayFromString(e.sig, 'base64')
@@ -173,7 +214,7 @@ export async function verifyEnvelope (input: Uint8Array | unknown, options: Open
   }
   let good = false
   try {
-    good = await publicKey.verify(signingBytes(e), sig)
+    good = await verify(signingBytes(e), sig)
   } catch {
     good = false
   }

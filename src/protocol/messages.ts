@@ -181,15 +181,15 @@ export function encodeMessage (value: unknown): Uint8Array {
 /**
  * A topic event as BeeMesh publishes it: `{id, data, ts}`, so every replica
  * sees the same event id. Messages published by other software are taken
- * whole as `data`, with gossipsub's origin and sequence number as the id.
+ * whole as `data`, with the message's own id (MeshMessage.id) as the event id.
  */
 export function decodeEnvelope (msg: MeshMessage): { id: string, data: unknown } {
   try {
     const v = JSON.parse(new TextDecoder().decode(msg.data)) as { id?: unknown, data?: unknown }
     if (v != null && typeof v === 'object' && typeof v.id === 'string' && 'data' in v) return { id: v.id, data: v.data }
-    return { id: `${msg.from}:${msg.sequenceNumber}`, data: v }
+    return { id: msg.id, data: v }
   } catch {
-    return { id: `${msg.from}:${msg.sequenceNumber}`, data: { base64: Buffer.from(msg.data).toString('base64') } }
+    return { id: msg.id, data: { base64: Buffer.from(msg.data).toString('base64') } }
   }
 }
 

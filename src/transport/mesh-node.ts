@@ -73,10 +73,19 @@ export type MessageSender = unknown
  * forwarded or delivered) and returns the payload. `open` throws an error with
  * `verdict` 'reject' (the relaying peer is scored down) or 'ignore'.
  */
+export interface OpenedMessage {
+  data: Uint8Array
+  sender: MessageSender
+  /** The node that published it (the signer, or the host of the signing workload). */
+  author: string
+  /** Unique per message and the same on every node (the signer and the envelope's nonce). */
+  id: string
+}
+
 export interface GossipGuard {
   seal: (topic: string, data: Uint8Array, as?: unknown) => Promise<Uint8Array>
   /** `relayed`: a copy handed over by a peer (openSealed), checked without the replay window, since the same message may also arrive by gossip. */
-  open: (topic: string, data: Uint8Array, options?: { relayed?: boolean }) => Promise<{ data: Uint8Array, sender: MessageSender }>
+  open: (topic: string, data: Uint8Array, options?: { relayed?: boolean }) => Promise<OpenedMessage>
   /** Called when gossipsub's score of a peer fell below the graylist threshold and the node hung up on it. */
   onBanned?: (peerId: string, score: number) => void
 }
@@ -126,9 +135,14 @@ export interface MeshPeer {
 
 export interface MeshMessage {
   topic: string
+  /**
+   * With a guard: the node that published the message, as its seal proves.
+   * Without one: the peer that handed it over (unsigned gossip names no author).
+   */
   from: string
   data: Uint8Array
-  sequenceNumber: bigint
+  /** The same on every node: with a guard the signer and nonce, without one gossipsub's id (a hash of the bytes). */
+  id: string
   /** With a guard: who signed the message (the guard's Sender). */
   sender?: MessageSender
   /** With a guard: the message as sealed by its author, which a peer can check again (`openSealed`) if relayed. */
@@ -181,7 +195,7 @@ function isPrivateAddress (ma: Multiaddr): boolean {
 /**
  * One BeeMesh peer on the libp2p mesh: TCP + noise + yamux, identify, ping,
  * Kademlia DHT on `/beemesh/kad/1.0.0` (with signed-record validation for
- * `/beemesh/...` keys) and gossipsub with StrictSign.
+ * `/beemesh/...` keys) and gossipsub (messages signed by their authors' envelopes, not by gossipsub).
  */
 export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Startable {
   readonly peerId: string
@@ -201,7 +215,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   private discoveryWaitMs = DISCOVERY_INTERVAL_MS
   private discovering = false
   /** Payloads opened by the topic validator, delivered with the message event. */
-  private readonly opened = new WeakMap<Uint8Array, { data: Uint8Array, sender: MessageSender }>()
+  private readonly opened = new WeakMap<Uint8Array, OpenedMessage>()
   /** Peers hung up on for their gossip score, until when. */
   private readonly banned = new Map<string, number>()
   private scoreTimer?: NodeJS.Timeout
@@ -278,7 +292,13 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
           // IHAVE gossip each gossipsub heartbeat goes to max(Dlazy, gossipFactor × non-mesh peers):
           // at 0.25, 12 peers a second with 50 connections; 0.1 keeps it at about 5.
           gossipFactor: 0.1,
-          globalSignaturePolicy: 'StrictSign',
+          // Gossip carries no signature of gossipsub's own: every message a guarded node
+          // delivers is an envelope its author signed (policy/envelope.ts), checked by the
+          // topic validator before it is forwarded. Signing it a second time cost every
+          // node a second Ed25519 verification per message (more than half the CPU a
+          // node spent on a flood of sealed messages), and the publisher a second signature.
+          // Messages are told apart by a hash of their bytes; sealed ones carry a nonce.
+          globalSignaturePolicy: 'StrictNoSign',
           allowPublishToZeroTopicPeers: true,
           emitSelf: false,
           scoreParams: {
@@ -321,19 +341,16 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       const peerId = evt.detail.peerId.toString()
       this.safeDispatch('peer:identified', { peerId, addrs: evt.detail.listenAddrs.map(a => `${a.toString()}/p2p/${peerId}`) })
     })
-    node.services.pubsub.addEventListener('message', evt => {
-      const msg = evt.detail
-      if (msg.type !== 'signed') return // StrictSign: unsigned messages are never delivered
-      let data = msg.data
-      let sender: MessageSender | undefined
-      if (this.init.guard != null) {
-        const opened = this.opened.get(msg.data)
-        if (opened == null) return // not validated (a topic subscribed without the guard's validator): never delivered
-        this.opened.delete(msg.data)
-        data = opened.data
-        sender = opened.sender
+    node.services.pubsub.addEventListener('gossipsub:message', evt => {
+      const { msg, msgId, propagationSource } = evt.detail
+      if (this.init.guard == null) {
+        this.safeDispatch('message', { topic: msg.topic, from: propagationSource.toString(), data: msg.data, id: msgId })
+        return
       }
-      this.safeDispatch('message', { topic: msg.topic, from: msg.from.toString(), data, sequenceNumber: msg.sequenceNumber, ...(sender !== undefined ? { sender, sealed: msg.data } : {}) })
+      const opened = this.opened.get(msg.data)
+      if (opened == null) return // not validated (a topic subscribed without the guard's validator): never delivered
+      this.opened.delete(msg.data)
+      this.safeDispatch('message', { topic: msg.topic, from: opened.author, data: opened.data, id: opened.id, sender: opened.sender, sealed: msg.data })
     })
 
     try {
@@ -677,7 +694,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
           this.opened.set(msg.data, await guard.open(topic, msg.data))
           return TopicValidatorResult.Accept
         } catch (err) {
-          this.log.debug({ topic, from: msg.type === 'signed' ? msg.from.toString() : undefined, err: describeError(err) }, 'gossip refused')
+          this.log.debug({ topic, from: _from.toString(), err: describeError(err) }, 'gossip refused')
           return (err as { verdict?: string }).verdict === 'ignore' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
         }
       })

@@ -29,9 +29,13 @@ process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 /** A network namespace to run a process in, and the node's address there. */
 export interface NetnsHost { name: string, ip: string }
 
-/** The command and arguments that run the CLI with `args`, inside `netns` when given. */
+/**
+ * The command and arguments that run the CLI with `args`, inside `netns` when given.
+ * TEST_NODE_ARGS adds Node flags to every process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a test's nodes).
+ */
 function command (args: string[], netns?: string): [string, string[]] {
-  return netns == null ? [process.execPath, [BIN, ...args]] : ['ip', ['netns', 'exec', netns, process.execPath, BIN, ...args]]
+  const extra = (process.env.TEST_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  return netns == null ? [process.execPath, [...extra, BIN, ...args]] : ['ip', ['netns', 'exec', netns, process.execPath, ...extra, BIN, ...args]]
 }
 
 export async function tempDir (prefix = 'beemesh-test-'): Promise<string> {
