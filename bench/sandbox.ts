@@ -1,6 +1,6 @@
 /**
  * Sandbox start and footprint: a confined sandbox (bubblewrap child process,
- * src/actors/sandbox/confine.ts) beside a worker-thread sandbox, a bare worker
+ * src/sandbox/confine.ts) beside a worker-thread sandbox, a bare worker
  * thread and a bare `node -e 0` child, in the same run. Start is the time from
  * spawn until the module has loaded and the sandbox serves; `warm` is a
  * confined start taken from a ready warm pool, as a node does (for the bare ones:
@@ -15,9 +15,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { confinementArgs, descendants, hostConfinement, warmPool } from '../src/actors/sandbox/confine.js'
-import { ReplicaSandbox } from '../src/actors/sandbox/sandbox.js'
-import type { Isolation } from '../src/actors/sandbox/confine.js'
+import { confinementArgs, descendants, hostConfinement, warmPool } from '../src/sandbox/confine.js'
+import { ReplicaSandbox } from '../src/sandbox/sandbox.js'
+import type { Isolation } from '../src/sandbox/confine.js'
 import { fmt, summary, writeResult } from './lib.js'
 
 const STARTS = 30

@@ -6,7 +6,7 @@
  *    throughput on the same mesh, from the same publisher (ratio printed).
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { loadApplyFile } from '../src/actors/bundler.js'
+import { loadApplyFile } from '../src/bundle/bundler.js'
 import type { WorkloadStatus } from '../src/workloads/views.js'
 import { issueCredential, keyId } from '../src/policy/credentials.js'
 import { Trust } from '../src/policy/trust.js'

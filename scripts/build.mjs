@@ -34,7 +34,7 @@ await build({
 })
 // The sandbox worker entries, self-contained (a confined sandbox sees only its own files; docs/security.md).
 for (const file of ['worker', 'machine-worker']) {
-  await build({ entryPoints: [join('src', 'actors', 'sandbox', `${file}.ts`)], outfile: join('dist', 'actors', 'sandbox', `${file}.bundle.mjs`), bundle: true, format: 'esm', platform: 'node', target: 'node20', logLevel: 'warning' })
+  await build({ entryPoints: [join('src', 'sandbox', `${file}.ts`)], outfile: join('dist', 'sandbox', `${file}.bundle.mjs`), bundle: true, format: 'esm', platform: 'node', target: 'node20', logLevel: 'warning' })
 }
 // The web view: one browser bundle (elkjs included, nothing fetched from elsewhere).
 await build({

@@ -9,7 +9,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import type { ContainerEngine } from '../src/actors/container-engine.js'
+import type { ContainerEngine } from '../src/containers/container-engine.js'
 import type { LogLine } from '../src/protocol/messages.js'
 import type { WorkloadDescription, WorkloadStatus } from '../src/workloads/views.js'
 import { containersOf, removeContainersOf, requireEngine } from './helpers/engine.js'

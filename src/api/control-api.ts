@@ -6,7 +6,7 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import { hostname, networkInterfaces } from 'node:os'
 import { z } from 'zod'
 import { describeError } from '../errors.js'
-import type { NodeRuntime } from '../actors/node-runtime.js'
+import type { NodeRuntime } from '../node/node-runtime.js'
 import { RecordNotFoundError, InvalidRecordError, NotStartedError } from '../transport/errors.js'
 import type { Logger } from '../transport/logger.js'
 import { isBeeMeshKey } from '../transport/records.js'
@@ -129,7 +129,7 @@ export class ControlApi {
         })
         const code = await readFile(path)
         const isolation = init.node.status().sandbox?.isolation
-        return await (await import('../actors/bundler.js')).readBundle(code, { ...opts, shown: opts.source, ...(isolation != null ? { isolation } : {}) })
+        return await (await import('../bundle/bundler.js')).readBundle(code, { ...opts, shown: opts.source, ...(isolation != null ? { isolation } : {}) })
       }
     })
     const handler = (req: IncomingMessage, res: ServerResponse): void => { void this.handle(req, res) }

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander'
 import { BeeMeshError, describeError } from '../errors.js'
-import { VERSION } from '../actors/node-runtime.js'
+import { VERSION } from '../node/node-runtime.js'
 import { resolveApiUrl, useCa, useCredentials } from './api-client.js'
 import { peers, publish, recordGet, recordPut, status, subscribe, type ClientOptions } from './commands/client.js'
 import { DEFAULT_DATA_DIR, nodeStart } from './commands/node-start.js'

@@ -4,7 +4,7 @@ import { assign, fromPromise, setup } from 'xstate'
  * The lifecycle of one mesh node, as pure data: starting → running (isolated or
  * connected, by peer count) → stopping → stopped, or failed. The effects
  * (`startNode`, `stopNode`) are placeholders here and are provided by
- * src/actors/node-runtime.ts; this file does no I/O.
+ * src/node/node-runtime.ts; this file does no I/O.
  */
 export interface NodeMachineContext {
   peerCount: number

@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ContainerEngine, resolveEngineSocket } from '../../src/actors/container-engine.js'
-import { LABELS } from '../../src/actors/container-host.js'
+import { ContainerEngine, resolveEngineSocket } from '../../src/containers/container-engine.js'
+import { LABELS } from '../../src/containers/container-host.js'
 
 /**
  * The real container engine the tests run against (Podman's Docker-compatible

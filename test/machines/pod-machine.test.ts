@@ -2,7 +2,7 @@
  * The pod lifecycle machine, driven by in-memory stand-ins for the container
  * engine given with `.provide`: they record each call and let the test decide
  * when and how a container exits. The real engine (dockerode) is covered by
- * test/actors/container-engine.test.ts and the multi-process container tests.
+ * test/containers/container-engine.test.ts and the multi-process container tests.
  * Back-off delays run on a SimulatedClock; run durations on the `now` input.
  */
 import { test } from 'uvu'

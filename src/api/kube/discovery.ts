@@ -4,7 +4,7 @@
  * serves are listed, with the verbs it implements, so kubectl neither offers
  * nor tries the rest.
  */
-import { VERSION } from '../../actors/node-runtime.js'
+import { VERSION } from '../../node/node-runtime.js'
 
 export interface ApiResource {
   name: string

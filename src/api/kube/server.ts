@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { WorkloadRuntime } from '../../actors/workload-runtime.js'
+import type { WorkloadRuntime } from '../../node/workload-runtime.js'
 import type { Logger } from '../../transport/logger.js'
 import { describeError } from '../../errors.js'
 import { apiGroup, coreVersions, findGroupVersion, findResource, groupList, resourceList, versionInfo, type ApiResource } from './discovery.js'

@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
 import type { LogLine } from '../../protocol/messages.js'
 import type { WorkloadStatus } from '../../workloads/views.js'
-import { loadApplyFile } from '../../actors/bundler.js'
+import { loadApplyFile } from '../../bundle/bundler.js'
 import { describeError } from '../../errors.js'
 import { ApiClient } from '../api-client.js'
 

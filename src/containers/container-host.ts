@@ -7,7 +7,7 @@ import type { Logger } from '../transport/logger.js'
 import type { Resources, WorkloadSpec } from '../workloads/types.js'
 import { EngineUnavailableError } from './container-errors.js'
 import type { ContainerEngine, ContainerNetwork } from './container-engine.js'
-import type { Inspection } from './inspection.js'
+import type { Inspection } from '../actors/inspection.js'
 import type { LogLine, ReplicaReport } from '../protocol/messages.js'
 
 /** Labels every BeeMesh container carries: how a restarted node finds, adopts or removes its own. */

@@ -1,4 +1,4 @@
-import { BeeMeshError, InvalidArgumentError } from '../../errors.js'
+import { BeeMeshError, InvalidArgumentError } from '../errors.js'
 
 /** A workload module could not be loaded in a worker thread (it threw, hung, crashed or is not a stateless workload). */
 export class ArtifactLoadError extends BeeMeshError {

@@ -3,7 +3,7 @@
  * imports) into one ESM file: the artifact, addressed by the sha256 of its
  * bytes. The module's definition is read back by loading the artifact in a
  * sandbox (user code never runs in the calling process where the host can
- * confine it: a bubblewrap child, src/actors/sandbox/confine.ts; a worker
+ * confine it: a bubblewrap child, src/sandbox/confine.ts; a worker
  * thread otherwise), validated, and turned into the WorkloadSpec that travels
  * on the mesh.
  */
@@ -19,8 +19,8 @@ import { validateDefinition, type DefinitionFields, type DefinitionOverrides } f
 import { toWorkloadSpec } from '../workloads/spec.js'
 import { BundleError, InvalidDefinitionError, UnsupportedWorkloadFileError, WorkloadFileNotFoundError } from '../workloads/errors.js'
 import type { WorkloadSpec } from '../workloads/types.js'
-import { inspectArtifact } from './sandbox/sandbox.js'
-import type { NodeIsolation } from './sandbox/confine.js'
+import { inspectArtifact } from '../sandbox/sandbox.js'
+import type { NodeIsolation } from '../sandbox/confine.js'
 
 export interface BundleOptions {
   /** Fields that replace the module's own (from a manifest). */

@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { bundleWorkload, loadApplyFile } from '../../src/actors/bundler.js'
-import { ArtifactLoadError } from '../../src/actors/sandbox/errors.js'
+import { bundleWorkload, loadApplyFile } from '../../src/bundle/bundler.js'
+import { ArtifactLoadError } from '../../src/sandbox/errors.js'
 import { BundleError, InvalidDefinitionError, InvalidManifestError, UnsupportedWorkloadFileError, WorkloadFileNotFoundError } from '../../src/workloads/errors.js'
 
 const HELPER = `export function total (items: Array<{ qty: number, price: number }>): number {
@@ -171,7 +171,7 @@ const YAML_MARKER = 'tag:yaml.org,2002:'
 const KUBE_MARKER = 'beemesh.io/restart-backoff'
 
 test('a bundled workload carries defineWorkload but no YAML library and no Kubernetes parser', async () => {
-  const root = fileURLToPath(new URL('../../', import.meta.url))
+  const root = fileURLToPath(new URL('../..', import.meta.url))
   // The markers are real: bundling the manifest reader, which does parse YAML and Kubernetes manifests, keeps both.
   const manifest = await build({ entryPoints: [join(root, 'src/workloads/manifest.ts')], bundle: true, format: 'esm', platform: 'node', write: false, logLevel: 'silent' })
   const manifestText = manifest.outputFiles[0]!.text

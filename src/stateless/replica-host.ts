@@ -1,11 +1,11 @@
 import { describeError } from '../errors.js'
-import type { NodeIsolation } from './sandbox/confine.js'
+import type { NodeIsolation } from '../sandbox/confine.js'
 import type { Logger } from '../transport/logger.js'
 import type { ArtifactService } from '../transport/artifacts.js'
 import { artifactOf, deadLetterTopic, type Resources, type TopicEvent, type WorkloadSpec } from '../workloads/types.js'
 import type { LogLine, ReplicaReport } from '../protocol/messages.js'
-import { ReplicaSandbox } from './sandbox/sandbox.js'
-import type { NodeMetrics } from './metrics.js'
+import { ReplicaSandbox } from '../sandbox/sandbox.js'
+import type { NodeMetrics } from '../actors/metrics.js'
 import type { CallOptions, FetchInit, FetchReply } from '../workloads/types.js'
 
 export interface LocalReplica {

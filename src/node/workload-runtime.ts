@@ -1,6 +1,6 @@
 // longer than 700 lines: every plane still lives in this one class; issue 18 splits it into plane folders behind a facade of at most 450 lines
 import { randomUUID } from 'node:crypto'
-import type { NodeIsolation } from './sandbox/confine.js'
+import type { NodeIsolation } from '../sandbox/confine.js'
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
 import { describeError } from '../errors.js'
 import { supersedes } from '../machines/fencing.js'
@@ -11,18 +11,18 @@ import type { Logger } from '../transport/logger.js'
 import type { MeshMessage, MeshNode } from '../transport/mesh-node.js'
 import { callRpc, serveRpc } from '../transport/rpc.js'
 import type { Resources, TopicEvent, WorkloadSpec } from '../workloads/types.js'
-import { InvalidWorkloadError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from './errors.js'
+import { InvalidWorkloadError, NoSubscribersError, NoTraceError, OwnerUnavailableError, UnschedulableError, WorkloadCompletedError, WorkloadNotFoundError } from '../actors/errors.js'
 import { Membership, type HeartbeatContent } from '../membership/membership.js'
 import type { NodeSummary, PodEventRecord, PublishOutcome, ReplicaPlacement, WorkloadDescription, WorkloadStatus } from '../workloads/views.js'
 import type { MeshView } from '../membership/mesh-view.js'
 import { BID_PROTOCOL, BidRequest, REPLICA_PROTOCOL, ReplicaStopRequest, VIEW_PROTOCOL, decodeEnvelope, decodeMessage, encodeMessage, type Heartbeat, HeartbeatTopicMessage, HEARTBEAT_TOPIC, LOGS_PROTOCOL, LogsRequest, SCHEDULER_TOPIC, SchedulerMessage, workloadKey, type LogLine } from '../protocol/messages.js'
 import { WorkloadRecordSchema, WorkloadSpecSchema, type PodReport, type SchedulingEvent, type WorkloadRecord, type WorkloadStatusName } from '../workloads/records.js'
-import { ReplicaHost, type LocalReplica } from './replica-host.js'
-import { ContainerHost, type PodOutcome } from './container-host.js'
-import type { ContainerEngine } from './container-engine.js'
-import type { NodeMetrics } from './metrics.js'
-import { MachineHost } from './machine-host.js'
-import { StateHolder } from './state-holder.js'
+import { ReplicaHost, type LocalReplica } from '../stateless/replica-host.js'
+import { ContainerHost, type PodOutcome } from '../containers/container-host.js'
+import type { ContainerEngine } from '../containers/container-engine.js'
+import type { NodeMetrics } from '../actors/metrics.js'
+import { MachineHost } from '../stateful/machine-host.js'
+import { StateHolder } from '../stateful/state-holder.js'
 import { SEND_PROTOCOL, SendRequest, STATE_PROTOCOL, StateRequest, type TransitionRecord } from '../protocol/state.js'
 import { WorkloadJournal, type TraceEntry } from '../store/journal.js'
 import type { NodeStore } from '../store/node-store.js'
@@ -33,8 +33,8 @@ import { principalOfSender, senderOf, type Trust, type WorkloadIdentity } from '
 import { currentPrincipal } from '../policy/request-context.js'
 import { relayedPrincipal, relayOfCurrentRequest, type Relay } from '../policy/relay.js'
 import type { Principal, Resource } from '../policy/engine.js'
-import type { PolicySync } from './policy-sync.js'
-import type { Inspection } from './inspection.js'
+import type { PolicySync } from '../actors/policy-sync.js'
+import type { Inspection } from '../actors/inspection.js'
 import { ServicePlane } from '../services/plane.js'
 import { ServiceTunnel } from '../services/tunnel.js'
 import { CallError } from '../services/errors.js'
@@ -76,7 +76,7 @@ export interface WorkloadRuntimeInit {
   inspection?: Inspection
   /** Where this node's service proxy puts service addresses (`--service-cidr`, default 198.18.0.0/16). */
   serviceCidr?: ServiceCidr
-  /** How workload code runs here (src/actors/sandbox/confine.ts); default: confined where the host can confine. */
+  /** How workload code runs here (src/sandbox/confine.ts); default: confined where the host can confine. */
   isolation?: NodeIsolation
 }
 

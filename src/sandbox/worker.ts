@@ -12,9 +12,9 @@
 import { format } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import { connectParent } from './channel.js'
-import { isMachine } from '../../workloads/machine.js'
-import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
-import type { CallHandler, CallOptions, CallRequest, FetchInit, FetchReply, HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../../workloads/types.js'
+import { isMachine } from '../workloads/machine.js'
+import { NO_DEFAULT_EXPORT } from '../workloads/errors.js'
+import type { CallHandler, CallOptions, CallRequest, FetchInit, FetchReply, HandlerContext, StatelessHandler, TopicEvent, WorkloadIdentity } from '../workloads/types.js'
 
 /** `workerData` of a sandbox worker. */
 export type WorkerInit =

@@ -29,9 +29,9 @@
 import { format } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import { createActor, initialTransition, transition, type Actor, type AnyMachineSnapshot, type AnyStateMachine, type InspectionEvent, type Snapshot } from 'xstate'
-import { NO_DEFAULT_EXPORT } from '../../workloads/errors.js'
-import { isMachine } from '../../workloads/machine.js'
-import type { InspectionRecord } from '../inspection.js'
+import { NO_DEFAULT_EXPORT } from '../workloads/errors.js'
+import { isMachine } from '../workloads/machine.js'
+import type { InspectionRecord } from '../actors/inspection.js'
 import type { WorkerErrorInfo } from './worker.js'
 import { connectParent } from './channel.js'
 
@@ -510,7 +510,7 @@ port.onMessage((msg: ToMachineWorker) => {
 async function load (): Promise<void> {
   try {
     if (init.inspect === true) {
-      const { inspectionRecord } = await import('../inspection.js')
+      const { inspectionRecord } = await import('../actors/inspection.js')
       const definitions = new WeakMap<object, string | null>()
       toRecord = ev => inspectionRecord(ev, definitions)
     }

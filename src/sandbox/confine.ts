@@ -154,7 +154,7 @@ const bundles = new Map<WorkerFile, string>()
 
 /**
  * The worker entry as one self-contained ESM file (its imports, xstate
- * included, bundled in): `dist/actors/sandbox/<file>.bundle.mjs` when built,
+ * included, bundled in): `dist/sandbox/<file>.bundle.mjs` when built,
  * else bundled once per process into a private temp dir. It is copied into
  * each sandbox: the sandbox needs none of the node's files.
  */

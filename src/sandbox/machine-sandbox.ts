@@ -119,10 +119,10 @@
  * This is fault isolation, not a security boundary (see sandbox.ts).
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { describeError } from '../../errors.js'
-import type { WorkloadIdentity } from '../../workloads/types.js'
+import { describeError } from '../errors.js'
+import type { WorkloadIdentity } from '../workloads/types.js'
 import { ArtifactLoadError, InvalidMachineEventError, MachineNotActiveError, MachineRestoreError, SandboxStoppedError, TransitionFailedError } from './errors.js'
-import type { InspectionRecord } from '../inspection.js'
+import type { InspectionRecord } from '../actors/inspection.js'
 import type { NodeIsolation } from './confine.js'
 import type { FromMachineWorker, MachineWorkerInit, ToMachineWorker, WireTimer, WireTransition } from './machine-worker.js'
 import { describeExit, isOutOfMemory, remoteError, restartDelay, spawnThread, type SandboxLogLine, type Thread, type ThreadExit } from './sandbox.js'
