@@ -4,7 +4,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { ApiRequestError, ApiUnreachableError } from '../api/errors.js'
 import { describeError, InvalidArgumentError } from '../errors.js'
-import { DEFAULT_KEY_PATH, DEFAULT_TRUST_DIR } from './trust-paths.js'
+import { DEFAULT_KEY_PATH, DEFAULT_TRUST_DIR } from './defaults.js'
 
 export const DEFAULT_API = 'http://127.0.0.1:7700'
 

@@ -2,7 +2,7 @@ import { pino } from 'pino'
 import type { Logger } from '../transport/logger.js'
 import { InvalidArgumentError } from '../errors.js'
 
-export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const
+import { LOG_LEVELS } from './defaults.js'
 
 /** Structured JSON logs on stderr (stdout is for command output). */
 export function createLogger (level: string, bindings: Record<string, unknown> = {}): Logger {

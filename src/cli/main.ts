@@ -1,24 +1,17 @@
 import { Command, Option } from 'commander'
-import { BeeMeshError, describeError } from '../errors.js'
-import { VERSION } from '../node/node-runtime.js'
-import { resolveApiUrl, useCa, useCredentials } from './api-client.js'
-import { peers, publish, recordGet, recordPut, status, subscribe, type ClientOptions } from './commands/client.js'
-import { DEFAULT_DATA_DIR, nodeStart } from './commands/node-start.js'
-import { up } from './commands/up.js'
-import { registerInspect } from './commands/inspect.js'
-import { runExample } from './commands/example.js'
-import { exportTrace, send, state, trace } from './commands/machines.js'
-import { call, services } from './commands/services.js'
-import { apply, upload, deleteWorkload, describeWorkload, getNodes, getWorkloads, logs, type WorkloadCliOptions } from './commands/workloads.js'
 import { availableParallelism, totalmem } from 'node:os'
-import { InvalidArgumentError } from '../errors.js'
-import { LOG_LEVELS } from './logging.js'
-import { OUTPUT_FORMATS, parseOutputFormat } from './output.js'
-import { printKubeconfig } from './commands/kubeconfig.js'
-import { registerUi } from './commands/ui.js'
-import { certIssue, credentialIssue, DEFAULT_CERT_TTL, DEFAULT_CREDENTIAL_TTL, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, identity, init, keygen, nodeId, policyApply, policyGet, policySign, token } from './commands/trust.js'
-import { DEFAULT_TRUST_DIR } from './trust-paths.js'
-import type { OutputFormat } from './output.js'
+import { BeeMeshError, describeError, InvalidArgumentError } from '../errors.js'
+import { VERSION } from '../version.js'
+import { resolveApiUrl, useCa, useCredentials } from './api-client.js'
+import type { ClientOptions } from './commands/client.js'
+import type { InspectOptions } from './commands/inspect.js'
+import type { WorkloadCliOptions } from './commands/workloads.js'
+import { DEFAULT_CERT_TTL, DEFAULT_CREDENTIAL_TTL, DEFAULT_DATA_DIR, DEFAULT_INSPECT_PORT, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, DEFAULT_TRUST_DIR, DEFAULT_UI_TOKEN_TTL, LOG_LEVELS } from './defaults.js'
+import { OUTPUT_FORMATS, parseOutputFormat, type OutputFormat } from './output.js'
+
+// Every command's module is imported when that command runs, not before: `beemesh --help`
+// and the commands that only talk HTTP never load libp2p, esbuild, dockerode or the
+// Kubernetes parser (what a command's definition needs is in ./defaults.js).
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
 
@@ -109,11 +102,19 @@ Examples:
     .action(async (opts: { listen: string[], announce: string[], bootstrap: string[], dataDir: string, apiHost: string, apiPort: string, privateAddresses?: boolean, logLevel: string, cpu: string, memory: string, label: Record<string, string>, tenderWindowMs: string, serviceCidr: string, containerSocket?: string, containers: boolean, trust?: string, credential?: string, issueWith?: string, metricsListen?: string, allowUnconfined: boolean, warmSandboxes: string, messageMaxAge: string, tlsCert?: string, tlsKey?: string, apiInsecureHttp: boolean }, cmd: Command) => {
       const explicit = cmd.getOptionValueSource('privateAddresses') === 'cli'
       const { containers, containerSocket, ...rest } = opts
-      await nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })
+      await (await import('./commands/node-start.js')).nodeStart({ ...rest, listen: opts.listen.length > 0 ? opts.listen : ['/ip4/0.0.0.0/tcp/4001'], privateAddresses: explicit ? opts.privateAddresses : undefined, containerSocket: containers ? containerSocket : false })
     })
 
   // `beemesh inspect`, and `--inspect [ws-url]` on `node start` (docs/inspect.md)
-  registerInspect(program, node)
+  node.commands.find(c => c.name() === 'start')?.addOption(new Option('--inspect [ws-url]', `send the inspection events of every actor of this node (node, schedulers, pods, stateful workloads' machines) to the relay of \`beemesh inspect\` (default ws://127.0.0.1:${DEFAULT_INSPECT_PORT})`))
+  program.command('inspect')
+    .description('run the Stately inspector relay that `node start --inspect` sends to, until Ctrl-C')
+    .option('--port <port>', 'port of the relay (WebSocket and its page)', String(DEFAULT_INSPECT_PORT))
+    .option('--host <host>', 'the address nodes and browsers reach the relay at, used in the URLs it prints (it listens on every interface)', '127.0.0.1')
+    .addHelpText('after', `
+Then start nodes with --inspect ws://<host>:<port> and open http://localhost:<port>
+(the hosted inspector, https://stately.ai/inspect: needs internet). See docs/inspect.md.`)
+    .action(async (opts: InspectOptions) => { await (await import('./commands/inspect.js')).inspect(opts) })
 
   program.command('up')
     .description('start a local mesh of N node processes on loopback (the embedded default)')
@@ -125,7 +126,7 @@ Examples:
     .option('--example <dir>', 'once ready, apply the workload modules in <dir>, publish an order a second and show the logs')
     .action(async (opts: { nodes: string, apiPort: string, dataDir?: string, timeout: string, logLevel: string, example?: string }) => {
       const example = opts.example
-      await up(opts, example != null ? async nodes => { await runExample(example, nodes) } : undefined)
+      await (await import('./commands/up.js')).up(opts, example != null ? async nodes => { await (await import('./commands/example.js')).runExample(example, nodes) } : undefined)
     })
 
   program.command('apply <file>')
@@ -136,28 +137,28 @@ Examples:
 A module default-exports defineWorkload({ name, kind: 'stateless', topics, handler, ... });
 a manifest (apiVersion beemesh.io/v1, kind Actor) points at one with spec.module.
 Waits until every replica runs and prints where each landed.`)
-    .action(async (file: string, opts: { wait: boolean }, cmd: Command) => { await apply(file, { ...workloadOptions(cmd), wait: opts.wait }) })
+    .action(async (file: string, opts: { wait: boolean }, cmd: Command) => { await (await import('./commands/workloads.js')).apply(file, { ...workloadOptions(cmd), wait: opts.wait }) })
 
   program.command('upload <file>')
     .description('bundle a workload module (.ts/.js) or Actor manifest (.yaml) and store it on the mesh without running it; prints the beemesh.io/v1 Actor or Machine naming it, for kubectl apply')
-    .action(async (file: string, _opts: unknown, cmd: Command) => { await upload(file, workloadOptions(cmd)) })
+    .action(async (file: string, _opts: unknown, cmd: Command) => { await (await import('./commands/workloads.js')).upload(file, workloadOptions(cmd)) })
 
   program.command('get <resource>')
     .description('list workloads (status and placement) or nodes (capacity, allocation, labels); resource: workloads | nodes')
     .addOption(wideOutputOption())
     .action(async (res: string, _opts: unknown, cmd: Command) => {
-      if (resource(res, ['workloads', 'nodes']) === 'nodes') await getNodes(workloadOptions(cmd))
-      else await getWorkloads(workloadOptions(cmd))
+      if (resource(res, ['workloads', 'nodes']) === 'nodes') await (await import('./commands/workloads.js')).getNodes(workloadOptions(cmd))
+      else await (await import('./commands/workloads.js')).getWorkloads(workloadOptions(cmd))
     })
 
   program.command('describe <resource> <name>')
     .description('show a workload\'s spec, placement, epoch and recent scheduling events')
     .addOption(outputOption())
-    .action(async (res: string, name: string, _opts: unknown, cmd: Command) => { resource(res); await describeWorkload(name, workloadOptions(cmd)) })
+    .action(async (res: string, name: string, _opts: unknown, cmd: Command) => { resource(res); await (await import('./commands/workloads.js')).describeWorkload(name, workloadOptions(cmd)) })
 
   program.command('delete <resource> <name>')
     .description('stop every replica of a workload and remove it from the mesh')
-    .action(async (res: string, name: string, _opts: unknown, cmd: Command) => { resource(res); await deleteWorkload(name, { ...workloadOptions(cmd), output: 'table' }) })
+    .action(async (res: string, name: string, _opts: unknown, cmd: Command) => { resource(res); await (await import('./commands/workloads.js')).deleteWorkload(name, { ...workloadOptions(cmd), output: 'table' }) })
 
   program.command('logs <name>')
     .description('print the log lines of every replica of a workload, in time order')
@@ -165,7 +166,7 @@ Waits until every replica runs and prints where each landed.`)
     .option('--tail <n>', 'only the last n lines')
     .addOption(new Option('-o, --output <format>', 'text or json (one JSON object per line)').choices(['text', 'json']).default('text'))
     .action(async (name: string, opts: { follow: boolean, tail?: string, output: string }, cmd: Command) => {
-      await logs(name, { ...workloadOptions(cmd), output: opts.output === 'json' ? 'json' : 'table', follow: opts.follow, tail: opts.tail })
+      await (await import('./commands/workloads.js')).logs(name, { ...workloadOptions(cmd), output: opts.output === 'json' ? 'json' : 'table', follow: opts.follow, tail: opts.tail })
     })
 
   program.command('send <name> <event>')
@@ -177,13 +178,13 @@ Waits until every replica runs and prints where each landed.`)
 <event> is JSON with a string "type", e.g. '{"type":"inc","by":2}', or just a type: inc.
 Exit codes: 0 acknowledged; 1 not handled in the current state, completed, unknown workload,
 bad event, or no owner reachable in time (nothing was acknowledged).`)
-    .action(async (name: string, event: string, opts: { id?: string, timeout?: string }, cmd: Command) => { await send(name, event, { ...workloadOptions(cmd), ...opts }) })
+    .action(async (name: string, event: string, opts: { id?: string, timeout?: string }, cmd: Command) => { await (await import('./commands/machines.js')).send(name, event, { ...workloadOptions(cmd), ...opts }) })
 
   program.command('services [name]')
     .alias('svc')
     .description('list services (address on every node, ready replicas), or show one with its replicas and its DHT records')
     .addOption(outputOption())
-    .action(async (name: string | undefined, _opts: unknown, cmd: Command) => { await services(name, workloadOptions(cmd)) })
+    .action(async (name: string | undefined, _opts: unknown, cmd: Command) => { await (await import('./commands/services.js')).services(name, workloadOptions(cmd)) })
 
   program.command('call <service> [json]')
     .description('call a service as your deployer key and print its reply')
@@ -196,12 +197,12 @@ bad event, or no owner reachable in time (nothing was acknowledged).`)
 A stateful workload's service takes an event ({"type":"coin"}) and replies with the state it led to.
 Exit codes: 0 answered; 1 unknown service, no healthy replica, timed out, denied by policy,
 request too large, or the handler failed (the message names which).`)
-    .action(async (service: string, json: string | undefined, opts: { timeout?: string, idempotent?: boolean, retries?: string }, cmd: Command) => { await call(service, json, { ...workloadOptions(cmd), ...opts }) })
+    .action(async (service: string, json: string | undefined, opts: { timeout?: string, idempotent?: boolean, retries?: string }, cmd: Command) => { await (await import('./commands/services.js')).call(service, json, { ...workloadOptions(cmd), ...opts }) })
 
   program.command('state <name>')
     .description('show a stateful workload\'s state value, context, owner, epoch and sequence')
     .addOption(outputOption())
-    .action(async (name: string, _opts: unknown, cmd: Command) => { await state(name, workloadOptions(cmd)) })
+    .action(async (name: string, _opts: unknown, cmd: Command) => { await (await import('./commands/machines.js')).state(name, workloadOptions(cmd)) })
 
   const traceCommand = program.command('trace')
     .argument('<name>')
@@ -209,51 +210,64 @@ request too large, or the handler failed (the message names which).`)
     .option('-f, --follow', 'keep printing transitions as they become durable', false)
     .addOption(new Option('-o, --output <format>', 'text or json (one JSON object per line)').choices(['text', 'json']).default('text'))
     .action(async (name: string, opts: { follow: boolean, output: string }, cmd: Command) => {
-      await trace(name, { ...workloadOptions(cmd), output: opts.output === 'json' ? 'json' : 'table', follow: opts.follow })
+      await (await import('./commands/machines.js')).trace(name, { ...workloadOptions(cmd), output: opts.output === 'json' ? 'json' : 'table', follow: opts.follow })
     })
   traceCommand.command('export <name>')
     .description('write a stateful workload\'s whole trace as JSONL (events in, sender, seq, epoch, state value and context), across failovers: beemesh trace export counter > trace.jsonl')
-    .action(async (name: string, _opts: unknown, cmd: Command) => { await exportTrace(name, workloadOptions(cmd)) })
+    .action(async (name: string, _opts: unknown, cmd: Command) => { await (await import('./commands/machines.js')).exportTrace(name, workloadOptions(cmd)) })
 
   program.command('status')
     .description('show the node\'s peer id, state, addresses, uptime and peer count')
     .addOption(outputOption())
-    .action(async (_opts: unknown, cmd: Command) => { await status(clientOptions(cmd)) })
+    .action(async (_opts: unknown, cmd: Command) => { await (await import('./commands/client.js')).status(clientOptions(cmd)) })
 
   program.command('peers')
     .description('list the peers the node is connected to')
     .addOption(outputOption())
-    .action(async (_opts: unknown, cmd: Command) => { await peers(clientOptions(cmd)) })
+    .action(async (_opts: unknown, cmd: Command) => { await (await import('./commands/client.js')).peers(clientOptions(cmd)) })
 
   program.command('kubeconfig')
     .description('print a kubeconfig for kubectl: cluster = the node\'s API URL (--api), context beemesh')
     .option('--write <file>', 'write it to this file (mode 0600) instead of printing it')
     .action(async (opts: { write?: string }, cmd: Command) => {
-      await printKubeconfig(resolveApiUrl(cmd.optsWithGlobals<{ api?: string }>().api), opts)
+      await (await import('./commands/kubeconfig.js')).printKubeconfig(resolveApiUrl(cmd.optsWithGlobals<{ api?: string }>().api), opts)
     })
 
-  registerUi(program)
+  program.command('ui')
+    .description('print the URL of the node\'s web view (mesh, workloads, live statecharts) and open it in a browser')
+    .option('--no-open', 'only print the URL')
+    .option('--ttl <duration>', 'lifetime of the token made from the deployer key for the page: 30d, 12h, 90m', DEFAULT_UI_TOKEN_TTL)
+    .addHelpText('after', `
+The URL is http://<api>/ui/ with a bearer token in its fragment (#token=…),
+which the browser never sends to a server: the token \`beemesh up\` wrote for
+its mesh, or one made from the deployer key (--key), or --token. Without one
+the page cannot read anything (the API has no anonymous access).`)
+    .action(async (opts: { open: boolean, ttl: string }, cmd: Command) => {
+      const all = cmd.optsWithGlobals<{ api?: string, token?: string }>()
+      const token = all.token ?? process.env.BEEMESH_TOKEN
+      await (await import('./commands/ui.js')).ui({ api: resolveApiUrl(all.api), open: opts.open, ttl: opts.ttl, ...(token != null ? { token } : {}) })
+    })
 
   const record = program.command('record').description('read and write signed DHT records (/beemesh/<kind>/<id>)')
   record.command('put <key> <value>')
     .description('sign and store a record on the DHT')
     .addOption(outputOption())
-    .action(async (key: string, value: string, _opts: unknown, cmd: Command) => { await recordPut(key, value, clientOptions(cmd)) })
+    .action(async (key: string, value: string, _opts: unknown, cmd: Command) => { await (await import('./commands/client.js')).recordPut(key, value, clientOptions(cmd)) })
   record.command('get <key>')
     .description('read the newest valid record for a key')
     .addOption(outputOption())
-    .action(async (key: string, _opts: unknown, cmd: Command) => { await recordGet(key, clientOptions(cmd)) })
+    .action(async (key: string, _opts: unknown, cmd: Command) => { await (await import('./commands/client.js')).recordGet(key, clientOptions(cmd)) })
 
   program.command('publish <topic> <json>')
     .description('publish a JSON message on a gossipsub topic')
     .addOption(outputOption())
-    .action(async (topic: string, json: string, _opts: unknown, cmd: Command) => { await publish(topic, json, clientOptions(cmd)) })
+    .action(async (topic: string, json: string, _opts: unknown, cmd: Command) => { await (await import('./commands/client.js')).publish(topic, json, clientOptions(cmd)) })
 
   program.command('subscribe <topic>')
     .description('print a topic\'s messages as JSON lines')
     .option('--count <n>', 'exit after n messages')
     .action(async (topic: string, opts: { count?: string }, cmd: Command) => {
-      await subscribe(topic, { ...clientOptions(cmd), output: 'json', count: opts.count })
+      await (await import('./commands/client.js')).subscribe(topic, { ...clientOptions(cmd), output: 'json', count: opts.count })
     })
 
   // ---- trust: deployer keys, the mesh's trust root, credentials, tokens, policies
@@ -262,14 +276,14 @@ request too large, or the handler failed (the message names which).`)
     .option('--out <file>', 'where to write it (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
     .option('--force', 'replace an existing key file (its old id stops working)', false)
     .addOption(outputOption())
-    .action(async (opts: { out?: string, force: boolean, output: OutputFormat }) => { await keygen(opts) })
+    .action(async (opts: { out?: string, force: boolean, output: OutputFormat }) => { await (await import('./commands/trust.js')).keygen(opts) })
 
   program.command('identity')
     .description('print the deployer key id of a key file')
     .option('--key <file>', 'deployer key file (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
     .addOption(outputOption())
     // --key is also a global option, which takes the value: read both
-    .action(async (_opts: unknown, cmd: Command) => { await identity(cmd.optsWithGlobals<{ key?: string, output: OutputFormat }>()) })
+    .action(async (_opts: unknown, cmd: Command) => { await (await import('./commands/trust.js')).identity(cmd.optsWithGlobals<{ key?: string, output: OutputFormat }>()) })
 
   program.command('init')
     .description('create a mesh trust root: root key, default policy and the mesh file nodes start with')
@@ -280,7 +294,7 @@ request too large, or the handler failed (the message names which).`)
     .addOption(outputOption())
     .action(async (opts: { dir: string, name: string, deployerKey?: string, force: boolean, output: OutputFormat }, cmd: Command) => {
       const deployerKeyPath = opts.deployerKey ?? cmd.optsWithGlobals<{ key?: string }>().key
-      await init({ dir: opts.dir, name: opts.name, deployerKeyPath, force: opts.force, output: opts.output })
+      await (await import('./commands/trust.js')).init({ dir: opts.dir, name: opts.name, deployerKeyPath, force: opts.force, output: opts.output })
     })
 
   const cert = program.command('cert').description('TLS certificates for node APIs, signed by the mesh CA')
@@ -290,7 +304,7 @@ request too large, or the handler failed (the message names which).`)
     .requiredOption('--host <name|ip>', 'a host name or IP address clients reach the API by (repeatable)', collect, [])
     .option('--ttl <duration>', 'how long the certificate is valid', DEFAULT_CERT_TTL)
     .requiredOption('--out <prefix>', 'write <prefix>.crt and <prefix>.key')
-    .action(async (opts: { caDir: string, host: string[], ttl: string, out: string }) => { await certIssue(opts) })
+    .action(async (opts: { caDir: string, host: string[], ttl: string, out: string }) => { await (await import('./commands/trust.js')).certIssue(opts) })
 
   const credential = program.command('credential').description('membership credentials signed by the mesh root')
   credential.command('issue')
@@ -301,38 +315,38 @@ request too large, or the handler failed (the message names which).`)
     .option('--label <key=value>', 'node label the policy can match (repeatable)', parseLabel, {})
     .option('--ttl <duration>', `lifetime: 30d, 12h, 90m, 3600s (default ${DEFAULT_CREDENTIAL_TTL} for a node, 30d for a deployer)`)
     .option('--out <file>', 'write it to this file instead of printing it')
-    .action(async (opts: { root: string, node?: string, deployer?: string, label: Record<string, string>, ttl?: string, out?: string }) => { await credentialIssue(opts) })
+    .action(async (opts: { root: string, node?: string, deployer?: string, label: Record<string, string>, ttl?: string, out?: string }) => { await (await import('./commands/trust.js')).credentialIssue(opts) })
 
   node.command('id')
     .description('print this node\'s peer id, creating its identity key if needed')
     .option('--data-dir <dir>', 'where the identity key lives', DEFAULT_DATA_DIR)
-    .action(async (opts: { dataDir: string }) => { await nodeId(opts) })
+    .action(async (opts: { dataDir: string }) => { await (await import('./commands/trust.js')).nodeId(opts) })
 
   program.command('token')
     .description('print a bearer token for the control API, signed by the deployer key (only the token goes to stdout)')
     .option('--key <file>', 'deployer key file (default $BEEMESH_KEY, else ~/.config/beemesh/deployer.key)')
     .option('--ttl <duration>', 'lifetime, at most 30d: 30d, 12h, 90m, 3600s', DEFAULT_TOKEN_TTL)
     .option('--credential <file>', 'a deployer credential the root issued for this key (`beemesh credential issue --deployer`), carried in the token')
-    .action(async (_opts: unknown, cmd: Command) => { await token(cmd.optsWithGlobals<{ key?: string, ttl: string, mesh?: string, api?: string, credential?: string }>()) })
+    .action(async (_opts: unknown, cmd: Command) => { await (await import('./commands/trust.js')).token(cmd.optsWithGlobals<{ key?: string, ttl: string, mesh?: string, api?: string, credential?: string }>()) })
 
   const policy = program.command('policy').description('root-signed policies: who may deploy, host, publish and send')
   policy.command('sign <file>')
     .description('check a policy (errors name line and column) and sign it with the root key; prints the SignedPolicy JSON')
     .requiredOption('--root <root.key>', 'the mesh\'s root key file')
     .option('--out <file>', 'write it to this file instead of printing it')
-    .action(async (file: string, opts: { root: string, out?: string }) => { await policySign(file, opts) })
+    .action(async (file: string, opts: { root: string, out?: string }) => { await (await import('./commands/trust.js')).policySign(file, opts) })
   policy.command('apply <file>')
     .description('put a policy in force on the mesh through the node (--api): a SignedPolicy as is, or a policy signed with --root')
     .option('--root <root.key>', 'sign <file> with this root key first (needed unless <file> is a SignedPolicy)')
     .action(async (file: string, opts: { root?: string }, cmd: Command) => {
-      await policyApply(file, { root: opts.root, api: resolveApiUrl(cmd.optsWithGlobals<{ api?: string }>().api) })
+      await (await import('./commands/trust.js')).policyApply(file, { root: opts.root, api: resolveApiUrl(cmd.optsWithGlobals<{ api?: string }>().api) })
     })
   policy.command('get')
     .description('show the policy in force on the node: name, version, signer and text')
     .addOption(outputOption())
     .action(async (_opts: unknown, cmd: Command) => {
       const all = cmd.optsWithGlobals<{ api?: string, output: OutputFormat }>()
-      await policyGet({ api: resolveApiUrl(all.api), output: all.output })
+      await (await import('./commands/trust.js')).policyGet({ api: resolveApiUrl(all.api), output: all.output })
     })
 
   return program

@@ -1,6 +1,9 @@
-import Table from 'cli-table3'
-import { stringify as toYaml } from 'yaml'
+import { createRequire } from 'node:module'
 import { InvalidArgumentError } from '../errors.js'
+
+// The YAML writer is loaded only for `-o yaml` (it is most of what this module would load).
+const require = createRequire(import.meta.url)
+const toYaml = (value: unknown): string => (require('yaml') as typeof import('yaml')).stringify(value)
 
 export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const
 export type OutputFormat = typeof OUTPUT_FORMATS[number]
@@ -20,6 +23,7 @@ export function printRows<T> (rows: T[], columns: Array<Column<T>>, format: Outp
   if (format === 'json') { out.write(JSON.stringify(rows, null, 2) + '\n'); return }
   if (format === 'yaml') { out.write(toYaml(rows)); return }
   if (rows.length === 0) { out.write('No resources found.\n'); return }
+  const Table = require('cli-table3') as typeof import('cli-table3')
   const table = new Table({
     head: columns.map(c => c.header),
     chars: { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '   ' },

@@ -1,3 +1,4 @@
+import { VERSION } from '../version.js'
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
 import { sandboxMode, warmPool, type SandboxMode } from '../sandbox/confine.js'
 import { describeError } from '../errors.js'
@@ -98,7 +99,6 @@ export interface NodeStatus {
   trust: { root: string, member: boolean, labels: Record<string, string>, policy: { name: string, version: number } }
 }
 
-export const VERSION = '0.1.0'
 
 /**
  * Hosts one node: identity, store and mesh transport, driven by the node

@@ -4,7 +4,7 @@
  * serves are listed, with the verbs it implements, so kubectl neither offers
  * nor tries the rest.
  */
-import { VERSION } from '../../node/node-runtime.js'
+import { VERSION } from '../../version.js'
 
 export interface ApiResource {
   name: string

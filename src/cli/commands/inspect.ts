@@ -14,10 +14,8 @@
 import { createServer, connect, type Server } from 'node:net'
 import { Command, Option } from 'commander'
 import { BeeMeshError, describeError } from '../../errors.js'
-import { parsePort } from './node-start.js'
+import { DEFAULT_INSPECT_PORT, parsePort } from '../defaults.js'
 
-/** The port of the library's server and WebSocket inspector defaults. */
-export const DEFAULT_INSPECT_PORT = 8080
 /** Where the library's page points its frame: the inspector it documents, hosted on the internet. */
 export const HOSTED_INSPECTOR_URL = 'https://stately.ai/inspect'
 const READY_TIMEOUT_MS = 5_000
@@ -107,14 +105,3 @@ export async function inspect (opts: InspectOptions): Promise<void> {
 }
 
 /** Registers `beemesh inspect`, and `--inspect [ws-url]` on `beemesh node start`. */
-export function registerInspect (program: Command, node: Command): void {
-  node.commands.find(c => c.name() === 'start')?.addOption(new Option('--inspect [ws-url]', `send the inspection events of every actor of this node (node, schedulers, pods, stateful workloads' machines) to the relay of \`beemesh inspect\` (default ws://127.0.0.1:${DEFAULT_INSPECT_PORT})`))
-  program.command('inspect')
-    .description('run the Stately inspector relay that `node start --inspect` sends to, until Ctrl-C')
-    .option('--port <port>', 'port of the relay (WebSocket and its page)', String(DEFAULT_INSPECT_PORT))
-    .option('--host <host>', 'the address nodes and browsers reach the relay at, used in the URLs it prints (it listens on every interface)', '127.0.0.1')
-    .addHelpText('after', `
-Then start nodes with --inspect ws://<host>:<port> and open http://localhost:<port>
-(the hosted inspector, ${HOSTED_INSPECTOR_URL}: needs internet). See docs/inspect.md.`)
-    .action(async (opts: InspectOptions) => { await inspect(opts) })
-}

@@ -8,6 +8,7 @@ import { ControlApi } from '../../api/control-api.js'
 import { MetricsListener, parseListen } from '../../api/metrics-listener.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
 import { createLogger } from '../logging.js'
+import { parsePort } from '../defaults.js'
 import { DEFAULT_INSPECT_URL, nodeSuffix } from '../../actors/inspection.js'
 import { isLoopbackHost, loadServingTls, type ServingTls } from '../../policy/tls.js'
 import { formatCpu, formatMemory, parseCpu, parseMemory } from '../../workloads/quantities.js'
@@ -76,7 +77,6 @@ export async function loadApiTls (opts: Pick<NodeStartOptions, 'apiHost' | 'tlsC
   return { tls: await loadServingTls(opts.tlsCert, opts.tlsKey!), insecureHttp }
 }
 
-export const DEFAULT_DATA_DIR = join(homedir(), '.beemesh')
 /** A hard deadline for a graceful stop: the brief asks for under 2 s. */
 const STOP_DEADLINE_MS = 1_700
 
@@ -110,11 +110,6 @@ export function parseInspectUrl (value: string | boolean | undefined): string | 
   return value
 }
 
-export function parsePort (value: string, flag: string): number {
-  const port = Number(value)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`${flag} must be a port number from 0 to 65535, got "${value}"`)
-  return port
-}
 
 /**
  * `beemesh node start`: runs one node in the foreground until SIGTERM/SIGINT

@@ -29,11 +29,7 @@ import { loadOrCreateIdentity } from '../../transport/identity.js'
 import { BeeMeshError, describeError, InvalidArgumentError } from '../../errors.js'
 import { ApiClient } from '../api-client.js'
 import { printObject, type OutputFormat } from '../output.js'
-import { DEFAULT_KEY_PATH, DEFAULT_TRUST_DIR } from '../trust-paths.js'
-
-export const DEFAULT_MESH_NAME = 'beemesh'
-export const DEFAULT_CREDENTIAL_TTL = '30d'
-export const DEFAULT_TOKEN_TTL = '1h'
+import { DEFAULT_CERT_TTL, DEFAULT_CREDENTIAL_TTL, DEFAULT_KEY_PATH, DEFAULT_MESH_NAME, DEFAULT_TOKEN_TTL, DEFAULT_TRUST_DIR } from '../defaults.js'
 
 /** A file named on the command line cannot be read or written. */
 export class TrustFileError extends BeeMeshError {
@@ -254,7 +250,6 @@ export async function nodeId ({ dataDir }: { dataDir: string }): Promise<void> {
 
 // ---------------------------------------------------------------- API certificates
 
-export const DEFAULT_CERT_TTL = '90d'
 
 /**
  * `beemesh cert issue`: a serving certificate for a node's API, signed by the

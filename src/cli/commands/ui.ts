@@ -6,12 +6,11 @@
 import { spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
-import type { Command } from 'commander'
 import { InvalidArgumentError } from '../../errors.js'
 import { bearerFor, resolveApiUrl } from '../api-client.js'
 import { tokenTtl } from './trust.js'
+import { DEFAULT_UI_TOKEN_TTL } from '../defaults.js'
 
-export const DEFAULT_UI_TOKEN_TTL = '8h'
 
 export interface UiOptions {
   api: string
@@ -84,19 +83,3 @@ export async function ui (opts: UiOptions): Promise<void> {
 }
 
 /** Registers `beemesh ui [--no-open] [--ttl D]` on `program`. */
-export function registerUi (program: Command): Command {
-  return program.command('ui')
-    .description('print the URL of the node\'s web view (mesh, workloads, live statecharts) and open it in a browser')
-    .option('--no-open', 'only print the URL')
-    .option('--ttl <duration>', 'lifetime of the token made from the deployer key for the page: 30d, 12h, 90m', DEFAULT_UI_TOKEN_TTL)
-    .addHelpText('after', `
-The URL is http://<api>/ui/ with a bearer token in its fragment (#token=…),
-which the browser never sends to a server: the token \`beemesh up\` wrote for
-its mesh, or one made from the deployer key (--key), or --token. Without one
-the page cannot read anything (the API has no anonymous access).`)
-    .action(async (opts: { open: boolean, ttl: string }, cmd: Command) => {
-      const all = cmd.optsWithGlobals<{ api?: string, token?: string }>()
-      const token = all.token ?? process.env.BEEMESH_TOKEN
-      await ui({ api: resolveApiUrl(all.api), open: opts.open, ttl: opts.ttl, ...(token != null ? { token } : {}) })
-    })
-}

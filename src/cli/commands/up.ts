@@ -9,7 +9,7 @@ import { ApiClient, deployerKey, upRegistryDir, upRegistryFile } from '../api-cl
 import { generateKey, issueCredential, issueToken, keyId, MAX_TOKEN_TTL_MS, readKeyFile, signPolicy, writeKeyFile } from '../../policy/credentials.js'
 import { loadOrCreateIdentity } from '../../transport/identity.js'
 import { defaultPolicyText } from '../../policy/defaults.js'
-import { DEFAULT_DATA_DIR, parsePort } from './node-start.js'
+import { DEFAULT_DATA_DIR, parsePort } from '../defaults.js'
 
 export interface UpOptions {
   nodes: string
