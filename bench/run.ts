@@ -9,7 +9,8 @@ const all: Record<string, () => Promise<void>> = {
   containers: async () => { await (await import('./containers.js')).run() },
   scale: async () => { await (await import('./scale.js')).run() },
   services: async () => { await (await import('./services.js')).run() },
-  sandbox: async () => { await (await import('./sandbox.js')).run() }
+  sandbox: async () => { await (await import('./sandbox.js')).run() },
+  footprint: async () => { await (await import('./footprint.js')).run() }
 }
 
 const wanted = process.argv.slice(2)

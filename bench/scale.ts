@@ -20,7 +20,7 @@
 import { execFile, spawn as spawnProcess, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createWriteStream, rmSync } from 'node:fs'
-import { cp, mkdir, mkdtemp, readFile, stat, symlink, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -33,7 +33,8 @@ import { HEARTBEAT_TOPIC } from '../src/protocol/messages.js'
 import { describeError } from '../src/errors.js'
 import { DISCOVERY_TARGET, GOSSIP_DEGREES } from '../src/transport/mesh-node.js'
 import { ROOT, testTrust, trustFlags, waitUntil, type TestTrust } from '../test/helpers/processes.js'
-import { fmt, percentile, summary, writeResult } from './lib.js'
+import { fmt, summary, writeResult } from './lib.js'
+import { children, cpuPercent, installCleanup, rssMb, spread, startRawNode, tempDirs, type RawNode, type Spread } from './processes.js'
 import { plotScale } from './plot.js'
 
 const env = (name: string, fallback: number): number => {
@@ -58,114 +59,7 @@ const MAX_RSS_BYTES = env('BENCH_SCALE_MAX_RSS_GB', 12) * 2 ** 30
 const BOOTSTRAP_NODES = 3
 /** A node is in the topic mesh with this many mesh peers (gossipsub's Dlo in mesh-node.ts), or all n-1 in smaller meshes. */
 const TOPIC_MESH_MIN = GOSSIP_DEGREES.Dlo
-const CLK_TCK = 100
 const PLOT = join(ROOT, 'docs', 'images', 'scale.svg')
-
-// ------------------------------------------------------------------ cleanup
-
-const tempDirs = new Set<string>()
-const children = new Set<ChildProcess>()
-let cleanupInstalled = false
-function installCleanup (): void {
-  if (cleanupInstalled) return
-  cleanupInstalled = true
-  process.on('exit', () => {
-    for (const c of children) c.kill('SIGKILL')
-    for (const d of tempDirs) rmSync(d, { recursive: true, force: true })
-  })
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      process.stderr.write(`\n${signal}: killing every node process and removing temp dirs\n`)
-      process.exit(130)
-    })
-  }
-}
-
-// ------------------------------------------------------------------ /proc
-
-/** VmRSS in MB; NaN for a process that is gone. */
-async function rssMb (pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
-  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1])
-  return kb / 1024
-}
-
-/** utime + stime of a process (all its threads), in seconds. */
-async function cpuSeconds (pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ')  ')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  // Fields after the command: state is field 3, utime 14, stime 15.
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
-}
-
-/** % of one core each process used over `windowMs` of doing nothing on our side. */
-async function cpuPercent (pids: number[], windowMs: number): Promise<number[]> {
-  const before = await Promise.all(pids.map(cpuSeconds))
-  const t0 = performance.now()
-  await sleep(windowMs)
-  const after = await Promise.all(pids.map(cpuSeconds))
-  const seconds = (performance.now() - t0) / 1000
-  return pids.map((_, i) => 100 * (after[i]! - before[i]!) / seconds)
-}
-
-interface Spread { p50: number, max: number, min: number }
-function spread (values: number[]): Spread {
-  const s = values.filter(Number.isFinite).sort((a, b) => a - b)
-  return { p50: percentile(s, 50), max: s.at(-1) ?? NaN, min: s[0] ?? NaN }
-}
-
-// ------------------------------------------------------------------ the plain libp2p node
-
-/**
- * A plain MeshNode (libp2p: TCP, noise, yamux, identify, ping, kad-dht,
- * gossipsub; none of BeeMesh's runtime, API, heartbeats or trust) in its own
- * process, from the compiled dist/. It times DHT gets itself and answers over IPC.
- */
-const RAW_NODE = `
-const { MeshNode } = await import(process.env.RAW_MESH_NODE)
-const { generateKeyPair } = await import('@libp2p/crypto/keys')
-const node = new MeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: JSON.parse(process.env.RAW_BOOTSTRAP) })
-await node.start()
-process.on('disconnect', () => process.exit(0))
-process.on('message', async m => {
-  if (m.type === 'peers') { process.send({ id: m.id, peers: node.peers().length }); return }
-  const t = performance.now()
-  try {
-    const r = await node.getRecord(m.key, { signal: AbortSignal.timeout(10000) })
-    process.send({ id: m.id, ms: performance.now() - t, value: new TextDecoder().decode(r.value) })
-  } catch (err) {
-    process.send({ id: m.id, ms: performance.now() - t, error: String(err) })
-  }
-})
-process.send({ id: 0, peerId: node.peerId })
-`
-
-interface RawNode { child: ChildProcess, pid: number, ask: <T>(msg: Record<string, unknown>) => Promise<T>, stop: () => void }
-
-async function startRawNode (app: string, bootstrap: string[]): Promise<RawNode> {
-  const child = spawnProcess(process.execPath, ['--input-type=module', '-e', RAW_NODE], {
-    cwd: ROOT,
-    env: { ...process.env, RAW_MESH_NODE: join(app, 'dist', 'transport', 'mesh-node.js'), RAW_BOOTSTRAP: JSON.stringify(bootstrap) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
-  })
-  children.add(child)
-  child.once('exit', () => { children.delete(child) })
-  const pending = new Map<number, (m: unknown) => void>()
-  let next = 1
-  child.on('message', (m: { id: number }) => { pending.get(m.id)?.(m); pending.delete(m.id) })
-  const ready = new Promise<void>((resolve, reject) => {
-    pending.set(0, () => { resolve() })
-    child.once('exit', code => { reject(new Error(`the plain libp2p node exited (${String(code)}) before it was ready`)) })
-  })
-  await Promise.race([ready, sleep(20_000).then(() => { throw new Error('the plain libp2p node did not start in 20 s') })])
-  const ask = async <T>(msg: Record<string, unknown>): Promise<T> => await new Promise<T>((resolve, reject) => {
-    const id = next++
-    const timer = setTimeout(() => { pending.delete(id); reject(new Error(`plain libp2p node: no answer to ${JSON.stringify(msg)}`)) }, 15_000)
-    pending.set(id, m => { clearTimeout(timer); resolve(m as T) })
-    child.send({ ...msg, id })
-  })
-  return { child, pid: child.pid!, ask, stop: () => { child.kill('SIGKILL') } }
-}
 
 // ------------------------------------------------------------------ node processes
 
