@@ -92,7 +92,7 @@ export function can (state: OwnerPipeline, event: OwnerPipelineEvent): boolean {
     case 'drain.ended': return state.draining
     // A batch whose application began while running is counted even if the owner stopped
     // meanwhile: its senders are still waiting, and stage 2 refuses them.
-    case 'batch.applied': return state.inflight < MAX_INFLIGHT_BATCHES && event.lastSeq > state.applied
+    case 'batch.applied': return state.phase !== 'starting' && state.inflight < MAX_INFLIGHT_BATCHES && event.lastSeq > state.applied
     case 'machine.done': return !state.completed
     case 'batch.durable': return state.inflight > 0 && event.lastSeq > state.durable && event.lastSeq <= state.applied
     case 'batch.refused': return state.inflight > 0

@@ -3,11 +3,8 @@ import { guardians } from '../machines/placement.js'
 import { OwnerUnavailableError } from '../actors/errors.js'
 import type { JournalEntry, SnapshotRecord } from '../store/journal.js'
 import type { WorkloadSpec } from '../workloads/types.js'
-import { LocationRecord, locationKey, snapshotRecordKey, type HolderHead } from '../protocol/state.js'
+import { LocationRecord, locationKey, snapshotRecordKey, type HolderHead, type ReplicaSet } from '../protocol/state.js'
 import { FencedError, MAX_CLAIMS, type StatefulComponents } from './owner.js'
-
-/** The replica set of an epoch: its owner and holders, numbered within the epoch. */
-export interface ReplicaSetView { epoch: number, owner: string, holders: string[], version: number }
 
 /** What a claim of an epoch found: this node's own head and the heads of the peers that answered. */
 export interface Claimed {
@@ -46,8 +43,8 @@ export class Locations {
  * newer one a fenced holder was told of (the record may not have reached
  * this node: gossip lost, or a change just made).
  */
-export function lastReplicaSet (previous: LocationRecord | undefined, heads: HolderHead[], epoch: number): ReplicaSetView | undefined {
-  let last: ReplicaSetView | undefined = previous != null ? { epoch: previous.epoch, owner: previous.owner, holders: previous.holders, version: previous.setVersion ?? 0 } : undefined
+export function lastReplicaSet (previous: LocationRecord | undefined, heads: HolderHead[], epoch: number): ReplicaSet | undefined {
+  let last: ReplicaSet | undefined = previous != null ? { epoch: previous.epoch, owner: previous.owner, holders: previous.holders, version: previous.setVersion ?? 0 } : undefined
   for (const h of heads) {
     const s = h.set
     if (s == null || s.epoch >= epoch) continue
