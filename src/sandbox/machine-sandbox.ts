@@ -118,14 +118,14 @@
  *
  * This is fault isolation, not a security boundary (see sandbox.ts).
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import { describeError } from '../errors.js'
 import type { WorkloadIdentity } from '../workloads/types.js'
 import { ArtifactLoadError, InvalidMachineEventError, MachineNotActiveError, MachineRestoreError, SandboxStoppedError, TransitionFailedError } from './errors.js'
 import type { InspectionRecord } from '../actors/inspection.js'
 import type { NodeIsolation } from './confine.js'
 import type { FromMachineWorker, MachineWorkerInit, ToMachineWorker, WireTimer, WireTransition } from './machine-worker.js'
-import { describeExit, isOutOfMemory, remoteError, restartDelay, spawnThread, type SandboxLogLine, type Thread, type ThreadExit } from './sandbox.js'
+import { describeExit, isOutOfMemory, remoteError, spawnThread, type SandboxLogLine } from './sandbox.js'
+import { Mailbox, Supervisor, type Thread, type ThreadExit } from './supervisor.js'
 
 /** A delayed event (`after`, or `raise`/`sendTo` self with a delay) the machine has pending, with its absolute due time. */
 export interface PendingTimer { id: string, event: unknown, dueAt: number }
@@ -267,19 +267,15 @@ function checkEvent (event: unknown): { type: string } {
 
 /** A sandbox for one stateful workload's machine. */
 export class MachineSandbox {
-  private status: 'new' | 'starting' | 'running' | 'stopped' = 'new'
-  /** The thread serving sends (or being started). */
-  private serving?: Promise<Live>
-  private readonly threads = new Set<Live>()
+  /** Keeps a worker serving (spawn, replace, respawn, stop: supervisor.ts). */
+  private readonly supervisor: Supervisor<Live>
+  /** Sends and `current` calls, one at a time in call order. */
+  private readonly mailbox: Mailbox<Job>
   /** The state after the last transition the machine completed. */
   private last?: Transition
   /** The machine's statechart as JSON (`machine.toJSON()`), once a thread has loaded it; for diagrams. */
   definition?: unknown
-  private readonly queue: Job[] = []
-  private draining = false
   private nextId = 0
-  private consecutiveFailures = 0
-  private readonly lifetime = new AbortController()
   private readonly clock: () => number
   private readonly loadTimeoutMs: number
   /** `workload <id>`, for load errors. */
@@ -292,6 +288,26 @@ export class MachineSandbox {
     this.loadTimeoutMs = init.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS
     this.label = `workload ${init.identity.id}`
     this.machineLabel = `the machine of ${init.identity.id}`
+    this.supervisor = new Supervisor<Live>({
+      // a successor resumes from the last good state
+      respawn: async delayMs => {
+        const last = this.last
+        return (await this.spawn(delayMs, last != null ? { state: last.state } : {})).live
+      },
+      stoppedError: () => this.stoppedError(),
+      onRestartFailed: err => { this.log('error', `restarting the machine of ${init.identity.id} failed: ${describeError(err)}`) }
+    })
+    this.mailbox = new Mailbox<Job>(job => {
+      if (job.kind === 'current') {
+        job.resolve({ ...(this.last as Transition), handled: true })
+        return undefined
+      }
+      return this.runJob(job)
+    })
+  }
+
+  private get status (): 'new' | 'starting' | 'running' | 'stopped' {
+    return this.supervisor.status
   }
 
   /**
@@ -305,25 +321,22 @@ export class MachineSandbox {
   async start (restore: MachineRestore = {}): Promise<Transition> {
     if (this.status === 'stopped') throw this.stoppedError()
     if (this.status !== 'new') throw new Error(`the machine sandbox of ${this.init.identity.id} is already started`)
-    this.status = 'starting'
     const first = this.spawn(0, restore)
     const live = first.then(r => r.live)
     live.catch(() => {})
-    this.serving = live
+    this.supervisor.starting(live)
     let started: Transition
     try {
       started = (await first).transition
     } catch (err) {
-      if (this.serving === live) this.serving = undefined
-      if (this.status === 'starting') {
-        this.status = 'new'
-        for (const job of this.queue.splice(0)) this.abandon(job, () => new Error(`the machine sandbox of ${this.init.identity.id} did not start: ${describeError(err)}`))
+      if (this.supervisor.startFailed(live)) {
+        for (const job of this.mailbox.takeAll()) this.abandon(job, () => new Error(`the machine sandbox of ${this.init.identity.id} did not start: ${describeError(err)}`))
       }
       throw err
     }
     if (this.stopped()) throw this.stoppedError()
-    this.status = 'running'
-    void this.drain()
+    this.supervisor.started()
+    void this.mailbox.drain()
     return started
   }
 
@@ -373,8 +386,8 @@ export class MachineSandbox {
       return batch.results as Array<Transition | Error>
     }
     return await new Promise<Array<Transition | Error>>(resolve => {
-      this.queue.push({ kind: 'send', batch, resolve })
-      if (this.status === 'running') void this.drain()
+      this.mailbox.push({ kind: 'send', batch, resolve })
+      if (this.status === 'running') void this.mailbox.drain()
     })
   }
 
@@ -383,27 +396,20 @@ export class MachineSandbox {
     if (this.status === 'stopped') throw this.stoppedError()
     if (this.status === 'new') throw this.notStartedError()
     return await new Promise<Transition>((resolve, reject) => {
-      this.queue.push({ kind: 'current', resolve, reject })
-      if (this.status === 'running') void this.drain()
+      this.mailbox.push({ kind: 'current', resolve, reject })
+      if (this.status === 'running') void this.mailbox.drain()
     })
   }
 
   /** Terminates the worker; queued sends reject with SandboxStoppedError. */
   async stop (): Promise<void> {
-    if (this.status !== 'stopped') {
-      this.status = 'stopped'
-      this.lifetime.abort()
-      this.serving = undefined
-      for (const job of this.queue.splice(0)) this.abandon(job, () => this.stoppedError())
-    }
-    await Promise.all([...this.threads].map(async live => {
-      live.retired = true
-      await live.thread.terminate()
-    }))
+    await this.supervisor.stop(() => {
+      for (const job of this.mailbox.takeAll()) this.abandon(job, () => this.stoppedError())
+    })
   }
 
   private stopped (): boolean {
-    return this.status === 'stopped'
+    return this.supervisor.stopped()
   }
 
   private stoppedError (): SandboxStoppedError {
@@ -471,28 +477,17 @@ export class MachineSandbox {
     }
   }
 
-  private async drain (): Promise<void> {
-    if (this.draining) return
-    this.draining = true
+  /** Runs a send job (a batch) and resolves it with every event's result. */
+  private async runJob (job: Extract<Job, { kind: 'send' }>): Promise<void> {
     try {
-      for (let job = this.queue.shift(); job != null; job = this.queue.shift()) {
-        if (job.kind === 'current') {
-          job.resolve({ ...(this.last as Transition), handled: true })
-          continue
-        }
-        try {
-          await this.run(job.batch)
-        } catch (err) {
-          // not expected: run reports each event's failure in its result
-          const error = err instanceof Error ? err : new Error(String(err))
-          this.failRest(job.batch, () => error)
-        }
-        this.flush(job.batch)
-        job.resolve(job.batch.results as Array<Transition | Error>)
-      }
-    } finally {
-      this.draining = false
+      await this.run(job.batch)
+    } catch (err) {
+      // not expected: run reports each event's failure in its result
+      const error = err instanceof Error ? err : new Error(String(err))
+      this.failRest(job.batch, () => error)
     }
+    this.flush(job.batch)
+    job.resolve(job.batch.results as Array<Transition | Error>)
   }
 
   /** Sets the result of a batch's event `i`, and gives `onResult` the results now known in order. */
@@ -545,7 +540,7 @@ export class MachineSandbox {
       }
       let live: Live
       try {
-        live = await this.acquire()
+        live = await this.supervisor.acquire()
       } catch (err) {
         if (this.stopped()) this.failRest(batch, () => this.stoppedError())
         else this.failRest(batch, () => new TransitionFailedError('crashed', `no worker could be started for the machine of ${this.init.identity.id}: ${describeError(err)}; the event was not applied`))
@@ -563,7 +558,7 @@ export class MachineSandbox {
 
       const events = pending.map(i => batch.events[i] as { type: string })
       const { done, outcome } = await this.request(live, { type: 'send', id: ++this.nextId, events }, this.init.timeoutMs, (msg, t, j) => {
-        if (t != null) this.consecutiveFailures = 0
+        if (t != null) this.supervisor.succeeded()
         this.settle(batch, pending[j] as number, t ?? this.failure(msg, events[j] as { type: string }))
       })
       if (outcome.kind === 'done') continue
@@ -592,7 +587,7 @@ export class MachineSandbox {
           }
           break
         case 'timeout':
-          this.replace(live)
+          this.supervisor.replace(live)
           this.settle(batch, i, new TransitionFailedError('timeout', `${what} did not finish within ${this.init.timeoutMs} ms; ${resumed}`))
           break
         case 'exit':
@@ -655,44 +650,9 @@ export class MachineSandbox {
     })
   }
 
-  private async acquire (): Promise<Live> {
-    if (this.serving == null) {
-      if (this.status !== 'running') throw this.stoppedError()
-      this.respawn()
-    }
-    return await (this.serving as Promise<Live>)
-  }
-
-  /** Retires a thread and starts its successor from the last good state. */
-  private replace (live: Live): void {
-    if (live.retired) return
-    live.retired = true
-    void live.thread.terminate()
-    if (this.status !== 'running') return
-    this.respawn()
-  }
-
-  private respawn (): void {
-    this.consecutiveFailures++
-    const last = this.last
-    const next = this.spawn(restartDelay(this.consecutiveFailures), last != null ? { state: last.state } : {}).then(r => r.live)
-    this.serving = next
-    next.catch(err => {
-      if (this.serving === next) this.serving = undefined
-      if (this.status === 'running') this.log('error', `restarting the machine of ${this.init.identity.id} failed: ${describeError(err)}`)
-    })
-  }
-
   /** Starts a thread (after `delayMs`), loads the module and starts the machine in it from `restore`. */
   private async spawn (delayMs: number, restore: MachineRestore): Promise<{ live: Live, transition: Transition }> {
-    if (delayMs > 0) {
-      try {
-        await sleep(delayMs, undefined, { signal: this.lifetime.signal })
-      } catch {
-        throw this.stoppedError()
-      }
-    }
-    if (this.stopped()) throw this.stoppedError()
+    await this.supervisor.backoff(delayMs)
     const start = this.startMessage(++this.nextId, restore)
 
     const where = `${this.label} from ${this.init.artifactPath}`
@@ -706,7 +666,7 @@ export class MachineSandbox {
       throw new ArtifactLoadError(where, `cannot start a sandbox: ${describeError(err)}`, { cause: err })
     }
     self = { thread, retired: false, started: false, startId: start.id, busy: [] }
-    this.threads.add(self)
+    this.supervisor.track(self)
     void thread.exited.then(exit => { this.onExit(self, exit) })
 
     try {
@@ -808,7 +768,7 @@ export class MachineSandbox {
 
   private onExit (live: Live, exit: ThreadExit): void {
     live.exit = exit
-    this.threads.delete(live)
+    this.supervisor.exited(live)
     clearTimeout(live.watchdog)
     live.onLoad?.(this.exitError(`${this.label} from ${this.init.artifactPath}`, exit, 'while loading the module'))
     if (live.started && !live.retired && this.status === 'running') {
@@ -816,7 +776,7 @@ export class MachineSandbox {
         this.failSpontaneous(live, isOutOfMemory(exit) ? `ran out of memory (heap limit ${this.init.memoryLimitMb} MB)` : `crashed the worker (${describeExit(exit)})`)
       } else {
         if (live.inflight == null) this.log('error', `the worker of the machine of ${this.init.identity.id} stopped outside a transition (${describeExit(exit)}); resuming it from the last good state`)
-        this.replace(live)
+        this.supervisor.replace(live)
       }
     }
     live.inflight?.settle({ kind: 'exit', exit })
@@ -844,7 +804,7 @@ export class MachineSandbox {
     live.watchdog = undefined
     live.retired = true
     void live.thread.terminate()
-    if (this.serving != null) this.serving = undefined
+    this.supervisor.drop()
     const last = this.last as Transition
     const type = (event as { type?: unknown } | undefined)?.type
     const error = `the transition for ${typeof type === 'string' ? `event ${JSON.stringify(type)}` : 'an event'} ${what}`
