@@ -1,17 +1,15 @@
 import type { NodeIsolation } from '../sandbox/confine.js'
 import type { StateValue } from 'xstate'
 import { describeError } from '../errors.js'
-import { SPONTANEOUS_SENDER, type JournalEntry, type TraceEntry, type WorkloadJournal } from '../store/journal.js'
-import type { ArtifactService } from '../transport/artifacts.js'
+import { SPONTANEOUS_SENDER, type JournalEntry, type TraceEntry } from '../store/journal.js'
 import type { Logger } from '../transport/logger.js'
-import type { MeshNode } from '../transport/mesh-node.js'
+import { MeshNode } from '../transport/mesh-node.js'
 import { artifactOf, type WorkloadSpec } from '../workloads/types.js'
 import { InvalidMachineEventError, SandboxStoppedError } from '../sandbox/errors.js'
-import { MachineSandbox, type MachineState, type Transition } from '../sandbox/machine-sandbox.js'
+import { MachineSandbox, type MachineSandboxInit, type MachineState, type Transition } from '../sandbox/machine-sandbox.js'
 import type { Inspection } from '../actors/inspection.js'
 import { canApply, initialOwnerPipeline, next as nextPipeline, type OwnerEffect, type OwnerPipelineEvent } from '../machines/owner-pipeline.js'
-import type { StateHolder } from './state-holder.js'
-import { rpcPeers, traceStatus, type Batch, type Owned, type PendingSend, type StatefulComponents, type StatePeers, type StoredSnapshot } from './owner.js'
+import { rpcPeers, traceStatus, type ArtifactSource, type Batch, type LocalHolder, type MachineRunner, type Owned, type PendingSend, type StatefulComponents, type StatefulJournal, type StatefulMesh, type StatePeers, type StoredSnapshot } from './owner.js'
 import { Replication } from './replication.js'
 import { Locations, Recovery } from './recovery.js'
 import { Routing, type Locate } from './routing.js'
@@ -31,11 +29,17 @@ const DEDUP_WINDOW = 4096
 /** Transitions kept in memory for `state` and `trace`. */
 const RECENT = 100
 
+/**
+ * What a MachineHost is built from. A node gives it its MeshNode,
+ * ArtifactService, WorkloadJournal and StateHolder; the narrower interfaces
+ * let a test give it in-memory ones (with `peers` and `sandboxes`).
+ */
 export interface MachineHostInit {
-  mesh: MeshNode
-  artifacts: ArtifactService
-  journal: WorkloadJournal
-  holder: StateHolder
+  /** The node's mesh; without `peers`, a MeshNode (requests to other nodes go over its streams). */
+  mesh: StatefulMesh
+  artifacts: ArtifactSource
+  journal: StatefulJournal
+  holder: LocalHolder
   log: Logger
   /** Live peers other than this node. */
   livePeers: () => string[]
@@ -61,6 +65,14 @@ export interface MachineHostInit {
   placedBefore?: (workloadId: string, epoch: number) => boolean
   /** How requests reach other nodes' stateful planes; default: the mesh's request/response streams. */
   peers?: StatePeers
+  /** Makes the sandbox of an owned machine; default: a MachineSandbox (a worker thread or a confined process). */
+  sandboxes?: (init: MachineSandboxInit) => MachineRunner
+}
+
+/** The requests to other nodes over the mesh's streams, which only a MeshNode has. */
+function defaultPeers (mesh: StatefulMesh): StatePeers {
+  if (mesh instanceof MeshNode) return rpcPeers(mesh)
+  throw new TypeError('MachineHost: without `peers`, `mesh` must be a MeshNode')
 }
 
 /**
@@ -83,7 +95,7 @@ export class MachineHost {
 
   constructor (private readonly init: MachineHostInit) {
     this.log = init.log.child({ component: 'machines' })
-    this.components = { mesh: init.mesh, peers: init.peers ?? rpcPeers(init.mesh), journal: init.journal, holder: init.holder, log: this.log, livePeers: init.livePeers }
+    this.components = { mesh: init.mesh, peers: init.peers ?? defaultPeers(init.mesh), journal: init.journal, holder: init.holder, log: this.log, livePeers: init.livePeers }
     this.replication = new Replication(this.components, { publishLocation: o => { this.publishLocation(o) } })
     this.recovery = new Recovery(this.components, { locations: this.locations, ...(init.placedBefore != null ? { placedBefore: init.placedBefore } : {}) })
     this.routing = new Routing(this.components, {
@@ -155,7 +167,7 @@ export class MachineHost {
       const stored = snapshot?.snapshot as StoredSnapshot | undefined
       // the node's inspector, if any: the machine shows as <workload id>@<node>
       const inspection = this.init.inspection
-      const sandbox = new MachineSandbox({
+      const sandboxInit: MachineSandboxInit = {
         artifactPath,
         identity: { id: spec.id, name: spec.name, namespace: spec.namespace, replica: 0, nodeId: this.selfId, epoch },
         memoryLimitMb: spec.memoryLimitMb,
@@ -164,7 +176,8 @@ export class MachineHost {
         onLog: line => { this.log.info({ workload: spec.id, stream: line.stream }, line.message) },
         ...(inspection != null ? { onInspect: inspection.forward(spec.id) } : {}),
         ...(this.init.isolation != null ? { isolation: this.init.isolation } : {})
-      })
+      }
+      const sandbox = this.init.sandboxes?.(sandboxInit) ?? new MachineSandbox(sandboxInit)
       const lastTimers = entries.at(-1)?.timers as MachineState['timers'] | undefined
       const restore = stored != null || entries.length > 0
         ? { ...(stored != null ? { state: { persisted: stored.machine.persisted, timers: lastTimers ?? stored.machine.timers } } : {}), replay: entries.map(e => ({ event: e.event, ...(e.error != null ? { error: e.error } : {}) })), ...(lastTimers != null ? { timers: lastTimers } : {}) }

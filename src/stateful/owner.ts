@@ -5,7 +5,7 @@ import type { Logger } from '../transport/logger.js'
 import type { MeshNode } from '../transport/mesh-node.js'
 import { callRpc } from '../transport/rpc.js'
 import type { WorkloadSpec } from '../workloads/types.js'
-import type { MachineSandbox, MachineState, Transition } from '../sandbox/machine-sandbox.js'
+import type { BatchResultListener, MachineRestore, MachineState, Transition } from '../sandbox/machine-sandbox.js'
 import { SEND_PROTOCOL, STATE_PROTOCOL, type Ack, type MachineEvent, type SendReply, type SendRequest, type StateRequest, type TransitionRecord } from '../protocol/state.js'
 import type { HolderReply } from './state-holder.js'
 
@@ -64,6 +64,21 @@ export function rpcPeers (mesh: MeshNode): StatePeers {
   }
 }
 
+/** Where the owner gets a workload's bundle (an ArtifactService is one). */
+export interface ArtifactSource {
+  /** The bundle's path on this node, fetched from `hints` or the providers the DHT knows if it is not here. */
+  ensure: (sha256: string, hints?: string[], options?: AbortOptions) => Promise<string>
+}
+
+/** The sandbox an owned machine runs in, as the owner uses it (a MachineSandbox is one). */
+export interface MachineRunner {
+  start: (restore?: MachineRestore) => Promise<Transition>
+  sendMany: (events: unknown[], onResult?: BatchResultListener) => Promise<Array<Transition | Error>>
+  stop: () => Promise<void>
+  /** The machine's statechart as JSON, once loaded. */
+  readonly definition?: unknown
+}
+
 /** What every part of the plane is built from. */
 export interface StatefulComponents {
   mesh: StatefulMesh
@@ -115,7 +130,7 @@ export interface Owned {
   /** Where the owner pipeline is (src/machines/owner-pipeline.ts): phase, applied and durable seqs, batches in flight. */
   pipeline: OwnerPipeline
   startedAt: number
-  sandbox?: MachineSandbox
+  sandbox?: MachineRunner
   holders: string[]
   /** Raised at every change of `holders` within the epoch (ReplicaSet in src/protocol/state.ts). */
   setVersion: number
