@@ -206,7 +206,7 @@ export class NodeRuntime {
         // ended by stopNode, which stops whatever was started.
         startNode: fromPromise(async ({ signal }) => {
           try {
-            await untilAborted(mesh.start(), signal)
+            await untilAborted(async () => await mesh.start(), signal)
             setRpcGuard(mesh, {
               seal: async (domain, value) => {
                 const sealed = await trust.sealValue(domain, JSON.stringify(value))
@@ -219,15 +219,15 @@ export class NodeRuntime {
               refused: (protocol, reason) => { this.metrics.refusals.inc({ what: protocol, reason }) }
             })
             const policySync = new PolicySync(mesh, trust, store, this.log)
-            const persisted = await untilAborted(policySync.stored(), signal)
-            if (persisted != null) await untilAborted(trust.applyPolicy(persisted, 'the node store').catch(err => { if (!(err instanceof Error && /not newer/.test(err.message))) this.log.warn({ err: describeError(err) }, 'persisted policy refused') }), signal)
-            await untilAborted(policySync.start(), signal)
+            const persisted = await untilAborted(async () => await policySync.stored(), signal)
+            if (persisted != null) await untilAborted(async () => { await trust.applyPolicy(persisted, 'the node store').catch(err => { if (!(err instanceof Error && /not newer/.test(err.message))) this.log.warn({ err: describeError(err) }, 'persisted policy refused') }) }, signal)
+            await untilAborted(async () => { await policySync.start() }, signal)
             this.policySync = policySync
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
-            await untilAborted(artifacts.start(), signal)
+            await untilAborted(async () => { await artifacts.start() }, signal)
             const engine = this.init.containerSocket != null ? new ContainerEngine({ socketPath: this.init.containerSocket, log: this.log }) : undefined
             const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(this.init.serviceCidr != null ? { serviceCidr: this.init.serviceCidr } : {}), ...(engine != null ? { engine } : {}), ...(inspection != null ? { inspection } : {}), isolation: this.sandbox.isolation })
-            await untilAborted(runtime.start(), signal)
+            await untilAborted(async () => { await runtime.start() }, signal)
             this.runtime = runtime
           } catch (err) {
             startError = err
@@ -239,8 +239,8 @@ export class NodeRuntime {
         stopNode: fromPromise(async ({ signal }) => {
           try {
             this.policySync?.stop()
-            await untilAborted(this.runtime?.stop(), signal)
-            await untilAborted(mesh.stop(), signal)
+            await untilAborted(async () => { await this.runtime?.stop() }, signal)
+            await untilAborted(async () => { await mesh.stop() }, signal)
           } finally {
             await store.close()
           }
@@ -439,22 +439,22 @@ export class NodeRuntime {
 }
 
 /**
- * Awaits `step` until `signal` aborts, then rejects with the signal's reason
- * (the step itself goes on: it takes no signal). Rejects at once if the
- * signal has already aborted, so no later step begins.
+ * Runs `step` and awaits it until `signal` aborts, then rejects with the
+ * signal's reason (the step itself goes on: it takes no signal). With the
+ * signal aborted already, the step is not begun.
  */
-async function untilAborted<T> (step: Promise<T> | undefined, signal: AbortSignal): Promise<T | undefined> {
+async function untilAborted<T> (step: () => Promise<T>, signal: AbortSignal): Promise<T> {
   signal.throwIfAborted()
-  if (step == null) return undefined
+  const running = step()
   // A step that fails after the abort won the race is not awaited by anyone: its failure is not news.
-  step.catch(() => {})
+  running.catch(() => {})
   let onAbort: (() => void) | undefined
   const aborted = new Promise<never>((_resolve, reject) => {
     onAbort = () => { reject(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
   })
   try {
-    return await Promise.race([step, aborted])
+    return await Promise.race([running, aborted])
   } finally {
     if (onAbort != null) signal.removeEventListener('abort', onAbort)
   }
