@@ -195,7 +195,32 @@ function socketPathOf (value: string, source: string): string {
   return value
 }
 
-export class ContainerEngine {
+/** Options every engine call takes: the caller's signal aborts the call (it rejects with the signal's reason). */
+export interface EngineCallOptions {
+  signal?: AbortSignal
+}
+
+/**
+ * What a node's container plane needs of an engine (ContainerEngine is the
+ * real one, on the engine's socket; tests give the container host a small
+ * in-memory one). Every call takes the caller's AbortSignal.
+ */
+export interface PodEngine {
+  ping: (timeoutMs?: number, options?: EngineCallOptions) => Promise<EngineInfo>
+  alive: (timeoutMs?: number, options?: EngineCallOptions) => Promise<void>
+  hasImage: (image: string, options?: EngineCallOptions) => Promise<boolean>
+  pull: (image: string, options?: PullOptions) => Promise<void>
+  create: (opts: CreateContainerOptions, options?: EngineCallOptions) => Promise<string>
+  start: (id: string, options?: EngineCallOptions) => Promise<void>
+  wait: (id: string, options?: EngineCallOptions) => Promise<ContainerExitStatus>
+  stop: (id: string, graceSeconds: number, options?: EngineCallOptions) => Promise<void>
+  remove: (id: string, options?: EngineCallOptions & { force?: boolean }) => Promise<void>
+  inspect: (id: string, options?: EngineCallOptions) => Promise<ContainerDetails | undefined>
+  list: (labelFilter: Record<string, string> | string[], options?: EngineCallOptions) => Promise<ContainerSummary[]>
+  logs: (id: string, options: LogsOptions) => Promise<void>
+}
+
+export class ContainerEngine implements PodEngine {
   readonly socketPath: string
   private readonly docker: Dockerode
   private readonly log: Logger

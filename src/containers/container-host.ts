@@ -6,7 +6,7 @@ import { podMachine, podPhase, type ContainerExit, type ContainerRef, type Creat
 import type { Logger } from '../transport/logger.js'
 import type { Resources, WorkloadSpec } from '../workloads/types.js'
 import { EngineUnavailableError } from './container-errors.js'
-import type { ContainerEngine, ContainerNetwork } from './container-engine.js'
+import type { ContainerNetwork, PodEngine } from './container-engine.js'
 import type { Inspection } from '../actors/inspection.js'
 import type { LogLine, ReplicaReport } from '../protocol/messages.js'
 
@@ -42,7 +42,7 @@ export interface LocalPod {
 
 export interface ContainerHostInit {
   selfId: string
-  engine?: ContainerEngine
+  engine?: PodEngine
   log: Logger
   /** A replica reached Succeeded or Failed by its restart policy. */
   onEnded: (workloadId: string, replica: number, epoch: number, outcome: PodOutcome) => void
@@ -100,7 +100,7 @@ export class ContainerHost {
     return this.init.engine != null && this.engineUp
   }
 
-  get engine (): ContainerEngine | undefined {
+  get engine (): PodEngine | undefined {
     return this.init.engine
   }
 
@@ -321,37 +321,39 @@ export class ContainerHost {
     const container = spec.container
     const logic = podMachine.provide({
       actors: {
-        ensureImage: fromPromise<EnsureImageOutput, EnsureImageInput>(async ({ input }) => {
-          const present = await engine.hasImage(input.image)
+        // Each effect passes its actor's signal to the engine: the machine leaving the state
+        // (a stop, a newer epoch) aborts the call instead of leaving it to finish unheeded.
+        ensureImage: fromPromise<EnsureImageOutput, EnsureImageInput>(async ({ input, signal }) => {
+          const present = await engine.hasImage(input.image, { signal })
           if (input.pullPolicy === 'Never' && !present) throw Object.assign(new Error(`image ${input.image} is not present on this node and imagePullPolicy is Never`), { reason: 'ErrImageNeverPull' })
           if (present && input.pullPolicy !== 'Always') return { pulled: false }
-          await engine.pull(input.image)
+          await engine.pull(input.image, { signal })
           return { pulled: true }
         }),
-        createContainer: fromPromise<ContainerRef, CreateContainerInput>(async ({ input }) => {
+        createContainer: fromPromise<ContainerRef, CreateContainerInput>(async ({ input, signal }) => {
           const publish = servicePorts(spec)
           const extraHosts = this.init.extraHosts?.(spec.namespace) ?? []
           const opts = { name: input.name, image: container.image, ...(container.command != null ? { command: container.command } : {}), ...(container.args != null ? { args: container.args } : {}), env: container.env, ports: container.ports, ...(container.workingDir != null ? { workingDir: container.workingDir } : {}), limits: container.limits, labels, ...(publish.length > 0 ? { publishLoopback: publish } : {}), ...(extraHosts.length > 0 ? { extraHosts } : {}) }
           try {
-            return { containerId: await engine.create(opts) }
+            return { containerId: await engine.create(opts, { signal }) }
           } catch (err) {
             // A leftover of this very replica and epoch (a restart before adoption decided): replace it.
             if ((err as { code?: string }).code !== 'CONTAINER_NAME_CONFLICT') throw err
-            await engine.remove(input.name, { force: true })
-            return { containerId: await engine.create(opts) }
+            await engine.remove(input.name, { force: true, signal })
+            return { containerId: await engine.create(opts, { signal }) }
           }
         }),
-        startContainer: fromPromise<void, ContainerRef>(async ({ input }) => {
+        startContainer: fromPromise<void, ContainerRef>(async ({ input, signal }) => {
           // Addresses may change with each start: the service proxy reads them afresh.
           this.networks.delete(input.containerId)
-          await engine.start(input.containerId)
-          if (servicePorts(spec).length > 0) await this.readNetwork(input.containerId)
+          await engine.start(input.containerId, { signal })
+          if (servicePorts(spec).length > 0) await this.readNetwork(input.containerId, signal)
         }),
         waitContainer: fromPromise<ContainerExit, ContainerRef>(async ({ input, signal }) => await engine.wait(input.containerId, { signal })),
-        stopContainer: fromPromise<void, StopContainerInput>(async ({ input }) => { await engine.stop(input.containerId, input.graceSeconds) }),
-        removeContainer: fromPromise<void, ContainerRef>(async ({ input }) => {
+        stopContainer: fromPromise<void, StopContainerInput>(async ({ input, signal }) => { await engine.stop(input.containerId, input.graceSeconds, { signal }) }),
+        removeContainer: fromPromise<void, ContainerRef>(async ({ input, signal }) => {
           this.networks.delete(input.containerId)
-          await engine.remove(input.containerId, { force: true })
+          await engine.remove(input.containerId, { force: true, signal })
         })
       }
     })
@@ -472,7 +474,7 @@ export class ContainerHost {
     return this.unsorted.has(workloadId)
   }
 
-  private async sortOut (engine: ContainerEngine, c: { id: string, name: string, labels: Record<string, string>, running: boolean }, decide: (workloadId: string, replica: number, epoch: number) => Promise<{ adopt: WorkloadSpec } | { remove: string }>): Promise<'adopted' | 'removed'> {
+  private async sortOut (engine: PodEngine, c: { id: string, name: string, labels: Record<string, string>, running: boolean }, decide: (workloadId: string, replica: number, epoch: number) => Promise<{ adopt: WorkloadSpec } | { remove: string }>): Promise<'adopted' | 'removed'> {
     const workloadId = c.labels[LABELS.workload] ?? ''
     const replica = Number(c.labels[LABELS.replica])
     const epoch = Number(c.labels[LABELS.epoch])

@@ -24,7 +24,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import { credentialExpiryWarning, issueCredential, SignedCredentialSchema, verifyCredential, type MeshTrust, type SignedCredential } from '../policy/credentials.js'
-import { Trust } from '../policy/trust.js'
+import { isWorkloadIdentity, Trust } from '../policy/trust.js'
 import { setRpcGuard } from '../transport/rpc.js'
 import { HEARTBEAT_TOPIC, SCHEDULER_TOPIC } from '../protocol/messages.js'
 import { POLICY_TOPIC, PolicySync } from '../actors/policy-sync.js'
@@ -154,7 +154,11 @@ export class NodeRuntime {
     try {
       mesh = new MeshNode({
         guard: {
-          seal: async (topic, data, as) => await trust.seal(topic, new TextDecoder().decode(data), as as never),
+          seal: async (topic, data, as) => {
+            // The mesh passes `as` through untyped: only a workload identity may sign in a workload's name.
+            if (as != null && !isWorkloadIdentity(as)) throw new TypeError(`a message can be sealed as a workload identity only, got ${typeof as}`)
+            return await trust.seal(topic, new TextDecoder().decode(data), as ?? undefined)
+          },
           open: async (topic, data, options) => {
             const { body, sender, nonce } = await trust.open(topic, data, { replay: options?.relayed !== true })
             return { data: new TextEncoder().encode(body), sender, author: sender.node, id: `${sender.signer}:${nonce}` }
@@ -196,9 +200,13 @@ export class NodeRuntime {
     let startError: unknown
     const logic = nodeMachine.provide({
       actors: {
-        startNode: fromPromise(async () => {
+        // Neither the mesh, the policy sync nor the workload runtime takes a signal when it
+        // starts or stops: each step is awaited only until the signal aborts (a stop requested
+        // while starting), and no later step begins after that. The step still under way is
+        // ended by stopNode, which stops whatever was started.
+        startNode: fromPromise(async ({ signal }) => {
           try {
-            await mesh.start()
+            await untilAborted(async () => await mesh.start(), signal)
             setRpcGuard(mesh, {
               seal: async (domain, value) => {
                 const sealed = await trust.sealValue(domain, JSON.stringify(value))
@@ -211,26 +219,28 @@ export class NodeRuntime {
               refused: (protocol, reason) => { this.metrics.refusals.inc({ what: protocol, reason }) }
             })
             const policySync = new PolicySync(mesh, trust, store, this.log)
-            const persisted = await policySync.stored()
-            if (persisted != null) await trust.applyPolicy(persisted, 'the node store').catch(err => { if (!(err instanceof Error && /not newer/.test(err.message))) this.log.warn({ err: describeError(err) }, 'persisted policy refused') })
-            await policySync.start()
+            const persisted = await untilAborted(async () => await policySync.stored(), signal)
+            if (persisted != null) await untilAborted(async () => { await trust.applyPolicy(persisted, 'the node store').catch(err => { if (!(err instanceof Error && /not newer/.test(err.message))) this.log.warn({ err: describeError(err) }, 'persisted policy refused') }) }, signal)
+            await untilAborted(async () => { await policySync.start() }, signal)
             this.policySync = policySync
             const artifacts = new ArtifactService(mesh, new ArtifactStore(this.init.dataDir), this.log)
-            await artifacts.start()
+            await untilAborted(async () => { await artifacts.start() }, signal)
             const engine = this.init.containerSocket != null ? new ContainerEngine({ socketPath: this.init.containerSocket, log: this.log }) : undefined
             const runtime = new WorkloadRuntime({ mesh, artifacts, store, trust, policySync, log: this.log, capacity: this.init.capacity, labels: this.init.labels ?? {}, tenderWindowMs: this.init.tenderWindowMs, metrics: this.metrics, ...(this.init.serviceCidr != null ? { serviceCidr: this.init.serviceCidr } : {}), ...(engine != null ? { engine } : {}), ...(inspection != null ? { inspection } : {}), isolation: this.sandbox.isolation })
-            await runtime.start()
+            await untilAborted(async () => { await runtime.start() }, signal)
             this.runtime = runtime
           } catch (err) {
             startError = err
             throw err
           }
         }),
-        stopNode: fromPromise(async () => {
+        // Stops every part, each awaited until the signal aborts (the node machine itself
+        // stopped); the store is closed in any case.
+        stopNode: fromPromise(async ({ signal }) => {
           try {
             this.policySync?.stop()
-            await this.runtime?.stop()
-            await mesh.stop()
+            await untilAborted(async () => { await this.runtime?.stop() }, signal)
+            await untilAborted(async () => { await mesh.stop() }, signal)
           } finally {
             await store.close()
           }
@@ -425,5 +435,27 @@ export class NodeRuntime {
   private meshNode (): MeshNode {
     if (this.mesh == null) throw new Error('node runtime is not started')
     return this.mesh
+  }
+}
+
+/**
+ * Runs `step` and awaits it until `signal` aborts, then rejects with the
+ * signal's reason (the step itself goes on: it takes no signal). With the
+ * signal aborted already, the step is not begun.
+ */
+async function untilAborted<T> (step: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted()
+  const running = step()
+  // A step that fails after the abort won the race is not awaited by anyone: its failure is not news.
+  running.catch(() => {})
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([running, aborted])
+  } finally {
+    if (onAbort != null) signal.removeEventListener('abort', onAbort)
   }
 }

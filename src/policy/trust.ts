@@ -69,6 +69,16 @@ export interface WorkloadIdentity {
   chain: SignedCredential[]
 }
 
+/**
+ * Whether `value` is a WorkloadIdentity (what the mesh hands back as the
+ * `as` of a publish: the transport does not know the policy's types).
+ */
+export function isWorkloadIdentity (value: unknown): value is WorkloadIdentity {
+  if (typeof value !== 'object' || value === null) return false
+  const v = value as Partial<Record<keyof WorkloadIdentity, unknown>>
+  return typeof v.id === 'string' && Array.isArray(v.chain) && typeof v.key === 'object' && v.key !== null
+}
+
 export class Trust {
   readonly root: string
   readonly selfId: string

@@ -1,4 +1,3 @@
-// longer than 700 lines: 119 lines of notes on the XState facts the host relies on, then one class for the whole life of the machine worker
 /**
  * A stateful workload's XState machine, run as an actor in a worker thread
  * (machine-worker.ts) with the same isolation as ReplicaSandbox: a heap
@@ -7,199 +6,23 @@
  * transition the machine completed, sent or spontaneous), so a thread that
  * has to go can be replaced by one resumed from it.
  *
- * Semantics, and the XState facts they rest on:
- *
- * - **handled.** Before an event is applied the worker asks
- *   `snapshot.can(event)`: it matches the current state's transitions by event
- *   type (wildcard `*` and `foo.*` descriptors included), evaluates their
- *   guards (so a guard may run twice per event; guards should be pure) and
- *   needs one with a target or actions. can() ignores eventless (`always`)
- *   transitions, whose guards also get the event, so when it says no a pure
- *   dry run decides. The root does not pass events to its children: an event
- *   only a child would handle is not handled. An unhandled event is not
- *   applied; `send` resolves `handled: false` with the unchanged state.
- *
- * - **Timers.** XState's persisted snapshot has no scheduled (delayed) events,
- *   and restoring it does not re-run entry actions, so `after` timers and
- *   delayed `raise`/`sendTo`-self events would be lost. After each transition
- *   the worker reads the root's pending self-addressed delayed events from
- *   the system scheduler (`startedAt + delay`) into `state.timers`, with
- *   `dueAt` on this sandbox's clock. `start({ state })` re-arms them for
- *   `max(0, dueAt - now)` under their own ids (an `after` timer's id is its
- *   event type), so leaving the state still cancels them. Delayed events
- *   the root sends to children, and children's own timers, are not kept.
- *
- * - **Replay.** `start({ state, replay, timers })` restores `state.persisted`,
- *   applies each replayed event with xstate's pure `transition()` (actions are
- *   computed, not run; invoked actors are not started), then creates the live
- *   actor from the final snapshot. The timers re-armed are `timers` when given
- *   (the host's "snapshot at seq S + events S+1..N + timers as of N"); without
- *   it, `state.timers` with the replayed events' delayed self-sends and
- *   cancels applied, a new timer counting its delay from `now` (a replay
- *   entry carries no time). A replay entry with `error` ends in status
- *   `error` with that message, as its live transition did (its actions, which
- *   threw, are not run by replay).
- *
- * - **Invoked and spawned actors** run live in the worker; their completion
- *   is a spontaneous transition. A persisted snapshot keeps the children
- *   active in it (by `src`, so they must be named in `setup({ actors })`). On
- *   restore XState re-creates and starts them: an invoked promise that was in
- *   flight is started again from its input, not resumed; its first run's
- *   result is lost with the old thread.
- *
- * - **Failures.** An action or guard that throws puts the machine in status
- *   `error` (a Transition like any other); later sends reject with
- *   MachineNotActiveError, as they do once it is `done`. A sent event whose
- *   transition runs past `timeoutMs`, exhausts the heap or ends the thread
- *   rejects with TransitionFailedError (in a batch: see Batches), and the
- *   thread is replaced by one resumed from the last good state: the event is
- *   not applied, later sends work (and in-flight invoked promises start
- *   again). Restarting is safe: it is what a restore on another node does
- *   anyway. A thread that ends outside any transition (a stray timer of user
- *   code) is replaced the same way, with growing delays while that keeps
- *   happening. A transition nobody sent that hangs or ends the thread cannot
- *   be refused like a send: resumed, the machine would take it again (an
- *   overdue timer fires at once), so the machine fails instead: onSpontaneous
- *   gets a Transition in status `error` at the last good state (its persisted
- *   snapshot failed too), and the thread is not replaced. The worker
- *   announces each such event (`busy`) so its time is watched even when no
- *   send is waiting.
- *
- * - **Order.** Sends run one at a time in call order (a send made while
- *   `start` runs waits for it); `current()` answers from the host's copy of
- *   the last state, after the sends called before it. `onSpontaneous` is
- *   called for the steps the machine took, in the order it took them, with
- *   the send results in between: a step taken before a send's own is
- *   reported before the send resolves, and one its processing caused (a
- *   child answering at once) after.
- *
- * - **Batches.** `sendMany(events)` applies its events in order in one round
- *   trip: `send(e)` is `sendMany([e])`. Each event is checked, tested for
- *   handled, applied and reported exactly as a single send (same Errors, per
- *   element; an unhandled or malformed one does not stop the others, and once
- *   an event ends the machine the rest get MachineNotActiveError). The worker
- *   applies a batch's events back to back, synchronously, so no timer fires
- *   and no invoked promise settles between two of them: the batch is as if
- *   its events had arrived together, and such steps come after it (or before
- *   it). The only steps between two events of a batch are those the earlier
- *   event's own processing caused (a child answering at once, a `sendTo`
- *   self); they are reported through `onSpontaneous` after that event's
- *   result and before the next one's, as seen by the optional `onResult(i,
- *   result)` listener of sendMany, which gets each element as soon as it is
- *   known, in index order, in order with `onSpontaneous` (those the last
- *   event caused come after its onResult, possibly after the batch resolves,
- *   as after a send). The worker posts each event's result as soon as it is
- *   applied, so the host knows how far a batch got: `timeoutMs` applies to
- *   each event (the clock restarts with each result), and when event k hangs,
- *   exhausts the heap or ends the thread, events before it keep their
- *   Transitions (they are in the last good state), event k gets
- *   TransitionFailedError and is not applied, the thread is replaced from the
- *   last good state, and the events after k are applied on the new thread, as
- *   the sends after a failed one would be. If no new thread can be started,
- *   they get TransitionFailedError (reason `crashed`) too, without further
- *   attempts.
- *
- * - **JSON.** Events, context, output and persisted snapshots cross as JSON
- *   (an Error becomes `{ name, message }`). Sent events must be JSON objects
- *   with a non-empty string `type` not starting with `xstate.` (XState's own
- *   events). A transition whose state has no JSON form (a BigInt in the
- *   context) fails the machine, at its last reportable state.
- *
- * - **Clock.** XState stamps scheduled events with Date.now(); `dueAt` is
- *   converted to the injected clock (its offset from Date.now()), and back
- *   when timers are re-armed.
- *
- * - **Inspection.** With `onInspect`, each worker posts an InspectionRecord
- *   (../inspection.ts) for every inspection event of the machine's actors,
- *   as JSON with ids relative to the root, and the host hands them to
- *   `onInspect` in order. Records of a retired thread are dropped. Replayed
- *   events (restore) are applied with pure `transition()` and not shown;
- *   a resumed thread shows its root again, from its restored state.
+ * Its semantics, and the XState facts they rest on (handled, timers,
+ * replay, invoked actors, failures, order, batches, JSON, clock,
+ * inspection), are written down in docs/state.md ("The machine sandbox");
+ * keep them true when this file changes.
  *
  * This is fault isolation, not a security boundary (see sandbox.ts).
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import { describeError } from '../errors.js'
-import type { WorkloadIdentity } from '../workloads/types.js'
 import { ArtifactLoadError, InvalidMachineEventError, MachineNotActiveError, MachineRestoreError, SandboxStoppedError, TransitionFailedError } from './errors.js'
-import type { InspectionRecord } from '../actors/inspection.js'
-import type { NodeIsolation } from './confine.js'
 import type { FromMachineWorker, MachineWorkerInit, ToMachineWorker, WireTimer, WireTransition } from './machine-worker.js'
-import { describeExit, isOutOfMemory, remoteError, restartDelay, spawnThread, type SandboxLogLine, type Thread, type ThreadExit } from './sandbox.js'
+import { describeExit, isOutOfMemory, remoteError, spawnThread } from './sandbox.js'
+import { Mailbox, Supervisor, type Thread, type ThreadExit } from './supervisor.js'
+import { checkEvent, type BatchResultListener, type MachineRestore, type MachineSandboxInit, type PendingTimer, type Transition } from './machine-contract.js'
 
-/** A delayed event (`after`, or `raise`/`sendTo` self with a delay) the machine has pending, with its absolute due time. */
-export interface PendingTimer { id: string, event: unknown, dueAt: number }
-
-/** What must be stored to resume the machine elsewhere. */
-export interface MachineState {
-  /** actor.getPersistedSnapshot(), as JSON (Error values become `{ name, message }`). */
-  persisted: unknown
-  timers: PendingTimer[]
-}
-
-export interface Transition {
-  /** false: the machine had no enabled transition for this event in its state; nothing changed and nothing must be journaled. */
-  handled: boolean
-  /** snapshot.value */
-  value: unknown
-  /** JSON copy of snapshot.context */
-  context: unknown
-  status: 'active' | 'done' | 'error' | 'stopped'
-  /** When done. */
-  output?: unknown
-  /** When status is 'error' (an action or guard threw), one line. */
-  error?: string
-  /** After the event. */
-  state: MachineState
-}
-
-/** A journal entry to replay on restore. */
-export interface ReplayEntry {
-  event: unknown
-  /** Set when the live transition of this event ended in status 'error': replay ends there, in that error. */
-  error?: string
-}
-
-export interface MachineRestore {
-  /** The state to resume from; absent: the machine's initial state. */
-  state?: MachineState
-  /** Events applied after `state`, in order, without running actions. */
-  replay?: ReplayEntry[]
-  /** The timers to re-arm, overriding `state.timers` (with `replay`: the timers as of the last entry). */
-  timers?: PendingTimer[]
-  /** Now on the sandbox's clock, for the timers' remaining delays. Default: clock(). */
-  now?: number
-}
-
-export interface MachineSandboxInit {
-  /** The workload bundle: an ESM file on disk. */
-  artifactPath: string
-  identity: WorkloadIdentity
-  /** V8 old-generation heap limit of the worker thread. */
-  memoryLimitMb: number
-  /** Confined child processes or worker threads (or `refused`: starting fails with UnconfinedHostError). Default: confined where the host can confine (defaultIsolation). */
-  isolation?: NodeIsolation
-  /** Each sent event (alone or in a batch) may take at most this long, else the thread is replaced and its result is a TransitionFailedError. */
-  timeoutMs: number
-  /** A transition nobody sent: a delayed event fired, an invoked/spawned actor finished or failed, etc. Called in order with send results. */
-  onSpontaneous: (event: unknown, t: Transition) => void
-  /** Console output of user code, and the sandbox's own notes (stream `error`). */
-  onLog: (line: SandboxLogLine) => void
-  /** Default Date.now. Timers' `dueAt` are on this clock. */
-  clock?: () => number
-  /** How long loading the module and starting the machine may take, at start and after each restart. Default 30 s. */
-  loadTimeoutMs?: number
-  /**
-   * Inspection: when set, every worker (and its replacements) reports each
-   * inspection event of the machine's actors, called here in the worker's
-   * order. A throw is ignored. Unset, the worker does no inspection at all.
-   */
-  onInspect?: (record: InspectionRecord) => void
-}
+export type { BatchResultListener, MachineRestore, MachineSandboxInit, MachineState, PendingTimer, ReplayEntry, Transition } from './machine-contract.js'
 
 const DEFAULT_LOAD_TIMEOUT_MS = 30_000
-/** XState's own events (`xstate.init`, `xstate.after.…`, `xstate.done.actor.…`) cannot be sent from outside. */
-const RESERVED_PREFIX = 'xstate.'
 
 type ResultMessage = Extract<FromMachineWorker, { type: 'result' }>
 
@@ -230,9 +53,6 @@ interface Live {
   watchdog?: NodeJS.Timeout
 }
 
-/** Called with each element of a sendMany as soon as it is known, in index order, interleaved in order with onSpontaneous. */
-export type BatchResultListener = (index: number, result: Transition | Error) => void
-
 /** The events of one sendMany (or send) and what became of them. */
 interface Batch {
   /** Each event's JSON copy, or why it is not a machine event. */
@@ -247,39 +67,17 @@ type Job =
   | { kind: 'current', resolve: (t: Transition) => void, reject: (err: Error) => void }
   | { kind: 'send', batch: Batch, resolve: (results: Array<Transition | Error>) => void }
 
-/** The event's JSON copy, or why it is not a machine event. */
-function checkEvent (event: unknown): { type: string } {
-  if (typeof event !== 'object' || event === null || Array.isArray(event)) {
-    throw new InvalidMachineEventError(`expected a JSON object with a string "type", got ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}`)
-  }
-  const type = (event as { type?: unknown }).type
-  if (typeof type !== 'string') throw new InvalidMachineEventError(`"type" must be a string, got ${type === undefined ? 'none' : type === null ? 'null' : typeof type}`)
-  if (type === '') throw new InvalidMachineEventError('"type" must not be empty')
-  if (type.startsWith(RESERVED_PREFIX)) throw new InvalidMachineEventError(`event types starting with "${RESERVED_PREFIX}" are reserved for XState's own events, got ${JSON.stringify(type)}`)
-  let text: string | undefined
-  try {
-    text = JSON.stringify(event)
-  } catch (err) {
-    throw new InvalidMachineEventError(`${JSON.stringify(type)} is not JSON-serialisable: ${describeError(err)}`)
-  }
-  return JSON.parse(text as string) as { type: string }
-}
-
 /** A sandbox for one stateful workload's machine. */
 export class MachineSandbox {
-  private status: 'new' | 'starting' | 'running' | 'stopped' = 'new'
-  /** The thread serving sends (or being started). */
-  private serving?: Promise<Live>
-  private readonly threads = new Set<Live>()
+  /** Keeps a worker serving (spawn, replace, respawn, stop: supervisor.ts). */
+  private readonly supervisor: Supervisor<Live>
+  /** Sends and `current` calls, one at a time in call order. */
+  private readonly mailbox: Mailbox<Job>
   /** The state after the last transition the machine completed. */
   private last?: Transition
   /** The machine's statechart as JSON (`machine.toJSON()`), once a thread has loaded it; for diagrams. */
   definition?: unknown
-  private readonly queue: Job[] = []
-  private draining = false
   private nextId = 0
-  private consecutiveFailures = 0
-  private readonly lifetime = new AbortController()
   private readonly clock: () => number
   private readonly loadTimeoutMs: number
   /** `workload <id>`, for load errors. */
@@ -292,6 +90,26 @@ export class MachineSandbox {
     this.loadTimeoutMs = init.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS
     this.label = `workload ${init.identity.id}`
     this.machineLabel = `the machine of ${init.identity.id}`
+    this.supervisor = new Supervisor<Live>({
+      // a successor resumes from the last good state
+      respawn: async delayMs => {
+        const last = this.last
+        return (await this.spawn(delayMs, last != null ? { state: last.state } : {})).live
+      },
+      stoppedError: () => this.stoppedError(),
+      onRestartFailed: err => { this.log('error', `restarting the machine of ${init.identity.id} failed: ${describeError(err)}`) }
+    })
+    this.mailbox = new Mailbox<Job>(job => {
+      if (job.kind === 'current') {
+        job.resolve({ ...(this.last as Transition), handled: true })
+        return undefined
+      }
+      return this.runJob(job)
+    })
+  }
+
+  private get status (): 'new' | 'starting' | 'running' | 'stopped' {
+    return this.supervisor.status
   }
 
   /**
@@ -305,25 +123,22 @@ export class MachineSandbox {
   async start (restore: MachineRestore = {}): Promise<Transition> {
     if (this.status === 'stopped') throw this.stoppedError()
     if (this.status !== 'new') throw new Error(`the machine sandbox of ${this.init.identity.id} is already started`)
-    this.status = 'starting'
     const first = this.spawn(0, restore)
     const live = first.then(r => r.live)
     live.catch(() => {})
-    this.serving = live
+    this.supervisor.starting(live)
     let started: Transition
     try {
       started = (await first).transition
     } catch (err) {
-      if (this.serving === live) this.serving = undefined
-      if (this.status === 'starting') {
-        this.status = 'new'
-        for (const job of this.queue.splice(0)) this.abandon(job, () => new Error(`the machine sandbox of ${this.init.identity.id} did not start: ${describeError(err)}`))
+      if (this.supervisor.startFailed(live)) {
+        for (const job of this.mailbox.takeAll()) this.abandon(job, () => new Error(`the machine sandbox of ${this.init.identity.id} did not start: ${describeError(err)}`))
       }
       throw err
     }
     if (this.stopped()) throw this.stoppedError()
-    this.status = 'running'
-    void this.drain()
+    this.supervisor.started()
+    void this.mailbox.drain()
     return started
   }
 
@@ -347,7 +162,7 @@ export class MachineSandbox {
    * between events i and i+1 of the batch is reported after `onResult(i)`
    * and before `onResult(i + 1)`. (Within a batch the only such steps are
    * those event i's own processing caused, a child answering at once or a
-   * `sendTo` self: see Batches in the header. Those the last event caused
+   * `sendTo` self: see Batches in docs/state.md. Those the last event caused
    * follow `onResult` of the last, maybe after the promise resolves, as for
    * `send`.) A caller that journals
    * spontaneous steps with the events needs it; the resolved array alone
@@ -373,8 +188,8 @@ export class MachineSandbox {
       return batch.results as Array<Transition | Error>
     }
     return await new Promise<Array<Transition | Error>>(resolve => {
-      this.queue.push({ kind: 'send', batch, resolve })
-      if (this.status === 'running') void this.drain()
+      this.mailbox.push({ kind: 'send', batch, resolve })
+      if (this.status === 'running') void this.mailbox.drain()
     })
   }
 
@@ -383,27 +198,20 @@ export class MachineSandbox {
     if (this.status === 'stopped') throw this.stoppedError()
     if (this.status === 'new') throw this.notStartedError()
     return await new Promise<Transition>((resolve, reject) => {
-      this.queue.push({ kind: 'current', resolve, reject })
-      if (this.status === 'running') void this.drain()
+      this.mailbox.push({ kind: 'current', resolve, reject })
+      if (this.status === 'running') void this.mailbox.drain()
     })
   }
 
   /** Terminates the worker; queued sends reject with SandboxStoppedError. */
   async stop (): Promise<void> {
-    if (this.status !== 'stopped') {
-      this.status = 'stopped'
-      this.lifetime.abort()
-      this.serving = undefined
-      for (const job of this.queue.splice(0)) this.abandon(job, () => this.stoppedError())
-    }
-    await Promise.all([...this.threads].map(async live => {
-      live.retired = true
-      await live.thread.terminate()
-    }))
+    await this.supervisor.stop(() => {
+      for (const job of this.mailbox.takeAll()) this.abandon(job, () => this.stoppedError())
+    })
   }
 
   private stopped (): boolean {
-    return this.status === 'stopped'
+    return this.supervisor.stopped()
   }
 
   private stoppedError (): SandboxStoppedError {
@@ -471,28 +279,17 @@ export class MachineSandbox {
     }
   }
 
-  private async drain (): Promise<void> {
-    if (this.draining) return
-    this.draining = true
+  /** Runs a send job (a batch) and resolves it with every event's result. */
+  private async runJob (job: Extract<Job, { kind: 'send' }>): Promise<void> {
     try {
-      for (let job = this.queue.shift(); job != null; job = this.queue.shift()) {
-        if (job.kind === 'current') {
-          job.resolve({ ...(this.last as Transition), handled: true })
-          continue
-        }
-        try {
-          await this.run(job.batch)
-        } catch (err) {
-          // not expected: run reports each event's failure in its result
-          const error = err instanceof Error ? err : new Error(String(err))
-          this.failRest(job.batch, () => error)
-        }
-        this.flush(job.batch)
-        job.resolve(job.batch.results as Array<Transition | Error>)
-      }
-    } finally {
-      this.draining = false
+      await this.run(job.batch)
+    } catch (err) {
+      // not expected: run reports each event's failure in its result
+      const error = err instanceof Error ? err : new Error(String(err))
+      this.failRest(job.batch, () => error)
     }
+    this.flush(job.batch)
+    job.resolve(job.batch.results as Array<Transition | Error>)
   }
 
   /** Sets the result of a batch's event `i`, and gives `onResult` the results now known in order. */
@@ -545,7 +342,7 @@ export class MachineSandbox {
       }
       let live: Live
       try {
-        live = await this.acquire()
+        live = await this.supervisor.acquire()
       } catch (err) {
         if (this.stopped()) this.failRest(batch, () => this.stoppedError())
         else this.failRest(batch, () => new TransitionFailedError('crashed', `no worker could be started for the machine of ${this.init.identity.id}: ${describeError(err)}; the event was not applied`))
@@ -563,7 +360,7 @@ export class MachineSandbox {
 
       const events = pending.map(i => batch.events[i] as { type: string })
       const { done, outcome } = await this.request(live, { type: 'send', id: ++this.nextId, events }, this.init.timeoutMs, (msg, t, j) => {
-        if (t != null) this.consecutiveFailures = 0
+        if (t != null) this.supervisor.succeeded()
         this.settle(batch, pending[j] as number, t ?? this.failure(msg, events[j] as { type: string }))
       })
       if (outcome.kind === 'done') continue
@@ -592,7 +389,7 @@ export class MachineSandbox {
           }
           break
         case 'timeout':
-          this.replace(live)
+          this.supervisor.replace(live)
           this.settle(batch, i, new TransitionFailedError('timeout', `${what} did not finish within ${this.init.timeoutMs} ms; ${resumed}`))
           break
         case 'exit':
@@ -655,44 +452,9 @@ export class MachineSandbox {
     })
   }
 
-  private async acquire (): Promise<Live> {
-    if (this.serving == null) {
-      if (this.status !== 'running') throw this.stoppedError()
-      this.respawn()
-    }
-    return await (this.serving as Promise<Live>)
-  }
-
-  /** Retires a thread and starts its successor from the last good state. */
-  private replace (live: Live): void {
-    if (live.retired) return
-    live.retired = true
-    void live.thread.terminate()
-    if (this.status !== 'running') return
-    this.respawn()
-  }
-
-  private respawn (): void {
-    this.consecutiveFailures++
-    const last = this.last
-    const next = this.spawn(restartDelay(this.consecutiveFailures), last != null ? { state: last.state } : {}).then(r => r.live)
-    this.serving = next
-    next.catch(err => {
-      if (this.serving === next) this.serving = undefined
-      if (this.status === 'running') this.log('error', `restarting the machine of ${this.init.identity.id} failed: ${describeError(err)}`)
-    })
-  }
-
   /** Starts a thread (after `delayMs`), loads the module and starts the machine in it from `restore`. */
   private async spawn (delayMs: number, restore: MachineRestore): Promise<{ live: Live, transition: Transition }> {
-    if (delayMs > 0) {
-      try {
-        await sleep(delayMs, undefined, { signal: this.lifetime.signal })
-      } catch {
-        throw this.stoppedError()
-      }
-    }
-    if (this.stopped()) throw this.stoppedError()
+    await this.supervisor.backoff(delayMs)
     const start = this.startMessage(++this.nextId, restore)
 
     const where = `${this.label} from ${this.init.artifactPath}`
@@ -706,7 +468,7 @@ export class MachineSandbox {
       throw new ArtifactLoadError(where, `cannot start a sandbox: ${describeError(err)}`, { cause: err })
     }
     self = { thread, retired: false, started: false, startId: start.id, busy: [] }
-    this.threads.add(self)
+    this.supervisor.track(self)
     void thread.exited.then(exit => { this.onExit(self, exit) })
 
     try {
@@ -808,7 +570,7 @@ export class MachineSandbox {
 
   private onExit (live: Live, exit: ThreadExit): void {
     live.exit = exit
-    this.threads.delete(live)
+    this.supervisor.exited(live)
     clearTimeout(live.watchdog)
     live.onLoad?.(this.exitError(`${this.label} from ${this.init.artifactPath}`, exit, 'while loading the module'))
     if (live.started && !live.retired && this.status === 'running') {
@@ -816,7 +578,7 @@ export class MachineSandbox {
         this.failSpontaneous(live, isOutOfMemory(exit) ? `ran out of memory (heap limit ${this.init.memoryLimitMb} MB)` : `crashed the worker (${describeExit(exit)})`)
       } else {
         if (live.inflight == null) this.log('error', `the worker of the machine of ${this.init.identity.id} stopped outside a transition (${describeExit(exit)}); resuming it from the last good state`)
-        this.replace(live)
+        this.supervisor.replace(live)
       }
     }
     live.inflight?.settle({ kind: 'exit', exit })
@@ -844,7 +606,7 @@ export class MachineSandbox {
     live.watchdog = undefined
     live.retired = true
     void live.thread.terminate()
-    if (this.serving != null) this.serving = undefined
+    this.supervisor.drop()
     const last = this.last as Transition
     const type = (event as { type?: unknown } | undefined)?.type
     const error = `the transition for ${typeof type === 'string' ? `event ${JSON.stringify(type)}` : 'an event'} ${what}`

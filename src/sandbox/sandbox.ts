@@ -24,6 +24,7 @@ import type { CallOptions, CallRequest, FetchInit, FetchReply, TopicEvent, Workl
 import { ArtifactLoadError, SandboxStoppedError, UnconfinedHostError } from './errors.js'
 import { endConfined, hostConfinement, SANDBOX_ARTIFACT, spawnConfined, workerBundle, type ConfinedInit, type Isolation, type NodeIsolation, type WorkerFile } from './confine.js'
 import type { CallFailure, FromWorker, InspectedMachine, ToWorker, WorkerErrorInfo, WorkerInit } from './worker.js'
+import { Mailbox, Supervisor, type Thread, type ThreadExit } from './supervisor.js'
 
 /** Why an invocation failed. `stopped`: the sandbox stopped before the handler finished (or ran). */
 export type FailureCause = 'threw' | 'timeout' | 'crashed' | 'out-of-memory' | 'stopped'
@@ -73,8 +74,6 @@ export interface ReplicaSandboxInit {
 }
 
 const DEFAULT_LOAD_TIMEOUT_MS = 30_000
-/** Replacing a thread that keeps failing waits 100 ms, 200 ms, … up to this, until a call succeeds. */
-const MAX_RESTART_DELAY_MS = 30_000
 /** Longer stdout/stderr lines of a worker are cut into pieces of this size. */
 const MAX_OUTPUT_LINE = 64 * 1024
 
@@ -89,25 +88,7 @@ export function resourceLimits (memoryLimitMb: number): ResourceLimits {
   }
 }
 
-export function restartDelay (consecutiveFailures: number): number {
-  return consecutiveFailures <= 1 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** (consecutiveFailures - 2))
-}
-
-export interface ThreadExit {
-  code: number
-  /** The error the thread emitted before exiting (uncaught exception, ERR_WORKER_OUT_OF_MEMORY). */
-  error?: Error
-}
-
-export interface Thread {
-  /** Sends a message to the worker; throws when it cannot be sent (the worker is gone). */
-  post: (msg: unknown) => void
-  /** Ends the worker (a thread is terminated, a confined child killed); resolves once it is gone. */
-  terminate: () => Promise<void>
-  /** Resolves (never rejects) once the worker has exited. */
-  exited: Promise<ThreadExit>
-  isolation: Isolation
-}
+export { restartDelay, type Thread, type ThreadExit } from './supervisor.js'
 
 export function isOutOfMemory (exit: ThreadExit): boolean {
   return (exit.error as NodeJS.ErrnoException | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY'
@@ -256,16 +237,13 @@ type Outcome =
  * `invoke` never rejects: every failure is an InvokeResult.
  */
 export class ReplicaSandbox {
-  private state: 'new' | 'starting' | 'running' | 'stopped' = 'new'
-  private current?: Promise<Live>
-  private readonly threads = new Set<Live>()
-  private readonly queue: Job[] = []
-  private draining = false
+  /** Keeps a worker serving (spawn, replace, respawn, stop: supervisor.ts). */
+  private readonly supervisor: Supervisor<Live>
+  /** Invocations, one at a time in arrival order. */
+  private readonly mailbox: Mailbox<Job>
   private nextId = 0
   private nextPing = 0
   private readonly pings = new Map<number, () => void>()
-  private consecutiveFailures = 0
-  private readonly lifetime = new AbortController()
   private readonly counters: SandboxStats = { invocations: 0, failures: 0, restarts: 0 }
   private readonly loadTimeoutMs: number
   private readonly label: string
@@ -273,6 +251,25 @@ export class ReplicaSandbox {
   constructor (private readonly init: ReplicaSandboxInit) {
     this.loadTimeoutMs = init.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS
     this.label = `workload ${init.identity.id} replica ${init.identity.replica}`
+    this.supervisor = new Supervisor<Live>({
+      respawn: async delayMs => await this.spawn(delayMs),
+      stoppedError: () => new SandboxStoppedError(init.identity.id, init.identity.replica),
+      onRestart: () => { this.counters.restarts++ },
+      onRestartFailed: err => { this.log('error', `restarting the worker of replica ${init.identity.replica} failed: ${describeError(err)}`) }
+    })
+    this.mailbox = new Mailbox<Job>(async job => {
+      let result: InvokeResult
+      try {
+        result = await this.run(job)
+      } catch (err) {
+        result = { ok: false, cause: 'crashed', error: `the sandbox failed: ${describeError(err)}`, ms: 0 }
+      }
+      job.resolve(result)
+    })
+  }
+
+  private get state (): 'new' | 'starting' | 'running' | 'stopped' {
+    return this.supervisor.status
   }
 
   get stats (): SandboxStats {
@@ -283,28 +280,26 @@ export class ReplicaSandbox {
   async start (): Promise<void> {
     if (this.state === 'stopped') throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
     if (this.state === 'running' || this.state === 'starting') {
-      await this.current
+      await this.supervisor.current
       return
     }
-    this.state = 'starting'
     const first = this.spawn(0)
-    this.current = first
+    this.supervisor.starting(first)
     try {
       await first
     } catch (err) {
-      if (this.current === first) this.current = undefined
-      if (this.state === 'starting') this.state = 'new'
+      this.supervisor.startFailed(first)
       throw err
     }
-    if (this.state === 'starting') this.state = 'running'
+    this.supervisor.started()
   }
 
   /** Runs the handler on one event, after the events before it. */
   async invoke (event: TopicEvent): Promise<InvokeResult> {
     if (this.state === 'stopped' || this.state === 'new') return this.notRunning(0)
     return await new Promise<InvokeResult>(resolve => {
-      this.queue.push({ event, resolve })
-      void this.drain()
+      this.mailbox.push({ event, resolve })
+      void this.mailbox.drain()
     })
   }
 
@@ -312,8 +307,8 @@ export class ReplicaSandbox {
   async invokeCall (call: CallRequest): Promise<InvokeResult> {
     if (this.state === 'stopped' || this.state === 'new') return this.notRunning(0)
     return await new Promise<InvokeResult>(resolve => {
-      this.queue.push({ call, resolve })
-      void this.drain()
+      this.mailbox.push({ call, resolve })
+      void this.mailbox.drain()
     })
   }
 
@@ -323,8 +318,9 @@ export class ReplicaSandbox {
    * replaced does not answer, and the replica is then not ready for calls.
    */
   async ping (timeoutMs: number): Promise<boolean> {
-    if (this.state !== 'running' || this.current == null) return false
-    const live = await Promise.race([this.current, sleep(timeoutMs).then(() => undefined)]).catch(() => undefined)
+    const current = this.supervisor.current
+    if (this.state !== 'running' || current == null) return false
+    const live = await Promise.race([current, sleep(timeoutMs).then(() => undefined)]).catch(() => undefined)
     if (live == null || live.retired || live.exit != null) return false
     const id = ++this.nextPing
     return await new Promise<boolean>(resolve => {
@@ -342,21 +338,13 @@ export class ReplicaSandbox {
 
   /** Terminates the worker; queued and running invocations resolve with cause `stopped`. */
   async stop (): Promise<void> {
-    if (this.state !== 'stopped') {
-      this.state = 'stopped'
-      this.lifetime.abort()
-      this.current = undefined
-      for (const job of this.queue.splice(0)) job.resolve(this.notRunning(0))
-    }
-    await Promise.all([...this.threads].map(async live => {
-      live.retired = true
-      await live.thread.terminate()
-    }))
+    await this.supervisor.stop(() => {
+      for (const job of this.mailbox.takeAll()) job.resolve(this.notRunning(0))
+    })
   }
 
-  /** A method, not a property check, so TypeScript does not narrow `state` across awaits. */
   private stopped (): boolean {
-    return this.state === 'stopped'
+    return this.supervisor.stopped()
   }
 
   private notRunning (ms: number): InvokeResult {
@@ -373,14 +361,7 @@ export class ReplicaSandbox {
 
   /** Starts a worker (after `delayMs`) and resolves once its module has loaded. */
   private async spawn (delayMs: number): Promise<Live> {
-    if (delayMs > 0) {
-      try {
-        await sleep(delayMs, undefined, { signal: this.lifetime.signal })
-      } catch {
-        throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
-      }
-    }
-    if (this.state === 'stopped') throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
+    await this.supervisor.backoff(delayMs)
 
     let loaded!: () => void
     let failed!: (err: Error) => void
@@ -395,7 +376,7 @@ export class ReplicaSandbox {
       throw new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `cannot start a sandbox: ${describeError(err)}`, { cause: err })
     }
     self = { thread, ready: false, retired: false }
-    this.threads.add(self)
+    this.supervisor.track(self)
     void thread.exited.then(exit => { this.onExit(self, exit, failed) })
 
     const timer = setTimeout(() => {
@@ -466,66 +447,20 @@ export class ReplicaSandbox {
 
   private onExit (live: Live, exit: ThreadExit, failed: (err: Error) => void): void {
     live.exit = exit
-    this.threads.delete(live)
+    this.supervisor.exited(live)
     const reason = isOutOfMemory(exit) ? `it ran out of memory (heap limit ${this.init.memoryLimitMb} MB)` : `the worker exited (${describeExit(exit)})`
     failed(new ArtifactLoadError(`${this.label} from ${this.init.artifactPath}`, `${reason} while loading the module`))
     if (live.ready && !live.retired && this.state === 'running') {
       if (live.inflight == null) this.log('error', `the worker of replica ${this.init.identity.replica} stopped outside a handler call (${describeExit(exit)}); restarting it`)
-      this.replace(live)
+      this.supervisor.replace(live)
     }
     live.inflight?.settle({ kind: 'exit', exit })
-  }
-
-  /** Retires a worker and starts its successor (with backoff when workers keep failing). */
-  private replace (live: Live): void {
-    if (live.retired) return
-    live.retired = true
-    void live.thread.terminate()
-    if (this.state !== 'running') return
-    this.respawn()
-  }
-
-  private respawn (): void {
-    this.counters.restarts++
-    this.consecutiveFailures++
-    const next = this.spawn(restartDelay(this.consecutiveFailures))
-    this.current = next
-    next.catch(err => {
-      if (this.current === next) this.current = undefined
-      if (this.state === 'running') this.log('error', `restarting the worker of replica ${this.init.identity.replica} failed: ${describeError(err)}`)
-    })
-  }
-
-  private async acquire (): Promise<Live> {
-    if (this.current == null) {
-      if (this.state !== 'running') throw new SandboxStoppedError(this.init.identity.id, this.init.identity.replica)
-      this.respawn()
-    }
-    return await (this.current as Promise<Live>)
-  }
-
-  private async drain (): Promise<void> {
-    if (this.draining) return
-    this.draining = true
-    try {
-      for (let job = this.queue.shift(); job != null; job = this.queue.shift()) {
-        let result: InvokeResult
-        try {
-          result = await this.run(job)
-        } catch (err) {
-          result = { ok: false, cause: 'crashed', error: `the sandbox failed: ${describeError(err)}`, ms: 0 }
-        }
-        job.resolve(result)
-      }
-    } finally {
-      this.draining = false
-    }
   }
 
   private async run (job: Job): Promise<InvokeResult> {
     let live: Live
     try {
-      live = await this.acquire()
+      live = await this.supervisor.acquire()
     } catch (err) {
       if (this.state !== 'running' && this.state !== 'starting') return this.notRunning(0)
       this.counters.invocations++
@@ -556,18 +491,18 @@ export class ReplicaSandbox {
 
     this.counters.invocations++
     if (outcome.kind === 'result' && outcome.msg.ok) {
-      this.consecutiveFailures = 0
+      this.supervisor.succeeded()
       return { ok: true, ms, ...(outcome.msg.value !== undefined ? { value: outcome.msg.value } : {}) }
     }
     this.counters.failures++
     switch (outcome.kind) {
       case 'result':
-        this.consecutiveFailures = 0
+        this.supervisor.succeeded()
         return { ok: false, cause: 'threw', error: outcome.msg.ok ? '' : outcome.msg.error, ms }
       case 'unsendable':
         return { ok: false, cause: 'threw', error: `the event could not be passed to the worker: ${outcome.error}`, ms }
       case 'timeout':
-        this.replace(live)
+        this.supervisor.replace(live)
         return { ok: false, cause: 'timeout', error: `the handler did not finish within ${this.init.timeoutMs} ms; its worker was replaced`, ms }
       case 'exit':
         if (isOutOfMemory(outcome.exit)) {
