@@ -87,7 +87,7 @@ export function isGone (record: WorkloadRecord): boolean {
   return record.status === 'Deleted' || record.status === 'Completed'
 }
 
-function stamped (stamp: Stamp): Pick<WorkloadRecord, 'updatedAt' | 'updatedBy'> {
+function stamped (stamp: Stamp): { updatedAt: number, updatedBy: string } {
   return { updatedAt: stamp.now, updatedBy: stamp.by }
 }
 
