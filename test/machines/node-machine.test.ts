@@ -41,7 +41,7 @@ test('stop runs the stop effect and ends in stopped, even if it fails', async ()
 
 test('the machine module does no I/O: no node:, level, libp2p or dockerode imports', async () => {
   const { readdir, readFile } = await import('node:fs/promises')
-  const dir = new URL('../../src/machines', import.meta.url)
+  const dir = new URL('../../src/machines/', import.meta.url)
   for (const f of await readdir(dir)) {
     const src = await readFile(new URL(f, dir), 'utf8')
     assert.not.match(src, /from '(node:|level|libp2p|@libp2p|dockerode)/, `${f} imports an I/O module`)

@@ -21,7 +21,7 @@ interface Options {
 }
 
 function harness ({ answers = { [A]: 50, [B]: 40, [C]: 10 }, holdGossip = false }: Options = {}) {
-  const { catalog: c } = catalog()
+  const { catalog: c, mesh } = catalog()
   const gossiped: SchedulerMessage[] = []
   const tenders: Tender[] = []
   const awards: Award[] = []
@@ -60,7 +60,7 @@ function harness ({ answers = { [A]: 50, [B]: 40, [C]: 10 }, holdGossip = false 
     confirmTimeoutMs: 1_000,
     newId: () => `tender-${++ids}`
   })
-  return { tenderer, catalog: c, gossiped, tenders, awards, announced, release }
+  return { tenderer, catalog: c, mesh, gossiped, tenders, awards, announced, release }
 }
 
 test('an apply is recorded Pending, awarded to the best bids, and recorded Running with its placement', async () => {
@@ -76,7 +76,10 @@ test('an apply is recorded Pending, awarded to the best bids, and recorded Runni
   assert.equal(done.placement.map(p => `${p.replica}@${p.peerId}`).sort(), [`0@${A}`, `1@${B}`].sort())
   assert.is(h.catalog.get(s.id), done)
   assert.is(h.tenders[0]!.tenderId, 'tender-1')
-  assert.equal(h.gossiped.map(m => m.type), ['record', 'tender', 'award', 'record'])
+  assert.equal(h.gossiped.map(m => m.type), ['tender', 'award'])
+  // The catalog gossiped the record twice: Pending (not put in the DHT), then Running (put).
+  assert.equal(h.mesh.gossiped.map(m => m.type === 'record' ? m.record.status : m.type), ['Pending', 'Running'])
+  await until(() => h.mesh.dht.size === 1, 'the Running record put')
   // Awardees' confirmations put their replicas in the mesh view.
   assert.equal(h.announced.map(r => `${r.peerId}:${r.status}`).sort(), [`${A}:running`, `${B}:running`])
   assert.not.ok(h.tenderer.isTendering(s.id))
@@ -130,7 +133,7 @@ test('rescale writes the next epoch with the new count, gossiped and put', () =>
   assert.is(next.epoch, 6)
   assert.equal(next.placement.map(p => p.replica), [0])
   assert.is(h.catalog.get(s.id), next)
-  assert.is(h.gossiped.at(-1)?.type, 'record')
+  assert.is(h.mesh.gossiped.at(-1)?.type, 'record')
 })
 
 test.run()
