@@ -6,14 +6,11 @@
  * fencing call for.
  */
 import { supersedes } from '../machines/fencing.js'
-import type { MeshView } from '../membership/mesh-view.js'
 import type { CatalogEvent } from '../scheduling/catalog.js'
 import { sameSpec } from '../scheduling/record-lifecycle.js'
 import type { LocalCopy } from '../scheduling/status.js'
-import type { ContainerHost } from '../containers/container-host.js'
 import type { NodeIsolation } from '../sandbox/confine.js'
-import type { MachineHost } from '../stateful/machine-host.js'
-import type { ReplicaHost } from '../stateless/replica-host.js'
+import type { LocalReplica } from '../stateless/replica-host.js'
 import type { Logger } from '../transport/logger.js'
 import type { Resources, WorkloadSpec } from '../workloads/types.js'
 import type { ReplicaReport } from '../protocol/messages.js'
@@ -21,14 +18,52 @@ import type { BidderNode } from '../scheduling/bidder.js'
 import type { ArtifactService } from '../transport/artifacts.js'
 import { describeError } from '../errors.js'
 
+/** What LocalCopies uses of the stateless replicas (src/stateless/replica-host.ts's ReplicaHost). */
+export interface LocalReplicas {
+  list: () => LocalReplica[]
+  of: (workloadId: string) => LocalReplica[]
+  get: (workloadId: string, replica: number) => LocalReplica | undefined
+  reports: () => ReplicaReport[]
+  allocated: () => Resources
+  start: (spec: WorkloadSpec, replica: number, epoch: number, hints: string[]) => Promise<unknown>
+  stop: (workloadId: string, replica?: number) => Promise<void>
+}
+
+/** A container replica, as LocalCopies reads it. */
+export interface LocalContainer { workloadId: string, spec: WorkloadSpec, replica: number, epoch: number }
+
+/** What LocalCopies uses of the containers (src/containers/container-host.ts's ContainerHost). */
+export interface LocalContainers {
+  readonly available: boolean
+  of: (workloadId: string) => LocalContainer[]
+  get: (workloadId: string, replica: number) => LocalContainer | undefined
+  reports: (workloadId?: string) => ReplicaReport[]
+  allocated: () => Resources
+  isSorting: (workloadId: string) => boolean
+  start: (spec: WorkloadSpec, replica: number, epoch: number) => Promise<unknown>
+  stop: (workloadId: string, replica?: number) => Promise<void>
+}
+
+/** A machine this node owns, as LocalCopies reads it. */
+export interface LocalMachine { spec: WorkloadSpec, epoch: number, status: string }
+
+/** What LocalCopies uses of the stateful machines (src/stateful/machine-host.ts's MachineHost). */
+export interface LocalMachines {
+  get: (workloadId: string) => LocalMachine | undefined
+  list: () => LocalMachine[]
+  reports: () => ReplicaReport[]
+  start: (spec: WorkloadSpec, epoch: number, hints: string[]) => Promise<void>
+  stop: (workloadId: string, options?: { erase?: boolean }) => Promise<void>
+}
+
 export interface LocalCopiesInit {
   selfId: string
-  host: ReplicaHost
-  containers: ContainerHost
-  machines: MachineHost
-  view: MeshView
+  host: LocalReplicas
+  containers: LocalContainers
+  machines: LocalMachines
+  view: { forgetWorkload: (workloadId: string) => void }
   log: Logger
-  artifacts: ArtifactService
+  artifacts: { ensure: ArtifactService['ensure'] }
   isolation?: NodeIsolation
 }
 
