@@ -176,6 +176,17 @@ test(`no file in src/ is over ${MAX_LINES} lines without a reason on its first l
   assert.equal(offenders, [], `over ${MAX_LINES} lines with no "// longer than ${MAX_LINES} lines: <reason>" first line:\n  ${offenders.join('\n  ')}`)
 })
 
+/** The workload runtime is a facade over its planes (src/scheduling/, src/stateless/, …), not a place for their logic. */
+const FACADE = join(SRC, 'node/workload-runtime.ts')
+const FACADE_MAX_LINES = 450
+
+test(`src/node/workload-runtime.ts is a facade of at most ${FACADE_MAX_LINES} lines`, () => {
+  const lines = readFileSync(FACADE, 'utf8').split('\n')
+  if (lines.at(-1) === '') lines.pop()
+  assert.ok(lines.length <= FACADE_MAX_LINES, `${rel(FACADE)} has ${lines.length} lines: move the logic into its plane (src/scheduling/, src/stateless/, src/stateful/, src/node/*)`)
+  assert.ok(!LONG_REASON.test(lines[0] ?? ''), `${rel(FACADE)} still carries a "longer than ${MAX_LINES} lines" reason`)
+})
+
 test('the checker sees a cycle and a resolved .js specifier', () => {
   const a = join(SRC, 'a.ts'); const b = join(SRC, 'b.ts'); const c = join(SRC, 'c.ts')
   const graph = new Map([[a, [b]], [b, [c]], [c, [a]]])

@@ -39,7 +39,9 @@ export interface PlacementRequest {
   requires?: string[]
 }
 
-export type FilterName = 'cpu' | 'memory' | 'labels' | 'already-hosting' | 'excluded' | 'capability' | 'policy'
+/** Every feasibility stage's name, as a rejection carries it (and a decline on the wire). */
+export const FILTER_NAMES = ['cpu', 'memory', 'labels', 'already-hosting', 'excluded', 'capability', 'policy'] as const
+export type FilterName = typeof FILTER_NAMES[number]
 
 /** Why one node cannot host a replica; data, not an exception. */
 export interface Rejection {

@@ -189,6 +189,14 @@ export class Membership {
   }
 
   /** A heartbeat of another node (by gossip, or from a peer's view with when it was heard). */
+  /** A message on the heartbeat topic, as gossip delivered it: a heartbeat (from its own author only) or a peer-down report. */
+  receive (msg: { data: Uint8Array, from: string, sealed?: Uint8Array }): void {
+    const m = decodeMessage(HeartbeatTopicMessage, msg.data)
+    if (m?.type === 'peer-down') { this.onPeerDown(m, msg.from); return }
+    if (m == null || m.peerId !== msg.from) { this.log.debug({ from: msg.from }, 'dropped a malformed heartbeat'); return }
+    this.take(m, msg.sealed)
+  }
+
   take (hb: Heartbeat, sealed?: Uint8Array, seenAt?: number): void {
     this.view.onHeartbeat(hb, { ...(sealed != null ? { sealed } : {}), ...(seenAt != null ? { seenAt } : {}) })
     this.init.onHeartbeat(hb)

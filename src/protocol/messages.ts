@@ -2,6 +2,7 @@ import { z } from 'zod'
 import type { MeshMessage } from '../transport/mesh-node.js'
 import { PodReport, ReplicaStatus, WorkloadRecordSchema, WorkloadSpecSchema } from '../workloads/records.js'
 import { LocationRecord } from './state.js'
+import { FILTER_NAMES } from '../machines/placement.js'
 
 /** Gossip topics and stream protocols of the workload plane. */
 export const SCHEDULER_TOPIC = 'beemesh.scheduler.v1'
@@ -135,7 +136,7 @@ export const BidRequest = z.discriminatedUnion('type', [
     tenderId: z.string(),
     attempt: z.number().int().min(1),
     peerId,
-    rejections: z.array(z.object({ peerId, filter: z.string(), reason: z.string().max(500) })).max(20)
+    rejections: z.array(z.object({ peerId, filter: z.enum(FILTER_NAMES), reason: z.string().max(500) })).max(20)
   })
 ])
 export type BidRequest = z.infer<typeof BidRequest>

@@ -137,6 +137,17 @@ test('a taken heartbeat makes its peer live and reaches the node; silence ends i
   assert.equal(mesh.hungUp, [A])
 })
 
+test('a message on the heartbeat topic: a heartbeat is taken only from its author, junk is dropped', () => {
+  const { membership, taken } = harness()
+  const bytes = (v: unknown): Uint8Array => encodeMessage(v)
+  membership.receive({ data: bytes(heartbeatOf(A, 1)), from: B })
+  membership.receive({ data: new TextEncoder().encode('not json'), from: A })
+  assert.is(taken.length, 0, 'a heartbeat relayed as someone else, or junk, was taken')
+  membership.receive({ data: bytes(heartbeatOf(A, 1)), from: A })
+  assert.equal(taken.map(hb => hb.peerId), [A])
+  assert.ok(membership.view.isLive(A))
+})
+
 test('a dropped connection that cannot be dialled back: the peer is gone here, the guardians are told, the mesh gets one report', async () => {
   const { mesh, membership, clock, lost } = harness()
   membership.take(heartbeatOf(A, clock.t))

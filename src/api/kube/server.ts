@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { WorkloadRuntime } from '../../node/workload-runtime.js'
+import type { WorkloadApi } from '../../node/workload-api.js'
 import type { Logger } from '../../transport/logger.js'
 import { describeError } from '../../errors.js'
 import { apiGroup, coreVersions, findGroupVersion, findResource, groupList, resourceList, versionInfo, type ApiResource } from './discovery.js'
@@ -27,14 +27,11 @@ import { ENDPOINT_SLICE_COLUMNS, ENDPOINTS_COLUMNS, SERVICE_COLUMNS, serviceFrom
 import { successStatus, toStatus } from './status.js'
 import { buildTable, tableVersion, wantsTable, type KubeObject, type TableColumn } from './table.js'
 
-/** What the Kubernetes API reads and changes: the node's workload runtime. */
-export type KubeWorkloads = Pick<WorkloadRuntime, 'nodes' | 'list' | 'describe' | 'logs' | 'delete' | 'submit' | 'scale' | 'machineState' | 'stopReplica' | 'services' | 'hostAddress'>
-
 import type { Action, Resource } from '../../policy/engine.js'
 
 export interface KubeApiComponents {
   /** Read at each request: the node's runtime exists only once it started. */
-  workloads: () => KubeWorkloads
+  workloads: () => WorkloadApi
   logger: Logger
   /** The server's own URL, for /api's serverAddressByClientCIDRs. */
   url: () => string

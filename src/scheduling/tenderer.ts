@@ -1,0 +1,217 @@
+/**
+ * The tenderer: a node that receives an `apply` (or a guardian healing a
+ * workload) places replicas by tender. Each tender is one scheduler machine
+ * (src/machines/scheduler-machine.ts) whose effects, publishing the tender and
+ * the award, are provided here; bids and confirmations are routed to it as
+ * events. The tenderer also owns the apply's record transitions: Pending while
+ * the tender runs, then Running, Unschedulable or Failed.
+ */
+import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
+import { describeError } from '../errors.js'
+import type { NodeMetrics } from '../actors/metrics.js'
+import type { Inspection } from '../actors/inspection.js'
+import { InvalidWorkloadError, UnschedulableError, WorkloadNotFoundError } from '../actors/errors.js'
+import { schedulerMachine, type AwardMessage, type SchedulerOutput, type TenderMessage } from '../machines/scheduler-machine.js'
+import type { BidRequest, ReplicaReport, SchedulerMessage } from '../protocol/messages.js'
+import type { Logger } from '../transport/logger.js'
+import type { WorkloadSpec } from '../workloads/types.js'
+import type { WorkloadRecord } from '../workloads/records.js'
+import type { CatalogReader } from './catalog.js'
+import { placed, rescaled, tendering, unplaced, type Stamp } from './record-lifecycle.js'
+
+export type Tender = Extract<SchedulerMessage, { type: 'tender' }>
+export type Award = Extract<SchedulerMessage, { type: 'award' }>
+export type Confirmation = Extract<SchedulerMessage, { type: 'started' | 'start-failed' }>
+
+/** Where a peer's replica is heard to be (src/membership/mesh-view.ts's announce). */
+export interface AnnouncedReplica {
+  workloadId: string
+  peerId: string
+  replica: number
+  epoch: number
+  status: ReplicaReport['status']
+  handled: number
+  failures: number
+}
+
+/** The catalog as a plane that writes records uses it. */
+export interface CatalogWriter extends CatalogReader {
+  update: (record: WorkloadRecord, options?: { persist?: boolean }) => void
+}
+
+export interface TendererComponents {
+  selfId: string
+  log: Logger
+  catalog: CatalogWriter
+  /** Publishes on the scheduling topic; rejects once `signal` aborted. */
+  gossip: (message: SchedulerMessage, options?: { signal?: AbortSignal }) => Promise<void>
+  /** This node's own bidder: gossip never loops back, so the tenderer hands it its tenders and awards. */
+  bidOn: (tender: Tender) => void
+  onAward: (award: Award) => void
+  /** How many nodes will answer a tender (every live node bids or declines), so the window can close early. */
+  expectedResponders: () => number
+  /** Notes where a peer's replica is heard to be (the mesh view). */
+  announce: (replica: AnnouncedReplica) => void
+  tenderWindowMs: number
+  confirmTimeoutMs: number
+  metrics?: NodeMetrics
+  inspection?: Inspection
+  now?: () => number
+  /** Tender ids (also the seed of the tie-break between equal bids). */
+  newId: () => string
+}
+
+export class Tenderer {
+  private readonly tenders = new Map<string, ActorRefFrom<typeof schedulerMachine>>()
+  /** Workload ids with a tender in flight from this node. */
+  private readonly inFlight = new Set<string>()
+  private readonly now: () => number
+
+  constructor (private readonly c: TendererComponents) {
+    this.now = c.now ?? Date.now
+  }
+
+  private stamp (): Stamp {
+    return { now: this.now(), by: this.c.selfId }
+  }
+
+  /** Whether this node tenders the workload right now. */
+  isTendering (id: string): boolean {
+    return this.inFlight.has(id)
+  }
+
+  /** Throws when a tender of the workload is in flight here. */
+  checkIdle (id: string): void {
+    if (this.inFlight.has(id)) throw new InvalidWorkloadError(`${id} is being placed right now; try again when that finishes`)
+  }
+
+  /**
+   * Places a new generation of a workload: records it Pending (gossiped only),
+   * then tenders every ordinal. `placed` resolves with the record once the
+   * tender placed it, and rejects when nothing could be placed.
+   */
+  apply (spec: WorkloadSpec, existing: WorkloadRecord | undefined): { placed: Promise<WorkloadRecord> } {
+    this.checkIdle(spec.id)
+    this.inFlight.add(spec.id)
+    const record = tendering(spec, existing, this.stamp())
+    this.c.catalog.update(record, { persist: false })
+    return { placed: this.place(spec, record.epoch, record) }
+  }
+
+  private async place (spec: WorkloadSpec, epoch: number, record: WorkloadRecord): Promise<WorkloadRecord> {
+    const ordinals = Array.from({ length: spec.replicas }, (_, i) => i)
+    const result = await this.run(spec, epoch, ordinals, [])
+    const latest = this.c.catalog.get(spec.id) ?? record
+    if (latest.status === 'Deleted') throw new WorkloadNotFoundError(spec.id)
+    // A newer epoch: the workload was tendered again while this tender ran (a guardian saw no replica start
+    // in time, on a busy node): that placement answers the apply, which is not "not found".
+    if (latest.epoch > epoch) return latest
+    if (latest.epoch !== epoch) throw new WorkloadNotFoundError(spec.id)
+    if (result.status !== 'placed') {
+      const reason = result.reason ?? result.status
+      this.c.catalog.update(unplaced(latest, result.status === 'unschedulable' ? 'unschedulable' : 'failed', reason, this.stamp()))
+      throw new UnschedulableError(spec.id, reason)
+    }
+    const next = placed(latest, result.placed.map(p => ({ peerId: p.peerId, replica: p.replica, epoch })), this.stamp())
+    this.c.catalog.update(next)
+    return next
+  }
+
+  /**
+   * A new replica count (or manifest text) for a running generation, `spec`
+   * signed already: a new record at the next epoch. The running replicas keep
+   * running; hosts stop the ordinals at or above the new count (the catalog's
+   * `record.scaled-down`), and a guardian tenders the missing ones once the record has spread.
+   */
+  rescale (record: WorkloadRecord, spec: WorkloadSpec): WorkloadRecord {
+    const next = rescaled(record, spec, this.stamp())
+    this.c.catalog.update(next)
+    return next
+  }
+
+  /** Runs one tender for `ordinals` at `epoch`; resolves with the scheduler's output (never rejects). */
+  async run (spec: WorkloadSpec, epoch: number, ordinals: number[], exclude: string[]): Promise<SchedulerOutput> {
+    this.inFlight.add(spec.id)
+    const tenderId = this.c.newId()
+    const t0 = this.now()
+    try {
+      const logic = schedulerMachine.provide({
+        actors: {
+          publishTender: fromPromise<void, TenderMessage>(async ({ input, signal }) => {
+            // Bidders need not know which ordinals are missing: the award assigns them.
+            const wire: Tender = { type: 'tender', tenderId, tenderer: this.c.selfId, epoch, attempt: input.attempt, spec, ordinals: ordinals.slice(0, input.replicas), exclude: input.exclude }
+            this.c.log.debug({ workload: spec.id, tenderId, attempt: input.attempt, ms: this.now() - t0 }, 'tender published')
+            await this.c.gossip(wire, { signal })
+            // A tender stopped meanwhile (cancelled, or the node stopping) is not bid on here either.
+            if (!signal.aborted) this.c.bidOn(wire)
+          }),
+          publishAward: fromPromise<void, AwardMessage>(async ({ input, signal }) => {
+            const wire: Award = { type: 'award', tenderId, tenderer: this.c.selfId, workloadId: spec.id, epoch, spec, awards: input.awards }
+            this.c.log.debug({ workload: spec.id, tenderId, awards: input.awards, ms: this.now() - t0 }, 'award published')
+            await this.c.gossip(wire, { signal })
+            if (!signal.aborted) this.c.onAward(wire)
+          })
+        }
+      })
+      const actor = createActor(logic, {
+        id: `scheduler:${spec.id}:${epoch}`,
+        ...(this.c.inspection != null ? { inspect: this.c.inspection.observer(`scheduler:${spec.id}`) } : {}),
+        input: {
+          tenderId,
+          workloadId: spec.id,
+          resources: spec.resources,
+          nodeSelector: spec.nodeSelector,
+          replicas: ordinals.length,
+          ordinals,
+          exclude,
+          epoch,
+          windowMs: this.c.tenderWindowMs,
+          confirmTimeoutMs: this.c.confirmTimeoutMs,
+          maxAttempts: 3,
+          seed: tenderId,
+          expectedResponders: this.c.expectedResponders()
+        }
+      })
+      this.tenders.set(tenderId, actor)
+      const done = new Promise<SchedulerOutput>((resolve) => {
+        actor.subscribe({
+          complete: () => { resolve(actor.getSnapshot().output as SchedulerOutput) },
+          error: err => { resolve({ status: 'failed', placed: [], reason: describeError(err), attempts: 0 }) }
+        })
+      })
+      actor.start()
+      const output = await done
+      this.c.log.debug({ workload: spec.id, tenderId, status: output.status, ms: this.now() - t0 }, 'tender finished')
+      this.c.metrics?.tenders.inc({ outcome: output.status })
+      this.c.metrics?.tenderSeconds.observe({ outcome: output.status }, (this.now() - t0) / 1000)
+      return output
+    } finally {
+      this.tenders.delete(tenderId)
+      this.inFlight.delete(spec.id)
+    }
+  }
+
+  /** A bid or decline for one of this node's tenders (by BID_PROTOCOL, or from its own bidder). */
+  routeBid (bid: BidRequest): void {
+    const actor = this.tenders.get(bid.tenderId)
+    if (actor == null) return
+    if (bid.type === 'bid') actor.send({ type: 'bid.received', peerId: bid.peerId, score: bid.score, attempt: bid.attempt })
+    else actor.send({ type: 'bid.declined', peerId: bid.peerId, attempt: bid.attempt, rejections: bid.rejections })
+  }
+
+  /** An awardee reports its replica started (or not): the mesh view hears of it, and the tender if it is this node's. */
+  onConfirmation (m: Confirmation): void {
+    if (m.peerId !== this.c.selfId) {
+      this.c.announce({ workloadId: m.workloadId, peerId: m.peerId, replica: m.replica, epoch: m.epoch, status: m.type === 'started' ? 'running' : 'failed', handled: 0, failures: 0 })
+    }
+    const actor = this.tenders.get(m.tenderId)
+    if (actor == null) return
+    if (m.type === 'started') actor.send({ type: 'replica.started', peerId: m.peerId })
+    else actor.send({ type: 'replica.failed', peerId: m.peerId, reason: m.reason })
+  }
+
+  /** Cancels every tender in flight (the node stops). */
+  stop (): void {
+    for (const actor of this.tenders.values()) actor.send({ type: 'tender.cancelled' })
+  }
+}
