@@ -28,7 +28,7 @@ import { promisify } from 'node:util'
 import { loadApplyFile } from '../src/bundle/bundler.js'
 import type { NodeSummary, WorkloadStatus } from '../src/workloads/views.js'
 import { ApiClient, useCredentials } from '../src/cli/api-client.js'
-import type { NodeStatus } from '../src/node/node-runtime.js'
+import type { NodeStatus } from '../src/workloads/views.js'
 import { HEARTBEAT_TOPIC } from '../src/protocol/messages.js'
 import { describeError } from '../src/errors.js'
 import { DISCOVERY_TARGET, GOSSIP_DEGREES } from '../src/transport/mesh-node.js'
@@ -36,6 +36,7 @@ import { ROOT, testTrust, trustFlags, waitUntil, type TestTrust } from '../test/
 import { fmt, summary, writeResult } from './lib.js'
 import { children, cpuPercent, installCleanup, rssMb, spread, startRawNode, tempDirs, type RawNode, type Spread } from './processes.js'
 import { plotScale } from './plot.js'
+import { seededRandom } from '../test/helpers/random.js'
 
 const env = (name: string, fallback: number): number => {
   const v = Number(process.env[name])
@@ -119,17 +120,6 @@ async function startNodeProcess (app: string, i: number, dataDir: string, bootst
 
 // ------------------------------------------------------------------ one mesh
 
-/** A seeded PRNG (mulberry32), so the random choice of nodes is the same on every run. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Runs `fn` over `items` with at most `limit` calls in flight. */
 async function pool<T, R> (items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
@@ -248,7 +238,7 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
 
     // 3. DHT put/get, beside the plain node's get of the same key
     renewToken()
-    const random = prng(n)
+    const random = seededRandom(n)
     const pick = (not?: number): number => { for (;;) { const i = Math.floor(random() * n); if (i !== not) return i } }
     const stamp = Date.now().toString(36)
     const puts: number[] = []

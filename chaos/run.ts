@@ -30,7 +30,8 @@ import { cli, testTrust, waitUntil } from '../test/helpers/processes.js'
 import { checkLostAcks, checkQueueDuplicates, checkRecovery, checkReplicas, checkTwoOwners, replicaProblem, type CheckResult, type FaultRecord, type FinalMachine, type FinalView, type HandledRecord } from './checks.js'
 import { OwnershipSampler, Publisher, Senders } from './load.js'
 import { startChaosMesh, type ChaosMesh, type ChaosNode } from './mesh.js'
-import { describeStep, makeSchedule, pick, seededRandom, type FaultStep } from './schedule.js'
+import { describeStep, makeSchedule, pick, type FaultStep } from './schedule.js'
+import { seededRandom } from '../test/helpers/random.js'
 
 const env = (name: string, fallback: number): number => { const v = process.env[name]; return v != null && v !== '' && Number.isFinite(Number(v)) ? Number(v) : fallback }
 const SEED = env('CHAOS_SEED', Math.floor(Math.random() * 1_000_000))

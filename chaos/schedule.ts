@@ -5,17 +5,7 @@
  * seed and the same ownership give the same run.
  */
 
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
-export function seededRandom (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seededRandom } from '../test/helpers/random.js'
 
 export function pick<T> (random: () => number, items: readonly T[]): T {
   if (items.length === 0) throw new Error('pick: no candidates')

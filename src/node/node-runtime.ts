@@ -1,6 +1,7 @@
 import { VERSION } from '../version.js'
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
-import { sandboxMode, warmPool, type SandboxMode } from '../sandbox/confine.js'
+import { sandboxMode, warmPool } from '../sandbox/confine.js'
+import type { NodeStatus, SandboxMode } from '../workloads/views.js'
 import { describeError } from '../errors.js'
 import { nodeMachine, nodeStateName } from '../machines/node-machine.js'
 import { NodeStore } from '../store/node-store.js'
@@ -73,31 +74,6 @@ export interface NodeRuntimeInit {
   messageMaxAgeMs?: number
 }
 
-export interface NodeStatus {
-  peerId: string
-  state: string
-  addresses: string[]
-  uptimeMs: number
-  peerCount: number
-  /** Peers in the DHT routing table, and mesh peers per gossip topic (absent while the mesh is down). */
-  dht?: { routingTable: number }
-  topicMesh?: Record<string, number>
-  /** How often this node heartbeats now (it grows with the mesh). */
-  heartbeatMs?: number
-  capacity: Resources
-  allocated: Resources
-  labels: Record<string, string>
-  replicas: number
-  /** The container engine's socket and whether it answers (absent: none configured). */
-  containers?: { socket: string, available: boolean }
-  dataDir: string
-  pid: number
-  version: string
-  /** How workload code runs here (docs/security.md, "Workload confinement"). */
-  sandbox: SandboxMode
-  /** Membership and the policy in force. */
-  trust: { root: string, member: boolean, labels: Record<string, string>, policy: { name: string, version: number } }
-}
 
 
 /**

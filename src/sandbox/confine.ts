@@ -30,21 +30,9 @@ import { fileURLToPath } from 'node:url'
 import { buildSync } from 'esbuild'
 import type { ChildFatal, ChildWaiting } from './channel.js'
 
-/** How a sandbox runs user code: a confined child process, or a worker thread of the node (fault isolation only). */
-export type Isolation = 'confined' | 'thread'
+import type { Isolation, NodeIsolation, SandboxMode } from '../workloads/views.js'
 
-/** How a node runs sandboxes: `refused` on a host that cannot confine, unless the node allows unconfined workloads. */
-export type NodeIsolation = Isolation | 'refused'
-
-/** What a node reports in its status (`sandbox`). */
-export interface SandboxMode {
-  /** What the host can do. */
-  host: 'confined' | 'unconfined'
-  /** What the node does with workload code: confine it, run it in worker threads (--allow-unconfined), or refuse it. */
-  isolation: NodeIsolation
-  /** Why the host cannot confine. */
-  reason?: string
-}
+export type { Isolation, NodeIsolation, SandboxMode } from '../workloads/views.js'
 
 /** The node's sandbox mode: confined where possible; otherwise worker threads with `allowUnconfined`, refusal without. */
 export function sandboxMode (allowUnconfined: boolean): SandboxMode {

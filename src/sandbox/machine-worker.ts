@@ -34,6 +34,7 @@ import { isMachine } from '../workloads/machine.js'
 import type { InspectionRecord } from '../actors/inspection.js'
 import type { WorkerErrorInfo } from './worker.js'
 import { connectParent } from './channel.js'
+import type { Transition } from './machine-contract.js'
 
 /** `workerData` of a machine worker. */
 export interface MachineWorkerInit {
@@ -49,14 +50,8 @@ export interface WireTimer {
   dueWall: number
 }
 
-/** A Transition as it crosses the thread boundary (see machine-sandbox.ts). */
-export interface WireTransition {
-  handled: boolean
-  value: unknown
-  context: unknown
-  status: 'active' | 'done' | 'error' | 'stopped'
-  output?: unknown
-  error?: string
+/** A Transition as it crosses the thread boundary (see machine-sandbox.ts): its state as the snapshot and timers the worker holds. */
+export type WireTransition = Omit<Transition, 'state'> & {
   persisted: unknown
   timers: WireTimer[]
 }

@@ -6,6 +6,7 @@
 import type { ReplicaPlacement, WorkloadStatus, WorkloadStatusName } from '../workloads/views.js'
 import type { PodReport, WorkloadRecord } from '../workloads/records.js'
 import type { WorkloadSpec } from '../workloads/types.js'
+import type { ReplicaLocation } from '../membership/mesh-view.js'
 import { endedStatus } from './record-lifecycle.js'
 
 /** A copy of a replica this node runs: a stateless replica, a container, or a stateful workload's machine (replica 0). */
@@ -20,16 +21,8 @@ export interface LocalCopy {
   pod?: PodReport
 }
 
-/** A copy a peer reports running (src/membership/mesh-view.ts's ReplicaLocation has this shape). */
-export interface RemoteCopy {
-  peerId: string
-  replica: number
-  epoch: number
-  status: ReplicaPlacement['status']
-  handled: number
-  failures: number
-  pod?: PodReport
-}
+/** A copy a peer reports running, as the mesh view keeps it. */
+export type RemoteCopy = ReplicaLocation
 
 export interface StatusInputs {
   selfId: string

@@ -12,10 +12,11 @@ import type { NodeMetrics } from '../actors/metrics.js'
 import type { Inspection } from '../actors/inspection.js'
 import { InvalidWorkloadError, UnschedulableError, WorkloadNotFoundError } from '../actors/errors.js'
 import { schedulerMachine, type AwardMessage, type SchedulerOutput, type TenderMessage } from '../machines/scheduler-machine.js'
-import type { BidRequest, ReplicaReport, SchedulerMessage } from '../protocol/messages.js'
+import type { BidRequest, SchedulerMessage } from '../protocol/messages.js'
 import type { Logger } from '../transport/logger.js'
 import type { WorkloadSpec } from '../workloads/types.js'
 import type { WorkloadRecord } from '../workloads/records.js'
+import type { ReplicaLocation } from '../membership/mesh-view.js'
 import type { CatalogReader } from './catalog.js'
 import { placed, rescaled, tendering, unplaced, type Stamp } from './record-lifecycle.js'
 
@@ -24,15 +25,7 @@ export type Award = Extract<SchedulerMessage, { type: 'award' }>
 export type Confirmation = Extract<SchedulerMessage, { type: 'started' | 'start-failed' }>
 
 /** Where a peer's replica is heard to be (src/membership/mesh-view.ts's announce). */
-export interface AnnouncedReplica {
-  workloadId: string
-  peerId: string
-  replica: number
-  epoch: number
-  status: ReplicaReport['status']
-  handled: number
-  failures: number
-}
+export type AnnouncedReplica = ReplicaLocation & { workloadId: string }
 
 /** The catalog as a plane that writes records uses it. */
 export interface CatalogWriter extends CatalogReader {

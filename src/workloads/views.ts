@@ -104,3 +104,46 @@ export interface PodEventRecord {
   replica: number
   nodeId: string
 }
+
+/** How a sandbox runs user code: a confined child process, or a worker thread of the node (fault isolation only). */
+export type Isolation = 'confined' | 'thread'
+
+/** How a node runs sandboxes: `refused` on a host that cannot confine, unless the node allows unconfined workloads. */
+export type NodeIsolation = Isolation | 'refused'
+
+/** What a node reports in its status (`sandbox`). */
+export interface SandboxMode {
+  /** What the host can do. */
+  host: 'confined' | 'unconfined'
+  /** What the node does with workload code: confine it, run it in worker threads (--allow-unconfined), or refuse it. */
+  isolation: NodeIsolation
+  /** Why the host cannot confine. */
+  reason?: string
+}
+
+/** `GET /v1/status`: one node, as `beemesh status` and the web view show it. */
+export interface NodeStatus {
+  peerId: string
+  state: string
+  addresses: string[]
+  uptimeMs: number
+  peerCount: number
+  /** Peers in the DHT routing table, and mesh peers per gossip topic (absent while the mesh is down). */
+  dht?: { routingTable: number }
+  topicMesh?: Record<string, number>
+  /** How often this node heartbeats now (it grows with the mesh). */
+  heartbeatMs?: number
+  capacity: Resources
+  allocated: Resources
+  labels: Record<string, string>
+  replicas: number
+  /** The container engine's socket and whether it answers (absent: none configured). */
+  containers?: { socket: string, available: boolean }
+  dataDir: string
+  pid: number
+  version: string
+  /** How workload code runs here (docs/security.md, "Workload confinement"). */
+  sandbox: SandboxMode
+  /** Membership and the policy in force. */
+  trust: { root: string, member: boolean, labels: Record<string, string>, policy: { name: string, version: number } }
+}

@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import * as assert from 'uvu/assert'
 import { ApiClient, useCa, useCredentials } from '../../src/cli/api-client.js'
 import { ensureMeshCa, issueServingCert, writePemPair } from '../../src/policy/tls-issue.js'
-import type { NodeStatus } from '../../src/node/node-runtime.js'
+import type { NodeStatus } from '../../src/workloads/views.js'
 import type { MeshPeer } from '../../src/transport/mesh-node.js'
 
 export const ROOT = new URL('../..', import.meta.url).pathname

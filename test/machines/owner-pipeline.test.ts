@@ -6,6 +6,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { can, canApply, initialOwnerPipeline, MAX_INFLIGHT_BATCHES, next, type OwnerEffect, type OwnerPipeline, type OwnerPipelineEvent } from '../../src/machines/owner-pipeline.js'
+import { seededRandom } from '../helpers/random.js'
 
 /** Runs events in order; returns the last state and the effects of each event. */
 function run (events: OwnerPipelineEvent[], from: OwnerPipeline = initialOwnerPipeline): { state: OwnerPipeline, effects: OwnerEffect[][] } {
@@ -107,21 +108,10 @@ test('a batch ending in the machine\'s error state is acknowledged, then reporte
   assert.equal(types(next(s, { type: 'batch.durable', lastSeq: 1, completes: false, failed: true }).effects), ['acknowledge', 'reportFailure', 'drain'])
 })
 
-/** A small seeded generator (mulberry32): the same seed gives the same sequence. */
-function random (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 test('invariants hold under random event sequences', () => {
   for (let seed = 1; seed <= 200; seed++) {
-    const rnd = random(seed)
+    const rnd = seededRandom(seed)
     let s = initialOwnerPipeline
     /** Last seqs of the batches applied and not yet durable, oldest first (what the runtime would commit in order). */
     const batches: number[] = []

@@ -1,5 +1,6 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { prng } from '../helpers/fuzz.js'
 import {
   alreadyHostingFilter,
   capabilityFilter,
@@ -44,19 +45,6 @@ function request (over: Partial<PlacementRequest> = {}): PlacementRequest {
     nodeSelector: {},
     exclude: [],
     ...over
-  }
-}
-
-/** xorshift32: the tests' own seeded randomness. */
-function prng (seed: number): () => number {
-  let s = (seed >>> 0) || 0x9e3779b9
-  return () => {
-    s ^= s << 13
-    s >>>= 0
-    s ^= s >>> 17
-    s ^= s << 5
-    s >>>= 0
-    return s / 0x100000000
   }
 }
 

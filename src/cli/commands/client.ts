@@ -1,4 +1,4 @@
-import type { NodeStatus } from '../../node/node-runtime.js'
+import type { NodeStatus } from '../../workloads/views.js'
 import type { MeshPeer, PutResult } from '../../transport/mesh-node.js'
 import type { PublishOutcome } from '../../workloads/views.js'
 import { BeeMeshError, InvalidArgumentError } from '../../errors.js'

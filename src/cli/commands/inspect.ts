@@ -12,9 +12,8 @@
  * and browsers to use.
  */
 import { createServer, connect, type Server } from 'node:net'
-import { Command, Option } from 'commander'
 import { BeeMeshError, describeError } from '../../errors.js'
-import { DEFAULT_INSPECT_PORT, parsePort } from '../defaults.js'
+import { parsePort } from '../defaults.js'
 
 /** Where the library's page points its frame: the inspector it documents, hosted on the internet. */
 export const HOSTED_INSPECTOR_URL = 'https://stately.ai/inspect'

@@ -1,6 +1,5 @@
 import { parseServiceCidr } from '../../services/directory.js'
-import { homedir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { NodeRuntime, type NodeTrustConfig } from '../../node/node-runtime.js'
 import { keyId, MeshTrustSchema, readJsonFile, readKeyFile, SignedCredentialSchema } from '../../policy/credentials.js'
 import { resolveEngineSocket } from '../../containers/container-engine.js'

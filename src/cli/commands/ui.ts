@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { InvalidArgumentError } from '../../errors.js'
-import { bearerFor, resolveApiUrl } from '../api-client.js'
+import { bearerFor } from '../api-client.js'
 import { tokenTtl } from './trust.js'
 import { DEFAULT_UI_TOKEN_TTL } from '../defaults.js'
 

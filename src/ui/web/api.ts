@@ -7,20 +7,8 @@
 import type { NodeSummary, WorkloadStatus } from '../../workloads/views.js'
 
 /** The shapes the node serves (src/workloads/views.ts), the page reads them as they are. */
-export type { NodeSummary, ReplicaPlacement, WorkloadStatus } from '../../workloads/views.js'
+export type { NodeStatus, NodeSummary, ReplicaPlacement, WorkloadStatus } from '../../workloads/views.js'
 
-/** `GET /v1/status`: the node serving the page. */
-export interface NodeStatus {
-  peerId: string
-  state: string
-  addresses: string[]
-  uptimeMs: number
-  peerCount: number
-  version?: string
-  trust?: { member?: boolean, policy?: { name: string, version: number } }
-  /** How workload code runs on this node (docs/security.md, "Workload confinement"). */
-  sandbox?: { host: string, isolation: string }
-}
 
 /** One durable transition of a machine. */
 export interface TransitionRecord {
