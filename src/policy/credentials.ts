@@ -330,20 +330,21 @@ export const MANIFEST_APPLY_TTL_MS = DAY
 export const MAX_MANIFEST_APPLY_TTL_MS = 30 * DAY
 const MANIFEST_DOMAIN = 'beemesh-manifest/v1'
 
-function manifestPayload (spec: Record<string, unknown>, p: Omit<Provenance, 'sig'>): string {
-  const { provenance: _omit, ...rest } = spec
+function manifestPayload (spec: object, p: Omit<Provenance, 'sig'>): string {
+  const rest: Record<string, unknown> = { ...spec }
+  delete rest.provenance
   return canonical({ spec: rest, deployer: p.deployer, signer: p.signer, signedAt: p.signedAt, ...(p.expiresAt != null ? { expiresAt: p.expiresAt } : {}) })
 }
 
 /** Signs a (schema-parsed) workload spec: the artifact's sha256 is in it, so the bundle is signed too. */
-export async function signManifest (key: PrivateKey, spec: Record<string, unknown>, { deployer, now = Date.now(), ttlMs = MANIFEST_APPLY_TTL_MS }: { deployer?: string, now?: number, ttlMs?: number } = {}): Promise<Provenance> {
+export async function signManifest (key: PrivateKey, spec: object, { deployer, now = Date.now(), ttlMs = MANIFEST_APPLY_TTL_MS }: { deployer?: string, now?: number, ttlMs?: number } = {}): Promise<Provenance> {
   if (!(ttlMs > 0) || ttlMs > MAX_MANIFEST_APPLY_TTL_MS) throw new TrustError('malformed', `a manifest's apply lifetime must be between 1 ms and ${MAX_MANIFEST_APPLY_TTL_MS / DAY} days, got ${ttlMs} ms`)
   const unsigned = { deployer: deployer ?? keyId(key), signer: keyId(key), signedAt: now, expiresAt: now + ttlMs }
   return { ...unsigned, sig: await signWith(key, MANIFEST_DOMAIN, manifestPayload(spec, unsigned)) }
 }
 
 /** Checks the signature over a spec; who may sign and deploy is for the caller (trust.ts) to decide. */
-export async function verifyManifest (spec: Record<string, unknown>, provenance: unknown): Promise<Provenance> {
+export async function verifyManifest (spec: object, provenance: unknown): Promise<Provenance> {
   const parsed = ProvenanceSchema.safeParse(provenance)
   if (!parsed.success) throw new TrustError('unsigned', `manifest is not signed (${zodProblem(parsed.error)})`)
   if (!await verifyBy(parsed.data.signer, MANIFEST_DOMAIN, manifestPayload(spec, parsed.data), parsed.data.sig)) {

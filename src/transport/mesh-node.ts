@@ -395,9 +395,8 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
         peerCount: () => this.peerCount(),
         logger: this.log
       })
-      for (const type of ['bootstrap:connected', 'bootstrap:retry'] as const) {
-        this.bootstrapper.addEventListener(type, evt => { this.safeDispatch(type, evt.detail as never) })
-      }
+      this.bootstrapper.addEventListener('bootstrap:connected', evt => { this.safeDispatch('bootstrap:connected', evt.detail) })
+      this.bootstrapper.addEventListener('bootstrap:retry', evt => { this.safeDispatch('bootstrap:retry', evt.detail) })
       node.addEventListener('peer:disconnect', () => { this.bootstrapper?.onPeerLost() })
       this.bootstrapper.start()
     }

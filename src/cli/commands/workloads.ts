@@ -36,7 +36,7 @@ async function signSpec (spec: WorkloadSpec): Promise<WorkloadSpec> {
   const key = await deployerKey()
   if (key == null) return spec
   const parsed = WorkloadSpecSchema.parse(spec)
-  return { ...parsed, provenance: await signManifest(key.key, parsed as never) }
+  return { ...parsed, provenance: await signManifest(key.key, parsed) }
 }
 
 /**

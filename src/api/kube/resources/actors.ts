@@ -73,7 +73,7 @@ export async function actorSpecFromObject (body: unknown, kind: ActorKind, names
 }
 
 function manifestOf (w: WorkloadStatus): { metadata?: Record<string, unknown>, spec?: unknown } {
-  try { return w.manifest != null ? JSON.parse(w.manifest) as never : {} } catch { return {} }
+  try { return w.manifest != null ? JSON.parse(w.manifest) as { metadata?: Record<string, unknown>, spec?: unknown } : {} } catch { return {} }
 }
 
 /** A stateless workload as an Actor, a stateful one as a Machine (with `state` when it was read). */
