@@ -21,7 +21,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { stringify as toYaml } from 'yaml'
 import { kubeconfig as makeKubeconfig } from '../src/cli/commands/kubeconfig.js'
 import { removeContainersOf, requireEngine } from './helpers/engine.js'
-import { cli, makeTrust, type NodeProcess, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
+import { makeTrust, type NodeProcess, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 import { ensureMeshCa, issueServingCert, writePemPair } from '../src/policy/tls-issue.js'
 import { useCa } from '../src/cli/api-client.js'
 

@@ -6,7 +6,14 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import { hostname, networkInterfaces } from 'node:os'
 import { z } from 'zod'
 import { describeError } from '../errors.js'
-import type { NodeRuntime } from '../node/node-runtime.js'
+import type { AbortOptions } from '@libp2p/interface'
+import type { NodeMetrics } from '../actors/metrics.js'
+import type { PolicySync } from '../actors/policy-sync.js'
+import type { WorkloadRuntime } from '../node/workload-runtime.js'
+import type { Trust } from '../policy/trust.js'
+import type { MeshMessage, MeshPeer, PutResult } from '../transport/mesh-node.js'
+import type { DecodedRecord } from '../transport/records.js'
+import type { NodeStatus } from '../workloads/views.js'
 import { RecordNotFoundError, InvalidRecordError, NotStartedError } from '../transport/errors.js'
 import type { Logger } from '../transport/logger.js'
 import { isBeeMeshKey } from '../transport/records.js'
@@ -27,7 +34,22 @@ import { MAX_CALL_BYTES } from '../services/calls.js'
 import { isLoopbackAddress, type ServingTls } from '../policy/tls.js'
 
 /** What the control API needs from a node: the runtime in production, anything alike in tests. */
-export type NodeControl = Pick<NodeRuntime, 'status' | 'peers' | 'peer' | 'putRecord' | 'getRecord' | 'hasLocalRecord' | 'watchTopic' | 'topicPeers' | 'workloads' | 'metrics' | 'trust' | 'policies' | 'peerId'>
+/** What the control API needs of its node (NodeRuntime is one). */
+export interface NodeControl {
+  readonly peerId: string
+  readonly metrics: NodeMetrics
+  readonly trust: Trust
+  readonly policies: PolicySync
+  readonly workloads: WorkloadRuntime
+  status: () => NodeStatus
+  peers: () => MeshPeer[]
+  peer: (peerId: string) => Promise<{ peerId: string, connected: boolean, admitted: boolean, addressBook: boolean }>
+  putRecord: (key: string, value: Uint8Array, options?: AbortOptions) => Promise<PutResult>
+  getRecord: (key: string, options?: AbortOptions) => Promise<DecodedRecord>
+  hasLocalRecord: (key: string) => Promise<boolean>
+  watchTopic: (topic: string, onMessage: (msg: MeshMessage) => void) => () => void
+  topicPeers: (topic: string) => string[]
+}
 
 export interface ControlApiInit {
   node: NodeControl

@@ -16,7 +16,7 @@
 import { currentBearer, currentPrincipal } from './request-context.js'
 import type { Principal } from './engine.js'
 import { TrustError } from './errors.js'
-import { principalOfSender, senderOf, type Trust } from './trust.js'
+import { principalOfSender, senderOf } from './trust.js'
 
 /** What a relayed request carries: for whom, and the deployer's proof. */
 export interface Relay { onBehalfOf?: string, token?: string }
@@ -33,7 +33,12 @@ export function relayOfCurrentRequest (): Relay {
  * The principal a request from node `node` (its principal `sender`) is served
  * for. Throws TrustError naming the problem when the claim is not proven.
  */
-export async function relayedPrincipal (trust: Pick<Trust, 'authenticate'>, sender: Principal, relay: Relay, { workloads = false }: { workloads?: boolean } = {}): Promise<Principal> {
+/** What checking a relay needs: the API's authentication of a bearer token (Trust is one). */
+export interface Authenticator {
+  authenticate: (authorization: string | undefined) => Promise<Principal>
+}
+
+export async function relayedPrincipal (trust: Authenticator, sender: Principal, relay: Relay, { workloads = false }: { workloads?: boolean } = {}): Promise<Principal> {
   if (relay.onBehalfOf == null) return sender
   const who = sender.kind === 'node' ? sender.id : senderOf(sender)
   if (sender.kind !== 'node') throw new TrustError('denied', `${who} may not act on behalf of ${relay.onBehalfOf}: only a node may relay`)

@@ -12,7 +12,7 @@
  * and `<name>.key` (0600).
  */
 import { webcrypto, randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, writeFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import 'reflect-metadata'

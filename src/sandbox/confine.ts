@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url'
 import { buildSync } from 'esbuild'
 import type { ChildFatal, ChildWaiting } from './channel.js'
 
-import type { Isolation, NodeIsolation, SandboxMode } from '../workloads/views.js'
+import type { SandboxMode } from '../workloads/views.js'
 
 export type { Isolation, NodeIsolation, SandboxMode } from '../workloads/views.js'
 

@@ -93,7 +93,6 @@ class AttemptError extends Error {
 }
 
 const enc = new TextEncoder()
-const dec = new TextDecoder()
 
 export class CallRouter {
   private readonly inflight = new Map<string, number>()

@@ -28,7 +28,7 @@
 import { execFile } from 'node:child_process'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
+import type { AbortOptions, Stream, StreamCloseEvent, StreamHandler, StreamMessageEvent } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { z } from 'zod'
 import { describeError } from '../errors.js'
@@ -36,7 +36,6 @@ import type { Principal } from '../policy/engine.js'
 import { principalOfSender, RefusedMessage, senderOf, type Sender, type Trust } from '../policy/trust.js'
 import { replyDomain } from '../transport/rpc.js'
 import type { Logger } from '../transport/logger.js'
-import type { MeshNode } from '../transport/mesh-node.js'
 import { cidrText, endpointKey, pickOfTwo, TUNNEL_PROTOCOL, type Endpoint, type ServiceDirectory, type ServiceSpec } from './directory.js'
 import { decideCall } from './calls.js'
 import { CALL_ERROR_CODES, CallError, type CallErrorCode } from './errors.js'
@@ -93,8 +92,15 @@ export interface TunnelContainers {
   principalOf: (ip: string) => Promise<Principal | undefined>
 }
 
+/** What the tunnel needs of the transport (MeshNode is one): serve the tunnel protocol, dial peers on it. */
+export interface TunnelMesh {
+  readonly peerId: string
+  handle: (protocol: string, handler: StreamHandler, options?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
+  dialProtocol: (peer: string, protocol: string, options?: AbortOptions & { negotiateFully?: boolean }) => Promise<Stream>
+}
+
 export interface ServiceTunnelInit {
-  mesh: Pick<MeshNode, 'peerId' | 'handle' | 'dialProtocol'>
+  mesh: TunnelMesh
   trust: Trust
   log: Logger
   metrics?: TunnelMetrics
@@ -136,7 +142,6 @@ interface Listener extends Wanted {
 class Refusal extends CallError {}
 
 const enc = new TextEncoder()
-const dec = new TextDecoder()
 
 export class ServiceTunnel {
   private readonly listeners = new Map<string, Listener>()
