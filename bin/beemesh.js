@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// The polyfills must be evaluated before libp2p loads (Node 20 lacks Promise.withResolvers).
-import '../dist/polyfills.js'
-
-const { main } = await import('../dist/cli/main.js')
-await main()
+// The CLI, bundled by `npm run build` (scripts/build.mjs) into dist/bin/.
+import '../dist/bin/beemesh.mjs'

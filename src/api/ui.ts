@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import type { ServerResponse } from 'node:http'
-import { fileURLToPath } from 'node:url'
+import { packagePath } from '../paths.js'
 
 /** The files under /ui/ and their content types; nothing else is served. */
 const FILES: Record<string, string> = {
@@ -33,16 +33,10 @@ export const UI_CONTENT_SECURITY_POLICY = [
   "frame-ancestors 'none'"
 ].join('; ')
 
-/**
- * Where the built files are: dist/ui next to the compiled dist/api/ui.js, or,
- * when this source file runs under tsx (tests), the project's dist/ui.
- */
+/** Where the built files are: the package's dist/ui (`npm run build`), whichever layout this code runs from. */
 function uiDirectory (): string | undefined {
-  for (const relative of ['../ui/', '../../dist/ui/']) {
-    const dir = fileURLToPath(new URL(relative, import.meta.url))
-    if (existsSync(`${dir}index.html`)) return dir
-  }
-  return undefined
+  const dir = packagePath('dist', 'ui') + '/'
+  return existsSync(`${dir}index.html`) ? dir : undefined
 }
 
 let directory: string | undefined

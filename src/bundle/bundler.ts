@@ -7,12 +7,12 @@
  * thread otherwise), validated, and turned into the WorkloadSpec that travels
  * on the mesh.
  */
+import { packagePath } from '../paths.js'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, extname, isAbsolute, join, relative, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { build, type BuildFailure, type Message, type Plugin } from 'esbuild'
 import { parseAnyManifest } from '../workloads/manifest.js'
 import { validateDefinition, type DefinitionFields, type DefinitionOverrides } from '../workloads/schema.js'
@@ -58,9 +58,8 @@ const INSPECT_TIMEOUT_MS = 30_000
  * and compiled otherwise (an installed package ships `dist/` only).
  */
 function defineModulePath (): string {
-  const root = new URL('../../', import.meta.url)
-  const source = fileURLToPath(new URL('src/workloads/define.ts', root))
-  return existsSync(source) ? source : fileURLToPath(new URL('dist/workloads/define.js', root))
+  const source = packagePath('src', 'workloads', 'define.ts')
+  return existsSync(source) ? source : packagePath('dist', 'workloads', 'define.js')
 }
 
 function beemeshPlugin (definePath: string): Plugin {

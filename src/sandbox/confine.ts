@@ -26,8 +26,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { buildSync } from 'esbuild'
+import { createRequire } from 'node:module'
+import { packagePath } from '../paths.js'
 import type { ChildFatal, ChildWaiting } from './channel.js'
 
 import type { SandboxMode } from '../workloads/views.js'
@@ -150,13 +150,14 @@ export function workerBundle (file: WorkerFile): string {
   const found = bundles.get(file)
   if (found != null) return found
   // built with dist/ (scripts/build.mjs); from source it is bundled here, once
-  const prebuilt = fileURLToPath(new URL(`./${file}.bundle.mjs`, import.meta.url))
+  const prebuilt = packagePath('dist', 'sandbox', `${file}.bundle.mjs`)
   if (existsSync(prebuilt)) {
     bundles.set(file, prebuilt)
     return prebuilt
   }
-  const js = fileURLToPath(new URL(`./${file}.js`, import.meta.url))
-  const entry = existsSync(js) ? js : fileURLToPath(new URL(`./${file}.ts`, import.meta.url))
+  const entry = packagePath('src', 'sandbox', `${file}.ts`)
+  // esbuild is loaded only here, when no built bundle exists (a source checkout before `npm run build`)
+  const { buildSync } = createRequire(import.meta.url)('esbuild') as typeof import('esbuild')
   const out = buildSync({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, logLevel: 'silent' })
   const code = out.outputFiles[0]?.contents
   if (code == null) throw new Error(`bundling the sandbox entry ${entry} produced no output`)

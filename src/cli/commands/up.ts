@@ -1,7 +1,7 @@
+import { packagePath } from '../../paths.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { NodeStatus } from '../../workloads/views.js'
 import { BeeMeshError, InvalidArgumentError, describeError } from '../../errors.js'
 import type { PrivateKey } from '@libp2p/interface'
@@ -34,7 +34,7 @@ interface LocalNode {
   exited?: string
 }
 
-const BIN = fileURLToPath(new URL('../../../bin/beemesh.js', import.meta.url))
+const BIN = packagePath('bin', 'beemesh.js')
 
 /**
  * `beemesh up`: an embedded mesh of N node processes on loopback, node i
