@@ -43,6 +43,18 @@ export async function rssMb (pid: number): Promise<number> {
   return kb / 1024
 }
 
+/**
+ * A process's memory in MB from smaps_rollup: `rss` (what `ps` shows: every
+ * page it has in memory, the Node.js binary's shared pages included), `pss`
+ * (shared pages divided among the processes that map them) and `uss` (its own
+ * pages alone: what it would free on exit). NaN for a process that is gone.
+ */
+export async function memoryMb (pid: number): Promise<{ rss: number, pss: number, uss: number }> {
+  const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '')
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1])
+  return { rss: kb('Rss') / 1024, pss: kb('Pss') / 1024, uss: (kb('Private_Clean') + kb('Private_Dirty')) / 1024 }
+}
+
 /** utime + stime of a process (all its threads), in seconds. */
 export async function cpuSeconds (pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ')  ')

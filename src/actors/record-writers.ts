@@ -16,7 +16,7 @@
  *   | `/beemesh/svc/<ns>/<name>/<peer>` | that peer |
  *   | anything else | any member |
  */
-import { z } from 'zod'
+import * as z from 'zod'
 import { verifyManifest } from '../policy/credentials.js'
 import type { Trust } from '../policy/trust.js'
 import { InvalidRecordError } from '../transport/errors.js'

@@ -14,7 +14,8 @@
 import type { IncomingMessage } from 'node:http'
 import { StringDecoder } from 'node:string_decoder'
 import { Writable } from 'node:stream'
-import Dockerode from 'dockerode'
+import { createRequire } from 'node:module'
+import type Dockerode from 'dockerode'
 import type DockerModem from 'docker-modem'
 import { BeeMeshError, InvalidArgumentError, describeError } from '../errors.js'
 import { silentLogger, type Logger } from '../transport/logger.js'
@@ -222,15 +223,23 @@ export interface PodEngine {
 
 export class ContainerEngine implements PodEngine {
   readonly socketPath: string
-  private readonly docker: Dockerode
+  private client?: Dockerode
   private readonly log: Logger
   private readonly callTimeoutMs: number
 
   constructor (init: ContainerEngineInit) {
     this.socketPath = init.socketPath
-    this.docker = new Dockerode({ socketPath: init.socketPath })
     this.log = init.log ?? silentLogger
     this.callTimeoutMs = init.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS
+  }
+
+  /**
+   * The dockerode client, made on first use: dockerode (with ssh2, gRPC and
+   * protobufjs below it) is loaded only by a node that talks to an engine.
+   */
+  private get docker (): Dockerode {
+    this.client ??= new (createRequire(import.meta.url)('dockerode') as typeof Dockerode)({ socketPath: this.socketPath })
+    return this.client
   }
 
   /** The engine's name and version (from GET /version); EngineUnavailableError when it does not answer in time. */

@@ -14,6 +14,7 @@
  * them from one components object (WorkloadRuntimeInit), routes gossip to
  * them, serves their stream protocols and answers the API (WorkloadApi).
  */
+import { compareCodeUnits } from '../compare.js'
 import { randomUUID } from 'node:crypto'
 import { describeError } from '../errors.js'
 import { InvalidWorkloadError, WorkloadNotFoundError } from '../actors/errors.js'
@@ -341,11 +342,11 @@ export class WorkloadRuntime implements WorkloadApi {
     const others = this.view.knownPeers().map(({ heartbeat: hb, seenAt }) => ({
       peerId: hb.peerId, self: false, ready: this.view.isLive(hb.peerId), labels: hb.labels, capacity: hb.capacity, allocated: hb.allocated, replicas: hb.replicas.length, uptimeMs: hb.uptimeMs + (now - seenAt), lastSeenMs: now - seenAt, links: hb.links ?? [], capabilities: hb.capabilities ?? []
     }))
-    return [self, ...others].sort((a, b) => a.peerId.localeCompare(b.peerId))
+    return [self, ...others].sort((a, b) => compareCodeUnits(a.peerId, b.peerId))
   }
 
   list (): WorkloadStatus[] {
-    return [...this.catalog.values()].filter(r => r.status !== 'Deleted').map(r => this.statusOf(r)).sort((a, b) => a.id.localeCompare(b.id))
+    return [...this.catalog.values()].filter(r => r.status !== 'Deleted').map(r => this.statusOf(r)).sort((a, b) => compareCodeUnits(a.id, b.id))
   }
 
   async describe (id: string): Promise<WorkloadDescription> {

@@ -16,7 +16,7 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import canonicalize from 'canonicalize'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
-import { z } from 'zod'
+import * as z from 'zod'
 import { describeError } from '../errors.js'
 import { TrustError } from './errors.js'
 

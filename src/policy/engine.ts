@@ -16,7 +16,7 @@
  */
 import { LineCounter, parseDocument, isNode } from 'yaml'
 import { firstAlias } from '../yaml.js'
-import { z } from 'zod'
+import * as z from 'zod'
 import { PolicyError } from './errors.js'
 
 export const ACTIONS = ['deploy', 'host', 'delete', 'publish', 'subscribe', 'send', 'call', 'egress', 'read', 'admin'] as const

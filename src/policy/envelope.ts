@@ -11,7 +11,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
-import { z } from 'zod'
+import * as z from 'zod'
 import { EnvelopeError } from './errors.js'
 
 export { EnvelopeError, type EnvelopeRefusal } from './errors.js'

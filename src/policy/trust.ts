@@ -13,7 +13,7 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
-import { z } from 'zod'
+import * as z from 'zod'
 import { describeError } from '../errors.js'
 import { silentLogger, type Logger } from '../transport/logger.js'
 import { generateKey, issueCredential, keyId, signManifest, SignedCredentialSchema, verifyCredential, verifyManifest, verifySignedPolicy, verifyToken, type Credential, type Provenance, type SignedCredential, type SignedPolicy } from './credentials.js'

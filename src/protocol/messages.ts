@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import * as z from 'zod'
 import type { MeshMessage } from '../transport/mesh-node.js'
 import { PodReport, ReplicaStatus, WorkloadRecordSchema, WorkloadSpecSchema } from '../workloads/records.js'
 import { LocationRecord } from './state.js'

@@ -12,7 +12,7 @@
  *   and which peers hold copies) and `/beemesh/snapshot/<ns>/<name>` (a
  *   periodic full snapshot, the last-resort copy).
  */
-import { z } from 'zod'
+import * as z from 'zod'
 
 export const SEND_PROTOCOL = '/beemesh/send/1.0.0'
 export const STATE_PROTOCOL = '/beemesh/state/1.0.0'

@@ -14,7 +14,7 @@
  */
 import { lpStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
-import { z } from 'zod'
+import * as z from 'zod'
 import { describeError } from '../errors.js'
 import type { MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'

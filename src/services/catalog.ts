@@ -14,7 +14,7 @@
  * clock (a far-future entry would win every merge and make its tombstone
  * immortal). Tombstones are dropped after TOMBSTONE_MS, so the map stays bounded.
  */
-import { z } from 'zod'
+import * as z from 'zod'
 import { describeError } from '../errors.js'
 import type { MeshMessage, MeshNode } from '../transport/mesh-node.js'
 import type { Logger } from '../transport/logger.js'

@@ -7,7 +7,7 @@
  * DHT (`/beemesh/svc/<namespace>/<name>/<peer>`), refreshed while it has a
  * ready replica and overwritten by an empty one when it has none.
  */
-import { z } from 'zod'
+import * as z from 'zod'
 import { describeError } from '../errors.js'
 import type { Logger } from '../transport/logger.js'
 import type { Resource } from '../policy/engine.js'

@@ -72,7 +72,7 @@ import { readFile } from 'node:fs/promises'
 import { AssertionError } from 'node:assert'
 import { isDeepStrictEqual } from 'node:util'
 import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine, type StateValue } from 'xstate'
-import { z } from 'zod'
+import * as z from 'zod'
 import type { TraceEntry, TraceEvent } from '../store/trace.js'
 import { InvalidTraceError } from './errors.js'
 

@@ -21,7 +21,8 @@ import { describeError } from '../errors.js'
 import { Admission, type MembershipGate } from './admission.js'
 import { Bootstrapper, type BootstrapEvents } from './bootstrap.js'
 import { AddressInUseError, InvalidMultiaddrError, NotStartedError, RecordNotFoundError } from './errors.js'
-import { type Logger, silentLogger } from './logger.js'
+import { compareCodeUnits } from '../compare.js'
+import { libp2pLoggerOff, type Logger, silentLogger } from './logger.js'
 import { decodeRecord, encodeRecord, RECORD_NAMESPACE, recordValidator, selectRecord, type DecodedRecord, type RecordGuard } from './records.js'
 
 export const KAD_PROTOCOL = '/beemesh/kad/1.0.0'
@@ -247,6 +248,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
     const node = await createLibp2p<Services>({
       privateKey: this.init.privateKey,
       datastore: this.datastore,
+      ...(process.env.DEBUG == null || process.env.DEBUG === '' ? { logger: libp2pLoggerOff } : {}),
       start: false,
       addresses: {
         listen: this.listen.map(String),
@@ -543,7 +545,7 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
       addrs: [...new Set(conns.map(c => c.remoteAddr.toString()))],
       direction: conns[0]?.direction ?? 'outbound',
       openedAt: Math.min(...conns.map(c => c.timeline.open))
-    })).sort((a, b) => a.peerId.localeCompare(b.peerId))
+    })).sort((a, b) => compareCodeUnits(a.peerId, b.peerId))
   }
 
   /** Stores a signed record under a `/beemesh/<kind>/<id>` key on this node and the closest peers. */

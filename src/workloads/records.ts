@@ -5,7 +5,7 @@
  * and what a replica reports of its pod. The wire messages
  * (src/protocol/messages.ts) carry these; the API, CLI and web view read them.
  */
-import { z } from 'zod'
+import * as z from 'zod'
 import { ProvenanceSchema } from '../policy/credentials.js'
 import type { WorkloadSpec } from './types.js'
 import type { PodReport as PodReportType, SchedulingEvent as SchedulingEventType, WorkloadStatusName as WorkloadStatusNameType } from './views.js'

@@ -7,6 +7,7 @@
  * so signals reach node itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { NODE_V8_FLAGS } from '../../src/node/process-flags.js'
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import type { PrivateKey } from '@libp2p/interface'
@@ -33,8 +34,9 @@ export interface NetnsHost { name: string, ip: string }
  * The command and arguments that run the CLI with `args`, inside `netns` when given.
  * TEST_NODE_ARGS adds Node flags to every process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a test's nodes).
  */
-function command (args: string[], netns?: string): [string, string[]] {
-  const extra = (process.env.TEST_NODE_ARGS ?? '').split(' ').filter(Boolean)
+function command (args: string[], netns?: string, nodeFlags: readonly string[] = NODE_V8_FLAGS): [string, string[]] {
+  // a node runs with the flags `beemesh up` and the bin's #! line give it (`nodeFlags`: others, to measure them)
+  const extra = [...(args[0] === 'node' && args[1] === 'start' ? nodeFlags : []), ...(process.env.TEST_NODE_ARGS ?? '').split(' ').filter(Boolean)]
   return netns == null ? [process.execPath, [...extra, BIN, ...args]] : ['ip', ['netns', 'exec', netns, process.execPath, ...extra, BIN, ...args]]
 }
 
@@ -140,8 +142,8 @@ export interface Running {
   waitForOutput: (pattern: RegExp, opts?: { timeoutMs?: number, stream?: 'stdout' | 'stderr' }) => Promise<RegExpExecArray>
 }
 
-export function startCli (args: string[], { env = {}, netns }: { env?: Record<string, string>, netns?: string } = {}): Running {
-  const child = spawn(...command(args, netns), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export function startCli (args: string[], { env = {}, netns, nodeFlags }: { env?: Record<string, string>, netns?: string, nodeFlags?: readonly string[] } = {}): Running {
+  const child = spawn(...command(args, netns, nodeFlags), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   let out = ''
   let err = ''
@@ -177,6 +179,8 @@ export interface NodeProcess extends Running {
   status: () => Promise<NodeStatus>
   peers: () => Promise<MeshPeer[]>
   kill: (signal?: NodeJS.Signals) => Promise<number | null>
+  /** The CPU the node reported having used from spawn until it was up (its `start` line). */
+  startCpuMs: number
 }
 
 /**
@@ -186,7 +190,7 @@ export interface NodeProcess extends Running {
  * test bridge), with private addresses kept so peers may dial them. `listen`
  * replaces the listen addresses (announce others through `extra`).
  */
-export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, trust, listen }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost, trust?: string[], listen?: string[] } = {}): Promise<NodeProcess> {
+export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, trust, listen, nodeFlags, env }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost, trust?: string[], listen?: string[], nodeFlags?: readonly string[], env?: Record<string, string> } = {}): Promise<NodeProcess> {
   const dir = dataDir ?? await tempDir()
   // Default: a member of the test process's mesh; the test's clients speak as its admin deployer.
   const trustArgs = trust ?? trustFlags(await testTrust())
@@ -196,8 +200,8 @@ export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, t
   if (netns != null) extra = extra.filter(a => a !== '--api-insecure-http')
   const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...(netns != null ? trustArgs.filter(a => a !== '--api-insecure-http') : trustArgs), ...extra]
   for (const b of bootstrap) args.push('--bootstrap', b)
-  const running = startCli(args, { netns: netns?.name })
-  const m = await running.waitForOutput(/node (\S+) running\n\s+listening\s+(\S+)[\s\S]*?api\s+(\S+)\n/)
+  const running = startCli(args, { netns: netns?.name, ...(nodeFlags != null ? { nodeFlags } : {}), ...(env != null ? { env } : {}) })
+  const m = await running.waitForOutput(/node (\S+) running\n\s+listening\s+(\S+)[\s\S]*?api\s+(\S+)\n[\s\S]*?\n {2}start +(\d+) ms of CPU/)
   const api = new ApiClient(m[3]!)
   return {
     ...running,
@@ -208,7 +212,8 @@ export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, t
     api,
     status: async () => await api.request<NodeStatus>('/v1/status', { timeoutMs: 5_000 }),
     peers: async () => await api.request<MeshPeer[]>('/v1/peers', { timeoutMs: 5_000 }),
-    kill: async (signal = 'SIGTERM') => { running.child.kill(signal); return await running.exited }
+    kill: async (signal = 'SIGTERM') => { running.child.kill(signal); return await running.exited },
+    startCpuMs: Number(m[4])
   }
 }
 

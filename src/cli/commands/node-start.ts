@@ -8,6 +8,9 @@ import { MetricsListener, parseListen } from '../../api/metrics-listener.js'
 import { describeError, InvalidArgumentError } from '../../errors.js'
 import { createLogger } from '../logging.js'
 import { parsePort } from '../defaults.js'
+import { daemonStarted } from '../launch.js'
+import { setFlagsFromString } from 'node:v8'
+import { flagsAtRest } from '../../node/process-flags.js'
 import { DEFAULT_INSPECT_URL, nodeSuffix } from '../../actors/inspection.js'
 import { isLoopbackHost, loadServingTls, type ServingTls } from '../../policy/tls.js'
 import { formatCpu, formatMemory, parseCpu, parseMemory } from '../../workloads/quantities.js'
@@ -180,6 +183,12 @@ export async function nodeStart (opts: NodeStartOptions): Promise<void> {
   if (status.containers != null) process.stdout.write(`  containers ${status.containers.socket} (${status.containers.available ? 'engine answers' : 'engine does not answer yet: no container workloads until it does'})\n`)
   if (opts.bootstrap.length > 0) process.stdout.write(`  joining    ${opts.bootstrap.join(', ')}\n`)
   if (inspectUrl != null) process.stdout.write(`  inspector  ${inspectUrl} (this node's actors show as <name>@${nodeSuffix(status.peerId)})\n`)
+  // CPU from spawn until here, where the node is in the mesh and its API answers (issue: lean processes)
+  const cpu = process.cpuUsage()
+  const compiled = daemonStarted()
+  // after the code cache is saved: V8 stamps a cache with the flags of the moment, and checks them at the next start
+  for (const flag of flagsAtRest()) setFlagsFromString(flag)
+  process.stdout.write(`  start      ${Math.round((cpu.user + cpu.system) / 1000)} ms of CPU${compiled != null ? `; ${compiled}` : ''}\n`)
 
   await new Promise<void>(resolveStop => {
     let stopping = false

@@ -1,4 +1,5 @@
 import { packagePath } from '../../paths.js'
+import { NODE_V8_FLAGS } from '../../node/process-flags.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
@@ -134,7 +135,7 @@ async function startNode (i: number, bootstrap: string[], basePort: number, base
   // plain HTTP for loopback callers (the CLI's default URL, the web view in a browser).
   const tlsCert = join(trustDir, 'api.crt')
   const tlsKey = join(trustDir, 'api.key')
-  const args = [BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel, '--trust', join(trustDir, 'mesh.json'), '--credential', credentialFile, '--tls-cert', tlsCert, '--tls-key', tlsKey, '--api-insecure-http']
+  const args = [...NODE_V8_FLAGS, BIN, 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', String(apiPort), '--log-level', logLevel, '--trust', join(trustDir, 'mesh.json'), '--credential', credentialFile, '--tls-cert', tlsCert, '--tls-key', tlsKey, '--api-insecure-http']
   for (const b of bootstrap) args.push('--bootstrap', b)
   const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd, 'ipc'] })
   await log.close()
