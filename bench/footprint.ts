@@ -29,7 +29,7 @@ import { descendants } from '../src/sandbox/confine.js'
 import type { WorkloadStatus } from '../src/workloads/views.js'
 import { ROOT, startNode, testTrust, waitUntil, type NodeProcess } from '../test/helpers/processes.js'
 import { fmt, summary, writeResult } from './lib.js'
-import { NODE_V8_FLAGS } from '../src/node/process-flags.js'
+import { NODE_V8_FLAGS, NODE_V8_FLAGS_AT_REST } from '../src/node/process-flags.js'
 import { children, cpuSeconds, installCleanup, memoryMb, rssMb, startRawNode, tempDirs } from './processes.js'
 
 const env = (name: string, fallback: number): number => {
@@ -111,8 +111,13 @@ async function idleMesh (nodeFlags: readonly string[], env: Record<string, strin
   }
 }
 
-/** The V8 flag sets compared: none, all, and all but one group (the two code-flushing flags go together). */
-function flagSets (): Array<{ name: string, flags: readonly string[] }> {
+/**
+ * The V8 settings compared: none, all, all but one group (the two
+ * code-flushing flags go together; `--optimize-for-size` is set once the node
+ * is up), and two that were tried and dropped: `--optimize-for-size` from
+ * spawn, and a 1 MB young generation.
+ */
+function flagSets (): Array<{ name: string, flags: readonly string[], env: Record<string, string> }> {
   const groups: Array<{ name: string, flags: string[] }> = []
   for (const f of NODE_V8_FLAGS) {
     const name = f === '--bytecode-old-age=1' || f === '--flush-baseline-code' ? 'code flushing' : f
@@ -120,10 +125,14 @@ function flagSets (): Array<{ name: string, flags: readonly string[] }> {
     if (g != null) g.flags.push(f)
     else groups.push({ name, flags: [f] })
   }
+  const none = { BEEMESH_V8_FLAGS_AT_REST: '' }
   return [
-    { name: 'no flags', flags: [] },
-    { name: 'all flags', flags: NODE_V8_FLAGS },
-    ...groups.map(g => ({ name: `all but ${g.name}`, flags: NODE_V8_FLAGS.filter(f => !g.flags.includes(f)) }))
+    { name: 'no flags', flags: [], env: none },
+    { name: 'all (as shipped)', flags: NODE_V8_FLAGS, env: {} },
+    ...groups.map(g => ({ name: `all but ${g.name}`, flags: NODE_V8_FLAGS.filter(f => !g.flags.includes(f)), env: {} })),
+    { name: `all but ${NODE_V8_FLAGS_AT_REST.join(' ')} once up`, flags: NODE_V8_FLAGS, env: none },
+    { name: `${NODE_V8_FLAGS_AT_REST.join(' ')} from spawn instead`, flags: [...NODE_V8_FLAGS, ...NODE_V8_FLAGS_AT_REST], env: none },
+    { name: 'all and --max-semi-space-size=1', flags: [...NODE_V8_FLAGS, '--max-semi-space-size=1'], env: {} }
   ]
 }
 
@@ -131,7 +140,7 @@ export async function run (): Promise<void> {
   installCleanup()
   await testTrust()
   const bundle = await loadApplyFile('bench/workloads/sink.ts')
-  const env = { BEEMESH_CODE_CACHE_DIR: await cacheDir() }
+  const env = { BEEMESH_CACHE_DIR: await cacheDir() }
 
   // The first start of this build: no code cache yet (the node compiles from source and leaves one).
   const cold = await startNode({ env })
@@ -186,11 +195,11 @@ export async function run (): Promise<void> {
     const flags: Array<{ name: string, flags: readonly string[], idleRssMb: number[], startCpuMs: number[], medianRssMb: number, medianStartCpuMs: number }> = []
     if (process.env.BENCH_FOOTPRINT_FLAGS !== '0') {
       for (const set of flagSets()) {
-        const m = await idleMesh(set.flags, env)
+        const m = await idleMesh(set.flags, { ...env, ...set.env })
         await Promise.all(m.nodes.map(async n => await n.kill('SIGKILL')))
         const row = { name: set.name, flags: set.flags, idleRssMb: m.idle.map(x => x.rss), startCpuMs: m.startCpuMs, medianRssMb: median(m.idle.map(x => x.rss)), medianStartCpuMs: median(m.startCpuMs) }
         flags.push(row)
-        process.stdout.write(`  ${set.name.padEnd(36)} idle RSS ${row.idleRssMb.map(v => fmt(v, 0)).join(', ')} MB; start CPU ${row.startCpuMs.map(v => fmt(v, 0)).join(', ')} ms\n`)
+        process.stdout.write(`  ${set.name.padEnd(44)} idle RSS ${row.idleRssMb.map(v => fmt(v, 0)).join(', ')} MB; start CPU ${row.startCpuMs.map(v => fmt(v, 0)).join(', ')} ms\n`)
       }
     }
 

@@ -37,6 +37,7 @@ import { fmt, summary, writeResult } from './lib.js'
 import { children, cpuPercent, installCleanup, rssMb, spread, startRawNode, tempDirs, type RawNode, type Spread } from './processes.js'
 import { plotScale } from './plot.js'
 import { seededRandom } from '../test/helpers/random.js'
+import { NODE_V8_FLAGS } from '../src/node/process-flags.js'
 
 const env = (name: string, fallback: number): number => {
   const v = Number(process.env[name])
@@ -46,7 +47,7 @@ const SIZES = (process.env.BENCH_SCALE_SIZES ?? '10,25,50').split(',').map(s => 
 const RECORDS = env('BENCH_SCALE_RECORDS', 50)
 const WORKLOADS = env('BENCH_SCALE_WORKLOADS', 500)
 const CONCURRENCY = env('BENCH_SCALE_CONCURRENCY', 16)
-/** Node processes starting at once: each takes ~1 s of CPU to load, on 2 shared cores. */
+/** Node processes starting at once: each takes ~0.3 s of CPU to start, on 2 shared cores. */
 const SPAWN_CONCURRENCY = env('BENCH_SCALE_SPAWN_CONCURRENCY', 3)
 const SETTLE_MS = env('BENCH_SCALE_SETTLE_S', 10) * 1000
 const CPU_WINDOW_MS = env('BENCH_SCALE_CPU_WINDOW_S', 10) * 1000
@@ -85,7 +86,7 @@ interface NodeProc { i: number, peerId: string, address: string, pid: number, ch
 
 /** `beemesh node start` on loopback (ephemeral ports, the test trust root; its clients speak as the admin deployer), as test/helpers/processes.ts starts one; resolves once it runs. */
 async function startNodeProcess (app: string, i: number, dataDir: string, bootstrap: string[], trustArgs: string[]): Promise<NodeProc> {
-  const args = [join(app, 'bin', 'beemesh.js'), 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', '0', '--log-level', 'warn', ...trustArgs]
+  const args = [...NODE_V8_FLAGS, join(app, 'bin', 'beemesh.js'), 'node', 'start', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', dataDir, '--api-port', '0', '--log-level', 'warn', ...trustArgs]
   for (const b of bootstrap) args.push('--bootstrap', b)
   const child = spawnProcess(process.execPath, args, { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
@@ -189,7 +190,10 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
         } catch { /* a busy node answers next round */ }
       })
     }
-    const poller = (async () => { while (spawning) { await pollOnce(); await sleep(500) } })()
+    // The poller is itself load on the mesh (two API calls per node a round, each a signed token
+    // checked): a round every 500 ms at 10 nodes, every n × 25 ms beyond (2.5 s at 100).
+    const pollGapMs = Math.max(500, 25 * n)
+    const poller = (async () => { while (spawning) { await pollOnce(); await sleep(pollGapMs) } })()
     let spawnMs: number
     const seeds: string[] = []
     try {
@@ -203,7 +207,7 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
       spawning = false
       await poller
     }
-    const formTimeoutMs = 60_000 + 2_000 * n
+    const formTimeoutMs = 60_000 + 3_000 * n
     const deadline = Date.now() + formTimeoutMs
     while (meshAt.size < n || dhtAt.size < n || joinedAt.size < n) {
       if (Date.now() > deadline) {
@@ -211,7 +215,7 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
         throw new Error(`the ${n}-node mesh did not form within ${formTimeoutMs / 1000} s: ${behind.length} node(s) behind: ${behind.slice(0, 10).join(', ')}${behind.length > 10 ? ', …' : ''}`)
       }
       await pollOnce()
-      await sleep(200)
+      await sleep(pollGapMs)
     }
     const dhtMs = Math.max(...dhtAt.values())
     const meshMs = Math.max(...meshAt.values())

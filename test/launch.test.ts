@@ -34,7 +34,7 @@ test('the bin\'s #! line carries the V8 flags a node is spawned with', async () 
 
 test('first start compiles and saves a private code cache; the next start runs from it', async () => {
   const dir = await tempDir('beemesh-cache-')
-  const env = { BEEMESH_CODE_CACHE_DIR: dir }
+  const env = { BEEMESH_CACHE_DIR: dir }
   assert.match(await startLine(env), /^\d+ ms of CPU; compiled from source; code cache saved in /)
   const files = await cacheFiles(dir)
   assert.is(files.length, 1, `one cache file, got ${files.join(', ')}`)
@@ -44,7 +44,7 @@ test('first start compiles and saves a private code cache; the next start runs f
 
 test('a cache directory others may write is not trusted: the node compiles from source and runs', async () => {
   const dir = await tempDir('beemesh-cache-')
-  const env = { BEEMESH_CODE_CACHE_DIR: dir }
+  const env = { BEEMESH_CACHE_DIR: dir }
   await startLine(env)
   await chmod(dir, 0o777)
   assert.match(await startLine(env), /compiled from source \(no code cache:/)
@@ -52,7 +52,7 @@ test('a cache directory others may write is not trusted: the node compiles from 
 
 test('a cache file someone else owns, or others may write, is not read', async () => {
   const dir = await tempDir('beemesh-cache-')
-  const env = { BEEMESH_CODE_CACHE_DIR: dir }
+  const env = { BEEMESH_CACHE_DIR: dir }
   await startLine(env)
   const [file] = await cacheFiles(dir)
   await chmod(join(dir, file!), 0o666)
@@ -65,7 +65,7 @@ test('a cache file someone else owns, or others may write, is not read', async (
 
 test('a damaged cache (V8 would crash on it) is not used: the node compiles from source, runs, and writes a good one', async () => {
   const dir = await tempDir('beemesh-cache-')
-  const env = { BEEMESH_CODE_CACHE_DIR: dir }
+  const env = { BEEMESH_CACHE_DIR: dir }
   await startLine(env)
   const [file] = await cacheFiles(dir)
   const good = await readFile(join(dir, file!))
@@ -84,7 +84,7 @@ test('a damaged cache (V8 would crash on it) is not used: the node compiles from
 
 test('BEEMESH_CODE_CACHE=0: no cache read or written', async () => {
   const dir = await tempDir('beemesh-cache-')
-  assert.match(await startLine({ BEEMESH_CODE_CACHE_DIR: dir, BEEMESH_CODE_CACHE: '0' }), /compiled from source \(no code cache:/)
+  assert.match(await startLine({ BEEMESH_CACHE_DIR: dir, BEEMESH_CODE_CACHE: '0' }), /compiled from source \(no code cache:/)
   assert.equal(await cacheFiles(dir), [])
 })
 

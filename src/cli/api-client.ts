@@ -1,10 +1,12 @@
-import { existsSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, statSync, type Stats } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { ApiRequestError, ApiUnreachableError } from '../api/errors.js'
 import { describeError, InvalidArgumentError } from '../errors.js'
 import { DEFAULT_KEY_PATH, DEFAULT_TRUST_DIR } from './defaults.js'
+import { privateCacheDir, readPrivate, writePrivate } from './user-cache.js'
 
 export const DEFAULT_API = 'http://127.0.0.1:7700'
 
@@ -115,14 +117,61 @@ export async function bearerFor (apiUrl: string, { ttlMs = 10 * 60 * 1000 } = {}
         const up = await upToken(apiUrl)
         if (up != null) return up
       }
+      const keyPath = explicitKey ?? DEFAULT_KEY_PATH()
+      if (explicitKey == null && !existsSync(keyPath)) return undefined
+      const cached = cachedToken(keyPath, apiUrl, ttlMs)
+      if (cached?.token != null) return cached.token
       const key = await deployerKey()
       if (key == null) return undefined
       const { issueToken } = await import('../policy/credentials.js')
-      return await issueToken(key.key, { mesh: await meshFor(apiUrl), ttlMs })
+      const now = Date.now()
+      const token = await issueToken(key.key, { mesh: await meshFor(apiUrl), ttlMs, now })
+      cached?.save(token, now + ttlMs)
+      return token
     })()
     tokens.set(cacheKey, t)
   }
   return await t
+}
+
+/**
+ * Tokens this CLI made from a deployer key, kept for their lifetime in the
+ * user's private cache (src/cli/user-cache.ts; `<cache>/tokens`), as kubectl
+ * keeps the tokens its credential plugins hand it: a script that runs the CLI
+ * a hundred times signs once, and a call that finds one loads none of the
+ * signing code. A token is found by the key file (path, size, change time),
+ * the mesh it was asked for and the files that can decide it (as they are
+ * now), the API URL, the working directory and its lifetime; it is used while a fifth of that
+ * lifetime, and at least a minute, is left. BEEMESH_TOKEN_CACHE=0 turns it off.
+ */
+function cachedToken (keyPath: string, apiUrl: string, ttlMs: number): { token?: string, save: (token: string, expiresAt: number) => void } | undefined {
+  if (process.env.BEEMESH_TOKEN_CACHE === '0') return undefined
+  const base = privateCacheDir()
+  if (base == null) return undefined
+  let stat: Stats
+  try {
+    stat = statSync(keyPath)
+  } catch {
+    return undefined
+  }
+  const mesh = credentials.mesh ?? process.env.BEEMESH_MESH ?? ''
+  // the files that can decide the mesh, as they are now: a mesh re-made in place means another token
+  const version = (path: string): string => { try { const f = statSync(path); return `${f.size}:${f.mtimeMs}:${f.ctimeMs}` } catch { return '-' } }
+  let registry = '-'
+  try { registry = version(upRegistryFile(apiUrl)) } catch {}
+  const id = createHash('sha256').update([resolvePath(keyPath), stat.size, stat.mtimeMs, stat.ctimeMs, mesh, mesh !== '' ? version(mesh) : '', registry, version(join(DEFAULT_TRUST_DIR, 'mesh.json')), apiUrl, process.cwd(), ttlMs].join('\0')).digest('hex').slice(0, 32)
+  const dir = join(base, 'tokens')
+  const file = join(dir, `${id}.json`)
+  const save = (token: string, expiresAt: number): void => {
+    try { mkdirSync(dir, { recursive: true, mode: 0o700 }) } catch { return }
+    writePrivate(file, JSON.stringify({ token, expiresAt }))
+  }
+  try {
+    const entry = JSON.parse(readPrivate(file)?.toString('utf8') ?? 'null') as { token?: unknown, expiresAt?: unknown } | null
+    const left = typeof entry?.expiresAt === 'number' ? entry.expiresAt - Date.now() : 0
+    if (typeof entry?.token === 'string' && left > Math.max(60_000, ttlMs / 5)) return { token: entry.token, save }
+  } catch {}
+  return { save }
 }
 
 /**

@@ -9,18 +9,18 @@
  * The cache is bytecode this process will run, so it is trusted only from a
  * directory this user owns that no one else may write
  * (`$XDG_CACHE_HOME/beemesh`, else `~/.cache/beemesh`, or
- * BEEMESH_CODE_CACHE_DIR); anything else is ignored and the node compiles
+ * BEEMESH_CACHE_DIR); anything else is ignored and the node compiles
  * from source, as it does with a file whose checksum does not match (damage).
  * BEEMESH_CODE_CACHE=0 turns it off. V8 itself rejects a cache made by
  * another V8 version or flag set, or for another source.
  */
 import { createHash } from 'node:crypto'
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire, Module } from 'node:module'
-import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { Script, constants } from 'node:vm'
 import { packagePath } from '../paths.js'
+import { privateCacheDir, readPrivate, writePrivate } from './user-cache.js'
 
 /**
  * What the launcher did with the cache, and what to do once the node is up:
@@ -41,19 +41,6 @@ export function isDaemonCommand (argv: string[]): boolean {
   return args[0] === 'node' && args[1] === 'start'
 }
 
-/** Where this user's code cache lives, or undefined when it may not be trusted. */
-function cacheDirectory (): string | undefined {
-  const dir = process.env.BEEMESH_CODE_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'beemesh')
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 })
-    const s = statSync(dir)
-    if (!s.isDirectory() || (process.getuid != null && s.uid !== process.getuid()) || (s.mode & 0o022) !== 0) return undefined
-    return dir
-  } catch {
-    return undefined
-  }
-}
-
 /** The cache file for this build, Node.js and flag set. */
 function cacheKey (bundleSha256: string): string {
   const runtime = createHash('sha256').update(`${process.version}\0${process.arch}\0${process.execArgv.join('\0')}`).digest('hex').slice(0, 16)
@@ -66,33 +53,22 @@ function cacheKey (bundleSha256: string): string {
  * and source, but not every byte of it, and a damaged one can crash the
  * process (a test flips its bytes).
  */
-function readTrusted (file: string): Buffer | undefined {
-  try {
-    const s = statSync(file)
-    if ((process.getuid != null && s.uid !== process.getuid()) || (s.mode & 0o022) !== 0) return undefined
-    const bytes = readFileSync(file)
-    const data = bytes.subarray(32)
-    return bytes.length > 32 && createHash('sha256').update(data).digest().equals(bytes.subarray(0, 32)) ? data : undefined
-  } catch {
-    return undefined
-  }
+function readCache (file: string): Buffer | undefined {
+  const bytes = readPrivate(file)
+  if (bytes == null || bytes.length <= 32) return undefined
+  const data = bytes.subarray(32)
+  return createHash('sha256').update(data).digest().equals(bytes.subarray(0, 32)) ? data : undefined
 }
 
-/** Writes `data` as `file` atomically (other nodes may be starting from the same cache), and drops other builds' caches. */
+/** Saves the cache for this build, and drops other builds' caches. */
 function save (dir: string, name: string, data: Buffer, bundleSha256: string): boolean {
+  if (!writePrivate(join(dir, name), Buffer.concat([createHash('sha256').update(data).digest(), data]))) return false
   try {
-    const tmp = join(dir, `.${name}.${process.pid}`)
-    writeFileSync(tmp, Buffer.concat([createHash('sha256').update(data).digest(), data]), { mode: 0o600 })
-    chmodSync(tmp, 0o600)
-    renameSync(tmp, join(dir, name))
     for (const other of readdirSync(dir)) {
       if (other.startsWith('daemon-') && !other.startsWith(`daemon-${bundleSha256.slice(0, 16)}-`)) rmSync(join(dir, other), { force: true })
     }
-    return true
-  } catch {
-    // a cache that cannot be written costs the next start its speed, nothing else
-    return false
-  }
+  } catch {}
+  return true
 }
 
 /** Runs the CLI (a node start) from dist/bin/daemon.cjs, through the code cache when there is a usable one. */
@@ -100,9 +76,9 @@ export function launchDaemon (): void {
   const file = packagePath('dist', 'bin', 'daemon.cjs')
   const source = readFileSync(file, 'utf8')
   const { sha256 } = JSON.parse(readFileSync(packagePath('dist', 'bin', 'daemon.json'), 'utf8')) as { sha256: string }
-  const dir = process.env.BEEMESH_CODE_CACHE === '0' ? undefined : cacheDirectory()
+  const dir = process.env.BEEMESH_CODE_CACHE === '0' ? undefined : privateCacheDir()
   const name = cacheKey(sha256)
-  const cachedData = dir != null ? readTrusted(join(dir, name)) : undefined
+  const cachedData = dir != null ? readCache(join(dir, name)) : undefined
   const script = new Script(Module.wrap(source), {
     filename: file,
     ...(cachedData != null ? { cachedData } : {}),

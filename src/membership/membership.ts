@@ -25,6 +25,25 @@ import { MeshView } from './mesh-view.js'
  * through dropped connections and peer-down reports than through timeouts.
  */
 export const HEARTBEAT_NODES_PER_INTERVAL = 3
+/**
+ * Past this many live nodes the mesh-wide rate falls too, as (n / this)²…,
+ * down to one heartbeat per MAX_HEARTBEAT_INTERVAL_MS per node: what every
+ * node pays at rest is mostly relaying others' heartbeats (each one is
+ * received about D times and forwarded D-1 times), and a large mesh learns
+ * of crashed nodes from dropped connections and peer-down reports, not from
+ * silence. At 100 nodes: one heartbeat every 120 s per node, 0.8 a second in
+ * the whole mesh (3.3 at 10 nodes), and a node that hangs without dropping
+ * its connections is timed out after 7 minutes.
+ */
+export const HEARTBEAT_SLOWDOWN_FROM_NODES = 10
+export const MAX_HEARTBEAT_INTERVAL_MS = 120_000
+
+/** The heartbeat interval of a node that sees `nodes` live peers: see HEARTBEAT_NODES_PER_INTERVAL. */
+export function heartbeatIntervalFor (nodes: number, heartbeatMs: number): number {
+  const linear = nodes / HEARTBEAT_NODES_PER_INTERVAL
+  const slower = linear * Math.max(1, nodes / HEARTBEAT_SLOWDOWN_FROM_NODES)
+  return Math.round(Math.max(heartbeatMs, Math.min(heartbeatMs * slower, MAX_HEARTBEAT_INTERVAL_MS)))
+}
 /** A node whose replicas changed heartbeats early, at most 4 times per interval. */
 const EARLY_HEARTBEAT_GAP = 0.25
 /** A newcomer asks a peer for its view of the mesh (VIEW_PROTOCOL) rather than waiting a heartbeat interval: again after this long if that failed. */
@@ -131,8 +150,7 @@ export class Membership {
 
   /** This node's heartbeat interval now: see HEARTBEAT_NODES_PER_INTERVAL. */
   heartbeatInterval (): number {
-    const nodes = this.view.livePeerIds().length
-    return Math.round(this.init.heartbeatMs * Math.max(1, nodes / HEARTBEAT_NODES_PER_INTERVAL))
+    return heartbeatIntervalFor(this.view.livePeerIds().length, this.init.heartbeatMs)
   }
 
   /**

@@ -15,7 +15,8 @@
  *   their meshes and routing tables) a peer that was not admitted.
  * - A connection whose peer is not admitted within the deadline is closed;
  *   a peer whose proof is refused is closed, removed from the peer store and
- *   refused by the connection gater for a while (as is one that keeps timing out).
+ *   refused by the connection gater for 10 minutes; one that keeps timing out,
+ *   for 30 s (it may be a member on a busy host).
  *
  * The membership check itself (what a proof is, whom the mesh trusts) is the
  * gate's, injected by the node (src/policy/trust.ts): the transport only
@@ -31,7 +32,12 @@ export const ADMIT_PROTOCOL = '/beemesh/admit/1.0.0'
 export const ADMISSION_DEADLINE_MS = 1_500
 /** A membership proof is a credential: a few hundred bytes. Anything larger is refused unread. */
 export const MAX_PROOF_BYTES = 16 * 1024
-/** A peer that let this many connections time out within STRIKE_WINDOW_MS is refused like one with a bad proof. */
+/**
+ * A peer that let this many connections time out within STRIKE_WINDOW_MS is
+ * refused for a short while (SLOW_PEER_BAN_MS): it may be a member on a host
+ * too busy to answer in time (a hundred nodes on two cores did), so it is
+ * neither banned for long nor forgotten, unlike a peer with a bad proof.
+ */
 const MAX_STRIKES = 3
 const STRIKE_WINDOW_MS = 60_000
 /** At most this many peers are remembered as admitted (each with an open connection, or recently). */
@@ -48,8 +54,8 @@ export interface MembershipGate {
 export interface AdmissionEvents {
   /** The first connection to a peer was admitted. */
   admitted: (peerId: string, connection: Connection) => void
-  /** A peer's proof was refused, or it timed out too often: the owner bans it. */
-  refused: (peerId: string, reason: string, ban: boolean) => void
+  /** A peer's proof was refused (`ban` 'refused'), or it timed out too often ('slow'): the owner bans it for long or for a while. */
+  refused: (peerId: string, reason: string, ban: 'refused' | 'slow' | false) => void
 }
 
 interface Waiter { resolve: (ok: boolean) => void }
@@ -181,7 +187,7 @@ export class Admission {
       } catch (err) {
         await lp.write(enc.encode(JSON.stringify({ ok: false, error: describeError(err) })), { signal }).catch(() => {})
         await stream.close({ signal }).catch(() => {})
-        this.refuse(peer, connection, describeError(err), true)
+        this.refuse(peer, connection, describeError(err), 'refused')
         return
       }
       await lp.write(enc.encode(JSON.stringify({ ok: true, proof: this.gate.proof() ?? null })), { signal })
@@ -191,7 +197,7 @@ export class Admission {
       // A malformed or oversized frame is a refusal; a reset or timeout only loses this attempt.
       const refused = err instanceof MalformedProof || /max.*length|too long/i.test(describeError(err))
       stream.abort(err instanceof Error ? err : new Error(String(err)))
-      if (refused) this.refuse(peer, connection, describeError(err), true)
+      if (refused) this.refuse(peer, connection, describeError(err), 'refused')
     }
   }
 
@@ -199,7 +205,7 @@ export class Admission {
     try {
       await this.verify(peer, proof)
     } catch (err) {
-      this.refuse(peer, connection, describeError(err), true)
+      this.refuse(peer, connection, describeError(err), 'refused')
       return
     }
     this.markAdmitted(peer, connection)
@@ -244,11 +250,11 @@ export class Admission {
     this.strikes.set(peer, recent)
     if (recent.length >= MAX_STRIKES) {
       this.strikes.delete(peer)
-      this.events.refused(peer, `not admitted within ${this.deadlineMs} ms ${recent.length} times in a minute`, true)
+      this.events.refused(peer, `not admitted within ${this.deadlineMs} ms ${recent.length} times in a minute`, 'slow')
     }
   }
 
-  private refuse (peer: string, connection: Connection, reason: string, ban: boolean): void {
+  private refuse (peer: string, connection: Connection, reason: string, ban: 'refused' | false): void {
     this.wake(peer, false)
     connection.abort(new Error(`not a member: ${reason}`))
     this.events.refused(peer, reason, ban)

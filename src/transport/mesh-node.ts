@@ -103,6 +103,8 @@ export const GOSSIP_DEGREES = { D: 4, Dlo: 3, Dhi: 6, Dscore: 2, Dout: 1, Dlazy:
 export const SCORE_THRESHOLDS = { gossipThreshold: -100, publishThreshold: -500, graylistThreshold: -1_000, acceptPXThreshold: 10, opportunisticGraftThreshold: 1 }
 /** How long a peer hung up on for its score stays refused by the connection gater. */
 export const BAN_MS = 10 * 60 * 1000
+/** How long a peer that kept failing to prove membership in time is refused (admission.ts: MAX_STRIKES). */
+export const SLOW_PEER_BAN_MS = 30_000
 
 function topicScore (): TopicScoreParams {
   // Only invalid deliveries count: quiet topics must not score honest peers down.
@@ -639,21 +641,28 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   }
 
   /** Hangs up on a peer refused at admission, forgets it, and (when `ban`) refuses it for BAN_MS. */
-  private refuse (node: Libp2p<Services>, peerId: string, reason: string, ban: boolean): void {
-    if (ban) this.ban(peerId)
-    this.log.warn({ peer: peerId, reason }, `peer refused at the connection: not a member${ban ? '; refused for 10 minutes' : ''}`)
+  private refuse (node: Libp2p<Services>, peerId: string, reason: string, ban: 'refused' | 'slow' | false): void {
     const id = peerIdFromString(peerId)
+    if (ban === 'slow') {
+      // not proven a non-member: kept in the peer store, refused for a short while
+      this.ban(peerId, SLOW_PEER_BAN_MS)
+      this.log.warn({ peer: peerId, reason }, `peer did not prove membership in time; refused for ${SLOW_PEER_BAN_MS / 1000} s`)
+      node.hangUp(id).catch(() => {})
+      return
+    }
+    if (ban === 'refused') this.ban(peerId)
+    this.log.warn({ peer: peerId, reason }, `peer refused at the connection: not a member${ban === 'refused' ? '; refused for 10 minutes' : ''}`)
     node.hangUp(id).catch(() => {}).finally(() => { node.peerStore.delete(id).catch(() => {}) })
   }
 
   /** At most this many banned peers are remembered; the oldest bans go first (each new key costs an attacker nothing, memory must not). */
-  private ban (peerId: string): void {
+  private ban (peerId: string, forMs = BAN_MS): void {
     if (this.banned.size >= 10_000) {
       const now = Date.now()
       for (const [id, until] of this.banned) if (until <= now) this.banned.delete(id)
       while (this.banned.size >= 10_000) this.banned.delete(this.banned.keys().next().value!)
     }
-    this.banned.set(peerId, Date.now() + BAN_MS)
+    this.banned.set(peerId, Math.max(this.banned.get(peerId) ?? 0, Date.now() + forMs))
   }
 
   /** Admitted peers whose credentials have expired since are hung up on (they may come back with a renewed one). */

@@ -8,7 +8,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { decodeMessage, encodeMessage, HEARTBEAT_TOPIC, HeartbeatTopicMessage, type Heartbeat } from '../../src/protocol/messages.js'
-import { Membership, type HeartbeatContent, type MembershipMesh } from '../../src/membership/membership.js'
+import { heartbeatIntervalFor, MAX_HEARTBEAT_INTERVAL_MS, Membership, type HeartbeatContent, type MembershipMesh } from '../../src/membership/membership.js'
 import { silentLogger } from '../../src/transport/logger.js'
 
 const SELF = '12D3KooWSelfSelfSelfSelf'
@@ -121,6 +121,20 @@ test('the interval grows with the live mesh: three nodes per interval', () => {
   // eight peers and this node
   for (let i = 0; i < 8; i++) membership.take(heartbeatOf(`12D3KooWPeer${i}Peer${i}Peer${i}`, clock.t))
   assert.is(membership.heartbeatInterval(), 3_000)
+})
+
+test('past ten nodes the mesh-wide heartbeat rate falls, until each node heartbeats every 120 s', () => {
+  // mesh-wide heartbeats a second: n / interval
+  const rate = (n: number): number => n / (heartbeatIntervalFor(n, 1_000) / 1_000)
+  assert.is(heartbeatIntervalFor(10, 1_000), 3_333)
+  assert.ok(Math.abs(rate(10) - 3) < 0.01)
+  assert.is(heartbeatIntervalFor(30, 1_000), 30_000)
+  assert.is(rate(30), 1)
+  assert.is(heartbeatIntervalFor(100, 1_000), MAX_HEARTBEAT_INTERVAL_MS)
+  assert.ok(rate(100) < 1)
+  // it falls until every node is at the cap (about 60 nodes), and from there grows with n alone
+  for (let n = 11; heartbeatIntervalFor(n, 1_000) < MAX_HEARTBEAT_INTERVAL_MS; n++) assert.ok(rate(n) <= rate(n - 1) + 1e-9, `the rate does not rise from ${n - 1} to ${n} nodes`)
+  assert.ok(Math.abs(rate(1_000) - 1_000 / 120) < 1e-9)
 })
 
 test('a taken heartbeat makes its peer live and reaches the node; silence ends it, and the connection is hung up', () => {
