@@ -29,8 +29,9 @@ export interface BootstrapperInit {
 
 /**
  * Joins the mesh through the bootstrap list and keeps trying, with exponential
- * backoff, until each bootstrap peer is reached once. When the node later loses
- * every peer it starts over, so a node that was cut off rejoins by itself.
+ * backoff, until each bootstrap peer is reached once or the node has peers
+ * some other way. When the node later loses every peer it starts over, so a
+ * node that was cut off rejoins by itself.
  */
 export class Bootstrapper extends TypedEventEmitter<BootstrapEvents> {
   private readonly init: Required<Omit<BootstrapperInit, 'logger'>> & { logger: Logger }
@@ -82,6 +83,13 @@ export class Bootstrapper extends TypedEventEmitter<BootstrapEvents> {
         return
       } catch (err) {
         if (signal.aborted) return
+        // Another way in worked (another bootstrap peer, or one it led to): the mesh is joined, and
+        // discovery finds the rest. Retrying would only add to the load of a busy bootstrap peer,
+        // which every newcomer dials (100 nodes on 2 cores: thousands of retries at 3 of them).
+        if (this.init.peerCount() > 0) {
+          this.init.logger.info({ address: ma.toString(), err: describeError(err) }, 'bootstrap peer unreachable, but the mesh is joined through others: not retrying it')
+          return
+        }
         const error = describeError(err)
         this.init.logger.warn({ address: ma.toString(), attempt, retryInMs: delay, err: error }, `bootstrap peer ${ma.toString()} unreachable, retrying in ${(delay / 1000).toFixed(1)}s`)
         this.safeDispatchEvent('bootstrap:retry', { detail: { address: ma.toString(), attempt, delayMs: delay, error } })
