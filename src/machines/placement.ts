@@ -1,3 +1,4 @@
+import { compareCodeUnits } from '../compare.js'
 import { formatMemoryApprox } from '../workloads/quantities.js'
 import type { Resources } from '../workloads/types.js'
 
@@ -211,7 +212,7 @@ export function selectBids (bids: Array<{ peerId: string, score: number }>, coun
   }
   return [...best]
     .map(([peerId, score]) => ({ peerId, score, tie: hash53(seed, peerId) }))
-    .sort((a, b) => b.score - a.score || b.tie - a.tie || compareStrings(a.peerId, b.peerId))
+    .sort((a, b) => b.score - a.score || b.tie - a.tie || compareCodeUnits(a.peerId, b.peerId))
     .slice(0, n)
     .map(b => b.peerId)
 }
@@ -226,7 +227,7 @@ export function rendezvousOwner (key: string, candidates: string[]): string | un
   let top = -1
   for (const c of candidates) {
     const w = hash53(key, c)
-    if (w > top || (w === top && owner != null && compareStrings(c, owner) < 0)) {
+    if (w > top || (w === top && owner != null && compareCodeUnits(c, owner) < 0)) {
       owner = c
       top = w
     }
@@ -238,7 +239,7 @@ export function rendezvousOwner (key: string, candidates: string[]): string | un
 export function rendezvousRank (key: string, candidates: string[]): string[] {
   return [...new Set(candidates)]
     .map(c => ({ c, w: hash53(key, c) }))
-    .sort((a, b) => b.w - a.w || compareStrings(a.c, b.c))
+    .sort((a, b) => b.w - a.w || compareCodeUnits(a.c, b.c))
     .map(x => x.c)
 }
 
@@ -411,10 +412,6 @@ function fmix32 (h: number): number {
 
 function clamp01 (x: number): number {
   return x < 0 ? 0 : x > 1 ? 1 : x
-}
-
-function compareStrings (a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }
 
 function splitReason (reason: string): { headline: string, detail?: string } {
