@@ -12,6 +12,8 @@ import * as assert from 'uvu/assert'
 import { generateKey, issueCredential, issueToken, readKeyFile, signManifest, signPolicy, writeKeyFile } from '../src/policy/credentials.js'
 import { WorkloadSpecSchema } from '../src/workloads/records.js'
 import { startRogue } from './helpers/rogue.js'
+import { ADMISSION_DEADLINE_MS } from '../src/transport/admission.js'
+import { SLOW_PEER_BAN_MS } from '../src/transport/mesh-node.js'
 import { cli, makeTrust, metric, type NodeProcess, ROOT, type Running, startCli, startNode, tempDir, type TestTrust, trustFlags, waitUntil } from './helpers/processes.js'
 
 const policy = (version: number, extra = '') => (admin: string): string => `apiVersion: beemesh.io/v1
@@ -296,6 +298,29 @@ test('a non-member libp2p peer gets no gossip, no DHT write, no stream; it is di
     const got = await cli(['record', 'get', '/beemesh/workload/default/ghost', '--api', nodes[1]!.apiUrl])
     assert.is(got.code, 1, `${variant}: no member stored the outsider's record (${got.stdout})`)
   }
+})
+
+test('a peer that lets admission time out 3 times is refused at once for SLOW_PEER_BAN_MS, then heard again', async () => {
+  // It never speaks admission, like a member whose host is too busy to answer within ADMISSION_DEADLINE_MS.
+  // nodes[2]: the rogues of the other tests bootstrap to nodes[0], and libp2p limits inbound connections per host (all are 127.0.0.1).
+  const member = nodes[2]!
+  const r = rogue([member.address, 'slow', String(SLOW_PEER_BAN_MS + 1_000)])
+  await r.waitForOutput(/"event":"slow-done"/, { timeoutMs: SLOW_PEER_BAN_MS + 60_000 })
+  const lines = r.stdout().trim().split('\n').map(l => JSON.parse(l) as { event: string, n?: number, livedMs: number, failed?: string, peerId?: string })
+  const peerId = lines.find(e => e.event === 'slow-peer')?.peerId ?? '?'
+  const tries = lines.filter(e => e.event === 'connection')
+  const at = (n: number): { livedMs: number, failed?: string } => { const e = tries.find(t => t.n === n); assert.ok(e != null, `connection ${n}: ${r.stdout()}`); return e! }
+  for (const n of [1, 2, 3]) {
+    const e = at(n)
+    assert.is(e.failed, undefined, `connection ${n} opened (${r.stdout()})`)
+    assert.ok(e.livedMs >= ADMISSION_DEADLINE_MS - 200 && e.livedMs <= ADMISSION_DEADLINE_MS + 1_500, `connection ${n} hung up at the admission deadline: ${e.livedMs} ms`)
+  }
+  const fourth = at(4)
+  assert.ok(fourth.failed != null || fourth.livedMs < ADMISSION_DEADLINE_MS - 500, `the 4th connection, right after the third timeout, is refused at once: ${JSON.stringify(fourth)}`)
+  assert.match(member.stderr(), new RegExp(`${peerId}.*not admitted within ${ADMISSION_DEADLINE_MS} ms 3 times in a minute.*refused for ${SLOW_PEER_BAN_MS / 1000} s`), 'the member says it refused this peer for a while')
+  const fifth = at(5)
+  assert.is(fifth.failed, undefined, `after the ban, a connection opens again: ${JSON.stringify(fifth)}`)
+  assert.ok(fifth.livedMs >= ADMISSION_DEADLINE_MS - 200, `and is given the whole admission deadline again: ${fifth.livedMs} ms`)
 })
 
 test('a member\'s records about what it does not own are stored by no member and believed by none', async () => {
