@@ -1,6 +1,6 @@
 /**
  * `beemesh up`, the embedded default that `npm start` runs: N node processes on
- * loopback, a ready line once each sees N-1 peers, none left behind on Ctrl-C.
+ * loopback, a ready line once each hears the N-1 others, none left behind on Ctrl-C.
  */
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { get as httpGet } from 'node:http'

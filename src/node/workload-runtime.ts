@@ -379,6 +379,8 @@ export class WorkloadRuntime implements WorkloadApi {
 
   /** This node's heartbeat interval now (it grows with the mesh). */
   heartbeatInterval (): number { return this.membership.heartbeatInterval() }
+  /** Other nodes this node hears. */
+  members (): number { return this.membership.view.livePeers().length }
 
   // ---------------------------------------------------------------- gossip in and out
 

@@ -133,6 +133,8 @@ export interface NodeStatus {
   topicMesh?: Record<string, number>
   /** How often this node heartbeats now (it grows with the mesh). */
   heartbeatMs?: number
+  /** Other nodes this node hears (live in its membership view; absent while the mesh is down). */
+  members?: number
   capacity: Resources
   allocated: Resources
   labels: Record<string, string>
