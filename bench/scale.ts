@@ -26,7 +26,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { loadApplyFile } from '../src/bundle/bundler.js'
-import type { NodeSummary, WorkloadStatus } from '../src/workloads/views.js'
+import type { WorkloadStatus } from '../src/workloads/views.js'
 import { ApiClient, useCredentials } from '../src/cli/api-client.js'
 import type { NodeStatus } from '../src/workloads/views.js'
 import { HEARTBEAT_TOPIC } from '../src/protocol/messages.js'
@@ -178,8 +178,8 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
     const pollOnce = async (): Promise<void> => {
       await pool(nodes.filter(p => !meshAt.has(p) || !dhtAt.has(p) || !joinedAt.has(p)), 8, async p => {
         try {
-          const [status, seen] = await Promise.all([p.status(), p.api.request<NodeSummary[]>('/v1/nodes', { timeoutMs: 5_000 })])
-          const ready = seen.filter(s => !s.self && s.ready).length
+          const status = await p.status()
+          const ready = status.members ?? 0
           const topic = status.topicMesh?.[HEARTBEAT_TOPIC] ?? 0
           last.set(p, { peers: status.peerCount, topic, ready })
           const now = performance.now() - t0
@@ -190,8 +190,9 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
         } catch { /* a busy node answers next round */ }
       })
     }
-    // The poller is itself load on the mesh (two API calls per node a round, each a signed token
-    // checked): a round every 500 ms at 10 nodes, every n × 25 ms beyond (2.5 s at 100).
+    // The poller is itself load on the mesh (a status call per node a round, with a signed token
+    // checked; `members` is how many others the node hears): a round every 500 ms at 10 nodes,
+    // every n × 25 ms beyond (2.5 s at 100).
     const pollGapMs = Math.max(500, 25 * n)
     const poller = (async () => { while (spawning) { await pollOnce(); await sleep(pollGapMs) } })()
     let spawnMs: number

@@ -15,7 +15,7 @@
 import { describeError } from '../errors.js'
 import { decodeMessage, encodeMessage, HEARTBEAT_TOPIC, HeartbeatTopicMessage, ViewReply, type Heartbeat, type PeerDown } from '../protocol/messages.js'
 import type { Logger } from '../transport/logger.js'
-import { MeshView } from './mesh-view.js'
+import { MeshView, MISSED_HEARTBEATS } from './mesh-view.js'
 
 /**
  * The heartbeat interval grows with the mesh: `heartbeatMs` up to this many
@@ -48,8 +48,15 @@ export function heartbeatIntervalFor (nodes: number, heartbeatMs: number): numbe
 const EARLY_HEARTBEAT_GAP = 0.25
 /** A newcomer asks a peer for its view of the mesh (VIEW_PROTOCOL) rather than waiting a heartbeat interval: again after this long if that failed. */
 const VIEW_SYNC_RETRY_MS = 2_000
-/** Relayed heartbeats older than this are skipped (sealed envelopes live 30 s). */
-const VIEW_MAX_AGE_MS = 25_000
+/**
+ * A heartbeat in a peer's view reply is taken up to this old: the longest
+ * any node stays live on one heartbeat (MISSED_HEARTBEATS of the longest
+ * interval), not gossip's 30 s freshness window. It is state, not an action:
+ * checked like gossip (author's signature and credential) but not entered in
+ * the replay window, and heard no later than its author signed it, so a peer
+ * relaying an old one cannot keep its author live for longer than it was.
+ */
+export const VIEW_HEARTBEAT_MAX_AGE_MS = MISSED_HEARTBEATS * MAX_HEARTBEAT_INTERVAL_MS
 /** What one view reply may carry (a frame is at most 1 MiB). */
 const VIEW_REPLY_MAX_BYTES = 900 * 1024
 /** How long a node that lost its connection to a peer tries to dial it back (see checkDown). */
@@ -67,8 +74,8 @@ export interface MembershipMesh {
   hangUp: (peerId: string) => Promise<void>
   /** Publishes; resolves with what went out as sealed, and who it reached. */
   publish: (topic: string, data: Uint8Array) => Promise<{ sealed: Uint8Array, recipients: string[] }>
-  /** Checks a sealed message as if it came by gossip on `topic`. */
-  openSealed: (topic: string, sealed: Uint8Array) => Promise<{ data: Uint8Array, sender?: unknown }>
+  /** Checks a sealed message as if it came by gossip on `topic` (up to `maxAgeMs` old); `ts`: when its author sealed it. */
+  openSealed: (topic: string, sealed: Uint8Array, options?: { maxAgeMs?: number }) => Promise<{ data: Uint8Array, sender?: unknown, ts?: number }>
 }
 
 /** What this node's heartbeat says of it, read when one is due. */
@@ -310,7 +317,8 @@ export class Membership {
   /**
    * A newcomer (or a restarted node) asks one connected peer for its view: the
    * heartbeats it holds, each checked here as if it came by gossip (author's
-   * signature, freshness), instead of waiting for every peer's next heartbeat,
+   * signature and credential; up to VIEW_HEARTBEAT_MAX_AGE_MS old), instead of
+   * waiting for every peer's next heartbeat,
    * which grows with the mesh; this makes a new node see the mesh at once.
    */
   private async syncView (): Promise<void> {
@@ -333,19 +341,19 @@ export class Membership {
       const received = this.now()
       let taken = 0
       for (const { sealed, ageMs } of reply.data.heartbeats) {
-        // The trust service refuses envelopes older than 30 s: no use checking those (their authors' next heartbeats will do).
-        if (ageMs > VIEW_MAX_AGE_MS) continue
+        if (ageMs > VIEW_HEARTBEAT_MAX_AGE_MS) continue
         const bytes = new Uint8Array(Buffer.from(sealed, 'base64'))
-        let opened: { data: Uint8Array, sender?: unknown }
+        let opened: { data: Uint8Array, sender?: unknown, ts?: number }
         try {
-          opened = await this.mesh.openSealed(HEARTBEAT_TOPIC, bytes)
+          opened = await this.mesh.openSealed(HEARTBEAT_TOPIC, bytes, { maxAgeMs: VIEW_HEARTBEAT_MAX_AGE_MS })
         } catch {
-          continue // stale, replayed (already heard by gossip) or not genuine: the next heartbeat will do
+          continue // too old, or not genuine: its author's next heartbeat will do
         }
         const hb = decodeMessage(HeartbeatTopicMessage, opened.data)
         const signer = (opened.sender as { node?: string } | undefined)?.node
         if (hb?.type !== 'heartbeat' || (signer != null && signer !== hb.peerId) || hb.peerId === this.selfId) continue
-        this.take(hb, bytes, received - ageMs)
+        // Heard when the peer heard it, and never later than its author sealed it.
+        this.take(hb, bytes, Math.min(received - ageMs, opened.ts ?? received - ageMs))
         taken++
       }
       this.log.debug({ peer, offered: reply.data.heartbeats.length, taken }, 'took a peer\'s view of the mesh')

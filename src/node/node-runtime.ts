@@ -136,8 +136,8 @@ export class NodeRuntime {
             return await trust.seal(topic, new TextDecoder().decode(data), as ?? undefined)
           },
           open: async (topic, data, options) => {
-            const { body, sender, nonce } = await trust.open(topic, data, { replay: options?.relayed !== true })
-            return { data: new TextEncoder().encode(body), sender, author: sender.node, id: `${sender.signer}:${nonce}` }
+            const { body, sender, nonce, ts } = await trust.open(topic, data, { replay: options?.relayed !== true, ...(options?.maxAgeMs != null ? { maxAgeMs: options.maxAgeMs } : {}) })
+            return { data: new TextEncoder().encode(body), sender, author: sender.node, id: `${sender.signer}:${nonce}`, ts }
           },
           onBanned: () => { this.metrics.bans.inc() }
         },

@@ -199,7 +199,7 @@ export class Trust {
    * workload); on gossip, relays are fine: the signer is what counts.
    * Throws RefusedMessage with the reason.
    */
-  async open (domain: string, input: Uint8Array | unknown, { from, replay = true, maxAgeMs = this.maxAgeMs }: { from?: string, replay?: boolean, maxAgeMs?: number } = {}): Promise<{ body: string, sender: Sender, nonce: string }> {
+  async open (domain: string, input: Uint8Array | unknown, { from, replay = true, maxAgeMs = this.maxAgeMs }: { from?: string, replay?: boolean, maxAgeMs?: number } = {}): Promise<{ body: string, sender: Sender, nonce: string, ts: number }> {
     let value = input
     if (input instanceof Uint8Array) {
       if (input.byteLength > MAX_ENVELOPE_BYTES + 64 * 1024) throw this.refuse(domain, 'malformed', `message of ${input.byteLength} bytes is too large`, 'reject')
@@ -223,7 +223,7 @@ export class Trust {
     const verdict = replay ? this.replay.check(e.signer, e.nonce, e.ts, Date.now()) : 'new'
     if (verdict === 'replayed') throw this.refuse(domain, 'replayed', `message ${e.nonce} from ${e.signer} was seen before (replay)`, 'ignore')
     if (verdict === 'full') throw this.refuse(domain, 'overloaded', `message ${e.nonce} from ${e.signer} refused: the replay window is full (refused rather than forget a message still inside it)`, 'ignore')
-    return { body: e.body, sender, nonce: e.nonce }
+    return { body: e.body, sender, nonce: e.nonce, ts: e.ts }
   }
 
   private async checkChain (domain: string, signer: string, chain: unknown[], from?: string): Promise<Sender> {

@@ -81,12 +81,14 @@ export interface OpenedMessage {
   author: string
   /** Unique per message and the same on every node (the signer and the envelope's nonce). */
   id: string
+  /** When its signer sealed it (the signer's clock). */
+  ts?: number
 }
 
 export interface GossipGuard {
   seal: (topic: string, data: Uint8Array, as?: unknown) => Promise<Uint8Array>
   /** `relayed`: a copy handed over by a peer (openSealed), checked without the replay window, since the same message may also arrive by gossip. */
-  open: (topic: string, data: Uint8Array, options?: { relayed?: boolean }) => Promise<OpenedMessage>
+  open: (topic: string, data: Uint8Array, options?: { relayed?: boolean, maxAgeMs?: number }) => Promise<OpenedMessage>
   /** Called when gossipsub's score of a peer fell below the graylist threshold and the node hung up on it. */
   onBanned?: (peerId: string, score: number) => void
 }
@@ -737,13 +739,14 @@ export class MeshNode extends TypedEventEmitter<MeshNodeEvents> implements Start
   /**
    * Checks a message sealed for `topic` that reached this node some other way
    * than gossip (relayed by a peer), as the topic validator would: the guard
-   * verifies the author's signature, credential and freshness. It is not
-   * entered in the replay window (the same message may still come by gossip):
-   * only idempotent state (heartbeats) may be taken this way.
+   * verifies the author's signature, credential and freshness (`maxAgeMs`,
+   * else the gossip window). It is not entered in the replay window (the same
+   * message may still come by gossip): only idempotent state (heartbeats) may
+   * be taken this way. `ts` is when the author signed it.
    */
-  async openSealed (topic: string, sealed: Uint8Array): Promise<{ data: Uint8Array, sender?: MessageSender }> {
+  async openSealed (topic: string, sealed: Uint8Array, { maxAgeMs }: { maxAgeMs?: number } = {}): Promise<{ data: Uint8Array, sender?: MessageSender, ts?: number }> {
     if (this.init.guard == null) return { data: sealed }
-    return await this.init.guard.open(topic, sealed, { relayed: true })
+    return await this.init.guard.open(topic, sealed, { relayed: true, ...(maxAgeMs != null ? { maxAgeMs } : {}) })
   }
 
   /** Serves a `/beemesh/<name>/1.0.0` stream protocol. */

@@ -8,7 +8,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { decodeMessage, encodeMessage, HEARTBEAT_TOPIC, HeartbeatTopicMessage, type Heartbeat } from '../../src/protocol/messages.js'
-import { heartbeatIntervalFor, MAX_HEARTBEAT_INTERVAL_MS, Membership, type HeartbeatContent, type MembershipMesh } from '../../src/membership/membership.js'
+import { heartbeatIntervalFor, MAX_HEARTBEAT_INTERVAL_MS, Membership, VIEW_HEARTBEAT_MAX_AGE_MS, type HeartbeatContent, type MembershipMesh } from '../../src/membership/membership.js'
 import { silentLogger } from '../../src/transport/logger.js'
 
 const SELF = '12D3KooWSelfSelfSelfSelf'
@@ -23,11 +23,16 @@ class FakeMesh implements MembershipMesh {
   redial: 'yes' | 'refused' | 'unknown' = 'unknown'
   readonly published: Array<{ topic: string, value: unknown }> = []
   readonly hungUp: string[] = []
-  /** What a sealed message opens to: here the "seal" is the plain bytes. */
-  openSealed = async (_topic: string, sealed: Uint8Array): Promise<{ data: Uint8Array, sender?: unknown }> => {
+  /** What a sealed message opens to: here the "seal" is the plain bytes, sealed at the heartbeat's own time; `maxAgeMs` is checked as the trust service does. */
+  readonly openedWithMaxAge: Array<number | undefined> = []
+  openSealed = async (_topic: string, sealed: Uint8Array, options?: { maxAgeMs?: number }): Promise<{ data: Uint8Array, sender?: unknown, ts?: number }> => {
     const hb = decodeMessage(HeartbeatTopicMessage, sealed)
-    return { data: sealed, sender: { node: hb?.peerId } }
+    this.openedWithMaxAge.push(options?.maxAgeMs)
+    if (hb?.type === 'heartbeat' && options?.maxAgeMs != null && hb.ts < this.now() - options.maxAgeMs) throw new Error('stale')
+    return { data: sealed, sender: { node: hb?.peerId }, ...(hb?.type === 'heartbeat' ? { ts: hb.ts } : {}) }
   }
+
+  constructor (private readonly now: () => number) {}
 
   peers (): Array<{ peerId: string }> { return [...this.connected].map(peerId => ({ peerId })) }
   topicPeers (): string[] { return [...this.connected] }
@@ -47,8 +52,8 @@ class FakeMesh implements MembershipMesh {
 interface Harness { mesh: FakeMesh, membership: Membership, clock: { t: number }, content: HeartbeatContent, taken: Heartbeat[], lost: number[], asked: string[] }
 
 function harness ({ view }: { view?: unknown } = {}): Harness {
-  const mesh = new FakeMesh()
   const clock = { t: 1_000_000 }
+  const mesh = new FakeMesh(() => clock.t)
   const content: HeartbeatContent = { replicas: [], allocated: { cpuMillis: 0, memoryBytes: 0 }, capabilities: ['code'], labels: { zone: 'a' }, capacity: { cpuMillis: 1000, memoryBytes: 1 << 30 }, policy: 1 }
   const taken: Heartbeat[] = []
   const lost: number[] = []
@@ -212,6 +217,28 @@ test('a newcomer takes a peer\'s view at once; it serves its own view, itself fi
   const reply = membership.viewReply()
   const peers = reply.heartbeats.map(h => (JSON.parse(Buffer.from(h.sealed, 'base64').toString()) as Heartbeat).peerId)
   assert.equal(peers, [SELF, B])
+})
+
+test('a view reply is taken up to a slow heartbeat\'s lifetime, heard no later than its author sealed it', async () => {
+  const t0 = 1_000_000
+  // A large mesh: its nodes heartbeat every 120 s, so a peer's view holds heartbeats minutes old.
+  const slow = (peerId: string, ts: number): Heartbeat => ({ ...heartbeatOf(peerId, ts), intervalMs: MAX_HEARTBEAT_INTERVAL_MS })
+  const C = '12D3KooWCcccCcccCcccCccc'
+  const honest = slow(A, t0 - 100_000)
+  // A relayer that says it heard an old heartbeat just now, to keep its author live longer.
+  const misdated = slow(B, t0 - 300_000)
+  const tooOld = slow(C, t0 - VIEW_HEARTBEAT_MAX_AGE_MS - 1_000)
+  const entry = (hb: Heartbeat, ageMs: number): { sealed: string, ageMs: number } => ({ sealed: Buffer.from(encodeMessage(hb)).toString('base64'), ageMs })
+  const { mesh, membership, taken } = harness({ view: { heartbeats: [entry(honest, 100_000), entry(misdated, 0), entry(tooOld, 0)] } })
+  mesh.connected.add(A)
+  membership.tick()
+  await settle()
+  assert.equal(taken.map(h => h.peerId), [A, B], 'the heartbeats of the last 7 minutes are taken, not older ones')
+  assert.ok(mesh.openedWithMaxAge.every(m => m === VIEW_HEARTBEAT_MAX_AGE_MS), 'opened with the longer age limit, not gossip\'s 30 s')
+  assert.is(membership.view.lastSeen(A), t0 - 100_000)
+  assert.is(membership.view.lastSeen(B), t0 - 300_000, 'heard when its author sealed it, whatever the relayer says')
+  assert.ok(membership.view.isLive(A) && membership.view.isLive(B), 'both within 3.5 intervals of 120 s')
+  assert.not.ok(membership.view.isLive(C))
 })
 
 test.run()
