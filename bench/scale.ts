@@ -213,7 +213,7 @@ async function measure (n: number, app: string, trust: TestTrust, bundle: Bundle
     while (meshAt.size < n || dhtAt.size < n || joinedAt.size < n) {
       if (Date.now() > deadline) {
         const behind = nodes.filter(p => !meshAt.has(p) || !dhtAt.has(p) || !joinedAt.has(p)).map(p => `${p.peerId.slice(-8)} (peers ${last.get(p)?.peers ?? '?'}/${dhtTarget}, topic mesh ${last.get(p)?.topic ?? '?'}/${topicTarget}, heartbeats ready ${last.get(p)?.ready ?? '?'}/${n - 1})`)
-        throw new Error(`the ${n}-node mesh did not form within ${formTimeoutMs / 1000} s: ${behind.length} node(s) behind: ${behind.slice(0, 10).join(', ')}${behind.length > 10 ? ', …' : ''}`)
+        throw new Error(`the ${n}-node mesh did not form within ${formTimeoutMs / 1000} s: ${behind.length} node(s) behind: ${behind.slice(0, 10).join(', ')}${behind.length > 10 ? ', …' : ''}; ${await unheard(nodes)}`)
       }
       await pollOnce()
       await sleep(pollGapMs)
@@ -452,4 +452,22 @@ export async function run (): Promise<void> {
   } finally {
     for (const d of [trust.dir, work]) { rmSync(d, { recursive: true, force: true }); tempDirs.delete(d) }
   }
+}
+
+/** Which nodes the others do not hear, and what those nodes say of themselves (for a mesh that did not form). */
+async function unheard (nodes: NodeProc[]): Promise<string> {
+  const heardBy = new Map<string, number>(nodes.map(p => [p.peerId, 0]))
+  await pool(nodes, 8, async p => {
+    try {
+      for (const s of await p.api.request<Array<{ peerId: string, self: boolean, ready: boolean }>>('/v1/nodes', { timeoutMs: 10_000 })) if (!s.self && s.ready) heardBy.set(s.peerId, (heardBy.get(s.peerId) ?? 0) + 1)
+    } catch { /* counted as hearing no one */ }
+  })
+  const worst = [...heardBy].sort((a, b) => a[1] - b[1]).slice(0, 8)
+  const described = await Promise.all(worst.map(async ([peerId, count]) => {
+    const p = nodes.find(q => q.peerId === peerId)!
+    const s = await p.status().catch(() => undefined)
+    return `${peerId.slice(-8)} heard by ${count} (its status: ${s == null ? 'no answer' : `up ${Math.round(s.uptimeMs / 1000)} s, hears ${s.members ?? '?'}, ${s.peerCount} peers, heartbeat topic mesh ${s.topicMesh?.[HEARTBEAT_TOPIC] ?? '?'}, heartbeat every ${s.heartbeatMs ?? '?'} ms`})`
+  }))
+  const counts = [...heardBy.values()].sort((a, b) => a - b)
+  return `heard by (min/median/max of ${nodes.length}): ${counts[0]}/${counts[Math.floor(counts.length / 2)]}/${counts.at(-1)}; least heard: ${described.join('; ')}`
 }
