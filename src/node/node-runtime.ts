@@ -336,7 +336,7 @@ export class NodeRuntime {
       uptimeMs: mesh.uptimeMs,
       peerCount: mesh.started ? mesh.peers().length : 0,
       ...(mesh.started ? (({ routingTable, topicMesh }) => ({ dht: { routingTable }, topicMesh }))(mesh.stats()) : {}),
-      ...(this.runtime != null ? { heartbeatMs: this.runtime.heartbeatInterval(), members: this.runtime.members() } : {}),
+      ...(this.runtime?.membershipStatus() ?? {}),
       capacity: this.init.capacity,
       allocated: this.runtime?.allocated() ?? { cpuMillis: 0, memoryBytes: 0 },
       labels: this.init.labels ?? {},

@@ -377,10 +377,8 @@ export class WorkloadRuntime implements WorkloadApi {
   /** Resources of the replicas, machines and containers this node runs. */
   allocated (): Resources { return this.local.allocated() }
 
-  /** This node's heartbeat interval now (it grows with the mesh). */
-  heartbeatInterval (): number { return this.membership.heartbeatInterval() }
-  /** Other nodes this node hears. */
-  members (): number { return this.membership.view.livePeers().length }
+  /** This node's heartbeat interval now (it grows with the mesh), and how many other nodes it hears. */
+  membershipStatus (): { heartbeatMs: number, members: number } { return { heartbeatMs: this.membership.heartbeatInterval(), members: this.view.livePeers().length } }
 
   // ---------------------------------------------------------------- gossip in and out
 
