@@ -25,6 +25,8 @@ export interface BootstrapperInit {
   initialDelayMs?: number
   maxDelayMs?: number
   dialTimeoutMs?: number
+  /** After a dial, how long the peer has to admit this node (connectedTo turns true) before the dial counts as failed. */
+  admissionWaitMs?: number
 }
 
 /**
@@ -32,10 +34,11 @@ export interface BootstrapperInit {
  * backoff, until each bootstrap peer is reached once or the node has peers
  * some other way. When the node later loses every peer it starts over, so a
  * node that was cut off rejoins by itself. A dial that succeeds is not yet a
- * peer: a busy bootstrap peer may still fail to admit it and hang up. So a
- * watchdog (every maxDelayMs) starts over too when no dial is under way and
- * the node has no admitted peer (100 nodes on 2 cores left a fifth of them
- * alone for ten minutes without it).
+ * peer: a busy bootstrap peer may still fail to admit it and hang up, so a
+ * dial counts only once the peer admitted this node (admissionWaitMs), and a
+ * watchdog (every maxDelayMs) starts over when no dial is under way and the
+ * node has no admitted peer (100 nodes on 2 cores left a fifth of them alone
+ * for ten minutes when a successful dial ended the retries).
  */
 export class Bootstrapper extends TypedEventEmitter<BootstrapEvents> {
   private readonly init: Required<Omit<BootstrapperInit, 'logger'>> & { logger: Logger }
@@ -47,7 +50,7 @@ export class Bootstrapper extends TypedEventEmitter<BootstrapEvents> {
 
   constructor (init: BootstrapperInit) {
     super()
-    this.init = { initialDelayMs: 250, maxDelayMs: 15_000, dialTimeoutMs: 5_000, ...init }
+    this.init = { initialDelayMs: 250, maxDelayMs: 15_000, dialTimeoutMs: 5_000, admissionWaitMs: 3_000, ...init }
   }
 
   start (): void {
@@ -96,6 +99,16 @@ export class Bootstrapper extends TypedEventEmitter<BootstrapEvents> {
     }
   }
 
+  /** Resolves true once the peer admitted this node, false after admissionWaitMs (or when stopped). */
+  private async admitted (peerId: string, signal: AbortSignal): Promise<boolean> {
+    const deadline = Date.now() + this.init.admissionWaitMs
+    while (!this.init.connectedTo(peerId)) {
+      if (signal.aborted || Date.now() >= deadline) return false
+      await sleep(50, signal)
+    }
+    return true
+  }
+
   private async dialUntilConnected (ma: Multiaddr, signal: AbortSignal): Promise<void> {
     const peerId = ma.getComponents().findLast(c => c.name === 'p2p')?.value ?? ''
     let delay = this.init.initialDelayMs
@@ -106,6 +119,8 @@ export class Bootstrapper extends TypedEventEmitter<BootstrapEvents> {
       }
       try {
         await this.init.dial(ma, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.dialTimeoutMs)]) })
+        // Connected is not joined: a busy bootstrap peer may fail to admit this node and hang up.
+        if (!await this.admitted(peerId, signal)) throw new Error(`connected, but not admitted within ${this.init.admissionWaitMs} ms`)
         this.init.logger.info({ address: ma.toString() }, 'connected to bootstrap peer')
         this.safeDispatchEvent('bootstrap:connected', { detail: ma.toString() })
         return

@@ -21,7 +21,7 @@ async function until (check: () => boolean, what: string, ms = 5_000): Promise<v
   }
 }
 
-test('a dial that succeeds but is never admitted: the node dials its bootstrap list again, and stops once it has a peer', async () => {
+test('a dial that succeeds but is never admitted counts as failed: the node dials again, and stops once it has a peer', async () => {
   let dials = 0
   let peers = 0
   const b = new Bootstrapper({
@@ -32,16 +32,42 @@ test('a dial that succeeds but is never admitted: the node dials its bootstrap l
     peerCount: () => peers,
     logger: silentLogger,
     initialDelayMs: 10,
-    maxDelayMs: 40
+    maxDelayMs: 40,
+    admissionWaitMs: 20
   })
   b.start()
   try {
-    await until(() => dials >= 3, 'the watchdog to dial the bootstrap peer again, twice')
+    await until(() => dials >= 3, 'the bootstrap peer to be dialled again, twice')
     peers = 1
     const settled = dials
     // Several watchdog periods with a peer: no more dials.
     await new Promise(resolve => setTimeout(resolve, 200))
     assert.ok(dials <= settled + 1, `no dials once the node has a peer (${dials - settled} more)`)
+  } finally {
+    b.stop()
+  }
+})
+
+test('a dial the peer admits a moment later ends the retries: one dial, and "connected" once', async () => {
+  let dials = 0
+  let admitted = false
+  const connected: string[] = []
+  const b = new Bootstrapper({
+    addrs: [SEED],
+    dial: async () => { dials++; setTimeout(() => { admitted = true }, 30) },
+    connectedTo: () => admitted,
+    peerCount: () => admitted ? 1 : 0,
+    logger: silentLogger,
+    initialDelayMs: 10,
+    maxDelayMs: 40,
+    admissionWaitMs: 2_000
+  })
+  b.addEventListener('bootstrap:connected', evt => { connected.push(evt.detail) })
+  b.start()
+  try {
+    await until(() => connected.length > 0, 'bootstrap:connected')
+    assert.is(dials, 1)
+    assert.equal(connected, [SEED.toString()])
   } finally {
     b.stop()
   }
