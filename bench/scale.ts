@@ -36,7 +36,7 @@ import { ROOT, testTrust, trustFlags, waitUntil, type TestTrust } from '../test/
 import { fmt, summary, writeResult } from './lib.js'
 import { children, cpuPercent, installCleanup, rssMb, spread, startRawNode, tempDirs, type RawNode, type Spread } from './processes.js'
 import { plotScale } from './plot.js'
-import { seededRandom } from '../test/helpers/random.js'
+import { seededRandom } from '../src/random.js'
 import { NODE_V8_FLAGS } from '../src/node/process-flags.js'
 
 const env = (name: string, fallback: number): number => {

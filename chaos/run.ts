@@ -31,7 +31,7 @@ import { checkLostAcks, checkQueueDuplicates, checkRecovery, checkReplicas, chec
 import { OwnershipSampler, Publisher, Senders } from './load.js'
 import { startChaosMesh, type ChaosMesh, type ChaosNode } from './mesh.js'
 import { describeStep, makeSchedule, pick, type FaultStep } from './schedule.js'
-import { seededRandom } from '../test/helpers/random.js'
+import { seededRandom } from '../src/random.js'
 
 const env = (name: string, fallback: number): number => { const v = process.env[name]; return v != null && v !== '' && Number.isFinite(Number(v)) ? Number(v) : fallback }
 const SEED = env('CHAOS_SEED', Math.floor(Math.random() * 1_000_000))

@@ -5,7 +5,7 @@
  * seed and the same ownership give the same run.
  */
 
-import { seededRandom } from '../test/helpers/random.js'
+import { seededRandom } from '../src/random.js'
 
 export function pick<T> (random: () => number, items: readonly T[]): T {
   if (items.length === 0) throw new Error('pick: no candidates')

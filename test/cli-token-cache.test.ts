@@ -8,6 +8,8 @@ import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { bearerFor, useCredentials } from '../src/cli/api-client.js'
+import { verifyToken } from '../src/policy/credentials.js'
 import { cli, startNode, tempDir, testTrust, type NodeProcess } from './helpers/processes.js'
 
 let node: NodeProcess
@@ -71,6 +73,31 @@ test('BEEMESH_TOKEN_CACHE=0: no token kept', async () => {
   const cache = await tempDir('beemesh-cache-')
   assert.is((await cli(['status', '--api', node.apiUrl], { env: { BEEMESH_CACHE_DIR: cache, BEEMESH_TOKEN_CACHE: '0' } })).code, 0)
   assert.equal(await tokenFiles(cache), [])
+})
+
+test('a long-lived caller keeps a valid token: one near its end is made again, one with time left is reused', async () => {
+  const trust = await testTrust()
+  const previous = process.env.BEEMESH_TOKEN_CACHE
+  process.env.BEEMESH_TOKEN_CACHE = '0'
+  try {
+    useCredentials({ keyPath: trust.deployerKeyFile, mesh: trust.meshFile })
+    // 10 minutes: reused while more than 2 minutes are left
+    const long = await bearerFor(node.apiUrl)
+    assert.is(await bearerFor(node.apiUrl), long)
+    // 50 s: less than the minute a token must have left, so every call makes a new one (the scale
+    // bench's tokens ran out 10 minutes into a 13-minute run, when the first one was kept for good)
+    const first = await bearerFor(node.apiUrl, { ttlMs: 50_000 })
+    const firstClaims = await verifyToken(first!, { mesh: trust.root })
+    let second = first
+    for (let i = 0; second === first && i < 100; i++) second = await bearerFor(node.apiUrl, { ttlMs: 50_000 })
+    assert.is.not(second, first, 'a token with less than a minute left is made again')
+    const secondClaims = await verifyToken(second!, { mesh: trust.root })
+    assert.ok(secondClaims.exp > firstClaims.exp, `the new token outlives the old (${secondClaims.exp} > ${firstClaims.exp})`)
+  } finally {
+    if (previous == null) delete process.env.BEEMESH_TOKEN_CACHE
+    else process.env.BEEMESH_TOKEN_CACHE = previous
+    useCredentials({ keyPath: trust.deployerKeyFile, mesh: trust.meshFile })
+  }
 })
 
 test.run()

@@ -33,7 +33,8 @@ export interface CliCredentials {
 }
 
 let credentials: CliCredentials = {}
-const tokens = new Map<string, Promise<string | undefined>>()
+/** Tokens made in this process, per API URL and lifetime, until a fifth of their lifetime (at least a minute) is left. */
+const tokens = new Map<string, { token: Promise<string | undefined>, renewAt: number }>()
 
 export function useCredentials (c: CliCredentials): void {
   credentials = c
@@ -104,34 +105,48 @@ export async function deployerKey (): Promise<{ key: import('@libp2p/interface')
   return await readKeyFile(path)
 }
 
-/** The bearer token for the API at `apiUrl` (see CliCredentials), made at most once per run; `ttlMs` for a token made from a key. */
+/**
+ * The bearer token for the API at `apiUrl` (see CliCredentials); `ttlMs` for a
+ * token made from a key. One made from a key is made again when a fifth of its
+ * lifetime (at least a minute) is left, so a long-lived caller (a watch, the
+ * scale bench polling a hundred nodes for a quarter of an hour) keeps a valid one.
+ */
 export async function bearerFor (apiUrl: string, { ttlMs = 10 * 60 * 1000 } = {}): Promise<string | undefined> {
   const given = credentials.token ?? process.env.BEEMESH_TOKEN
   if (given != null && given !== '') return given
   const cacheKey = `${apiUrl} ${ttlMs}`
-  let t = tokens.get(cacheKey)
-  if (t == null) {
-    t = (async () => {
-      const explicitKey = credentials.keyPath ?? (process.env.BEEMESH_KEY !== '' ? process.env.BEEMESH_KEY : undefined)
-      if (explicitKey == null) {
-        const up = await upToken(apiUrl)
-        if (up != null) return up
-      }
-      const keyPath = explicitKey ?? DEFAULT_KEY_PATH()
-      if (explicitKey == null && !existsSync(keyPath)) return undefined
-      const cached = cachedToken(keyPath, apiUrl, ttlMs)
-      if (cached?.token != null) return cached.token
-      const key = await deployerKey()
-      if (key == null) return undefined
-      const { issueToken } = await import('../policy/credentials.js')
-      const now = Date.now()
-      const token = await issueToken(key.key, { mesh: await meshFor(apiUrl), ttlMs, now })
-      cached?.save(token, now + ttlMs)
-      return token
-    })()
-    tokens.set(cacheKey, t)
-  }
-  return await t
+  const held = tokens.get(cacheKey)
+  if (held != null && Date.now() < held.renewAt) return await held.token
+  const entry = { token: Promise.resolve<string | undefined>(undefined), renewAt: Infinity }
+  entry.token = (async () => {
+    const explicitKey = credentials.keyPath ?? (process.env.BEEMESH_KEY !== '' ? process.env.BEEMESH_KEY : undefined)
+    if (explicitKey == null) {
+      const up = await upToken(apiUrl)
+      if (up != null) return up
+    }
+    const keyPath = explicitKey ?? DEFAULT_KEY_PATH()
+    if (explicitKey == null && !existsSync(keyPath)) return undefined
+    const cached = cachedToken(keyPath, apiUrl, ttlMs)
+    if (cached?.token != null) {
+      entry.renewAt = renewalTime(cached.expiresAt, ttlMs)
+      return cached.token
+    }
+    const key = await deployerKey()
+    if (key == null) return undefined
+    const { issueToken } = await import('../policy/credentials.js')
+    const now = Date.now()
+    const token = await issueToken(key.key, { mesh: await meshFor(apiUrl), ttlMs, now })
+    cached?.save(token, now + ttlMs)
+    entry.renewAt = renewalTime(now + ttlMs, ttlMs)
+    return token
+  })()
+  tokens.set(cacheKey, entry)
+  return await entry.token
+}
+
+/** When a token that expires at `expiresAt` is made again: a fifth of its lifetime, and at least a minute, before. */
+function renewalTime (expiresAt: number, ttlMs: number): number {
+  return expiresAt - Math.max(60_000, ttlMs / 5)
 }
 
 /**
@@ -144,7 +159,7 @@ export async function bearerFor (apiUrl: string, { ttlMs = 10 * 60 * 1000 } = {}
  * now), the API URL, the working directory and its lifetime; it is used while a fifth of that
  * lifetime, and at least a minute, is left. BEEMESH_TOKEN_CACHE=0 turns it off.
  */
-function cachedToken (keyPath: string, apiUrl: string, ttlMs: number): { token?: string, save: (token: string, expiresAt: number) => void } | undefined {
+function cachedToken (keyPath: string, apiUrl: string, ttlMs: number): { token?: string, expiresAt: number, save: (token: string, expiresAt: number) => void } | undefined {
   if (process.env.BEEMESH_TOKEN_CACHE === '0') return undefined
   const base = privateCacheDir()
   if (base == null) return undefined
@@ -169,9 +184,9 @@ function cachedToken (keyPath: string, apiUrl: string, ttlMs: number): { token?:
   try {
     const entry = JSON.parse(readPrivate(file)?.toString('utf8') ?? 'null') as { token?: unknown, expiresAt?: unknown } | null
     const left = typeof entry?.expiresAt === 'number' ? entry.expiresAt - Date.now() : 0
-    if (typeof entry?.token === 'string' && left > Math.max(60_000, ttlMs / 5)) return { token: entry.token, save }
+    if (typeof entry?.token === 'string' && left > Math.max(60_000, ttlMs / 5)) return { token: entry.token, expiresAt: Date.now() + left, save }
   } catch {}
-  return { save }
+  return { expiresAt: 0, save }
 }
 
 /**

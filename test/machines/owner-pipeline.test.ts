@@ -6,7 +6,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { can, canApply, initialOwnerPipeline, MAX_INFLIGHT_BATCHES, next, type OwnerEffect, type OwnerPipeline, type OwnerPipelineEvent } from '../../src/machines/owner-pipeline.js'
-import { seededRandom } from '../helpers/random.js'
+import { seededRandom } from '../../src/random.js'
 
 /** Runs events in order; returns the last state and the effects of each event. */
 function run (events: OwnerPipelineEvent[], from: OwnerPipeline = initialOwnerPipeline): { state: OwnerPipeline, effects: OwnerEffect[][] } {
