@@ -6,7 +6,7 @@
  * events. The tenderer also owns the apply's record transitions: Pending while
  * the tender runs, then Running, Unschedulable or Failed.
  */
-import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
+import { createActor, fromPromise, type ActorOptions, type ActorRefFrom, type AnyActorLogic } from 'xstate'
 import { describeError } from '../errors.js'
 import type { NodeMetrics } from '../actors/metrics.js'
 import type { Inspection } from '../actors/inspection.js'
@@ -19,6 +19,9 @@ import type { WorkloadRecord } from '../workloads/records.js'
 import type { ReplicaLocation } from '../membership/mesh-view.js'
 import type { CatalogReader } from './catalog.js'
 import { placed, rescaled, tendering, unplaced, type Stamp } from './record-lifecycle.js'
+
+/** What runs an actor's delayed transitions: the real timers, or a simulation's virtual clock. */
+export type MachineClock = NonNullable<ActorOptions<AnyActorLogic>['clock']>
 
 export type Tender = Extract<SchedulerMessage, { type: 'tender' }>
 export type Award = Extract<SchedulerMessage, { type: 'award' }>
@@ -50,6 +53,8 @@ export interface TendererComponents {
   metrics?: NodeMetrics
   inspection?: Inspection
   now?: () => number
+  /** Runs the scheduler machines' windows and timeouts (a simulation's virtual clock); the real timers by default. */
+  clock?: MachineClock
   /** Tender ids (also the seed of the tie-break between equal bids). */
   newId: () => string
 }
@@ -148,6 +153,7 @@ export class Tenderer {
       })
       const actor = createActor(logic, {
         id: `scheduler:${spec.id}:${epoch}`,
+        ...(this.c.clock != null ? { clock: this.c.clock } : {}),
         ...(this.c.inspection != null ? { inspect: this.c.inspection.observer(`scheduler:${spec.id}`) } : {}),
         input: {
           tenderId,
