@@ -26,7 +26,7 @@ import { join } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import { credentialExpiryWarning, issueCredential, SignedCredentialSchema, verifyCredential, type MeshTrust, type SignedCredential } from '../policy/credentials.js'
 import { isWorkloadIdentity, Trust } from '../policy/trust.js'
-import { setRpcGuard } from '../transport/rpc.js'
+import { sealingGuard, setRpcGuard } from '../transport/rpc.js'
 import { HEARTBEAT_TOPIC, SCHEDULER_TOPIC } from '../protocol/messages.js'
 import { POLICY_TOPIC, PolicySync } from '../actors/policy-sync.js'
 import type { Inspection } from '../actors/inspection.js'
@@ -183,17 +183,7 @@ export class NodeRuntime {
         startNode: fromPromise(async ({ signal }) => {
           try {
             await untilAborted(async () => await mesh.start(), signal)
-            setRpcGuard(mesh, {
-              seal: async (domain, value) => {
-                const sealed = await trust.sealValue(domain, JSON.stringify(value))
-                return { sealed, nonce: sealed.e.nonce }
-              },
-              open: async (domain, sealed, from) => {
-                const opened = await trust.open(domain, sealed, { from })
-                return { value: JSON.parse(opened.body), nonce: opened.nonce }
-              },
-              refused: (protocol, reason) => { this.metrics.refusals.inc({ what: protocol, reason }) }
-            })
+            setRpcGuard(mesh, sealingGuard(trust, (protocol, reason) => { this.metrics.refusals.inc({ what: protocol, reason }) }))
             const policySync = new PolicySync(mesh, trust, store, this.log)
             const persisted = await untilAborted(async () => await policySync.stored(), signal)
             if (persisted != null) await untilAborted(async () => { await trust.applyPolicy(persisted, 'the node store').catch(err => { if (!(err instanceof Error && /not newer/.test(err.message))) this.log.warn({ err: describeError(err) }, 'persisted policy refused') }) }, signal)

@@ -47,6 +47,27 @@ export interface RpcGuard {
   refused?: (protocol: string, reason: string) => void
 }
 
+/** What sealing RPCs needs of a node's trust (src/policy/trust.ts's Trust has it). */
+export interface RpcSealer {
+  sealValue: (domain: string, body: string) => Promise<{ e: { nonce: string } }>
+  open: (domain: string, sealed: unknown, options: { from: string }) => Promise<{ body: string, nonce: string }>
+}
+
+/** The guard every member's RPCs go through: requests and replies sealed by their author, opened and replay-checked by the receiver. */
+export function sealingGuard (trust: RpcSealer, refused?: RpcGuard['refused']): RpcGuard {
+  return {
+    seal: async (domain, value) => {
+      const sealed = await trust.sealValue(domain, JSON.stringify(value))
+      return { sealed, nonce: sealed.e.nonce }
+    },
+    open: async (domain, sealed, from) => {
+      const opened = await trust.open(domain, sealed, { from })
+      return { value: JSON.parse(opened.body), nonce: opened.nonce }
+    },
+    ...(refused != null ? { refused } : {})
+  }
+}
+
 const guards = new WeakMap<MeshNode, RpcGuard>()
 const limiters = new WeakMap<MeshNode, RateLimiter>()
 
