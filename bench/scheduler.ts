@@ -60,16 +60,20 @@ export async function run (): Promise<void> {
     const { perSecond: rawRpcPerSecond, failed: rawRpcFailed, reasons: rawRpcReasons } = await rawRpcs()
     process.stdout.write(`raw signed RPCs, ${CONCURRENT_APPLIES} at a time to the same nodes: ${fmt(rawRpcPerSecond, 0)} /s answered, ${rawRpcFailed} refused${rawRpcFailed > 0 ? ` (${[...rawRpcReasons].join('; ')})` : ''}\n`)
     const t0 = performance.now()
-    await Promise.all(Array.from({ length: CONCURRENT_APPLIES }, async (_, i) => await applyAs(nodes[i % nodes.length]!, bundle, `par-${i}`, `par-${i}`)))
+    const concurrentMs = await Promise.all(Array.from({ length: CONCURRENT_APPLIES }, async (_, i) => {
+      await applyAs(nodes[i % nodes.length]!, bundle, `par-${i}`, `par-${i}`)
+      return performance.now() - t0
+    }))
     const placementSeconds = (performance.now() - t0) / 1000
     const placementsPerSecond = CONCURRENT_APPLIES / placementSeconds
-    process.stdout.write(`placements: ${CONCURRENT_APPLIES} concurrent in ${fmt(placementSeconds, 2)} s = ${fmt(placementsPerSecond)} /s\n`)
+    const concurrent = summary(concurrentMs)
+    process.stdout.write(`placements: ${CONCURRENT_APPLIES} concurrent in ${fmt(placementSeconds, 2)} s = ${fmt(placementsPerSecond)} /s (each apply answered after p50 ${fmt(concurrent.p50 / 1000, 2)} s, p90 ${fmt(concurrent.p90 / 1000, 2)} s, max ${fmt(concurrent.max / 1000, 2)} s)\n`)
     process.stdout.write(`placements are ${fmt(100 * placementsPerSecond / rawRpcPerSecond, 2)}% of the raw signed RPCs a second\n`)
 
     const path = await writeResult('scheduler', {
       nodes: nodes.length,
       applyToRunningMs: apply,
-      placements: { count: CONCURRENT_APPLIES, seconds: placementSeconds, perSecond: placementsPerSecond, rawRpcPerSecond, rawRpcFailed, rawRpcFailures: [...rawRpcReasons], rawRpcCalls: CONCURRENT_APPLIES * 20, ratio: placementsPerSecond / rawRpcPerSecond },
+      placements: { count: CONCURRENT_APPLIES, seconds: placementSeconds, perSecond: placementsPerSecond, answeredAfterMs: concurrent, rawRpcPerSecond, rawRpcFailed, rawRpcFailures: [...rawRpcReasons], rawRpcCalls: CONCURRENT_APPLIES * 20, ratio: placementsPerSecond / rawRpcPerSecond },
       throughput: { events: EVENTS, rawGossipsubPerSecond: rawPerSecond, dispatchPerSecond, ratio },
       goals: { applyToRunningP99Ms: 100, dispatchRatio: 0.8, placementsToRawRpcRatio: 0.25 }
     })

@@ -22,7 +22,7 @@ import type { PodOutcome } from '../containers/container-host.js'
 import { Membership, type HeartbeatContent } from '../membership/membership.js'
 import type { MeshView } from '../membership/mesh-view.js'
 import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
-import { BID_PROTOCOL, BidRequest, decodeMessage, encodeMessage, type Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, REPLICA_PROTOCOL, SCHEDULER_TOPIC, SchedulerMessage, VIEW_PROTOCOL, type LogLine } from '../protocol/messages.js'
+import { BID_PROTOCOL, BID_STREAMS, BidRequest, decodeMessage, encodeMessage, type Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, REPLICA_PROTOCOL, SCHEDULER_TOPIC, SchedulerMessage, VIEW_PROTOCOL, type LogLine } from '../protocol/messages.js'
 import { SEND_PROTOCOL, STATE_PROTOCOL, type Ack, type MachineStateReport, type TransitionRecord } from '../protocol/state.js'
 import { Admission } from '../scheduling/admission.js'
 import { Bidder } from '../scheduling/bidder.js'
@@ -220,7 +220,7 @@ export class WorkloadRuntime implements WorkloadApi {
       if (bid.data.peerId !== from) throw new Error('a bid must come from the bidder itself')
       this.tenderer.routeBid(bid.data)
       return {}
-    }, log)
+    }, log, { maxInboundStreams: BID_STREAMS })
     await serveRpc(this.mesh, SEND_PROTOCOL, async request => await this.stateful.serveSend(request), log, { maxRequestBytes: MAX_SEALED_BATCH })
     await serveRpc(this.mesh, STATE_PROTOCOL, async (request, from) => await this.stateful.serveState(request, from), log, { maxRequestBytes: MAX_SEALED_BATCH })
     await serveRpc(this.mesh, LOGS_PROTOCOL, async (request, from) => await this.access.serveLogs(request, from), log)

@@ -8,6 +8,12 @@ import { FILTER_NAMES } from '../machines/placement.js'
 export const SCHEDULER_TOPIC = 'beemesh.scheduler.v1'
 export const HEARTBEAT_TOPIC = 'beemesh.heartbeat.v1'
 export const BID_PROTOCOL = '/beemesh/bid/1.0.0'
+/**
+ * Bids in flight on one connection, each way: a bidder answers every open tender of a tenderer at
+ * once (100 applies over 5 tenderers put 20 on each connection, and closing streams still count), and
+ * libp2p's 32 refused 1–13 % of them ("Cannot write to a stream that is closed", docs/benchmarks.md).
+ */
+export const BID_STREAMS = 256
 export const LOGS_PROTOCOL = '/beemesh/logs/1.0.0'
 /** Asks the node hosting a replica to stop it (a deleted pod): the guardian then replaces it. */
 export const REPLICA_PROTOCOL = '/beemesh/replica/1.0.0'

@@ -28,7 +28,7 @@ export interface ServeOptions {
   timeoutMs?: number
   /** Largest request frame: a longer one is refused before it is read. Default DEFAULT_MAX_REQUEST. */
   maxRequestBytes?: number
-  /** Concurrent inbound streams of this protocol per connection. Default 32. */
+  /** Concurrent streams of this protocol per connection, each way (libp2p's defaults: 32 in, 64 out). Default 32. */
   maxInboundStreams?: number
 }
 
@@ -141,7 +141,7 @@ export async function serveRpc (mesh: MeshNode, protocol: string, handler: RpcHa
       log.debug({ protocol, from, err: describeError(err) }, 'rpc stream failed')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
-  }, { maxInboundStreams })
+  }, { maxInboundStreams, maxOutboundStreams: Math.max(64, maxInboundStreams) })
 }
 
 /** Calls a peer's RPC protocol; rejects with RpcError naming the peer and the reason. */
