@@ -20,6 +20,7 @@ import type { BidRequest, SchedulerMessage } from '../src/protocol/messages.js'
 import { silentLogger } from '../src/transport/logger.js'
 import type { Resources, WorkloadSpec } from '../src/workloads/types.js'
 import { summary } from '../bench/lib.js'
+import { spec } from '../test/scheduling/fakes.js'
 import { PROFILES, SimNetwork, Simulation } from './engine.js'
 
 /** Tender window and confirmation timeout as a node runs them by default (src/node/workload-runtime.ts). */
@@ -170,23 +171,9 @@ export interface SizeFigures {
 
 const PLACEMENT_KINDS = new Set(['tender', 'bid', 'award', 'confirm'])
 
-function spec (i: number, replicas: number): WorkloadSpec {
-  return {
-    id: `sim/w${i}`,
-    name: `w${i}`,
-    namespace: 'sim',
-    kind: 'stateless',
-    topics: [`t${i}`],
-    replicas,
-    resources: { cpuMillis: 100, memoryBytes: 64 * 1024 * 1024 },
-    nodeSelector: {},
-    delivery: 'queue',
-    retries: 0,
-    timeoutMs: 1_000,
-    memoryLimitMb: 64,
-    source: 'sim',
-    createdAt: 1
-  }
+/** The i-th simulated workload: the scheduling tests' stateless spec (100m CPU, 64 MiB). */
+function workload (i: number, replicas: number): WorkloadSpec {
+  return spec({ name: `w${i}`, namespace: 'sim', topics: [`t${i}`], replicas, source: 'sim' })
 }
 
 /** Applies `placements` workloads at `rate` a second, each at a random node, on a mesh of `nodes`, and measures the conversation. */
@@ -202,7 +189,7 @@ export async function simulateSize (nodes: number, o: { placements: number, rate
   let lost = 0
   const specs: WorkloadSpec[] = []
   for (let i = 0; i < o.placements; i++) {
-    const s = spec(i, o.replicas)
+    const s = workload(i, o.replicas)
     specs.push(s)
     const at = (i / o.rate) * 1000
     sim.setTimeout(() => {
