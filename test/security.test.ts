@@ -168,10 +168,24 @@ test('a stateless actor without the grant cannot publish to a topic', async () =
   const out = startCli(['subscribe', 'relay-out', '--api', nodes[1]!.apiUrl, '--count', '1'])
   const forbidden = startCli(['subscribe', 'relay-forbidden', '--api', nodes[2]!.apiUrl])
   extra.push(out, forbidden)
-  await waitUntil(async () => (await nodes[0]!.api.request<string[]>('/v1/topics/relay-out/peers')).length > 0 && (await nodes[0]!.api.request<string[]>('/v1/topics/relay-forbidden/peers')).length > 0, { what: 'subscribers to be known' })
+  // The relay publishes from the node that hosts it: that node must know the subscribers (gossip to a
+  // topic with no known peer goes nowhere), not just the node the test publishes at.
+  const placed = await nodes[0]!.api.request<{ placement: Array<{ peerId: string }> }>('/v1/workloads/default/relay')
+  const host = nodes.find(n => n.peerId === placed.placement[0]!.peerId)!
+  await waitUntil(async () => {
+    for (const topic of ['relay-out', 'relay-forbidden']) {
+      const subscriber = topic === 'relay-out' ? nodes[1]! : nodes[2]!
+      if (subscriber !== host && !(await host.api.request<string[]>(`/v1/topics/${topic}/peers`)).includes(subscriber.peerId)) return false
+    }
+    return true
+  }, { what: 'the relay\'s host to know both subscribers' })
   const sent = await cli(['publish', 'relay-in', '{"n":7}', '--api', nodes[0]!.apiUrl])
   assert.is(sent.code, 0, sent.stderr)
-  await out.waitForOutput(/"n":7/)
+  await out.waitForOutput(/"n":7/).catch(async err => {
+    // Say what the relay did with it: a gossip loss looks different from a refusal or a crash.
+    const l = await cli(['logs', 'relay', '--api', nodes[0]!.apiUrl])
+    throw new Error(`${(err as Error).message}\nthe relay's logs: ${l.stdout} ${l.stderr}\nits host: ${host.peerId}`)
+  })
   const logs = await waitUntil(async () => {
     const l = await cli(['logs', 'relay', '--api', nodes[0]!.apiUrl])
     return /publish refused/.test(l.stdout) ? l.stdout : undefined
