@@ -4,7 +4,9 @@
  * src/machines) and the real record catalog; only the transport and the
  * replicas are simulated. A message costs what it costs on the real mesh:
  * gossip reaches every other node (n - 1 deliveries, the least gossipsub can
- * do), an RPC is one message each way.
+ * do), an RPC is one message each way. A tenderer samples from every live
+ * node's offer as it is at that instant: the view a node has once every
+ * heartbeat arrived, fresher than a real one.
  *
  * Records are gossiped by the real catalog but not delivered to the other
  * simulated catalogs (10,000 copies of every record would make the
@@ -99,13 +101,17 @@ export class PlacementMesh {
       log: silentLogger,
       catalog,
       gossip: async (m: SchedulerMessage) => {
-        if (m.type === 'tender') this.broadcast('tender', id, to => { void to.bidder.bidOn(m) })
-        else if (m.type === 'award') this.broadcast('award', id, to => { void to.bidder.onAward(m) })
-        else throw new Error(`the tenderer gossips tenders and awards, not ${m.type}`)
+        if (m.type === 'award') this.broadcast('award', id, to => { void to.bidder.onAward(m) })
+        else throw new Error(`the tenderer gossips awards, not ${m.type}`)
       },
+      sendTender: async (peerId, tender) => {
+        if (!net.send('tender', id, peerId, () => { void this.byId.get(peerId)?.bidder.bidOn(tender) })) throw new Error(`${peerId} is unreachable`)
+      },
+      // Every live node's offer as it is now: the view a node has once every heartbeat has arrived.
+      offers: () => this.live().map(n => n.bidder.offer()),
+      unknownPeers: () => [],
       bidOn: tender => { void node.bidder.bidOn(tender) },
       onAward: award => { void node.bidder.onAward(award) },
-      expectedResponders: () => this.live().length,
       announce: () => {},
       tenderWindowMs: TENDER_WINDOW_MS,
       confirmTimeoutMs: CONFIRM_TIMEOUT_MS,

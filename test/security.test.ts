@@ -124,10 +124,10 @@ test('a manifest signed by an untrusted key is refused: by the API, and by every
   assert.is(byApi.code, 1)
   assert.match(byApi.stderr, new RegExp(`deployer ${outsider}`))
 
-  // A compromised member (genuine credential) tenders a manifest signed by the outsider key.
+  // A compromised member (genuine credential) sends every node a tender of a manifest signed by the outsider key.
   const { keyFile: rogueKey, credFile } = await compromisedMember('rogue-member')
   const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'manifest' })))
-  const r = rogue([nodes[0]!.address, 'tender', credFile, rogueKey, outsiderKey])
+  const r = rogue([nodes.map(n => n.address).join(','), 'tender', credFile, rogueKey, outsiderKey, ...nodes.map(n => n.peerId)])
   await r.waitForOutput(/"event":"tendered"/)
   await waitUntil(async () => {
     const after = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'manifest' })))

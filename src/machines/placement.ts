@@ -41,7 +41,7 @@ export interface PlacementRequest {
 }
 
 /** Every feasibility stage's name, as a rejection carries it (and a decline on the wire). */
-export const FILTER_NAMES = ['cpu', 'memory', 'labels', 'already-hosting', 'excluded', 'capability', 'policy'] as const
+export const FILTER_NAMES = ['cpu', 'memory', 'labels', 'already-hosting', 'excluded', 'capability', 'policy', 'unreachable'] as const
 export type FilterName = typeof FILTER_NAMES[number]
 
 /** Why one node cannot host a replica; data, not an exception. */
@@ -215,6 +215,56 @@ export function selectBids (bids: Array<{ peerId: string, score: number }>, coun
     .sort((a, b) => b.score - a.score || b.tie - a.tie || compareCodeUnits(a.peerId, b.peerId))
     .slice(0, n)
     .map(b => b.peerId)
+}
+
+/**
+ * How many nodes a tender asks per missing replica: Sparrow's batch sampling
+ * (probe d·m nodes for m tasks), with d = 2. Two choices already take the
+ * expected worst load from log n / log log n to log log n; more only adds
+ * messages.
+ */
+export const PROBES_PER_REPLICA = 2
+
+/**
+ * The filters a tenderer runs on others' offers: all but `already-hosting`.
+ * Whether a node's replica is of the generation being placed (a re-applied
+ * spec replaces the old one node by node) only the node itself can tell; it
+ * declines when it does host the workload.
+ */
+export const offerPipeline: Pipeline = { filters: feasibilityFilters.filter(f => f !== alreadyHostingFilter), rankers }
+
+export interface CandidateSample {
+  /** Whom to ask, at most `count`: a seeded random choice among the feasible. */
+  candidates: string[]
+  /** How many nodes looked feasible (known offers that pass every filter, and nodes known by connection only). */
+  feasible: number
+  /** Why each known node that did not pass could not host the request, as its last offer says. */
+  rejections: Rejection[]
+}
+
+/**
+ * The nodes a tender asks. Each known offer (this node's own, and each live
+ * peer's from its last heartbeat) goes through the same filters a bidder runs
+ * on itself, so a node its offer shows full, mislabelled or already hosting is
+ * not asked. Among the rest, `count` are drawn by rendezvous rank on `seed`:
+ * random, so tenderers with the same stale view do not all pile onto the one
+ * node that looked emptiest, and deterministic for a seed. Nodes known only by
+ * a connection (no heartbeat heard yet: a node that just joined) count as
+ * feasible; they decide for themselves when asked. The bidder's own check
+ * on its current state decides in the end: an offer only picks whom to ask.
+ */
+export function sampleCandidates (offers: NodeOffer[], req: PlacementRequest, count: number, seed: string, { unknown = [], pipeline = offerPipeline }: { unknown?: string[], pipeline?: Pipeline } = {}): CandidateSample {
+  const feasible = new Set<string>()
+  const rejections: Rejection[] = []
+  for (const offer of offers) {
+    const e = evaluate(offer, req, pipeline)
+    if (e.ok) feasible.add(offer.peerId)
+    else rejections.push(...e.rejections)
+  }
+  const known = new Set(offers.map(o => o.peerId))
+  for (const peerId of unknown) if (!known.has(peerId) && !req.exclude.includes(peerId)) feasible.add(peerId)
+  const candidates = rendezvousRank(seed, [...feasible]).slice(0, Math.max(0, Math.floor(count)))
+  return { candidates, feasible: feasible.size, rejections }
 }
 
 /**

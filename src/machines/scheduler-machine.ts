@@ -4,14 +4,18 @@ import { describeUnschedulable, selectBids, shortPeerId, type Rejection } from '
 
 /**
  * The tenderer's side of one placement, as pure data. There is no central
- * scheduler: the node that wants replicas placed publishes a tender, every
- * node answers with a bid (a score) or a decline (its rejections), the
- * tenderer awards the best bidders after the bid window and waits for them
- * to confirm. A failed or silent awardee is excluded and the missing replicas
- * are tendered again, up to `maxAttempts`.
+ * scheduler: the node that wants replicas placed sends a tender to a few
+ * candidates (`publishTender` says how many it asked), each answers with a
+ * bid (a score) or a decline (its rejections), the tenderer awards the best
+ * bidders once every candidate answered (or the window closed) and waits for
+ * them to confirm. A failed or silent awardee is excluded and the missing
+ * replicas are tendered again, up to `maxAttempts` awards; a tender that drew
+ * no bid while untried candidates are left widens to them (the decliners
+ * excluded, each round asking twice as many), up to MAX_TENDER_ATTEMPTS.
  *
  *   validating → tendering → collecting → awarding → confirming → placed
- *                    ↑                        ↘ unschedulable       │
+ *                    ↑            │ no bid    ↘ unschedulable       │
+ *                    ├─ widen ────┘                                 │
  *                    └──────── retry ───────────────────────────────┤
  *                                                                   ↘ failed
  *   any state → cancelled on `tender.cancelled`
@@ -71,6 +75,20 @@ export interface TenderMessage {
   windowMs: number
 }
 
+/**
+ * What publishing a tender reached: how many candidates were asked (the
+ * window closes once they all answered), whether feasible nodes are left
+ * unasked (a tender with no bid then widens instead of failing), and why the
+ * nodes that were not asked could not host the replicas, as their offers say.
+ * A `publishTender` that resolves with nothing asked every live node
+ * (`expectedResponders`).
+ */
+export interface TenderReach {
+  asked: number
+  more: boolean
+  rejections: Rejection[]
+}
+
 /** Published on the scheduling topic to tell the winners which replica each starts. */
 export interface AwardMessage {
   type: 'award'
@@ -106,10 +124,18 @@ export interface SchedulerContext {
   ordinals: number[]
   /** 1 for the first tender; 0 before it. */
   attempt: number
+  /** Attempts that got as far as an award (what `maxAttempts` counts). */
+  awardRounds: number
   /** This attempt's bids, one per peer (its latest answer). */
   bids: Bid[]
   /** This attempt's declines, as the decliners' rejections. */
   rejections: Rejection[]
+  /** Declines of earlier attempts (a widened tender keeps why the first candidates could not host). */
+  declined: Rejection[]
+  /** Why the nodes this attempt did not ask could not host the replicas, as their offers say. */
+  unasked: Rejection[]
+  /** Feasible nodes are left that no attempt has asked yet. */
+  moreCandidates: boolean
   /** This attempt's awards. */
   awarded: Award[]
   /** Replicas confirmed started, in every attempt. */
@@ -131,6 +157,9 @@ export type SchedulerEvent =
   | { type: 'replica.started', peerId: string }
   | { type: 'replica.failed', peerId: string, reason: string }
   | { type: 'tender.cancelled', reason?: string }
+
+/** Tenders in all, widenings included (the wire's `attempt` goes up to 100). */
+export const MAX_TENDER_ATTEMPTS = 100
 
 /** Why an input cannot be tendered, or undefined when it can. */
 export function validateSchedulerInput (input: SchedulerInput): string | undefined {
@@ -205,7 +234,7 @@ export const schedulerMachine = setup({
     output: {} as SchedulerOutput
   },
   actors: {
-    publishTender: fromPromise<void, TenderMessage>(async () => {
+    publishTender: fromPromise<TenderReach | undefined, TenderMessage>(async () => {
       throw new Error('publishTender must be provided')
     }),
     publishAward: fromPromise<void, AwardMessage>(async () => {
@@ -235,14 +264,25 @@ export const schedulerMachine = setup({
     },
     allAwardeesAnswered: ({ context }) => context.awarded.every(a => answered(context, a.peerId)),
     nothingMissing: ({ context }) => missingOrdinals(context).length === 0,
-    attemptsLeft: ({ context }) => context.attempt < context.maxAttempts
+    attemptsLeft: ({ context }) => context.awardRounds < context.maxAttempts,
+    canWiden: ({ context }) => context.moreCandidates && context.attempt < MAX_TENDER_ATTEMPTS
   },
   actions: {
     openAttempt: assign({
       attempt: ({ context }) => context.attempt + 1,
       bids: [],
       rejections: [],
+      unasked: [],
       awarded: []
+    }),
+    recordReach: assign(({ context, event }) => {
+      const reach = (event as { output?: TenderReach }).output
+      if (reach == null) return {}
+      return { expectedResponders: reach.asked, moreCandidates: reach.more, unasked: reach.rejections }
+    }),
+    excludeDecliners: assign({
+      exclude: ({ context }) => [...new Set([...context.exclude, ...context.rejections.map(r => r.peerId)])],
+      declined: ({ context }) => [...context.declined, ...context.rejections]
     }),
     recordBid: assign(({ context, event }) => {
       if (event.type !== 'bid.received') return {}
@@ -262,6 +302,7 @@ export const schedulerMachine = setup({
       }
     }),
     selectAwardees: assign({
+      awardRounds: ({ context }) => context.awardRounds + 1,
       awarded: ({ context }) => {
         const missing = missingOrdinals(context)
         const winners = selectBids(context.bids, missing.length, `${context.seed}/${context.attempt}`)
@@ -292,8 +333,14 @@ export const schedulerMachine = setup({
       exclude: ({ context }) => [...new Set([...context.exclude, ...context.awarded.map(a => a.peerId)])]
     }),
     recordUnschedulable: assign({
-      error: ({ context }) =>
-        describeUnschedulable(context.rejections, context.expectedResponders ?? 0, context.workloadId) + placedSuffix(context)
+      error: ({ context }) => {
+        // What each node said for itself wins over what its offer said for it.
+        const asked = [...context.declined, ...context.rejections]
+        const spoke = new Set(asked.map(r => r.peerId))
+        const all = [...asked, ...context.unasked.filter(r => !spoke.has(r.peerId))]
+        const nodes = new Set(all.map(r => r.peerId)).size
+        return describeUnschedulable(all, Math.max(nodes, context.expectedResponders ?? 0), context.workloadId) + placedSuffix(context)
+      }
     }),
     recordPlacementFailure: assign({
       error: ({ context }) => {
@@ -336,8 +383,12 @@ export const schedulerMachine = setup({
       ...(input.expectedResponders != null ? { expectedResponders: input.expectedResponders } : {}),
       ordinals: input.ordinals != null ? [...input.ordinals] : Array.from({ length: count }, (_, i) => i),
       attempt: 0,
+      awardRounds: 0,
       bids: [],
       rejections: [],
+      declined: [],
+      unasked: [],
+      moreCandidates: false,
       awarded: [],
       confirmed: [],
       failed: [],
@@ -361,7 +412,7 @@ export const schedulerMachine = setup({
       invoke: {
         src: 'publishTender',
         input: ({ context }) => tenderMessage(context),
-        onDone: 'collecting',
+        onDone: { target: 'collecting', actions: 'recordReach' },
         onError: { target: 'failed', actions: 'recordPublishError' }
       },
       on: {
@@ -371,11 +422,13 @@ export const schedulerMachine = setup({
     },
     collecting: {
       always: [
+        { guard: and(['allAnswered', 'noBids', 'canWiden']), target: 'tendering', actions: 'excludeDecliners' },
         { guard: and(['allAnswered', 'noBids']), target: 'unschedulable', actions: 'recordUnschedulable' },
         { guard: 'allAnswered', target: 'awarding', actions: 'selectAwardees' }
       ],
       after: {
         window: [
+          { guard: and(['noBids', 'canWiden']), target: 'tendering', actions: 'excludeDecliners' },
           { guard: 'noBids', target: 'unschedulable', actions: 'recordUnschedulable' },
           { target: 'awarding', actions: 'selectAwardees' }
         ]

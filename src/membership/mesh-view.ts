@@ -1,3 +1,4 @@
+import type { NodeOffer } from '../machines/placement.js'
 import type { Heartbeat, ReplicaReport } from '../protocol/messages.js'
 import type { PodReport } from '../workloads/records.js'
 
@@ -157,6 +158,19 @@ export class MeshView {
   /** Live peers other than this node. */
   livePeers (): PeerView[] {
     return [...this.peers.entries()].filter(([id]) => this.isLive(id)).map(([, v]) => v)
+  }
+
+  /** What each live peer offers a tender, as its last heartbeat says (src/machines/placement.ts's NodeOffer). */
+  liveOffers (): NodeOffer[] {
+    return this.livePeers().map(({ heartbeat: hb }) => ({
+      peerId: hb.peerId,
+      labels: hb.labels,
+      capacity: hb.capacity,
+      allocated: hb.allocated,
+      uptimeMs: hb.uptimeMs,
+      hosts: [...new Set(hb.replicas.map(r => r.workloadId))],
+      capabilities: hb.capabilities
+    }))
   }
 
   livePeerIds (): string[] {

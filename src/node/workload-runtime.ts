@@ -22,7 +22,7 @@ import type { PodOutcome } from '../containers/container-host.js'
 import { Membership, type HeartbeatContent } from '../membership/membership.js'
 import type { MeshView } from '../membership/mesh-view.js'
 import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
-import { BID_PROTOCOL, BID_STREAMS, BidRequest, decodeMessage, encodeMessage, type Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, REPLICA_PROTOCOL, SCHEDULER_TOPIC, SchedulerMessage, VIEW_PROTOCOL, type LogLine } from '../protocol/messages.js'
+import { BID_PROTOCOL, BID_STREAMS, PlacementRequest, decodeMessage, encodeMessage, type Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, REPLICA_PROTOCOL, SCHEDULER_TOPIC, SchedulerMessage, VIEW_PROTOCOL, type LogLine } from '../protocol/messages.js'
 import { SEND_PROTOCOL, STATE_PROTOCOL, type Ack, type MachineStateReport, type TransitionRecord } from '../protocol/state.js'
 import { Admission } from '../scheduling/admission.js'
 import { Bidder } from '../scheduling/bidder.js'
@@ -43,7 +43,7 @@ import type { TraceEntry } from '../store/journal.js'
 import type { ArtifactService } from '../transport/artifacts.js'
 import type { Logger } from '../transport/logger.js'
 import type { MeshMessage, MeshNode } from '../transport/mesh-node.js'
-import { callRpc, serveRpc } from '../transport/rpc.js'
+import { callRpc, MAX_RPC_FRAME, serveRpc } from '../transport/rpc.js'
 import type { WorkloadRecord } from '../workloads/records.js'
 import type { WorkloadSpec, Resources } from '../workloads/types.js'
 import type { NodeSummary, PublishOutcome, WorkloadDescription, WorkloadStatus } from '../workloads/views.js'
@@ -136,11 +136,11 @@ export class WorkloadRuntime implements WorkloadApi {
       log,
       catalog,
       gossip,
+      sendTender: async (peerId, tender, { signal }) => { await callRpc(mesh, peerId, BID_PROTOCOL, tender, { signal, timeoutMs: 5_000 }) },
+      offers: () => [this.bidder.offer(), ...view.liveOffers()],
+      unknownPeers: () => mesh.peers().map(p => p.peerId).filter(id => view.lastSeen(id) == null),
       bidOn: tender => { void this.bidder.bidOn(tender) },
       onAward: award => { void this.bidder.onAward(award) },
-      // Every node that heartbeats answers (bid or decline), so the window can close
-      // early. Only right after joining, before any heartbeat, direct peers stand in.
-      expectedResponders: () => view.livePeers().length > 0 ? view.livePeerIds().length : mesh.peers().length + 1,
       announce,
       tenderWindowMs: cfg.tenderWindowMs,
       confirmTimeoutMs: cfg.confirmTimeoutMs,
@@ -215,12 +215,13 @@ export class WorkloadRuntime implements WorkloadApi {
     this.mesh.subscribe(HEARTBEAT_TOPIC)
     const log = this.log
     await serveRpc(this.mesh, BID_PROTOCOL, async (request, from) => {
-      const bid = BidRequest.safeParse(request)
-      if (!bid.success) throw new Error('malformed bid')
-      if (bid.data.peerId !== from) throw new Error('a bid must come from the bidder itself')
-      this.tenderer.routeBid(bid.data)
+      const m = PlacementRequest.safeParse(request)
+      if (!m.success) throw new Error('malformed tender or bid')
+      if ((m.data.type === 'tender' ? m.data.tenderer : m.data.peerId) !== from) throw new Error(`a ${m.data.type} must come from its ${m.data.type === 'tender' ? 'tenderer' : 'bidder'} itself`)
+      if (m.data.type === 'tender') void this.bidder.bidOn(m.data)
+      else this.tenderer.routeBid(m.data)
       return {}
-    }, log, { maxInboundStreams: BID_STREAMS })
+    }, log, { maxInboundStreams: BID_STREAMS, maxRequestBytes: MAX_RPC_FRAME })
     await serveRpc(this.mesh, SEND_PROTOCOL, async request => await this.stateful.serveSend(request), log, { maxRequestBytes: MAX_SEALED_BATCH })
     await serveRpc(this.mesh, STATE_PROTOCOL, async (request, from) => await this.stateful.serveState(request, from), log, { maxRequestBytes: MAX_SEALED_BATCH })
     await serveRpc(this.mesh, LOGS_PROTOCOL, async (request, from) => await this.access.serveLogs(request, from), log)
@@ -419,9 +420,6 @@ export class WorkloadRuntime implements WorkloadApi {
 
   private onSchedulerMessage (m: SchedulerMessage, from: string): void {
     switch (m.type) {
-      case 'tender':
-        if (m.tenderer === from) void this.bidder.bidOn(m)
-        return
       case 'award':
         if (m.tenderer === from) void this.bidder.onAward(m)
         return

@@ -81,17 +81,20 @@ export type ViewReply = z.infer<typeof ViewReply>
 
 export const Award = z.object({ peerId, replica: z.number().int().min(0) })
 
+/** A tender, sent by the tenderer to each candidate it sampled (BID_PROTOCOL). */
+export const TenderMessage = z.object({
+  type: z.literal('tender'),
+  tenderId: z.string().min(1).max(128),
+  tenderer: peerId,
+  epoch: z.number().int().min(0),
+  attempt: z.number().int().min(1).max(100),
+  spec: WorkloadSpecSchema,
+  ordinals: z.array(z.number().int().min(0)).min(1),
+  exclude: z.array(peerId)
+})
+
 export const SchedulerMessage = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('tender'),
-    tenderId: z.string().min(1).max(128),
-    tenderer: peerId,
-    epoch: z.number().int().min(0),
-    attempt: z.number().int().min(1).max(100),
-    spec: WorkloadSpecSchema,
-    ordinals: z.array(z.number().int().min(0)).min(1),
-    exclude: z.array(peerId)
-  }),
+  TenderMessage,
   z.object({
     type: z.literal('award'),
     tenderId: z.string(),
@@ -146,6 +149,9 @@ export const BidRequest = z.discriminatedUnion('type', [
   })
 ])
 export type BidRequest = z.infer<typeof BidRequest>
+
+/** What BID_PROTOCOL carries: a tender to a candidate, and its bid or decline back to the tenderer. */
+export const PlacementRequest = z.discriminatedUnion('type', [TenderMessage, ...BidRequest.options])
 
 /** For whom a node asks another to act (src/policy/relay.ts): absent, the asking node itself. */
 const relay = { onBehalfOf: z.string().max(300).optional(), token: z.string().max(4096).optional() }

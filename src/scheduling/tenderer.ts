@@ -1,17 +1,19 @@
 /**
  * The tenderer: a node that receives an `apply` (or a guardian healing a
  * workload) places replicas by tender. Each tender is one scheduler machine
- * (src/machines/scheduler-machine.ts) whose effects, publishing the tender and
- * the award, are provided here; bids and confirmations are routed to it as
- * events. The tenderer also owns the apply's record transitions: Pending while
- * the tender runs, then Running, Unschedulable or Failed.
+ * (src/machines/scheduler-machine.ts) whose effects, sending the tender to a
+ * few sampled candidates and publishing the award, are provided here; bids
+ * and confirmations are routed to it as events. The tenderer also owns the
+ * apply's record transitions: Pending while the tender runs, then Running,
+ * Unschedulable or Failed.
  */
 import { createActor, fromPromise, type ActorOptions, type ActorRefFrom, type AnyActorLogic } from 'xstate'
 import { describeError } from '../errors.js'
 import type { NodeMetrics } from '../actors/metrics.js'
 import type { Inspection } from '../actors/inspection.js'
 import { InvalidWorkloadError, UnschedulableError, WorkloadNotFoundError } from '../actors/errors.js'
-import { schedulerMachine, type AwardMessage, type SchedulerOutput, type TenderMessage } from '../machines/scheduler-machine.js'
+import { PROBES_PER_REPLICA, sampleCandidates, type NodeOffer } from '../machines/placement.js'
+import { schedulerMachine, type AwardMessage, type SchedulerOutput, type TenderMessage, type TenderReach } from '../machines/scheduler-machine.js'
 import type { BidRequest, SchedulerMessage } from '../protocol/messages.js'
 import type { Logger } from '../transport/logger.js'
 import type { WorkloadSpec } from '../workloads/types.js'
@@ -39,13 +41,17 @@ export interface TendererComponents {
   selfId: string
   log: Logger
   catalog: CatalogWriter
-  /** Publishes on the scheduling topic; rejects once `signal` aborted. */
+  /** Publishes on the scheduling topic (awards); rejects once `signal` aborted. */
   gossip: (message: SchedulerMessage, options?: { signal?: AbortSignal }) => Promise<void>
-  /** This node's own bidder: gossip never loops back, so the tenderer hands it its tenders and awards. */
+  /** Sends a tender to one candidate; rejects when it could not be delivered. */
+  sendTender: (peerId: string, tender: Tender, options: { signal: AbortSignal }) => Promise<void>
+  /** What this node knows of the nodes that could host a replica: its own offer and each live peer's last heartbeat. */
+  offers: () => NodeOffer[]
+  /** Peers connected but not heard from yet (just joined): asked as if feasible. */
+  unknownPeers: () => string[]
+  /** This node's own bidder: the tenderer hands it its tenders and awards directly. */
   bidOn: (tender: Tender) => void
   onAward: (award: Award) => void
-  /** How many nodes will answer a tender (every live node bids or declines), so the window can close early. */
-  expectedResponders: () => number
   /** Notes where a peer's replica is heard to be (the mesh view). */
   announce: (replica: AnnouncedReplica) => void
   tenderWindowMs: number
@@ -132,16 +138,28 @@ export class Tenderer {
     this.inFlight.add(spec.id)
     const tenderId = this.c.newId()
     const t0 = this.now()
+    // Tenders still on their way when the run ends (placed, failed, cancelled) are called off.
+    const sends = new AbortController()
     try {
       const logic = schedulerMachine.provide({
         actors: {
-          publishTender: fromPromise<void, TenderMessage>(async ({ input, signal }) => {
+          publishTender: fromPromise<TenderReach | undefined, TenderMessage>(async ({ input, signal }) => {
             // Bidders need not know which ordinals are missing: the award assigns them.
             const wire: Tender = { type: 'tender', tenderId, tenderer: this.c.selfId, epoch, attempt: input.attempt, spec, ordinals: ordinals.slice(0, input.replicas), exclude: input.exclude }
-            this.c.log.debug({ workload: spec.id, tenderId, attempt: input.attempt, ms: this.now() - t0 }, 'tender published')
-            await this.c.gossip(wire, { signal })
-            // A tender stopped meanwhile (cancelled, or the node stopping) is not bid on here either.
-            if (!signal.aborted) this.c.bidOn(wire)
+            const request = { workloadId: spec.id, resources: spec.resources, nodeSelector: spec.nodeSelector, exclude: input.exclude, requires: [spec.kind === 'container' ? 'container' : 'code'] }
+            // A widened tender asks twice as many as the one before: a mesh of n is covered in log2(n) rounds.
+            const count = input.replicas * PROBES_PER_REPLICA * 2 ** Math.min(20, input.attempt - 1)
+            const sample = sampleCandidates(this.c.offers(), request, count, `${tenderId}/${input.attempt}`, { unknown: this.c.unknownPeers() })
+            this.c.log.debug({ workload: spec.id, tenderId, attempt: input.attempt, asked: sample.candidates.length, feasible: sample.feasible, ms: this.now() - t0 }, 'tender sent')
+            signal.throwIfAborted()
+            for (const peerId of sample.candidates) {
+              if (peerId === this.c.selfId) { this.c.bidOn(wire); continue }
+              // A candidate the tender cannot reach answers for itself: it is declined, so the window need not run out.
+              this.c.sendTender(peerId, wire, { signal: sends.signal }).catch((err: unknown) => {
+                if (!sends.signal.aborted) this.routeBid({ type: 'decline', tenderId, attempt: input.attempt, peerId, rejections: [{ peerId, filter: 'unreachable', reason: `the tender did not reach it: ${describeError(err)}`.slice(0, 500) }] })
+              })
+            }
+            return { asked: sample.candidates.length, more: sample.feasible > sample.candidates.length, rejections: sample.rejections }
           }),
           publishAward: fromPromise<void, AwardMessage>(async ({ input, signal }) => {
             const wire: Award = { type: 'award', tenderId, tenderer: this.c.selfId, workloadId: spec.id, epoch, spec, awards: input.awards }
@@ -167,8 +185,7 @@ export class Tenderer {
           windowMs: this.c.tenderWindowMs,
           confirmTimeoutMs: this.c.confirmTimeoutMs,
           maxAttempts: 3,
-          seed: tenderId,
-          expectedResponders: this.c.expectedResponders()
+          seed: tenderId
         }
       })
       this.tenders.set(tenderId, actor)
@@ -185,12 +202,13 @@ export class Tenderer {
       this.c.metrics?.tenderSeconds.observe({ outcome: output.status }, (this.now() - t0) / 1000)
       return output
     } finally {
+      sends.abort()
       this.tenders.delete(tenderId)
       this.inFlight.delete(spec.id)
     }
   }
 
-  /** A bid or decline for one of this node's tenders (by BID_PROTOCOL, or from its own bidder). */
+  /** A bid or decline for one of this node's tenders (by BID_PROTOCOL, from its own bidder, or for a candidate the tender did not reach). */
   routeBid (bid: BidRequest): void {
     const actor = this.tenders.get(bid.tenderId)
     if (actor == null) return

@@ -15,6 +15,7 @@ import {
   reconcile,
   rendezvousOwner,
   rendezvousRank,
+  sampleCandidates,
   selectBids,
   type NodeOffer,
   type PlacementRequest,
@@ -53,6 +54,31 @@ function scoreOf (n: NodeOffer, req: PlacementRequest): number {
   if (!e.ok) throw new Error(`expected ${n.peerId} feasible, got ${e.rejections.map(r => r.reason).join('; ')}`)
   return e.score
 }
+
+// ---------------------------------------------------------------- candidates
+
+test('sampleCandidates: asks only nodes whose offers fit, at most count, the same for a seed and spread across seeds', () => {
+  const ids = Array.from({ length: 20 }, (_, i) => `12D3KooWNode${String(i).padStart(3, '0')}`)
+  const offers = ids.map((peerId, i) => node({ peerId, allocated: { cpuMillis: i < 5 ? 2000 : 0, memoryBytes: 0 } }))
+  const a = sampleCandidates(offers, request(), 4, 'tender-1/1')
+  assert.is(a.candidates.length, 4)
+  assert.is(a.feasible, 15)
+  assert.ok(a.candidates.every(c => ids.indexOf(c) >= 5), 'no full node is asked')
+  assert.equal(a.rejections.map(r => r.filter), ['cpu', 'cpu', 'cpu', 'cpu', 'cpu'])
+  assert.equal(sampleCandidates(offers, request(), 4, 'tender-1/1').candidates, a.candidates)
+  const picked = new Set<string>()
+  for (let t = 0; t < 50; t++) for (const c of sampleCandidates(offers, request(), 2, `tender-${t}/1`).candidates) picked.add(c)
+  assert.ok(picked.size >= 12, `50 tenders spread over ${picked.size} of 15 feasible nodes`)
+})
+
+test('sampleCandidates: a node hosting the workload is still asked (only it knows the generation); excluded and unknown peers', () => {
+  const hosting = node({ peerId: 'A', hosts: ['default/orders'] })
+  assert.equal(sampleCandidates([hosting], request(), 2, 's').candidates, ['A'])
+  const r = sampleCandidates([node({ peerId: 'A' })], request({ exclude: ['A', 'U2'] }), 4, 's', { unknown: ['U1', 'U2', 'A'] })
+  assert.equal(r.candidates, ['U1'])
+  assert.is(r.feasible, 1)
+  assert.equal(r.rejections.map(x => `${x.peerId}:${x.filter}`), ['A:excluded'])
+})
 
 // ---------------------------------------------------------------- filters
 

@@ -6,7 +6,7 @@ import {
   schedulerMachine,
   type AwardMessage,
   type SchedulerInput,
-  type TenderMessage
+  type TenderMessage, type TenderReach
 } from '../../src/machines/scheduler-machine.js'
 
 const Gi = 1024 * 1024 * 1024
@@ -43,9 +43,11 @@ function start (over: Partial<SchedulerInput> = {}, publishTender?: (m: TenderMe
   const clock = new SimulatedClock()
   const machine = schedulerMachine.provide({
     actors: {
-      publishTender: fromPromise<void, TenderMessage>(async ({ input }) => {
+      // Resolving with nothing: the tender reached every live node (`expectedResponders`), as a broadcast would.
+      publishTender: fromPromise<TenderReach | undefined, TenderMessage>(async ({ input }) => {
         tenders.push(input)
         if (publishTender != null) await publishTender(input)
+        return undefined
       }),
       publishAward: fromPromise<void, AwardMessage>(async ({ input }) => { awards.push(input) })
     }

@@ -1,69 +1,81 @@
 /**
  * The tenderer (src/scheduling/tenderer.ts) running real scheduler machines,
- * with a fake mesh (gossip captured) and fake bidders that answer its
- * tenders and confirm its awards: an apply is recorded Pending, awarded to
- * the best bids and recorded Running with its placement; declines end
- * Unschedulable; a cancelled tender does not reach its own bidder.
+ * with a fake mesh (gossip captured) and fake candidates that answer the
+ * tenders sent to them and confirm their awards: an apply is recorded
+ * Pending, sent to a sample of the nodes whose offers fit, awarded to the best
+ * bids and recorded Running with its placement; a tender with no bid widens to
+ * untried candidates, then ends Unschedulable naming every node's reason.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { UnschedulableError } from '../../src/actors/errors.js'
+import type { NodeOffer } from '../../src/machines/placement.js'
 import type { SchedulerMessage } from '../../src/protocol/messages.js'
 import { Tenderer, type AnnouncedReplica, type Award, type Tender } from '../../src/scheduling/tenderer.js'
 import { silentLogger } from '../../src/transport/logger.js'
 import { A, B, C, SELF, catalog, record, spec, until } from './fakes.js'
 
+const D = '12D3KooWDdddDdddDdddDddd'
+const E = '12D3KooWEeeeEeeeEeeeEeee'
+
 interface Options {
-  /** How each peer answers a tender: a score, or a decline. */
+  /** How each candidate answers a tender: a score, a decline, or (absent) the tender does not reach it. */
   answers?: Record<string, number | 'decline'>
-  /** Holds every gossip until released. */
-  holdGossip?: boolean
+  /** The offers the tenderer samples from (default: an empty node for each peer in `answers`). */
+  offers?: NodeOffer[]
+  /** Holds every tender sent until released. */
+  holdSends?: boolean
+  tenderWindowMs?: number
 }
 
-function harness ({ answers = { [A]: 50, [B]: 40, [C]: 10 }, holdGossip = false }: Options = {}) {
+function offer (peerId: string, overrides: Partial<NodeOffer> = {}): NodeOffer {
+  return { peerId, labels: {}, capacity: { cpuMillis: 1_000, memoryBytes: 2 ** 30 }, allocated: { cpuMillis: 0, memoryBytes: 0 }, uptimeMs: 0, hosts: [], capabilities: ['code', 'container'], ...overrides }
+}
+
+function harness ({ answers = { [A]: 50, [B]: 40, [C]: 10 }, offers, holdSends = false, tenderWindowMs = 1_000 }: Options = {}) {
   const { catalog: c, mesh } = catalog()
   const gossiped: SchedulerMessage[] = []
-  const tenders: Tender[] = []
+  const sent: Array<{ to: string, tender: Tender, signal: AbortSignal }> = []
   const awards: Award[] = []
   const announced: AnnouncedReplica[] = []
   let release: () => void = () => {}
   const held = new Promise<void>(resolve => { release = resolve })
   let ids = 0
+  const answer = (peerId: string, tender: Tender): void => {
+    const a = answers[peerId]
+    if (a === 'decline') tenderer.routeBid({ type: 'decline', tenderId: tender.tenderId, attempt: tender.attempt, peerId, rejections: [{ peerId, filter: 'cpu', reason: 'insufficient cpu' }] })
+    else if (a != null) tenderer.routeBid({ type: 'bid', tenderId: tender.tenderId, attempt: tender.attempt, peerId, score: a })
+  }
   const tenderer: Tenderer = new Tenderer({
     selfId: SELF,
     log: silentLogger,
     catalog: c,
-    // Publishing ignores the signal here, so the test sees what the tenderer itself does with it.
-    gossip: async m => {
-      if (holdGossip) await held
-      gossiped.push(m)
+    gossip: async m => { gossiped.push(m) },
+    sendTender: async (to, tender, { signal }) => {
+      sent.push({ to, tender, signal })
+      if (holdSends) await held
+      if (answers[to] == null) throw new Error(`no route to ${to}`)
+      // The candidate answers after the tender arrived (as the bid protocol would deliver it).
+      setImmediate(() => { answer(to, tender) })
     },
-    bidOn: tender => {
-      tenders.push(tender)
-      // Every peer answers the tender, after it went out (as the bid protocol would deliver it).
-      setImmediate(() => {
-        for (const [peerId, answer] of Object.entries(answers)) {
-          if (answer === 'decline') tenderer.routeBid({ type: 'decline', tenderId: tender.tenderId, attempt: tender.attempt, peerId, rejections: [{ peerId, filter: 'cpu', reason: 'insufficient cpu' }] })
-          else tenderer.routeBid({ type: 'bid', tenderId: tender.tenderId, attempt: tender.attempt, peerId, score: answer })
-        }
-      })
-    },
+    offers: () => offers ?? Object.keys(answers).map(p => offer(p)),
+    unknownPeers: () => [],
+    bidOn: tender => { setImmediate(() => { answer(SELF, tender) }) },
     onAward: award => {
       awards.push(award)
       setImmediate(() => {
         for (const a of award.awards) tenderer.onConfirmation({ type: 'started', tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: a.peerId, replica: a.replica })
       })
     },
-    expectedResponders: () => Object.keys(answers).length,
     announce: r => { announced.push(r) },
-    tenderWindowMs: 1_000,
+    tenderWindowMs,
     confirmTimeoutMs: 1_000,
     newId: () => `tender-${++ids}`
   })
-  return { tenderer, catalog: c, mesh, gossiped, tenders, awards, announced, release }
+  return { tenderer, catalog: c, mesh, gossiped, sent, awards, announced, release }
 }
 
-test('an apply is recorded Pending, awarded to the best bids, and recorded Running with its placement', async () => {
+test('an apply is recorded Pending, sent to sampled candidates, awarded to the best bids, and recorded Running', async () => {
   const h = harness()
   const s = spec({ replicas: 2 })
   const { placed } = h.tenderer.apply(s, undefined)
@@ -75,8 +87,10 @@ test('an apply is recorded Pending, awarded to the best bids, and recorded Runni
   assert.is(done.epoch, 1)
   assert.equal(done.placement.map(p => `${p.replica}@${p.peerId}`).sort(), [`0@${A}`, `1@${B}`].sort())
   assert.is(h.catalog.get(s.id), done)
-  assert.is(h.tenders[0]!.tenderId, 'tender-1')
-  assert.equal(h.gossiped.map(m => m.type), ['tender', 'award'])
+  // 2 replicas: up to 2 × 2 candidates, and only 3 nodes fit, so all 3 were asked, directly.
+  assert.equal(h.sent.map(x => x.to).sort(), [A, B, C].sort())
+  assert.is(h.sent[0]!.tender.tenderId, 'tender-1')
+  assert.equal(h.gossiped.map(m => m.type), ['award'])
   // The catalog gossiped the record twice: Pending (not put in the DHT), then Running (put).
   assert.equal(h.mesh.gossiped.map(m => m.type === 'record' ? m.record.status : m.type), ['Pending', 'Running'])
   await until(() => h.mesh.dht.size === 1, 'the Running record put')
@@ -85,8 +99,29 @@ test('an apply is recorded Pending, awarded to the best bids, and recorded Runni
   assert.not.ok(h.tenderer.isTendering(s.id))
 })
 
-test('when every node declines, the record is Unschedulable and the apply rejects with the reasons', async () => {
-  const h = harness({ answers: { [A]: 'decline', [B]: 'decline' } })
+test('a tender asks 2 candidates a replica, not every node', async () => {
+  const h = harness({ answers: { [A]: 50, [B]: 40, [C]: 30, [D]: 20, [E]: 10 } })
+  const output = await h.tenderer.run(spec({ replicas: 1 }), 1, [0], [])
+  assert.is(output.status, 'placed')
+  assert.is(h.sent.length, 2)
+  assert.is(new Set(h.sent.map(x => x.to)).size, 2)
+})
+
+test('a tender with no bid widens to candidates not asked yet, excluding the decliners', async () => {
+  const h = harness({ answers: { [A]: 'decline', [B]: 'decline', [C]: 'decline', [D]: 'decline', [E]: 30 } })
+  const output = await h.tenderer.run(spec({ replicas: 1 }), 1, [0], [])
+  assert.is(output.status, 'placed', output.reason)
+  assert.equal(output.placed, [{ peerId: E, replica: 0 }])
+  const asked = h.sent.map(x => x.to)
+  assert.is(new Set(asked).size, asked.length, 'no node was asked twice')
+  for (const x of h.sent.filter(x => x.tender.attempt > 1)) {
+    for (const earlier of h.sent.filter(y => y.tender.attempt < x.tender.attempt)) assert.ok(x.tender.exclude.includes(earlier.to), `${earlier.to} excluded in attempt ${x.tender.attempt}`)
+  }
+})
+
+test('when every node declines or its offer does not fit, the record is Unschedulable and the reasons name every node', async () => {
+  const full = offer(C, { allocated: { cpuMillis: 1_000, memoryBytes: 0 } })
+  const h = harness({ answers: { [A]: 'decline', [B]: 'decline' }, offers: [offer(A), offer(B), full] })
   const s = spec({ replicas: 1 })
   const { placed } = h.tenderer.apply(s, record(s, { epoch: 3, status: 'Running' }))
   try {
@@ -94,7 +129,9 @@ test('when every node declines, the record is Unschedulable and the apply reject
     assert.unreachable('the apply was placed')
   } catch (err) {
     assert.instance(err, UnschedulableError)
+    assert.match(String(err), /0\/3 nodes can host default\/web: 3 × insufficient cpu/)
   }
+  assert.not.ok(h.sent.some(x => x.to === C), 'the node whose offer is full was not asked')
   const r = h.catalog.get(s.id)!
   assert.is(r.status, 'Unschedulable')
   assert.is(r.epoch, 4)
@@ -102,24 +139,33 @@ test('when every node declines, the record is Unschedulable and the apply reject
   assert.is(h.awards.length, 0)
 })
 
-test('a tender cancelled while its publication is in flight is not bid on here (the effect honours its AbortSignal)', async () => {
-  const h = harness({ holdGossip: true })
-  const s = spec({ replicas: 1 })
-  const run = h.tenderer.run(s, 1, [0], [])
+test('a candidate the tender cannot reach is declined at once: the window does not run out', async () => {
+  // A one-minute window: the run ends only because the unreachable candidate counts as answered.
+  const h = harness({ answers: { [B]: 40 }, offers: [offer(A), offer(B)], tenderWindowMs: 60_000 })
+  const output = await h.tenderer.run(spec({ replicas: 1 }), 1, [0], [])
+  assert.is(output.status, 'placed')
+  assert.equal(output.placed, [{ peerId: B, replica: 0 }])
+  assert.equal(h.sent.map(x => x.to).sort(), [A, B].sort())
+})
+
+test('a tender cancelled while its sends are in flight ends cancelled, and its sends are aborted', async () => {
+  const h = harness({ holdSends: true })
+  const run = h.tenderer.run(spec({ replicas: 1 }), 1, [0], [])
+  await until(() => h.sent.length > 0, 'the tender to be sent')
   h.tenderer.stop()
   const output = await run
   assert.is(output.status, 'cancelled')
+  assert.ok(h.sent.every(x => x.signal.aborted), 'every send was told to stop')
   h.release()
-  await until(() => h.gossiped.length === 1, 'the held publication')
-  assert.is(h.tenders.length, 0, 'the cancelled tender reached this node\'s bidder')
 })
 
-test('a guardian\'s tender for missing ordinals excludes the given hosts and awards only those ordinals', async () => {
+test('a guardian\'s tender for missing ordinals does not ask the given hosts and awards only those ordinals', async () => {
   const h = harness()
   const s = spec({ replicas: 3 })
   const output = await h.tenderer.run(s, 2, [2], [A])
   assert.is(output.status, 'placed')
-  assert.equal(h.tenders[0]!.exclude, [A])
+  assert.not.ok(h.sent.some(x => x.to === A))
+  assert.equal(h.sent[0]!.tender.exclude, [A])
   assert.equal(h.awards[0]!.awards, [{ peerId: B, replica: 2 }])
   await until(() => !h.tenderer.isTendering(s.id), 'the tender to end')
 })

@@ -18,16 +18,18 @@ test('the same seed gives the same figures; another seed other latencies', async
   assert.is.not(c.figures.placementP99Ms, a.figures.placementP99Ms)
 })
 
-test('every apply is placed once, with no duplicate replica, and the broadcast tender costs 4 × (n - 1) messages a placement', async () => {
+test('every apply is placed once, with no duplicate replica, and a tender asks at most 2 candidates a replica', async () => {
   const n = 12
   const { figures } = await simulateSize(n, options)
   assert.is(figures.placements, options.placements)
   assert.is(figures.lostPlacements, 0)
   assert.is(figures.unschedulable, 0)
   assert.is(figures.duplicatePlacements, 0)
-  // tender and award reach every other node, every other node bids, and each of the 2 awardees confirms to all
-  assert.equal(figures.messagesByKind.tender, options.placements * (n - 1))
-  assert.equal(figures.messagesByKind.bid, options.placements * (n - 1))
+  // 2 replicas: 4 candidates, one of which may be the tenderer itself (no message); each sent tender is answered once
+  const tenders = figures.messagesByKind.tender ?? 0
+  assert.ok(tenders > 0 && tenders <= options.placements * 4, `${tenders} tenders for ${options.placements} placements`)
+  assert.is(figures.messagesByKind.bid, tenders)
+  // the award is still gossiped to every node
   assert.equal(figures.messagesByKind.award, options.placements * (n - 1))
   assert.ok(figures.placementP50Ms > 0 && figures.placementP99Ms >= figures.placementP50Ms)
 })
