@@ -83,18 +83,6 @@ export class Simulation implements MachineClock {
     if (typeof id === 'number') this.cancelled.add(id)
   }
 
-  /** Runs `fn` every `ms` (first after `firstMs`) until the returned function is called. */
-  every (ms: number, fn: () => void, firstMs = ms): () => void {
-    let stopped = false
-    const tick = (): void => {
-      if (stopped) return
-      fn()
-      this.setTimeout(tick, ms)
-    }
-    this.setTimeout(tick, firstMs)
-    return () => { stopped = true }
-  }
-
   /** Runs events until none are left or virtual time passes `until`. */
   async run (until = Infinity): Promise<void> {
     for (;;) {

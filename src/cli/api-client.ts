@@ -184,7 +184,7 @@ function cachedToken (keyPath: string, apiUrl: string, ttlMs: number): { token?:
   try {
     const entry = JSON.parse(readPrivate(file)?.toString('utf8') ?? 'null') as { token?: unknown, expiresAt?: unknown } | null
     const left = typeof entry?.expiresAt === 'number' ? entry.expiresAt - Date.now() : 0
-    if (typeof entry?.token === 'string' && left > Math.max(60_000, ttlMs / 5)) return { token: entry.token, expiresAt: Date.now() + left, save }
+    if (typeof entry?.token === 'string' && Date.now() < renewalTime(Date.now() + left, ttlMs)) return { token: entry.token, expiresAt: Date.now() + left, save }
   } catch {}
   return { expiresAt: 0, save }
 }

@@ -225,6 +225,9 @@ export function selectBids (bids: Array<{ peerId: string, score: number }>, coun
  */
 export const PROBES_PER_REPLICA = 2
 
+/** Tenders in all for one placement, widenings included (also the largest `attempt` a tender on the wire may carry). */
+export const MAX_TENDER_ATTEMPTS = 100
+
 /**
  * The filters a tenderer runs on others' offers: all but `already-hosting`.
  * Whether a node's replica is of the generation being placed (a re-applied

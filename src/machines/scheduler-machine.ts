@@ -1,6 +1,6 @@
 import { and, assign, fromPromise, setup } from 'xstate'
 import type { Resources } from '../workloads/types.js'
-import { describeUnschedulable, selectBids, shortPeerId, type Rejection } from './placement.js'
+import { describeUnschedulable, MAX_TENDER_ATTEMPTS, selectBids, shortPeerId, type Rejection } from './placement.js'
 
 /**
  * The tenderer's side of one placement, as pure data. There is no central
@@ -157,9 +157,6 @@ export type SchedulerEvent =
   | { type: 'replica.started', peerId: string }
   | { type: 'replica.failed', peerId: string, reason: string }
   | { type: 'tender.cancelled', reason?: string }
-
-/** Tenders in all, widenings included (the wire's `attempt` goes up to 100). */
-export const MAX_TENDER_ATTEMPTS = 100
 
 /** Why an input cannot be tendered, or undefined when it can. */
 export function validateSchedulerInput (input: SchedulerInput): string | undefined {

@@ -168,7 +168,8 @@ export class MeshView {
       capacity: hb.capacity,
       allocated: hb.allocated,
       uptimeMs: hb.uptimeMs,
-      hosts: [...new Set(hb.replicas.map(r => r.workloadId))],
+      // Whether a peer already hosts the workload's generation is the peer's call (offerPipeline leaves it out).
+      hosts: [],
       capabilities: hb.capabilities
     }))
   }

@@ -2,7 +2,7 @@ import * as z from 'zod'
 import type { MeshMessage } from '../transport/mesh-node.js'
 import { PodReport, ReplicaStatus, WorkloadRecordSchema, WorkloadSpecSchema } from '../workloads/records.js'
 import { LocationRecord } from './state.js'
-import { FILTER_NAMES } from '../machines/placement.js'
+import { FILTER_NAMES, MAX_TENDER_ATTEMPTS } from '../machines/placement.js'
 
 /** Gossip topics and stream protocols of the workload plane. */
 export const SCHEDULER_TOPIC = 'beemesh.scheduler.v1'
@@ -87,7 +87,7 @@ export const TenderMessage = z.object({
   tenderId: z.string().min(1).max(128),
   tenderer: peerId,
   epoch: z.number().int().min(0),
-  attempt: z.number().int().min(1).max(100),
+  attempt: z.number().int().min(1).max(MAX_TENDER_ATTEMPTS),
   spec: WorkloadSpecSchema,
   ordinals: z.array(z.number().int().min(0)).min(1),
   exclude: z.array(peerId)
