@@ -196,6 +196,26 @@ test('a stateless actor without the grant cannot publish to a topic', async () =
   assert.not.match(forbidden.stdout(), /"n":7/)
 })
 
+test('a member cannot send a tender or a bid in another node\'s name', async () => {
+  const w = await nodes[0]!.api.request<{ spec: unknown }>('/v1/workloads/default/relay')
+  const [target, other] = [nodes[1]!, nodes[2]!]
+  const { keyFile, credFile } = await compromisedMember('impersonator')
+  // Schema-valid, so only the sender check can refuse them: the tenderer and the bidder named are another member.
+  const tender = { type: 'tender', tenderId: 'forged-1', tenderer: other.peerId, epoch: 99, attempt: 1, spec: w.spec, ordinals: [0], exclude: [] }
+  const bid = { type: 'bid', tenderId: 'forged-1', attempt: 1, peerId: other.peerId, score: 100 }
+  const r = rogue([target.address, 'rpc', credFile, keyFile, target.peerId, '/beemesh/bid/1.0.0', JSON.stringify(tender), JSON.stringify(bid)])
+  await r.waitForOutput(/"event":"rpc-done"/, { timeoutMs: 60_000 })
+  const answers = r.stdout().trim().split('\n').map(l => JSON.parse(l) as { event: string, ok?: boolean, error?: string }).filter(a => a.event === 'rpc')
+  assert.is(answers.length, 2, r.stdout())
+  assert.is(answers[0]!.ok, false)
+  assert.match(answers[0]!.error!, /a tender must come from its tenderer itself/)
+  assert.is(answers[1]!.ok, false)
+  assert.match(answers[1]!.error!, /a bid must come from its bidder itself/)
+  // Nothing was started for the forged tender: the workload is still at the epoch it was placed at.
+  assert.is((await target.api.request<{ epoch: number }>('/v1/workloads/default/relay')).epoch, 1)
+  r.child.kill('SIGKILL')
+})
+
 test('a member cannot stop or read another node\'s replicas, as itself or claiming a deployer without the deployer\'s token', async () => {
   const w = await nodes[0]!.api.request<{ placement: Array<{ peerId: string, replica: number }> }>('/v1/workloads/default/relay')
   const host = nodes.find(n => n.peerId === w.placement[0]!.peerId)!
