@@ -11,7 +11,7 @@
  */
 import { setImmediate as nextMacrotask } from 'node:timers/promises'
 import { seededRandom } from '../src/random.js'
-import type { MachineClock } from '../src/scheduling/tenderer.js'
+import type { MachineClock } from '../src/clock.js'
 
 interface Scheduled { at: number, seq: number, fn: () => void }
 
@@ -68,7 +68,12 @@ export class Simulation implements MachineClock {
   /** Events run so far. */
   events = 0
 
-  constructor (seed: number) {
+  /**
+   * `promises: false` for code that does all its work synchronously (the
+   * membership plane): no macrotask turn after each event, which is most of
+   * the wall time of a large run.
+   */
+  constructor (seed: number, private readonly o: { promises?: boolean } = {}) {
     this.random = seededRandom(seed)
   }
 
@@ -96,8 +101,8 @@ export class Simulation implements MachineClock {
       this.now = e.at
       e.fn()
       this.events++
-      // Promise work the event started runs at this instant too.
-      await nextMacrotask()
+      // Promise work the event started runs at this instant too (and a synchronous run still yields now and then).
+      if (this.o.promises !== false || this.events % 100_000 === 0) await nextMacrotask()
     }
   }
 
@@ -155,8 +160,9 @@ export class MessageCounter {
 export class SimNetwork {
   readonly sent = new MessageCounter()
   private readonly down = new Set<string>()
-  /** Nodes on the minority side of a partition: messages between the sides are lost. */
-  private readonly cut = new Set<string>()
+  /** Nodes cut off from the rest, by group: messages between groups are lost (a node in no group is in the main one). */
+  private readonly group = new Map<string, number>()
+  private groups = 0
 
   constructor (private readonly sim: Simulation, private readonly profile: NetworkProfile) {}
 
@@ -170,12 +176,22 @@ export class SimNetwork {
 
   kill (node: string): void { this.down.add(node) }
   revive (node: string): void { this.down.delete(node) }
-  partition (side: Iterable<string>): void { for (const n of side) this.cut.add(n) }
-  heal (): void { this.cut.clear() }
+  /** Cuts `side` off from everyone else (a group of its own); returns the group. */
+  partition (side: Iterable<string>): number {
+    const g = ++this.groups
+    for (const n of side) this.group.set(n, g)
+    return g
+  }
+
+  /** Heals the cut around `side` (or every cut): its nodes rejoin the main group. */
+  heal (side?: Iterable<string>): void {
+    if (side == null) this.group.clear()
+    else for (const n of side) this.group.delete(n)
+  }
 
   /** Whether `a` and `b` can talk now: both up and on the same side. */
   reachable (a: string, b: string): boolean {
-    return this.isUp(a) && this.isUp(b) && this.cut.has(a) === this.cut.has(b)
+    return this.isUp(a) && this.isUp(b) && (this.group.get(a) ?? 0) === (this.group.get(b) ?? 0)
   }
 
   /** Sends one message; `deliver` runs on arrival unless it is lost. Returns false when it will not arrive. */

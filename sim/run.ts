@@ -7,13 +7,17 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { PROFILES } from './engine.js'
+import { PROFILES, SimNetwork, Simulation } from './engine.js'
+import { simulateMembership, type MembershipFigures } from './membership.js'
 import { simulateSize, type SizeFigures } from './placement.js'
 
 const HELP = `Usage: npm run sim -- [options]
 
-Runs the real placement code of every node of a simulated mesh on a virtual
-clock, and writes bench/results/sim-latest.json.
+Runs the real placement and failure-detection code of every node of a
+simulated mesh on a virtual clock, and writes bench/results/sim-latest.json.
+Membership: the mesh at rest, then 10 kills and 10 silences (one a second;
+fewer below 100 nodes),
+10 joins, and a tenth of the nodes cut off for 10 s.
 
 Options:
   --nodes <list>       mesh sizes, comma-separated (default 100,1000,10000)
@@ -45,13 +49,19 @@ async function main (): Promise<void> {
   }
   const sizes = values.nodes.split(',').map(v => positive('nodes', v.trim()))
   const o = { placements: positive('placements', values.placements), rate: positive('rate', values.rate), replicas: positive('replicas', values.replicas), profile: values.profile, seed: positive('seed', values.seed) }
-  const results: SizeFigures[] = []
+  const results: Array<SizeFigures & Pick<MembershipFigures, 'detectionP50Ms' | 'detectionP99Ms' | 'restMessagesPerNodePerSec'> & { membership: MembershipFigures }> = []
   const wall: Record<string, number> = {}
   for (const n of sizes) {
     const { figures, wallMs } = await simulateSize(n, o)
-    results.push(figures)
-    wall[n] = Math.round(wallMs) / 1000
     process.stdout.write(`${n} nodes: ${figures.placements}/${o.placements} placed, ${figures.messagesPerPlacement} messages a placement, p50 ${figures.placementP50Ms} ms, p99 ${figures.placementP99Ms} ms, ${figures.duplicatePlacements} duplicate, ${figures.lostPlacements} lost (${(wallMs / 1000).toFixed(1)} s wall)\n`)
+    const t0 = performance.now()
+    const sim = new Simulation(o.seed * 7_919 + n, { promises: false })
+    const victims = Math.max(1, Math.min(10, Math.floor(n / 10)))
+    const membership = await simulateMembership(sim, new SimNetwork(sim, PROFILES[o.profile]!), n, { kills: victims, silences: victims, joins: 10, restSeconds: 10 })
+    const memberMs = performance.now() - t0
+    process.stdout.write(`${n} nodes: failure detected p50 ${membership.detectionP50Ms} ms, p99 ${membership.detectionP99Ms} ms (killed ${membership.killedDetectionP99Ms}, silent ${membership.silentDetectionP99Ms}), ${membership.undetected} undetected, ${membership.falseDeaths} false; ${membership.restMessagesPerNodePerSec} messages a node a second at rest (${(memberMs / 1000).toFixed(1)} s wall)\n`)
+    results.push({ ...figures, detectionP50Ms: membership.detectionP50Ms, detectionP99Ms: membership.detectionP99Ms, restMessagesPerNodePerSec: membership.restMessagesPerNodePerSec, membership })
+    wall[n] = Math.round(wallMs + memberMs) / 1000
   }
   const dir = join(new URL('..', import.meta.url).pathname, 'bench', 'results')
   await mkdir(dir, { recursive: true })

@@ -7,7 +7,8 @@
  * apply's record transitions: Pending while the tender runs, then Running,
  * Unschedulable or Failed.
  */
-import { createActor, fromPromise, type ActorOptions, type ActorRefFrom, type AnyActorLogic } from 'xstate'
+import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
+import type { MachineClock } from '../clock.js'
 import { describeError } from '../errors.js'
 import type { NodeMetrics } from '../actors/metrics.js'
 import type { Inspection } from '../actors/inspection.js'
@@ -22,8 +23,6 @@ import type { ReplicaLocation } from '../membership/mesh-view.js'
 import type { CatalogReader } from './catalog.js'
 import { placed, rescaled, tendering, unplaced, type Stamp } from './record-lifecycle.js'
 
-/** What runs an actor's delayed transitions: the real timers, or a simulation's virtual clock. */
-export type MachineClock = NonNullable<ActorOptions<AnyActorLogic>['clock']>
 
 export type Tender = Extract<SchedulerMessage, { type: 'tender' }>
 export type Award = Extract<SchedulerMessage, { type: 'award' }>
