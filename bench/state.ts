@@ -153,7 +153,33 @@ async function persisted (nodes: NodeProcess[], name: string): Promise<{ perSeco
   return { perSecond, latency: summary(latencies) }
 }
 
-async function failovers (nodes: NodeProcess[]): Promise<{ samples: number[], acknowledged: number, counted: number }> {
+/**
+ * Where one failover's time went, read from the live nodes' debug logs
+ * (BENCH_STATE_ONLY=failover runs them at debug): ms after the kill at which
+ * a guardian re-tendered, the award went out, and the new owner had the
+ * machine running (with its recovery and sandbox boot), and the first ack.
+ */
+interface FailoverPhases { retender?: number, award?: number, owned?: number, recoverMs?: number, sandboxMs?: number, ack: number }
+
+function failoverPhases (nodes: NodeProcess[], workload: string, killedAtMs: number, ackMs: number): FailoverPhases {
+  const out: FailoverPhases = { ack: ackMs }
+  for (const n of nodes) {
+    for (const line of n.stderr().split('\n')) {
+      if (!line.includes(workload)) continue
+      let j: { time?: number, workload?: string, msg?: string, ms?: { recovered?: number, sandbox?: number } }
+      try { j = JSON.parse(line) } catch { continue }
+      if (j.workload !== `default/${workload}` || j.time == null || j.time < killedAtMs || j.time > killedAtMs + ackMs) continue
+      const at = j.time - killedAtMs
+      const first = (k: 'retender' | 'award' | 'owned'): void => { if (out[k] == null || at < out[k]!) out[k] = at }
+      if (j.msg?.startsWith('re-tendering') === true) first('retender')
+      else if (j.msg === 'award published') first('award')
+      else if (j.msg === 'machine owned') { first('owned'); out.recoverMs = j.ms?.recovered; out.sandboxMs = j.ms?.sandbox }
+    }
+  }
+  return out
+}
+
+async function failovers (nodes: NodeProcess[], phases?: FailoverPhases[]): Promise<{ samples: number[], acknowledged: number, counted: number }> {
   const name = 'failover'
   await applyCounter(nodes[0]!, name, 'replicated')
   const samples: number[] = []
@@ -191,11 +217,9 @@ async function failovers (nodes: NodeProcess[]): Promise<{ samples: number[], ac
     await sender
     samples.push(firstNew - killedAt)
     process.stdout.write(`  kill ${i + 1}/${FAILOVERS}: ${fmt(firstNew - killedAt, 0)} ms\n`)
-    if (process.env.BENCH_DEBUG != null && firstNew - killedAt > 1000) {
-      for (const n of nodes) process.stdout.write(`--- ${n.peerId} (${n === owner ? 'killed' : 'live'})\n${n.stderr().split('\n').slice(-15).join('\n')}\n`)
-    }
+    if (phases != null) phases.push(failoverPhases(nodes, name, Date.now() - (performance.now() - killedAt), firstNew - killedAt))
     await owner.exited
-    const back = await startNode({ dataDir: owner.dataDir, bootstrap: [via.address] })
+    const back = await startNode({ dataDir: owner.dataDir, bootstrap: [via.address], ...(phases != null ? { logLevel: 'debug' } : {}) })
     nodes[nodes.indexOf(owner)] = back
     await waitUntil(async () => (await back.api.request<unknown[]>('/v1/nodes', { timeoutMs: 5_000 })).length === nodes.length, { what: 'the restarted node to hear every heartbeat', timeoutMs: 30_000 })
   }
@@ -205,14 +229,18 @@ async function failovers (nodes: NodeProcess[]): Promise<{ samples: number[], ac
 
 export async function run (): Promise<void> {
   if (process.env.BENCH_STATE_ONLY === 'failover') {
-    // A quick look at failover alone (no JSON written): BENCH_STATE_ONLY=failover BENCH_DEBUG=1 npm run bench -- state
-    const nodes = await startMesh(5)
+    // A look at failover alone, with where its time goes (nodes log at debug; no JSON written):
+    // BENCH_STATE_ONLY=failover npm run bench -- state
+    const nodes = await startMesh(5, [], { logLevel: 'debug' })
     try {
       await applyCounter(nodes[0]!, 'bench-local', 'local')
       await applyCounter(nodes[0]!, 'bench-replicated', 'replicated')
-      const fo = await failovers(nodes)
+      const phases: FailoverPhases[] = []
+      const fo = await failovers(nodes, phases)
       const s = summary(fo.samples)
       process.stdout.write(`failover over ${s.n} kills: p50 ${fmt(s.p50, 0)} ms, p99 ${fmt(s.p99, 0)} ms; lost ${fo.acknowledged - fo.counted}\n`)
+      const phase = (k: keyof FailoverPhases): string => { const v = phases.map(p => p[k]).filter((x): x is number => x != null); return v.length === 0 ? '-' : `p50 ${fmt(summary(v).p50, 0)} / max ${fmt(summary(v).max, 0)} ms` }
+      process.stdout.write(`after the kill: re-tender ${phase('retender')}, award ${phase('award')}, machine running ${phase('owned')} (recovery ${phase('recoverMs')}, sandbox boot ${phase('sandboxMs')}), first ack ${phase('ack')}\n`)
     } finally {
       await Promise.all(nodes.map(async n => await n.kill('SIGKILL')))
     }

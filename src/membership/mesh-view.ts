@@ -93,6 +93,16 @@ export class MeshView {
     if (view == null) return
     view.disconnectedAt = this.now()
     if (reporter != null) { view.reportedBy = reporter; view.reportedAt = this.now() } else delete view.reportedBy
+    // What was announced of it died with it: a restarted node (same peer id) runs only what its heartbeats say,
+    // and an announcement outliving the restart would count as a live replica and keep its guardians from healing.
+    this.forgetAnnounced(peerId)
+  }
+
+  private forgetAnnounced (peerId: string): void {
+    for (const [workloadId, locs] of this.announced) {
+      for (const [key, loc] of locs) if (loc.peerId === peerId) locs.delete(key)
+      if (locs.size === 0) this.announced.delete(workloadId)
+    }
   }
 
   /** A peer reported it down (this node had its own evidence either way). */

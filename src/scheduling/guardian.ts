@@ -136,7 +136,7 @@ export class Guardian {
         if (missing.length === 0) continue
         // Seen through a dropped connection, the loss is news to every connected guardian
         // at once; seen through a heartbeat timeout, guardians notice up to a heartbeat apart.
-        const droppedHere = missing.every(i => { const h = view.lastHost(id, i); return h != null && view.hasDisconnected(h.peerId) })
+        const droppedHere = missing.every(i => { const h = view.lastHost(id, i) ?? record.placement.find(p => p.replica === i); return h != null && view.hasDisconnected(h.peerId) })
         const step = droppedHere ? BACKUP_GUARDIAN_MS : BACKUP_GUARDIAN_SLOW_MS
         const wait = rank * step - (now - (this.missingSince.get(id) ?? now))
         if (wait > 0) {
@@ -144,8 +144,9 @@ export class Guardian {
           this.later(() => { try { this.guard() } catch {} }, wait + 10)
           continue
         }
-        // Another live node just acted on the record (a heal in flight): leave it to that node.
-        if (record.updatedBy !== this.c.selfId && view.isLive(record.updatedBy) && now - this.c.catalog.seenAt(id) < this.c.heartbeatTimeoutMs) continue
+        // Another live node is healing it (it marked the record Degraded just now): leave it to that node.
+        // A Running record that node wrote a moment ago (its last heal, done) is no heal in flight.
+        if (record.status !== 'Running' && record.updatedBy !== this.c.selfId && view.isLive(record.updatedBy) && now - this.c.catalog.seenAt(id) < this.c.heartbeatTimeoutMs) continue
       }
       // Give new placements time to show up in heartbeats (local clock: no trust in remote ones),
       // unless the node each missing replica was last known on is gone (connection dropped or silent).

@@ -190,7 +190,7 @@ export interface NodeProcess extends Running {
  * test bridge), with private addresses kept so peers may dial them. `listen`
  * replaces the listen addresses (announce others through `extra`).
  */
-export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, trust, listen, nodeFlags, env }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost, trust?: string[], listen?: string[], nodeFlags?: readonly string[], env?: Record<string, string> } = {}): Promise<NodeProcess> {
+export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, trust, listen, nodeFlags, env, logLevel = 'warn' }: { dataDir?: string, bootstrap?: string[], extra?: string[], netns?: NetnsHost, trust?: string[], listen?: string[], nodeFlags?: readonly string[], env?: Record<string, string>, logLevel?: string } = {}): Promise<NodeProcess> {
   const dir = dataDir ?? await tempDir()
   // Default: a member of the test process's mesh; the test's clients speak as its admin deployer.
   const trustArgs = trust ?? trustFlags(await testTrust())
@@ -198,7 +198,7 @@ export async function startNode ({ dataDir, bootstrap = [], extra = [], netns, t
   // In a namespace the API is reached from another address: TLS with the test mesh's CA, never plain HTTP.
   const where = netns == null ? listenArgs('/ip4/127.0.0.1/tcp/0') : [...listenArgs(`/ip4/${netns.ip}/tcp/0`), '--api-host', netns.ip, '--private-addresses', ...await tlsFlags([netns.ip], dir)]
   if (netns != null) extra = extra.filter(a => a !== '--api-insecure-http')
-  const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', 'warn', ...(netns != null ? trustArgs.filter(a => a !== '--api-insecure-http') : trustArgs), ...extra]
+  const args = ['node', 'start', ...where, '--data-dir', dir, '--api-port', '0', '--log-level', logLevel, ...(netns != null ? trustArgs.filter(a => a !== '--api-insecure-http') : trustArgs), ...extra]
   for (const b of bootstrap) args.push('--bootstrap', b)
   const running = startCli(args, { netns: netns?.name, ...(nodeFlags != null ? { nodeFlags } : {}), ...(env != null ? { env } : {}) })
   const m = await running.waitForOutput(/node (\S+) running\n\s+listening\s+(\S+)[\s\S]*?api\s+(\S+)\n[\s\S]*?\n {2}start +(\d+) ms of CPU/)
@@ -229,11 +229,11 @@ export async function metric (node: NodeProcess, name: string, labels: Record<st
 }
 
 /** Starts n nodes, all bootstrapped to the first, and waits until each sees n-1 peers. */
-export async function startMesh (n: number, extra: string[] = []): Promise<NodeProcess[]> {
+export async function startMesh (n: number, extra: string[] = [], { logLevel }: { logLevel?: string } = {}): Promise<NodeProcess[]> {
   const nodes: NodeProcess[] = []
   try {
-    nodes.push(await startNode({ extra }))
-    const rest = await Promise.all(Array.from({ length: n - 1 }, async () => await startNode({ bootstrap: [nodes[0]!.address], extra })))
+    nodes.push(await startNode({ extra, ...(logLevel != null ? { logLevel } : {}) }))
+    const rest = await Promise.all(Array.from({ length: n - 1 }, async () => await startNode({ bootstrap: [nodes[0]!.address], extra, ...(logLevel != null ? { logLevel } : {}) })))
     nodes.push(...rest)
     await Promise.all(nodes.map(async node => await waitUntil(async () => (await node.peers()).length === n - 1, { what: `${node.peerId} to see ${n - 1} peers` })))
     return nodes

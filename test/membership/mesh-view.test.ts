@@ -47,6 +47,24 @@ test('liveness: a peer is dead after the heartbeat timeout or a disconnect, aliv
   assert.equal(view.livePeerIds(), [SELF, PEER])
 })
 
+test('what was announced of a node dies with it: restarted under the same id, it does not count as running it', () => {
+  let now = 1_000
+  const view = new MeshView(SELF, 3_500, () => now)
+  view.onHeartbeat(heartbeat([]))
+  view.announce({ workloadId: 'default/a', peerId: PEER, replica: 0, epoch: 4, status: 'running', handled: 0, failures: 0 })
+  assert.equal(view.remoteReplicas('default/a').map(r => r.epoch), [4])
+  // Killed: the connection dropped and the dial back was refused.
+  now += 50
+  view.onDisconnect(PEER)
+  assert.equal(view.remoteReplicas('default/a'), [])
+  // Back within the announcement's lifetime, running nothing: its guardians must see replica 0 missing.
+  now += 1_000
+  view.onHeartbeat(heartbeat([]))
+  assert.ok(view.isLive(PEER))
+  assert.equal(view.remoteReplicas('default/a'), [])
+  assert.is(view.lastHost('default/a', 0), undefined)
+})
+
 test('announcements expire once heartbeats have had time to cover them', () => {
   let now = 1_000
   const view = new MeshView(SELF, 3_500, () => now)

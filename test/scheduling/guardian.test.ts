@@ -99,6 +99,26 @@ test('a backup guardian waits its turn (slow step after a heartbeat timeout, fas
   await until(() => fast.runs.length === 1, 'the backup\'s tender')
 })
 
+test('a backup leaves a heal in flight (a Degraded record just written) to its writer, but not a Running record its writer finished', async () => {
+  const setup = (status: 'Running' | 'Degraded'): ReturnType<typeof harness> => {
+    const h = harness([A, C])
+    const s = spec({ name: nameRanked(1, [SELF, A, C]) })
+    // A wrote the record a moment ago (its last heal, or the heal it is running now); then B's connection dropped.
+    h.catalog.merge(record(s, { status, placement: [{ peerId: A, replica: 0, epoch: 1 }, { peerId: B, replica: 1, epoch: 1 }], updatedBy: A }))
+    h.view.remote.set(s.id, [remote(A, 0), remote(B, 1)])
+    h.view.live.delete(B)
+    h.view.disconnected.add(B)
+    h.guardian.guard()
+    h.advance(BACKUP_GUARDIAN_MS + 20)
+    return h
+  }
+  const done = setup('Running')
+  await until(() => done.runs.length === 1, 'the backup\'s tender')
+  const inFlight = setup('Degraded')
+  await new Promise(resolve => setImmediate(resolve))
+  assert.is(inFlight.runs.length, 0)
+})
+
 test('a node that ranks fourth or lower does nothing', async () => {
   const live = [A, C, '12D3KooWDdddDdddDdddDddd', '12D3KooWEeeeEeeeEeeeEeee']
   const h = harness(live)
