@@ -4,9 +4,9 @@
  * src/machines) and the real record catalog; only the transport and the
  * replicas are simulated. A message costs what it costs on the real mesh:
  * gossip reaches every other node (n - 1 deliveries, the least gossipsub can
- * do), an RPC is one message each way. A tenderer samples from every live
- * node's offer as it is at that instant: the view a node has once every
- * heartbeat arrived, fresher than a real one.
+ * do), an RPC is one message each way. Every node runs the real failure
+ * detector (src/membership/swim.ts) too, and a tenderer samples from the
+ * offers its probes carried: a bounded partial view, as old as the probes.
  *
  * Records are gossiped by the real catalog but not delivered to the other
  * simulated catalogs (10,000 copies of every record would make the
@@ -14,11 +14,13 @@
  * bidder that never heard a record bids as a real one would before the
  * record's gossip arrived.
  */
+import type { NodeOffer } from '../src/machines/placement.js'
+import { Swim } from '../src/membership/swim.js'
 import { Bidder, type BidderNode } from '../src/scheduling/bidder.js'
 import { RecordCatalog, type CatalogMesh } from '../src/scheduling/catalog.js'
 import type { LocalCopy } from '../src/scheduling/status.js'
 import { Tenderer, type Confirmation } from '../src/scheduling/tenderer.js'
-import type { BidRequest, SchedulerMessage } from '../src/protocol/messages.js'
+import type { BidRequest } from '../src/protocol/messages.js'
 import { silentLogger } from '../src/transport/logger.js'
 import type { Resources, WorkloadSpec } from '../src/workloads/types.js'
 import { summary } from '../bench/lib.js'
@@ -33,6 +35,8 @@ export interface SimNode {
   id: string
   tenderer: Tenderer
   bidder: Bidder
+  /** The node's failure detector: its partial view, and the offers its probes carried. */
+  swim: Swim<NodeOffer>
   /** Replicas started here, by workload id. */
   copies: Map<string, LocalCopy[]>
 }
@@ -54,18 +58,22 @@ export class PlacementMesh {
 
   constructor (private readonly o: PlacementMeshOptions) {
     for (let i = 0; i < o.nodes; i++) this.add(`node-${String(i).padStart(5, '0')}`)
+    // A mesh at rest: every view full of random members (the protocol keeps them mixed from there).
+    const ids = this.nodes.map(n => n.id)
+    for (const node of this.nodes) {
+      const picks = new Set<string>()
+      while (picks.size < Math.min(node.swim.options.viewSize, ids.length - 1)) {
+        const other = ids[Math.floor(o.sim.random() * ids.length)]!
+        if (other !== node.id) picks.add(other)
+      }
+      node.swim.seed([...picks])
+    }
+    for (const node of this.nodes) node.swim.start()
   }
 
   get(id: string): SimNode | undefined { return this.byId.get(id) }
 
   live (): SimNode[] { return this.nodes.filter(n => this.o.net.isUp(n.id)) }
-
-  /** Gossip from `from`: one delivery to every other live node (counted whether or not it arrives). */
-  private broadcast (kind: string, from: string, deliver: (to: SimNode) => void): void {
-    for (const node of this.nodes) {
-      if (node.id !== from) this.o.net.send(kind, from, node.id, () => { deliver(node) })
-    }
-  }
 
   private add (id: string): SimNode {
     const { sim, net } = this.o
@@ -100,16 +108,15 @@ export class PlacementMesh {
       selfId: id,
       log: silentLogger,
       catalog,
-      gossip: async (m: SchedulerMessage) => {
-        if (m.type === 'award') this.broadcast('award', id, to => { void to.bidder.onAward(m) })
-        else throw new Error(`the tenderer gossips awards, not ${m.type}`)
-      },
       sendTender: async (peerId, tender) => {
         if (!net.send('tender', id, peerId, () => { void this.byId.get(peerId)?.bidder.bidOn(tender) })) throw new Error(`${peerId} is unreachable`)
       },
-      // Every live node's offer as it is now: the view a node has once every heartbeat has arrived.
-      offers: () => this.live().map(n => n.bidder.offer()),
-      unknownPeers: () => [],
+      sendAward: async (peerId, award) => {
+        if (!net.send('award', id, peerId, () => { void this.byId.get(peerId)?.bidder.onAward(award) })) throw new Error(`${peerId} is unreachable`)
+      },
+      // This node's own offer, and those its failure detector's probes carried (a bounded partial view).
+      offers: () => [bidder.offer(), ...swim.offers().map(o => o.offer)],
+      unknownPeers: () => { const fresh = new Set(swim.offers().map(o => o.id)); return swim.members().filter(m => !fresh.has(m)) },
       bidOn: tender => { void node.bidder.bidOn(tender) },
       onAward: award => { void node.bidder.onAward(award) },
       announce: () => {},
@@ -131,16 +138,24 @@ export class PlacementMesh {
         if (tendererId === id) { tenderer.routeBid(reply); return }
         if (!net.send('bid', id, tendererId, () => { this.byId.get(tendererId)?.tenderer.routeBid(reply) })) throw new Error(`${tendererId} is unreachable`)
       },
-      confirm: async (m: Confirmation) => {
-        tenderer.onConfirmation(m)
-        this.broadcast('confirm', id, to => { to.tenderer.onConfirmation(m) })
+      confirm: async (tendererId: string, m: Confirmation) => {
+        if (tendererId === id) { tenderer.onConfirmation(m); return }
+        if (!net.send('confirm', id, tendererId, () => { this.byId.get(tendererId)?.tenderer.onConfirmation(m) })) throw new Error(`${tendererId} is unreachable`)
       },
       announce: () => {},
       tenderWindowMs: TENDER_WINDOW_MS,
       now: () => sim.now,
       startedAt: sim.now - 3_600_000
     })
-    node = { id, tenderer, bidder, copies }
+    const swim: Swim<NodeOffer> = new Swim<NodeOffer>({
+      selfId: id,
+      clock: sim,
+      now: () => sim.now,
+      random: sim.random,
+      offer: () => bidder.offer(),
+      send: (to, m) => { net.send(`swim-${m.type}`, id, to, () => { this.byId.get(to)?.swim.receive(id, m) }) }
+    })
+    node = { id, tenderer, bidder, copies, swim }
     this.nodes.push(node)
     this.byId.set(id, node)
     return node
@@ -176,6 +191,8 @@ export interface SizeFigures {
 }
 
 const PLACEMENT_KINDS = new Set(['tender', 'bid', 'award', 'confirm'])
+/** The detectors run this long before the first apply, so the offers in each view come from its probes. */
+const WARM_UP_MS = 15_000
 
 /** The i-th simulated workload: the scheduling tests' stateless spec (100m CPU, 64 MiB). */
 function workload (i: number, replicas: number): WorkloadSpec {
@@ -197,16 +214,21 @@ export async function simulateSize (nodes: number, o: { placements: number, rate
   for (let i = 0; i < o.placements; i++) {
     const s = workload(i, o.replicas)
     specs.push(s)
-    const at = (i / o.rate) * 1000
+    const at = WARM_UP_MS + (i / o.rate) * 1000
     sim.setTimeout(() => {
       const tenderer = mesh.nodes[Math.floor(sim.random() * mesh.nodes.length)]!.tenderer
       const start = sim.now
       tenderer.apply(s, undefined).placed.then(
-        () => { latencies.push(sim.now - start) },
-        (err: unknown) => { if (/nodes can host/.test(String(err))) unschedulable++; else lost++ }
+        () => { latencies.push(sim.now - start); settled++ },
+        (err: unknown) => { settled++; if (/nodes can host/.test(String(err))) unschedulable++; else lost++ }
       )
     }, at)
   }
+  // The detectors probe for ever: run until every apply settled (or a generous bound), then stop them.
+  let settled = 0
+  const bound = WARM_UP_MS + (o.placements / o.rate) * 1000 + 120_000
+  while (settled < o.placements && sim.now < bound) await sim.run(sim.now + 1_000)
+  for (const n of mesh.nodes) n.swim.stop()
   await sim.run()
   let duplicates = 0
   for (const s of specs) {

@@ -138,27 +138,27 @@ test('a manifest signed by an untrusted key is refused: by the API, and by every
   assert.not.ok(list.some(w => w.id === 'default/intruder'))
 })
 
-test('a replayed award is refused by every member', async () => {
+test('a replayed record is refused by every member', async () => {
   const rogueKey = join(trust.dir, 'replayer.key')
   const rogueId = await writeKeyFile(rogueKey, await generateKey())
   const credFile = join(trust.dir, 'replayer.cred.json')
   await writeFile(credFile, JSON.stringify(await issueCredential(trust.rootKey, rogueId)))
-  const r = rogue([nodes[0]!.address, 'replay-award', credFile, rogueKey])
+  const r = rogue([nodes[0]!.address, 'replay-record', credFile, rogueKey])
   await r.waitForOutput(/"event":"listening"/)
   const before = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'beemesh.scheduler.v1', reason: 'replayed' })))
   const applied = await cli(['apply', join(ROOT, 'test/fixtures/security/relay.ts'), '--api', nodes[0]!.apiUrl])
   assert.is(applied.code, 0, applied.stderr)
   const replayed = JSON.parse((await r.waitForOutput(/\{"event":"replayed".*\}/))[0]) as { exact: string }
-  // Byte for byte, the award is a duplicate to gossipsub itself (its id is a hash of the bytes).
+  // Byte for byte, the record's gossip is a duplicate to gossipsub itself (its id is a hash of the bytes).
   assert.match(replayed.exact, /not sent: .*Duplicate/)
   let after: number[] = []
   await waitUntil(async () => {
     after = await Promise.all(nodes.map(async n => await metric(n, 'beemesh_security_refusals_total', { what: 'beemesh.scheduler.v1', reason: 'replayed' })))
     return after.every((v, i) => v > before[i]!)
-  }, { what: 'every member to refuse the replayed award' }).catch(err => {
+  }, { what: 'every member to refuse the replayed record' }).catch(err => {
     throw new Error(`${(err as Error).message}: replay refusals before ${JSON.stringify(before)}, after ${JSON.stringify(after)}; rogue: ${r.stdout().trim().split('\n').join(' | ')}`)
   })
-  // Still one replica, at the epoch it was awarded.
+  // Still one replica, at the epoch it was placed at.
   const w = await nodes[2]!.api.request<{ placement: Array<{ replica: number }>, epoch: number }>('/v1/workloads/default/relay')
   assert.is(w.placement.length, 1)
   assert.is(w.epoch, 1)
@@ -196,22 +196,29 @@ test('a stateless actor without the grant cannot publish to a topic', async () =
   assert.not.match(forbidden.stdout(), /"n":7/)
 })
 
-test('a member cannot send a tender or a bid in another node\'s name', async () => {
+test('a member cannot send a tender, a bid, an award or a confirmation in another node\'s name', async () => {
   const w = await nodes[0]!.api.request<{ spec: unknown }>('/v1/workloads/default/relay')
   const [target, other] = [nodes[1]!, nodes[2]!]
   const { keyFile, credFile } = await compromisedMember('impersonator')
   // Schema-valid, so only the sender check can refuse them: the tenderer and the bidder named are another member.
   const tender = { type: 'tender', tenderId: 'forged-1', tenderer: other.peerId, epoch: 99, attempt: 1, spec: w.spec, ordinals: [0], exclude: [] }
   const bid = { type: 'bid', tenderId: 'forged-1', attempt: 1, peerId: other.peerId, score: 100 }
-  const r = rogue([target.address, 'rpc', credFile, keyFile, target.peerId, '/beemesh/bid/1.0.0', JSON.stringify(tender), JSON.stringify(bid)])
+  // An award in another tenderer's name would start a replica here; a confirmation in an awardee's name would settle a tender.
+  const award = { type: 'award', tenderId: 'forged-1', tenderer: other.peerId, workloadId: 'default/relay', epoch: 99, spec: w.spec, awards: [{ peerId: target.peerId, replica: 0 }] }
+  const started = { type: 'started', tenderId: 'forged-1', workloadId: 'default/relay', epoch: 99, peerId: other.peerId, replica: 0 }
+  const r = rogue([target.address, 'rpc', credFile, keyFile, target.peerId, '/beemesh/bid/1.0.0', JSON.stringify(tender), JSON.stringify(bid), JSON.stringify(award), JSON.stringify(started)])
   await r.waitForOutput(/"event":"rpc-done"/, { timeoutMs: 60_000 })
   const answers = r.stdout().trim().split('\n').map(l => JSON.parse(l) as { event: string, ok?: boolean, error?: string }).filter(a => a.event === 'rpc')
-  assert.is(answers.length, 2, r.stdout())
+  assert.is(answers.length, 4, r.stdout())
   assert.is(answers[0]!.ok, false)
   assert.match(answers[0]!.error!, /a tender must come from its tenderer itself/)
   assert.is(answers[1]!.ok, false)
   assert.match(answers[1]!.error!, /a bid must come from its bidder itself/)
-  // Nothing was started for the forged tender: the workload is still at the epoch it was placed at.
+  assert.is(answers[2]!.ok, false)
+  assert.match(answers[2]!.error!, /an award must come from its tenderer itself/)
+  assert.is(answers[3]!.ok, false)
+  assert.match(answers[3]!.error!, /a confirmation must come from its awardee itself/)
+  // Nothing was started for the forged tender or award: the workload is still at the epoch it was placed at.
   assert.is((await target.api.request<{ epoch: number }>('/v1/workloads/default/relay')).epoch, 1)
   r.child.kill('SIGKILL')
 })

@@ -1,6 +1,6 @@
 import type { NodeOffer } from '../machines/placement.js'
 import type { Heartbeat, ReplicaReport } from '../protocol/messages.js'
-import type { PodReport } from '../workloads/records.js'
+import type { PodReport, WorkloadRecord } from '../workloads/records.js'
 
 export interface PeerView {
   heartbeat: Heartbeat
@@ -140,6 +140,18 @@ export class MeshView {
     let locs = this.announced.get(workloadId)
     if (locs == null) { locs = new Map(); this.announced.set(workloadId, locs) }
     locs.set(`${loc.peerId}|${loc.replica}`, { ...loc, at: this.now() })
+  }
+
+  /**
+   * A record heard by gossip that placed replicas at its epoch: each is
+   * announced running on its host, ahead of that host's heartbeat (the award
+   * and the confirmations went only to the nodes of the tender).
+   */
+  announcePlaced (record: WorkloadRecord): void {
+    if (record.status !== 'Running' && record.status !== 'Degraded') return
+    for (const p of record.placement) {
+      if (p.epoch === record.epoch && p.peerId !== this.selfId) this.announce({ workloadId: record.spec.id, peerId: p.peerId, replica: p.replica, epoch: p.epoch, status: 'running', handled: 0, failures: 0 })
+    }
   }
 
   forgetWorkload (workloadId: string): void {

@@ -22,7 +22,7 @@ import type { PodOutcome } from '../containers/container-host.js'
 import { Membership, type HeartbeatContent } from '../membership/membership.js'
 import type { MeshView } from '../membership/mesh-view.js'
 import { MAX_ENVELOPE_BYTES } from '../policy/envelope.js'
-import { BID_PROTOCOL, BID_STREAMS, PlacementRequest, decodeMessage, encodeMessage, type Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, REPLICA_PROTOCOL, SCHEDULER_TOPIC, SchedulerMessage, VIEW_PROTOCOL, type LogLine } from '../protocol/messages.js'
+import { BID_PROTOCOL, BID_STREAMS, PlacementRequest, placementSenderError, decodeMessage, encodeMessage, type Heartbeat, HEARTBEAT_TOPIC, LOGS_PROTOCOL, REPLICA_PROTOCOL, SCHEDULER_TOPIC, SchedulerMessage, VIEW_PROTOCOL, type LogLine } from '../protocol/messages.js'
 import { SEND_PROTOCOL, STATE_PROTOCOL, type Ack, type MachineStateReport, type TransitionRecord } from '../protocol/state.js'
 import { Admission } from '../scheduling/admission.js'
 import { Bidder } from '../scheduling/bidder.js'
@@ -135,8 +135,8 @@ export class WorkloadRuntime implements WorkloadApi {
       selfId,
       log,
       catalog,
-      gossip,
       sendTender: async (peerId, tender, { signal }) => { await callRpc(mesh, peerId, BID_PROTOCOL, tender, { signal, timeoutMs: 5_000 }) },
+      sendAward: async (peerId, award, { signal }) => { await callRpc(mesh, peerId, BID_PROTOCOL, award, { signal, timeoutMs: 5_000 }) },
       offers: () => [this.bidder.offer(), ...view.liveOffers()],
       unknownPeers: () => mesh.peers().map(p => p.peerId).filter(id => view.lastSeen(id) == null),
       bidOn: tender => { void this.bidder.bidOn(tender) },
@@ -161,7 +161,7 @@ export class WorkloadRuntime implements WorkloadApi {
         if (tendererId === selfId) tenderer.routeBid(reply)
         else await callRpc(mesh, tendererId, BID_PROTOCOL, reply, { timeoutMs: 5_000 })
       },
-      confirm: async m => { tenderer.onConfirmation(m); await gossip(m) },
+      confirm: async (tendererId, m) => { if (tendererId === selfId) tenderer.onConfirmation(m); else await callRpc(mesh, tendererId, BID_PROTOCOL, m, { timeoutMs: 5_000 }) },
       announce,
       tenderWindowMs: cfg.tenderWindowMs,
       now,
@@ -216,9 +216,12 @@ export class WorkloadRuntime implements WorkloadApi {
     const log = this.log
     await serveRpc(this.mesh, BID_PROTOCOL, async (request, from) => {
       const m = PlacementRequest.safeParse(request)
-      if (!m.success) throw new Error('malformed tender or bid')
-      if ((m.data.type === 'tender' ? m.data.tenderer : m.data.peerId) !== from) throw new Error(`a ${m.data.type} must come from its ${m.data.type === 'tender' ? 'tenderer' : 'bidder'} itself`)
+      if (!m.success) throw new Error('malformed placement request')
+      const refused = placementSenderError(m.data, from)
+      if (refused != null) throw new Error(refused)
       if (m.data.type === 'tender') void this.bidder.bidOn(m.data)
+      else if (m.data.type === 'award') void this.bidder.onAward(m.data)
+      else if (m.data.type === 'started' || m.data.type === 'start-failed') this.tenderer.onConfirmation(m.data)
       else this.tenderer.routeBid(m.data)
       return {}
     }, log, { maxInboundStreams: BID_STREAMS, maxRequestBytes: MAX_RPC_FRAME })
@@ -420,15 +423,9 @@ export class WorkloadRuntime implements WorkloadApi {
 
   private onSchedulerMessage (m: SchedulerMessage, from: string): void {
     switch (m.type) {
-      case 'award':
-        if (m.tenderer === from) void this.bidder.onAward(m)
-        return
-      case 'started':
-      case 'start-failed':
-        if (m.peerId === from) this.tenderer.onConfirmation(m)
-        return
       case 'record':
-        this.catalog.merge(m.record)
+        // Awards and confirmations go only to the nodes of the tender: the others hear of new replicas here.
+        if (this.catalog.merge(m.record)) this.view.announcePlaced(m.record)
         return
       case 'location':
         if (m.location.owner === from) this.machines.noteLocation(m.location)

@@ -93,34 +93,38 @@ export const TenderMessage = z.object({
   exclude: z.array(peerId)
 })
 
+const AwardSchema = z.object({
+  type: z.literal('award'),
+  tenderId: z.string(),
+  tenderer: peerId,
+  workloadId,
+  epoch: z.number().int().min(0),
+  spec: WorkloadSpecSchema,
+  awards: z.array(Award).min(1)
+})
+const Started = z.object({
+  type: z.literal('started'),
+  tenderId: z.string(),
+  workloadId,
+  epoch: z.number().int().min(0),
+  peerId,
+  replica: z.number().int().min(0)
+})
+const StartFailed = z.object({
+  type: z.literal('start-failed'),
+  tenderId: z.string(),
+  workloadId,
+  epoch: z.number().int().min(0),
+  peerId,
+  replica: z.number().int().min(0),
+  reason: z.string().max(2000)
+})
+
 export const SchedulerMessage = z.discriminatedUnion('type', [
   TenderMessage,
-  z.object({
-    type: z.literal('award'),
-    tenderId: z.string(),
-    tenderer: peerId,
-    workloadId,
-    epoch: z.number().int().min(0),
-    spec: WorkloadSpecSchema,
-    awards: z.array(Award).min(1)
-  }),
-  z.object({
-    type: z.literal('started'),
-    tenderId: z.string(),
-    workloadId,
-    epoch: z.number().int().min(0),
-    peerId,
-    replica: z.number().int().min(0)
-  }),
-  z.object({
-    type: z.literal('start-failed'),
-    tenderId: z.string(),
-    workloadId,
-    epoch: z.number().int().min(0),
-    peerId,
-    replica: z.number().int().min(0),
-    reason: z.string().max(2000)
-  }),
+  AwardSchema,
+  Started,
+  StartFailed,
   z.object({
     type: z.literal('record'),
     record: z.lazy(() => WorkloadRecordSchema)
@@ -150,8 +154,26 @@ export const BidRequest = z.discriminatedUnion('type', [
 ])
 export type BidRequest = z.infer<typeof BidRequest>
 
-/** What BID_PROTOCOL carries: a tender to a candidate, and its bid or decline back to the tenderer. */
-export const PlacementRequest = z.discriminatedUnion('type', [TenderMessage, ...BidRequest.options])
+/**
+ * What BID_PROTOCOL carries: a tender to a candidate and its bid or decline
+ * back; the award to the candidates asked, and each awardee's confirmation
+ * back to the tenderer.
+ */
+export const PlacementRequest = z.discriminatedUnion('type', [
+  TenderMessage,
+  ...BidRequest.options,
+  AwardSchema,
+  Started,
+  StartFailed
+])
+export type PlacementRequest = z.infer<typeof PlacementRequest>
+
+/** Undefined when `from` may send `m`: a tender or an award comes from its tenderer, a bid or decline from its bidder, a confirmation from its awardee; else why not. */
+export function placementSenderError (m: PlacementRequest, from: string): string | undefined {
+  if (m.type === 'tender' || m.type === 'award') return m.tenderer === from ? undefined : `a${m.type === 'award' ? 'n' : ''} ${m.type} must come from its tenderer itself`
+  if (m.type === 'bid' || m.type === 'decline') return m.peerId === from ? undefined : `a ${m.type} must come from its bidder itself`
+  return m.peerId === from ? undefined : 'a confirmation must come from its awardee itself'
+}
 
 /** For whom a node asks another to act (src/policy/relay.ts): absent, the asking node itself. */
 const relay = { onBehalfOf: z.string().max(300).optional(), token: z.string().max(4096).optional() }

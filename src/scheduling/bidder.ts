@@ -44,8 +44,8 @@ export interface BidderComponents {
   admissible: (spec: WorkloadSpec) => Promise<string | undefined>
   /** Sends a bid or decline to the tenderer; rejects when it could not be delivered. */
   answer: (tenderer: string, reply: BidRequest) => Promise<void>
-  /** Reports a replica started or failed to start (to this node's tenderer and the mesh). */
-  confirm: (confirmation: Confirmation) => Promise<void>
+  /** Reports a replica started or failed to start, to the tenderer that awarded it. */
+  confirm: (tenderer: string, confirmation: Confirmation) => Promise<void>
   /** Notes where a peer's replica is heard to be (the mesh view). */
   announce: (replica: AnnouncedReplica) => void
   tenderWindowMs: number
@@ -113,7 +113,7 @@ export class Bidder {
     }
   }
 
-  /** An award: the mesh view hears where the others go; this node starts its own and confirms each. */
+  /** An award (to a candidate the tender asked): the mesh view hears where the others go; this node starts its own and confirms each. */
   async onAward (award: Award): Promise<void> {
     this.reservations.delete(award.tenderId)
     const known = this.c.catalog.get(award.workloadId)
@@ -129,11 +129,11 @@ export class Bidder {
         if (refusal != null) throw new TrustError('denied', refusal)
         await this.c.node.start(award.spec, a.replica, award.epoch, [award.tenderer])
         this.c.log.debug({ workload: award.workloadId, replica: a.replica, ms: this.now() - t0 }, 'replica started')
-        await this.c.confirm({ type: 'started', tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.c.selfId, replica: a.replica })
+        await this.c.confirm(award.tenderer, { type: 'started', tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.c.selfId, replica: a.replica })
       } catch (err) {
         const reason = describeError(err).slice(0, 1900)
         this.c.log.warn({ workload: award.workloadId, replica: a.replica, err: reason }, 'replica failed to start')
-        await this.c.confirm({ type: 'start-failed', tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.c.selfId, replica: a.replica, reason })
+        await this.c.confirm(award.tenderer, { type: 'start-failed', tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: this.c.selfId, replica: a.replica, reason })
       }
     }))
   }

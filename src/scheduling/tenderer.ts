@@ -2,8 +2,10 @@
  * The tenderer: a node that receives an `apply` (or a guardian healing a
  * workload) places replicas by tender. Each tender is one scheduler machine
  * (src/machines/scheduler-machine.ts) whose effects, sending the tender to a
- * few sampled candidates and publishing the award, are provided here; bids
- * and confirmations are routed to it as events. The tenderer also owns the
+ * few sampled candidates and sending the award to the candidates asked, are
+ * provided here; bids and confirmations come back directly and are routed to
+ * it as events. Nothing of a placement is sent to the whole mesh but the
+ * record. The tenderer also owns the
  * apply's record transitions: Pending while the tender runs, then Running,
  * Unschedulable or Failed.
  */
@@ -40,10 +42,10 @@ export interface TendererComponents {
   selfId: string
   log: Logger
   catalog: CatalogWriter
-  /** Publishes on the scheduling topic (awards); rejects once `signal` aborted. */
-  gossip: (message: SchedulerMessage, options?: { signal?: AbortSignal }) => Promise<void>
   /** Sends a tender to one candidate; rejects when it could not be delivered. */
   sendTender: (peerId: string, tender: Tender, options: { signal: AbortSignal }) => Promise<void>
+  /** Sends the award to one candidate asked (an awardee, or a bidder whose reservation it releases); rejects when it could not be delivered. */
+  sendAward: (peerId: string, award: Award, options: { signal: AbortSignal }) => Promise<void>
   /** What this node knows of the nodes that could host a replica: its own offer and each live peer's last heartbeat. */
   offers: () => NodeOffer[]
   /** Peers connected but not heard from yet (just joined): asked as if feasible. */
@@ -139,6 +141,8 @@ export class Tenderer {
     const t0 = this.now()
     // Tenders still on their way when the run ends (placed, failed, cancelled) are called off.
     const sends = new AbortController()
+    // Every candidate asked in this run: the award goes to them (the losers' bids hold reservations), not to the mesh.
+    const asked = new Set<string>()
     try {
       const logic = schedulerMachine.provide({
         actors: {
@@ -153,6 +157,7 @@ export class Tenderer {
             signal.throwIfAborted()
             for (const peerId of sample.candidates) {
               if (peerId === this.c.selfId) { this.c.bidOn(wire); continue }
+              asked.add(peerId)
               // A candidate the tender cannot reach answers for itself: it is declined, so the window need not run out.
               this.c.sendTender(peerId, wire, { signal: sends.signal }).catch((err: unknown) => {
                 if (!sends.signal.aborted) this.routeBid({ type: 'decline', tenderId, attempt: input.attempt, peerId, rejections: [{ peerId, filter: 'unreachable', reason: `the tender did not reach it: ${describeError(err)}`.slice(0, 500) }] })
@@ -163,8 +168,19 @@ export class Tenderer {
           publishAward: fromPromise<void, AwardMessage>(async ({ input, signal }) => {
             const wire: Award = { type: 'award', tenderId, tenderer: this.c.selfId, workloadId: spec.id, epoch, spec, awards: input.awards }
             this.c.log.debug({ workload: spec.id, tenderId, awards: input.awards, ms: this.now() - t0 }, 'award published')
-            await this.c.gossip(wire, { signal })
-            if (!signal.aborted) this.c.onAward(wire)
+            signal.throwIfAborted()
+            const to = new Set([...asked, ...input.awards.map(a => a.peerId)])
+            to.delete(this.c.selfId)
+            for (const peerId of to) {
+              this.c.sendAward(peerId, wire, { signal: sends.signal }).catch((err: unknown) => {
+                if (sends.signal.aborted) return
+                // An awardee the award did not reach cannot start: its replicas fail now, not at the confirmation timeout.
+                for (const a of input.awards) {
+                  if (a.peerId === peerId) this.onConfirmation({ type: 'start-failed', tenderId, workloadId: spec.id, epoch, peerId, replica: a.replica, reason: `the award did not reach it: ${describeError(err)}`.slice(0, 1900) })
+                }
+              })
+            }
+            this.c.onAward(wire)
           })
         }
       })

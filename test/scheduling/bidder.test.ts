@@ -40,7 +40,7 @@ function harness ({ refusal, labels = { zone: 'a' } }: { refusal?: string, label
   const { catalog: c } = catalog(clock)
   const node = new FakeNode()
   const answers: Array<{ to: string, reply: BidRequest }> = []
-  const confirmed: Confirmation[] = []
+  const confirmed: Array<Confirmation & { to: string }> = []
   const announced: AnnouncedReplica[] = []
   const bidder = new Bidder({
     selfId: SELF,
@@ -51,7 +51,7 @@ function harness ({ refusal, labels = { zone: 'a' } }: { refusal?: string, label
     node,
     admissible: async () => refusal,
     answer: async (to, reply) => { answers.push({ to, reply }) },
-    confirm: async m => { confirmed.push(m) },
+    confirm: async (to, m) => { confirmed.push({ ...m, to }) },
     announce: r => { announced.push(r) },
     tenderWindowMs: 250,
     now: clock.now
@@ -137,6 +137,8 @@ test('an award starts this node\'s replicas, confirms each, and announces the ot
   await h.bidder.onAward(award)
   assert.equal(h.node.started, ['default/web#0@1'])
   assert.equal(h.confirmed.map(m => `${m.type}#${m.replica}`), ['started#0'])
+  // Confirmed to the tenderer that awarded it, not to the mesh.
+  assert.equal(h.confirmed.map(m => m.to), [award.tenderer])
   assert.equal(h.announced.map(r => `${r.peerId}#${r.replica}:${r.status}`), [`${B}#1:starting`])
   const failing = harness()
   failing.node.failStart = 'no artifact'

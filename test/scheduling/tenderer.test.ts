@@ -10,7 +10,6 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { UnschedulableError } from '../../src/actors/errors.js'
 import type { NodeOffer } from '../../src/machines/placement.js'
-import type { SchedulerMessage } from '../../src/protocol/messages.js'
 import { Tenderer, type AnnouncedReplica, type Award, type Tender } from '../../src/scheduling/tenderer.js'
 import { silentLogger } from '../../src/transport/logger.js'
 import { A, B, C, SELF, catalog, record, spec, until } from './fakes.js'
@@ -34,8 +33,8 @@ function offer (peerId: string, overrides: Partial<NodeOffer> = {}): NodeOffer {
 
 function harness ({ answers = { [A]: 50, [B]: 40, [C]: 10 }, offers, holdSends = false, tenderWindowMs = 1_000 }: Options = {}) {
   const { catalog: c, mesh } = catalog()
-  const gossiped: SchedulerMessage[] = []
   const sent: Array<{ to: string, tender: Tender, signal: AbortSignal }> = []
+  const awardsSent: Array<{ to: string, award: Award }> = []
   const awards: Award[] = []
   const announced: AnnouncedReplica[] = []
   let release: () => void = () => {}
@@ -50,7 +49,6 @@ function harness ({ answers = { [A]: 50, [B]: 40, [C]: 10 }, offers, holdSends =
     selfId: SELF,
     log: silentLogger,
     catalog: c,
-    gossip: async m => { gossiped.push(m) },
     sendTender: async (to, tender, { signal }) => {
       sent.push({ to, tender, signal })
       if (holdSends) await held
@@ -58,13 +56,21 @@ function harness ({ answers = { [A]: 50, [B]: 40, [C]: 10 }, offers, holdSends =
       // The candidate answers after the tender arrived (as the bid protocol would deliver it).
       setImmediate(() => { answer(to, tender) })
     },
+    sendAward: async (to, award) => {
+      awardsSent.push({ to, award })
+      if (answers[to] == null) throw new Error(`no route to ${to}`)
+      // An awardee confirms its replicas once the award arrived.
+      setImmediate(() => {
+        for (const a of award.awards) if (a.peerId === to) tenderer.onConfirmation({ type: 'started', tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: a.peerId, replica: a.replica })
+      })
+    },
     offers: () => offers ?? Object.keys(answers).map(p => offer(p)),
     unknownPeers: () => [],
     bidOn: tender => { setImmediate(() => { answer(SELF, tender) }) },
     onAward: award => {
       awards.push(award)
       setImmediate(() => {
-        for (const a of award.awards) tenderer.onConfirmation({ type: 'started', tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: a.peerId, replica: a.replica })
+        for (const a of award.awards) if (a.peerId === SELF) tenderer.onConfirmation({ type: 'started', tenderId: award.tenderId, workloadId: award.workloadId, epoch: award.epoch, peerId: a.peerId, replica: a.replica })
       })
     },
     announce: r => { announced.push(r) },
@@ -72,7 +78,7 @@ function harness ({ answers = { [A]: 50, [B]: 40, [C]: 10 }, offers, holdSends =
     confirmTimeoutMs: 1_000,
     newId: () => `tender-${++ids}`
   })
-  return { tenderer, catalog: c, mesh, gossiped, sent, awards, announced, release }
+  return { tenderer, catalog: c, mesh, sent, awardsSent, awards, announced, release }
 }
 
 test('an apply is recorded Pending, sent to sampled candidates, awarded to the best bids, and recorded Running', async () => {
@@ -90,7 +96,9 @@ test('an apply is recorded Pending, sent to sampled candidates, awarded to the b
   // 2 replicas: up to 2 × 2 candidates, and only 3 nodes fit, so all 3 were asked, directly.
   assert.equal(h.sent.map(x => x.to).sort(), [A, B, C].sort())
   assert.is(h.sent[0]!.tender.tenderId, 'tender-1')
-  assert.equal(h.gossiped.map(m => m.type), ['award'])
+  // The award went to the candidates asked, directly (the loser's bid held a reservation), and to this node's own bidder.
+  assert.equal(h.awardsSent.map(x => x.to).sort(), [A, B, C].sort())
+  assert.is(h.awards.length, 1)
   // The catalog gossiped the record twice: Pending (not put in the DHT), then Running (put).
   assert.equal(h.mesh.gossiped.map(m => m.type === 'record' ? m.record.status : m.type), ['Pending', 'Running'])
   await until(() => h.mesh.dht.size === 1, 'the Running record put')

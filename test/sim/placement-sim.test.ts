@@ -18,7 +18,7 @@ test('the same seed gives the same figures; another seed other latencies', async
   assert.is.not(c.figures.placementP99Ms, a.figures.placementP99Ms)
 })
 
-test('every apply is placed once, with no duplicate replica, and a tender asks at most 2 candidates a replica', async () => {
+test('every apply is placed once, with no duplicate replica; a tender asks at most 2 candidates a replica and only they hear the award', async () => {
   const n = 12
   const { figures } = await simulateSize(n, options)
   assert.is(figures.placements, options.placements)
@@ -29,8 +29,12 @@ test('every apply is placed once, with no duplicate replica, and a tender asks a
   const tenders = figures.messagesByKind.tender ?? 0
   assert.ok(tenders > 0 && tenders <= options.placements * 4, `${tenders} tenders for ${options.placements} placements`)
   assert.is(figures.messagesByKind.bid, tenders)
-  // the award is still gossiped to every node
-  assert.equal(figures.messagesByKind.award, options.placements * (n - 1))
+  // the award goes to the candidates asked (never more than the tenders sent), each confirmation to its tenderer alone
+  const awards = figures.messagesByKind.award ?? 0
+  assert.ok(awards > 0 && awards <= tenders, `${awards} awards for ${tenders} tenders`)
+  assert.ok((figures.messagesByKind.confirm ?? 0) <= options.placements * options.replicas, `${figures.messagesByKind.confirm} confirmations`)
+  // what still reaches every node: the record's two gossips (Pending, Running)
+  assert.is(figures.messagesByKind.record, options.placements * 2 * (n - 1))
   assert.ok(figures.placementP50Ms > 0 && figures.placementP99Ms >= figures.placementP50Ms)
 })
 
