@@ -1,8 +1,9 @@
 /**
- * The scale benchmark's figures as small multiples (one panel per figure,
- * against node count), rendered to SVG headless with vega-lite + vega (no
- * canvas needed for SVG). Rerun from a result file:
+ * The scale benchmark's and the simulation's figures as small multiples (one
+ * panel per figure, against node count), rendered to SVG headless with
+ * vega-lite + vega (no canvas needed for SVG). Rerun from a result file:
  *   node --import tsx bench/plot.ts bench/results/scale-latest.json docs/images/scale.svg
+ *   node --import tsx bench/plot.ts bench/results/sim-latest.json docs/images/sim.svg
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { pathToFileURL } from 'node:url'
@@ -25,7 +26,7 @@ export interface ScaleResults {
 
 interface Point { panel: string, series: string, nodes: number, value: number }
 
-const PANELS: Array<{ title: string, unit: string, series: Array<[string, (s: ScaleResults['sizes'][number]) => number]> }> = [
+const PANELS: Array<Panel<ScaleResults['sizes'][number]>> = [
   {
     title: 'Formation',
     unit: 's from first spawn',
@@ -84,17 +85,18 @@ const PANELS: Array<{ title: string, unit: string, series: Array<[string, (s: Sc
   }
 ]
 
-/** The vega-lite spec: one line chart per figure, each with its own y scale and legend. */
-export function scaleSpec (results: ScaleResults): TopLevelSpec {
-  const nodes = results.sizes.map(s => s.nodes)
-  const workloads = results.sizes[0]?.apply.workloads ?? 0
+interface Panel<S> { title: string, unit: string, series: Array<[string, (s: S) => number]> }
+
+/** One line chart per figure, each with its own y scale and legend; x: node count (`log` for sizes spanning decades). */
+function smallMultiples<S extends { nodes: number }> (o: { title: string, subtitle: string, xTitle: string, log?: boolean, sizes: S[], panels: Array<Panel<S>> }): TopLevelSpec {
+  const nodes = o.sizes.map(s => s.nodes)
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: `BeeMesh at scale: node processes on one 2-core machine${results.at != null ? ` (${results.at.slice(0, 10)})` : ''}`, subtitle: `apply → running with ${workloads} stateless workloads; x: node processes in the mesh` },
+    title: { text: o.title, subtitle: o.subtitle },
     background: 'white',
     columns: 3,
-    concat: PANELS.map(panel => {
-      const values: Point[] = panel.series.flatMap(([series, get]) => results.sizes.map(s => ({ panel: panel.title, series, nodes: s.nodes, value: get(s) })))
+    concat: o.panels.map(panel => {
+      const values: Point[] = panel.series.flatMap(([series, get]) => o.sizes.map(s => ({ panel: panel.title, series, nodes: s.nodes, value: get(s) })))
       return {
         title: panel.title,
         width: 230,
@@ -102,7 +104,7 @@ export function scaleSpec (results: ScaleResults): TopLevelSpec {
         data: { values: values.filter(v => Number.isFinite(v.value)) },
         mark: { type: 'line', point: true },
         encoding: {
-          x: { field: 'nodes', type: 'quantitative', title: 'node processes', scale: { domain: [0, Math.max(...nodes)] }, axis: { values: nodes } },
+          x: { field: 'nodes', type: 'quantitative', title: o.xTitle, scale: o.log === true ? { type: 'log' } : { domain: [0, Math.max(...nodes)] }, axis: { values: nodes } },
           y: { field: 'value', type: 'quantitative', title: panel.unit, scale: { zero: true } },
           color: { field: 'series', type: 'nominal', title: null, sort: panel.series.map(([s]) => s), legend: { orient: 'bottom', columns: 2 } },
           tooltip: [{ field: 'series' }, { field: 'nodes' }, { field: 'value', format: '.1f' }]
@@ -113,9 +115,57 @@ export function scaleSpec (results: ScaleResults): TopLevelSpec {
   }
 }
 
-/** Renders the results to SVG text. */
-export async function plotScale (results: ScaleResults): Promise<string> {
-  const view = new vega.View(vega.parse(compile(scaleSpec(results)).spec), { renderer: 'none' })
+/** The scale bench's vega-lite spec. */
+export function scaleSpec (results: ScaleResults): TopLevelSpec {
+  const workloads = results.sizes[0]?.apply.workloads ?? 0
+  return smallMultiples({
+    title: `BeeMesh at scale: node processes on one 2-core machine${results.at != null ? ` (${results.at.slice(0, 10)})` : ''}`,
+    subtitle: `apply → running with ${workloads} stateless workloads; x: node processes in the mesh`,
+    xTitle: 'node processes',
+    sizes: results.sizes,
+    panels: PANELS
+  })
+}
+
+/** What the plot reads from a `sim` result file (sim/run.ts writes more). */
+export interface SimResults {
+  settings?: { placements: number, rate: number, replicas: number, profile: string }
+  sizes: Array<{
+    nodes: number
+    messagesPerPlacement: number
+    recordGossipsPerPlacement: number
+    placementP50Ms: number
+    placementP99Ms: number
+    detectionP50Ms: number
+    detectionP99Ms: number
+    restMessagesPerNodePerSec: number
+  }>
+}
+
+const SIM_PANELS: Array<Panel<SimResults['sizes'][number]>> = [
+  { title: 'Messages a placement', unit: 'messages', series: [['tender, bid, award, confirmation', s => s.messagesPerPlacement]] },
+  { title: 'Record gossip a placement', unit: 'deliveries', series: [['Pending + Running record', s => s.recordGossipsPerPlacement]] },
+  { title: 'Membership at rest', unit: 'messages a node a second', series: [['pings and acks', s => s.restMessagesPerNodePerSec]] },
+  { title: 'Failure detected', unit: 's after the kill or silence', series: [['p50', s => s.detectionP50Ms / 1000], ['p99', s => s.detectionP99Ms / 1000]] },
+  { title: 'Placement', unit: 'ms, apply → running', series: [['p50', s => s.placementP50Ms], ['p99', s => s.placementP99Ms]] }
+]
+
+/** The simulation's vega-lite spec. */
+export function simSpec (results: SimResults): TopLevelSpec {
+  const o = results.settings
+  return smallMultiples({
+    title: 'BeeMesh simulated: the real placement and failure-detection code on a virtual clock',
+    subtitle: o != null ? `${o.placements} placements at ${o.rate}/s, ${o.replicas} replica each, ${o.profile} network; x: nodes (log)` : 'x: nodes (log)',
+    xTitle: 'nodes',
+    log: true,
+    sizes: results.sizes,
+    panels: SIM_PANELS
+  })
+}
+
+/** Renders a vega-lite spec to SVG text. */
+async function render (spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' })
   try {
     return await view.toSVG()
   } finally {
@@ -123,12 +173,19 @@ export async function plotScale (results: ScaleResults): Promise<string> {
   }
 }
 
+/** The scale bench's results as SVG text. */
+export async function plotScale (results: ScaleResults): Promise<string> { return await render(scaleSpec(results)) }
+
+/** The simulation's results as SVG text. */
+export async function plotSim (results: SimResults): Promise<string> { return await render(simSpec(results)) }
+
 if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [input, output] = process.argv.slice(2)
   if (input == null || output == null) {
-    process.stderr.write('usage: node --import tsx bench/plot.ts <scale result JSON> <output SVG>\n')
+    process.stderr.write('usage: node --import tsx bench/plot.ts <scale or sim result JSON> <output SVG>\n')
     process.exit(2)
   }
-  await writeFile(output, await plotScale(JSON.parse(await readFile(input, 'utf8')) as ScaleResults))
+  const results = JSON.parse(await readFile(input, 'utf8')) as (ScaleResults | SimResults) & { benchmark?: string }
+  await writeFile(output, results.benchmark === 'sim' ? await plotSim(results as SimResults) : await plotScale(results as ScaleResults))
   process.stdout.write(`wrote ${output}\n`)
 }

@@ -7,6 +7,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { plotSim } from '../bench/plot.js'
 import { PROFILES, SimNetwork, Simulation } from './engine.js'
 import { simulateMembership, type MembershipFigures } from './membership.js'
 import { simulateSize, type SizeFigures } from './placement.js'
@@ -14,7 +15,7 @@ import { simulateSize, type SizeFigures } from './placement.js'
 const HELP = `Usage: npm run sim -- [options]
 
 Runs the real placement and failure-detection code of every node of a
-simulated mesh on a virtual clock, and writes bench/results/sim-latest.json.
+simulated mesh on a virtual clock, and writes bench/results/sim-latest.json and docs/images/sim.svg.
 Membership: the mesh at rest, then 10 kills and 10 silences (one a second;
 fewer below 100 nodes),
 10 joins, and a tenth of the nodes cut off for 10 s.
@@ -69,7 +70,9 @@ async function main (): Promise<void> {
   await writeFile(join(dir, 'sim-latest.json'), JSON.stringify(body, null, 2) + '\n')
   const stamped = join(dir, `sim-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
   await writeFile(stamped, JSON.stringify({ ...body, at: new Date().toISOString(), wallSeconds: wall }, null, 2) + '\n')
-  process.stdout.write(`wrote bench/results/sim-latest.json and ${stamped}\n`)
+  const plot = join(new URL('..', import.meta.url).pathname, 'docs', 'images', 'sim.svg')
+  await writeFile(plot, await plotSim(body))
+  process.stdout.write(`wrote bench/results/sim-latest.json, ${stamped} and docs/images/sim.svg\n`)
 }
 
 main().catch((err: unknown) => {
