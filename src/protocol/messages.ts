@@ -110,15 +110,7 @@ const Started = z.object({
   peerId,
   replica: z.number().int().min(0)
 })
-const StartFailed = z.object({
-  type: z.literal('start-failed'),
-  tenderId: z.string(),
-  workloadId,
-  epoch: z.number().int().min(0),
-  peerId,
-  replica: z.number().int().min(0),
-  reason: z.string().max(2000)
-})
+const StartFailed = Started.extend({ type: z.literal('start-failed'), reason: z.string().max(2000) })
 
 export const SchedulerMessage = z.discriminatedUnion('type', [
   TenderMessage,
