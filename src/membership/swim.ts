@@ -92,6 +92,14 @@ export const SWIM_DEFAULTS: SwimOptions = {
   reviveProbability: 0.1
 }
 
+/**
+ * Lifeguard's local health: a node whose own timers run late (its event loop
+ * is starved, so acks sit unread) or that was suspected itself stretches its
+ * probe timeout, indirect window and suspicion by (1 + health), up to this;
+ * each on-time period takes one off.
+ */
+export const MAX_HEALTH = 8
+
 /** Why a member of the view was found dead: a refused probe (here or by a helper), or a suspicion that ran out. */
 export type DeathCause = 'refused' | 'timeout'
 
@@ -108,6 +116,10 @@ export interface SwimInit<O> {
   onDead?: (id: string, cause: DeathCause) => void
   /** A member joined this node's knowledge, or came back. */
   onAlive?: (id: string) => void
+  /** This node was suspected (or declared dead) by another and refuted it. */
+  onRefute?: () => void
+  /** Whether a member heard of only in a sample may join the view (the node: only peers it is connected to). */
+  admissible?: (id: string) => boolean
   options?: Partial<SwimOptions>
 }
 
@@ -136,14 +148,20 @@ export class Swim<O = unknown> {
   private readonly probes = new Map<number, Probe>()
   private readonly queue = new Map<string, Queued>()
   private order: string[] = []
-  private incarnation = 0
+  private incarnation: number
   private seq = 0
   private periodTimer: unknown
   private stopped = true
+  /** Lifeguard's local health multiplier (see MAX_HEALTH). */
+  private health = 0
+  /** When the period timer should fire: how late it does is this node's own slowness. */
+  private periodDueAt = 0
   private readonly retransmits: number
 
   constructor (private readonly init: SwimInit<O>) {
     this.options = { ...SWIM_DEFAULTS, ...init.options }
+    // A restarted node outranks what was said of its previous life: its incarnation starts at its start time.
+    this.incarnation = Math.floor(init.now())
     this.retransmits = Math.ceil(this.options.retransmitMultiplier * Math.log2(this.options.viewSize + 1))
   }
 
@@ -154,7 +172,9 @@ export class Swim<O = unknown> {
     if (!this.stopped) return
     this.stopped = false
     for (const id of contacts) if (id !== this.selfId) this.ping(id)
-    this.periodTimer = this.init.clock.setTimeout(() => { this.period() }, this.init.random() * this.options.periodMs)
+    const first = this.init.random() * this.options.periodMs
+    this.periodDueAt = this.init.now() + first
+    this.periodTimer = this.init.clock.setTimeout(() => { this.period() }, first)
   }
 
   stop (): void {
@@ -164,6 +184,9 @@ export class Swim<O = unknown> {
     this.probes.clear()
     for (const m of this.view.values()) this.init.clock.clearTimeout(m.suspectTimer)
   }
+
+  /** Lifeguard's local health multiplier now: 0 on time, up to MAX_HEALTH when this node runs late. */
+  get localHealth (): number { return this.health }
 
   /** Members in the view (alive or suspect). */
   members (): string[] { return [...this.view.keys()] }
@@ -239,18 +262,22 @@ export class Swim<O = unknown> {
         return
       }
       case 'indirect-refused': {
+        // Another member's word, not proof (a compromised member could say it of anyone): a suspicion, checked first-hand.
         const p = this.probes.get(m.seq)
         if (p == null || p.target !== m.target) return
         this.endProbe(m.seq)
-        this.declareDead(m.target, this.view.get(m.target)?.incarnation ?? 0, 'refused')
+        this.suspect(m.target)
       }
     }
   }
 
   private period (): void {
     if (this.stopped) return
-    this.periodTimer = this.init.clock.setTimeout(() => { this.period() }, this.options.periodMs)
     const now = this.init.now()
+    // A period that fired late by more than half a probe timeout: this node is the slow one, so it waits longer on others.
+    this.health = now - this.periodDueAt > this.options.probeTimeoutMs / 2 ? Math.min(MAX_HEALTH, this.health + 1) : Math.max(0, this.health - 1)
+    this.periodDueAt = now + this.options.periodMs
+    this.periodTimer = this.init.clock.setTimeout(() => { this.period() }, this.options.periodMs)
     for (const [id, t] of this.dead) if (t.until < now) this.dead.delete(id)
     // A healed partition: both sides hold the other dead, and only a probe across tells them otherwise.
     if (this.dead.size > 0 && this.init.random() < this.options.reviveProbability) {
@@ -286,8 +313,8 @@ export class Swim<O = unknown> {
         if (!this.probes.has(seq)) return
         this.probes.delete(seq)
         this.suspect(target)
-      }, Math.max(this.options.periodMs, this.options.probeTimeoutMs * 2) - this.options.probeTimeoutMs)]
-    }, this.options.probeTimeoutMs))
+      }, (Math.max(this.options.periodMs, this.options.probeTimeoutMs * 2) - this.options.probeTimeoutMs) * (1 + this.health))]
+    }, this.options.probeTimeoutMs * (1 + this.health)))
   }
 
   /** Pings `target`; a lone ping (a contact, a member held dead: `forget`) is dropped after two periods. */
@@ -295,11 +322,7 @@ export class Swim<O = unknown> {
     const seq = ++this.seq
     const probe: Probe = { target, timers: [] }
     this.probes.set(seq, probe)
-    const dead = this.dead.get(target)
-    // A member held dead is told so, and refutes with a higher incarnation if it is alive.
-    const extra: SwimUpdate[] = dead != null ? [{ id: target, state: 'dead', incarnation: dead.incarnation }] : []
-    const pb = this.piggyback(target)
-    this.send(target, { type: 'ping', seq, ...this.withOffer(), ...pb, updates: [...extra, ...pb.updates] })
+    this.send(target, { type: 'ping', seq, ...this.withOffer(), ...this.piggyback(target) })
     if (forget) probe.timers.push(this.init.clock.setTimeout(() => { this.probes.delete(seq) }, this.options.periodMs * 2))
     return seq
   }
@@ -316,7 +339,7 @@ export class Swim<O = unknown> {
     if (m == null || m.state === 'suspect') return
     m.state = 'suspect'
     this.enqueue({ id, state: 'suspect', incarnation: m.incarnation })
-    m.suspectTimer = this.init.clock.setTimeout(() => { this.declareDead(id, m.incarnation, 'timeout') }, this.options.suspicionMs)
+    m.suspectTimer = this.init.clock.setTimeout(() => { this.declareDead(id, m.incarnation, 'timeout') }, this.options.suspicionMs * (1 + this.health))
     // Told directly, so a live member refutes at once.
     this.send(id, { type: 'ping', seq: ++this.seq, ...this.withOffer(), ...this.piggyback(id) })
   }
@@ -344,21 +367,17 @@ export class Swim<O = unknown> {
       if (u.state !== 'alive' && u.incarnation >= this.incarnation) {
         this.incarnation = u.incarnation + 1
         this.enqueue({ id: this.selfId, state: 'alive', incarnation: this.incarnation })
+        // Suspected: this node may be the slow one (Lifeguard), and its other planes may want to say it is alive.
+        this.health = Math.min(MAX_HEALTH, this.health + 1)
+        this.init.onRefute?.()
       }
       return
     }
     const m = this.view.get(u.id)
     if (u.state === 'alive') {
-      if (m != null) {
-        if (u.incarnation > m.incarnation) this.refuted(u.id, m, u.incarnation)
-        return
-      }
-      const d = this.dead.get(u.id)
-      if (d != null && u.incarnation > d.incarnation) {
-        this.dead.delete(u.id)
-        this.enqueue(u)
-        this.admit(u.id, u.incarnation)
-      }
+      // Only a member's own messages clear a suspicion of it or bring it back from the dead (heardFrom):
+      // another's claim that it is alive is taken as a sample entry, or not at all.
+      if (m == null && !this.dead.has(u.id) && this.init.admissible?.(u.id) !== false) this.admit(u.id, u.incarnation)
       return
     }
     if (u.state === 'suspect') {
@@ -427,7 +446,7 @@ export class Swim<O = unknown> {
   }
 
   private mix (sample: SwimEntry[]): void {
-    for (const e of sample) this.admit(e.id, e.incarnation)
+    for (const e of sample) if (this.init.admissible?.(e.id) !== false) this.admit(e.id, e.incarnation)
   }
 
   private takeOffer (from: string, offer: O | undefined): void {
@@ -454,7 +473,9 @@ export class Swim<O = unknown> {
 
   /** The updates least sent so far (each at most `retransmits` times), a sample of the view, and this node's incarnation. */
   private piggyback (to: string): Piggyback {
-    const updates: SwimUpdate[] = []
+    // A member held dead is told so (a revived one, or one back from a restart), and refutes with a higher incarnation if it is alive.
+    const dead = this.dead.get(to)
+    const updates: SwimUpdate[] = dead != null ? [{ id: to, state: 'dead', incarnation: dead.incarnation }] : []
     if (this.queue.size > 0) {
       const ranked = [...this.queue.values()].filter(q => q.update.id !== to || q.update.state !== 'alive').sort((a, b) => a.sent - b.sent).slice(0, this.options.updatesPerMessage)
       for (const q of ranked) {

@@ -129,6 +129,65 @@ test('views stay bounded, a newcomer is taken in, and every member is probed: of
   for (const o of offers) assert.is(o.offer.free, Number(o.id.slice(1)))
 })
 
+test('another member\'s word that a suspect is alive does not save it: only its own messages do', async () => {
+  const m = mesh(6)
+  startAll(m)
+  await m.sim.run(3_000)
+  m.net.partition(['n2'])
+  // Run until some node suspects n2.
+  let suspecter: string | undefined
+  for (let t = 0; t < 100 && suspecter == null; t++) {
+    await m.sim.run(m.sim.now + 50)
+    suspecter = [...m.swims].find(([id, s]) => id !== 'n2' && s.state('n2') === 'suspect')?.[0]
+  }
+  assert.ok(suspecter != null, 'someone suspects n2')
+  // n5 (a compromised member, say) vouches for n2 at a far higher incarnation.
+  m.swims.get(suspecter)!.receive(suspecter === 'n5' ? 'n4' : 'n5', { type: 'ping', seq: 999, incarnation: 0, sample: [], updates: [{ id: 'n2', state: 'alive', incarnation: 1e12 }] })
+  await m.sim.run(m.sim.now + 3_000)
+  assert.is(m.swims.get(suspecter)!.state('n2'), 'dead')
+})
+
+test('a node restarted under the same id is taken back: its incarnation starts at its start time', async () => {
+  const m = mesh(6)
+  startAll(m)
+  await m.sim.run(3_000)
+  m.killed.add('n3')
+  m.net.kill('n3')
+  m.swims.get('n3')!.stop()
+  m.swims.get('n0')!.linkDown('n3')
+  await m.sim.run(m.sim.now + 5_000)
+  for (const [id, s] of m.swims) if (id !== 'n3') assert.is.not(s.state('n3'), 'alive', `${id} let n3 go`)
+  // Back: a new process, the same id, one contact.
+  m.killed.delete('n3')
+  m.net.revive('n3')
+  add(m, 'n3').start(['n0'])
+  await m.sim.run(m.sim.now + 10_000)
+  const holders = [...m.swims].filter(([id, s]) => id !== 'n3' && s.members().includes('n3')).length
+  assert.ok(holders >= 3, `n3 is back in ${holders} views`)
+})
+
+test('a node whose own timers run late waits longer on others (Lifeguard\'s local health); on time again, it recovers', async () => {
+  const m = mesh(6)
+  const late = { by: 150 }
+  // n0's timers fire late (its event loop is starved); the others' on time.
+  const sim = m.sim
+  const n0 = new Swim<{ free: number }>({
+    selfId: 'n0',
+    clock: { setTimeout: (fn, ms) => sim.setTimeout(fn, ms + late.by), clearTimeout: id => { sim.clearTimeout(id) } },
+    now: () => sim.now,
+    random: sim.random,
+    send: (to, message) => { m.net.send(message.type, 'n0', to, () => { m.swims.get(to)?.receive('n0', message) }) }
+  })
+  m.swims.set('n0', n0)
+  startAll(m)
+  await sim.run(5_000)
+  assert.ok(n0.localHealth > 0, `n0's health ${n0.localHealth}`)
+  for (const [id, s] of m.swims) if (id !== 'n0') assert.is(s.localHealth, 0, id)
+  late.by = 0
+  await sim.run(sim.now + 10_000)
+  assert.is(n0.localHealth, 0)
+})
+
 test('a probe costs the same at 20 nodes and at 400: messages per node per second are flat in n', async () => {
   const rate = async (n: number): Promise<number> => {
     const m = mesh(n)
