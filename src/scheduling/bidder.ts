@@ -1,6 +1,6 @@
 /**
- * The bidder: every node answers every tender, with a bid (a score from the
- * placement pipeline, src/machines/placement.ts) or a decline carrying its
+ * The bidder: a node answers each tender it is sent, with a bid (a score from
+ * the placement pipeline, src/machines/placement.ts) or a decline carrying its
  * reasons, and starts the replicas it is awarded. A bid reserves its resources
  * for the tender's window, so one node does not win more than it can hold.
  */

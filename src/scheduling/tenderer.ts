@@ -5,9 +5,8 @@
  * few sampled candidates and sending the award to the candidates asked, are
  * provided here; bids and confirmations come back directly and are routed to
  * it as events. Nothing of a placement is sent to the whole mesh but the
- * record. The tenderer also owns the
- * apply's record transitions: Pending while the tender runs, then Running,
- * Unschedulable or Failed.
+ * record. The tenderer also owns the apply's record transitions: Pending
+ * while the tender runs, then Running, Unschedulable or Failed.
  */
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate'
 import type { MachineClock } from '../clock.js'
@@ -24,7 +23,6 @@ import type { WorkloadRecord } from '../workloads/records.js'
 import type { ReplicaLocation } from '../membership/mesh-view.js'
 import type { CatalogReader } from './catalog.js'
 import { placed, rescaled, tendering, unplaced, type Stamp } from './record-lifecycle.js'
-
 
 export type Tender = Extract<SchedulerMessage, { type: 'tender' }>
 export type Award = Extract<SchedulerMessage, { type: 'award' }>
@@ -46,7 +44,7 @@ export interface TendererComponents {
   sendTender: (peerId: string, tender: Tender, options: { signal: AbortSignal }) => Promise<void>
   /** Sends the award to one candidate asked (an awardee, or a bidder whose reservation it releases); rejects when it could not be delivered. */
   sendAward: (peerId: string, award: Award, options: { signal: AbortSignal }) => Promise<void>
-  /** What this node knows of the nodes that could host a replica: its own offer and each live peer's last heartbeat. */
+  /** What this node knows of the nodes that could host a replica: its own offer and its view's (the node: each live peer's last heartbeat). */
   offers: () => NodeOffer[]
   /** Peers connected but not heard from yet (just joined): asked as if feasible. */
   unknownPeers: () => string[]
