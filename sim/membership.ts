@@ -40,6 +40,19 @@ export interface MembershipFigures {
 
 export interface MembershipRun { kills: number, silences: number, joins: number, restSeconds: number }
 
+/** A mesh at rest: fills every detector's view with random other members (the protocol keeps them mixed from there). */
+export function seedAtRest <O> (swims: Array<Swim<O>>, random: () => number): void {
+  const ids = swims.map(s => s.selfId)
+  for (const swim of swims) {
+    const picks = new Set<string>()
+    while (picks.size < Math.min(swim.options.viewSize, ids.length - 1)) {
+      const other = ids[Math.floor(random() * ids.length)]!
+      if (other !== swim.selfId) picks.add(other)
+    }
+    swim.seed([...picks])
+  }
+}
+
 /** Runs the membership scenario on a fresh mesh of `nodes` (the caller's sim and network). */
 export async function simulateMembership (sim: Simulation, net: SimNetwork, nodes: number, run: MembershipRun): Promise<MembershipFigures> {
   const swims = new Map<string, Swim>()
@@ -100,15 +113,7 @@ export async function simulateMembership (sim: Simulation, net: SimNetwork, node
   const ids = Array.from({ length: nodes }, (_, i) => `n${i}`)
   for (const id of ids) create(id)
   // A mesh at rest: every view full of random members, then mixed by the protocol for a while.
-  const viewSize = swims.get(ids[0]!)!.options.viewSize
-  for (const id of ids) {
-    const picks = new Set<string>()
-    while (picks.size < Math.min(viewSize, nodes - 1)) {
-      const other = ids[Math.floor(sim.random() * nodes)]!
-      if (other !== id) picks.add(other)
-    }
-    swims.get(id)!.seed([...picks])
-  }
+  seedAtRest([...swims.values()], sim.random)
   const cutOff = new Set<string>()
   for (const s of swims.values()) s.start()
   await sim.run(sim.now + 10_000)

@@ -26,6 +26,7 @@ import type { Resources, WorkloadSpec } from '../src/workloads/types.js'
 import { summary } from '../bench/lib.js'
 import { spec } from '../test/scheduling/fakes.js'
 import { PROFILES, SimNetwork, Simulation } from './engine.js'
+import { seedAtRest } from './membership.js'
 
 /** Tender window and confirmation timeout as a node runs them by default (src/node/workload-runtime.ts). */
 const TENDER_WINDOW_MS = 250
@@ -58,16 +59,7 @@ export class PlacementMesh {
 
   constructor (private readonly o: PlacementMeshOptions) {
     for (let i = 0; i < o.nodes; i++) this.add(`node-${String(i).padStart(5, '0')}`)
-    // A mesh at rest: every view full of random members (the protocol keeps them mixed from there).
-    const ids = this.nodes.map(n => n.id)
-    for (const node of this.nodes) {
-      const picks = new Set<string>()
-      while (picks.size < Math.min(node.swim.options.viewSize, ids.length - 1)) {
-        const other = ids[Math.floor(o.sim.random() * ids.length)]!
-        if (other !== node.id) picks.add(other)
-      }
-      node.swim.seed([...picks])
-    }
+    seedAtRest(this.nodes.map(n => n.swim), o.sim.random)
     for (const node of this.nodes) node.swim.start()
   }
 
