@@ -307,7 +307,7 @@ export class Swim<O = unknown> {
     const p = this.probes.get(seq)!
     p.timers.push(this.init.clock.setTimeout(() => {
       if (!this.probes.has(seq)) return
-      const helpers = this.pick([...this.view.keys()].filter(id => id !== target), this.options.indirectProbes)
+      const helpers = this.pick(this.viewKeys().filter(id => id !== target), this.options.indirectProbes)
       for (const h of helpers) this.send(h, { type: 'ping-req', seq, target, ...this.piggyback(h) })
       p.timers = [this.init.clock.setTimeout(() => {
         if (!this.probes.has(seq)) return
